@@ -1,0 +1,1 @@
+//! The node agent (kubelet): runs the pods bound to its node through orca-runtime.

@@ -1,0 +1,1 @@
+//! Control loops over the API: node lifecycle, pod garbage collection.

@@ -1,0 +1,134 @@
+//! Command-line interface: flags and subcommands, and the wiring behind them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "orca", version, about = "Kubernetes pods in one binary", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the control plane (API server, store, scheduler, controllers) and a node agent.
+    Server(ServerArgs),
+    /// Run a node agent that joins a control plane on another machine.
+    Agent(AgentArgs),
+    /// Manage the node's image store.
+    Images(ImagesArgs),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Where the store, certificates, kubeconfig and agent state live.
+    #[arg(long, default_value = "/var/lib/orca")]
+    pub data_dir: PathBuf,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind_address: String,
+    /// HTTPS port of the API server.
+    #[arg(long, default_value_t = 6443)]
+    pub https_port: u16,
+    /// Extra subject alternative names for the serving certificate.
+    #[arg(long = "tls-san", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+    /// etcd endpoints (comma-separated) instead of the embedded store.
+    #[arg(long, value_delimiter = ',')]
+    pub datastore_endpoint: Vec<String>,
+    /// Run the control plane only, without a node agent on this machine.
+    #[arg(long)]
+    pub disable_agent: bool,
+    /// Do not run the scheduler in this server.
+    #[arg(long)]
+    pub disable_scheduler: bool,
+    /// Also register this many simulated nodes (for scale tests).
+    #[arg(long, default_value_t = 0)]
+    pub virtual_nodes: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// URL of the API server to join, e.g. https://10.0.0.1:6443.
+    #[arg(long)]
+    pub server: String,
+    /// File holding the bearer token the agent authenticates with.
+    #[arg(long)]
+    pub token_file: PathBuf,
+    /// Where the agent keeps images, pods and logs.
+    #[arg(long, default_value = "/var/lib/orca")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    /// The data directory whose image store to manage.
+    #[arg(long, default_value = "/var/lib/orca", global = true)]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: ImagesCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImagesCommand {
+    /// Import `docker save` or OCI archives, or a plain root filesystem tarball.
+    Import {
+        /// Archives to import.
+        files: Vec<PathBuf>,
+        /// Treat the input as a plain root filesystem tarball.
+        #[arg(long, requires = "name")]
+        rootfs: Option<PathBuf>,
+        /// Image name for `--rootfs`, e.g. busybox:latest.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the images on this node.
+    List,
+    /// Remove images by name or digest.
+    Rm { images: Vec<String> },
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Version => {
+                println!("orca {}", env!("CARGO_PKG_VERSION"));
+                Ok(())
+            }
+            Command::Server(_) | Command::Agent(_) | Command::Images(_) => {
+                anyhow::bail!("this command is not built yet")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_defaults_match_the_documented_contract() {
+        let cli = Cli::try_parse_from(["orca", "server"]).unwrap();
+        let Command::Server(args) = cli.command else {
+            panic!("not server")
+        };
+        assert_eq!(args.data_dir, PathBuf::from("/var/lib/orca"));
+        assert_eq!(args.https_port, 6443);
+        assert_eq!(args.bind_address, "127.0.0.1");
+    }
+
+    #[test]
+    fn rootfs_import_requires_a_name() {
+        assert!(Cli::try_parse_from(["orca", "images", "import", "--rootfs", "x.tar"]).is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

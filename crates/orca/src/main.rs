@@ -1,0 +1,18 @@
+//! `orca`: one binary that is a Kubernetes-compatible control plane (API
+//! server, store, scheduler, controllers) and node agent.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ORCA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    cli.run()
+}
