@@ -1,1 +1,43 @@
-//! Control loops over the API: node lifecycle, pod garbage collection.
+//! Control loops over the API, each a small reconciler in its own module:
+//! - [`ipam`] gives every node a pod CIDR from the cluster CIDR,
+//! - [`lifecycle`] marks nodes whose agent stopped reporting as `Unknown`
+//!   and their pods as not ready,
+//! - [`serviceaccounts`] keeps a `default` ServiceAccount in every namespace.
+
+pub mod ipam;
+pub mod lifecycle;
+pub mod serviceaccounts;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// Settings shared by the controllers.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The range node pod CIDRs are carved from (k3s's default: 10.42.0.0/16).
+    pub cluster_cidr: (Ipv4Addr, u8),
+    /// Prefix length of each node's pod CIDR.
+    pub node_cidr_prefix: u8,
+    /// How long a node may go without renewing its Lease before it is `Unknown`.
+    pub node_monitor_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cluster_cidr: (Ipv4Addr::new(10, 42, 0, 0), 16),
+            node_cidr_prefix: 24,
+            node_monitor_grace: Duration::from_secs(40),
+        }
+    }
+}
+
+/// Runs every controller until one fails.
+pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
+    tokio::try_join!(
+        ipam::run(client.clone(), config.clone()),
+        lifecycle::run(client.clone(), config.clone()),
+        serviceaccounts::run(client),
+    )?;
+    Ok(())
+}
