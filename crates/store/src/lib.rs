@@ -7,6 +7,9 @@
 
 use std::pin::Pin;
 
+pub mod etcd;
+pub mod sqlite;
+
 use futures::Stream;
 
 /// A store-wide, strictly increasing write counter. 0 means "nothing yet".
@@ -97,6 +100,12 @@ pub enum Error {
     Compacted {
         requested: Revision,
         compacted: Revision,
+    },
+    /// The requested revision has not been written yet.
+    #[error("revision {requested} is in the future; the current revision is {current}")]
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
     },
     #[error("store unavailable: {0}")]
     Unavailable(String),
