@@ -1,13 +1,23 @@
-//! Kubernetes object rules over `k8s-openapi` types: defaulting, validation
-//! and printing, as the API server applies them. Pure functions, no I/O.
+//! Kubernetes object rules over `k8s-openapi` types: defaulting, validation,
+//! printing, selectors and patches, as the API server applies them. Pure
+//! functions, no I/O.
 
-/// Kubernetes' default `imagePullPolicy`: `Always` for `:latest` or an
-/// untagged image, `IfNotPresent` otherwise.
+pub mod defaults;
+pub mod quantity;
+pub mod validation;
+
+mod qos;
+pub use qos::qos_class;
+
+/// Kubernetes' default `imagePullPolicy`: `Always` when the tag is `latest`
+/// or absent (absent means `latest`), `IfNotPresent` otherwise, including a
+/// digest without a tag.
 pub fn default_image_pull_policy(image: &str) -> &'static str {
-    let name = image.rsplit('/').next().unwrap_or(image);
-    if image.contains('@') {
+    if image.is_empty() || image.contains('@') {
         return "IfNotPresent";
     }
+    // A ':' before the last '/' belongs to a registry host:port, not a tag.
+    let name = image.rsplit('/').next().unwrap_or(image);
     match name.rsplit_once(':') {
         Some((_, "latest")) | None => "Always",
         Some(_) => "IfNotPresent",
@@ -29,6 +39,10 @@ mod tests {
         );
         assert_eq!(
             default_image_pull_policy("busybox@sha256:abc"),
+            "IfNotPresent"
+        );
+        assert_eq!(
+            default_image_pull_policy("busybox:1.35@sha256:abc"),
             "IfNotPresent"
         );
     }

@@ -1,0 +1,1434 @@
+//! Validation with Kubernetes' rules and its exact message wording, so a
+//! rejected request reads as it would from kube-apiserver:
+//! `Pod "x" is invalid: spec.containers[0].image: Required value`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, ContainerPort, EnvVar, Event, Namespace, Node, Pod, PodSpec, Probe,
+    ResourceRequirements, Secret, ServiceAccount, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::{json, Value};
+
+use crate::quantity::parse_nanos;
+
+/// The `reason` of a Status cause (`metav1.CauseType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CauseType {
+    NotFound,
+    Required,
+    Duplicate,
+    Invalid,
+    NotSupported,
+    Forbidden,
+    TooLong,
+    TooMany,
+    Internal,
+    TypeInvalid,
+}
+
+impl CauseType {
+    /// The machine-readable reason, e.g. `FieldValueRequired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CauseType::NotFound => "FieldValueNotFound",
+            CauseType::Required => "FieldValueRequired",
+            CauseType::Duplicate => "FieldValueDuplicate",
+            CauseType::Invalid => "FieldValueInvalid",
+            CauseType::NotSupported => "FieldValueNotSupported",
+            CauseType::Forbidden => "FieldValueForbidden",
+            CauseType::TooLong => "FieldValueTooLong",
+            CauseType::TooMany => "FieldValueTooMany",
+            CauseType::Internal => "InternalError",
+            CauseType::TypeInvalid => "FieldValueTypeInvalid",
+        }
+    }
+
+    /// The human phrase that starts the message, e.g. `Required value`.
+    pub fn phrase(self) -> &'static str {
+        match self {
+            CauseType::NotFound => "Not found",
+            CauseType::Required => "Required value",
+            CauseType::Duplicate => "Duplicate value",
+            CauseType::Invalid | CauseType::TypeInvalid => "Invalid value",
+            CauseType::NotSupported => "Unsupported value",
+            CauseType::Forbidden => "Forbidden",
+            CauseType::TooLong => "Too long",
+            CauseType::TooMany => "Too many",
+            CauseType::Internal => "Internal error",
+        }
+    }
+}
+
+/// The offending value as Kubernetes prints it: strings quoted, numbers and
+/// booleans bare, `null` for an unset optional.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadValue {
+    Omit,
+    Null,
+    Str(String),
+    Int(i64),
+    Bool(bool),
+}
+
+impl From<&str> for BadValue {
+    fn from(s: &str) -> Self {
+        BadValue::Str(s.to_string())
+    }
+}
+impl From<String> for BadValue {
+    fn from(s: String) -> Self {
+        BadValue::Str(s)
+    }
+}
+impl From<&String> for BadValue {
+    fn from(s: &String) -> Self {
+        BadValue::Str(s.clone())
+    }
+}
+impl From<i64> for BadValue {
+    fn from(v: i64) -> Self {
+        BadValue::Int(v)
+    }
+}
+impl From<i32> for BadValue {
+    fn from(v: i32) -> Self {
+        BadValue::Int(v.into())
+    }
+}
+impl From<bool> for BadValue {
+    fn from(v: bool) -> Self {
+        BadValue::Bool(v)
+    }
+}
+impl<T: Into<BadValue>> From<Option<T>> for BadValue {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(BadValue::Null, Into::into)
+    }
+}
+
+/// One field-level validation error (`field.Error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub cause_type: CauseType,
+    /// Path of the field, e.g. `spec.containers[0].image`.
+    pub field: String,
+    pub bad_value: BadValue,
+    /// Kubernetes' explanation, may be empty.
+    pub detail: String,
+}
+
+impl FieldError {
+    pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(CauseType::Required, field, BadValue::Omit, detail)
+    }
+    pub fn invalid(field: impl Into<String>, value: impl Into<BadValue>, detail: impl Into<String>) -> Self {
+        Self::new(CauseType::Invalid, field, value.into(), detail)
+    }
+    pub fn duplicate(field: impl Into<String>, value: impl Into<BadValue>) -> Self {
+        Self::new(CauseType::Duplicate, field, value.into(), "")
+    }
+    pub fn not_found(field: impl Into<String>, value: impl Into<BadValue>) -> Self {
+        Self::new(CauseType::NotFound, field, value.into(), "")
+    }
+    pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(CauseType::Forbidden, field, BadValue::Omit, detail)
+    }
+    pub fn too_long(field: impl Into<String>, max_bytes: usize) -> Self {
+        Self::new(CauseType::TooLong, field, BadValue::Omit, format!("must have at most {max_bytes} bytes"))
+    }
+    /// An enum field with a value outside `supported`, listed in its order.
+    pub fn not_supported(field: impl Into<String>, value: impl Into<BadValue>, supported: &[&str]) -> Self {
+        let detail = if supported.is_empty() {
+            String::new()
+        } else {
+            let quoted: Vec<String> = supported.iter().map(|s| go_quote(s)).collect();
+            format!("supported values: {}", quoted.join(", "))
+        };
+        Self::new(CauseType::NotSupported, field, value.into(), detail)
+    }
+
+    fn new(cause_type: CauseType, field: impl Into<String>, bad_value: BadValue, detail: impl Into<String>) -> Self {
+        FieldError { cause_type, field: field.into(), bad_value, detail: detail.into() }
+    }
+
+    /// The message without the field (a Status cause's `message`), e.g.
+    /// `Invalid value: "Foo": a lowercase RFC 1123 ...`.
+    pub fn body(&self) -> String {
+        let hides_value = matches!(
+            self.cause_type,
+            CauseType::Required | CauseType::Forbidden | CauseType::TooLong | CauseType::Internal
+        );
+        let mut s = self.cause_type.phrase().to_string();
+        if !hides_value {
+            match &self.bad_value {
+                BadValue::Omit => {}
+                BadValue::Null => s.push_str(": \"null\""),
+                BadValue::Str(v) => {
+                    s.push_str(": ");
+                    s.push_str(&go_quote(v));
+                }
+                BadValue::Int(v) => s.push_str(&format!(": {v}")),
+                BadValue::Bool(v) => s.push_str(&format!(": {v}")),
+            }
+        }
+        if !self.detail.is_empty() {
+            s.push_str(": ");
+            s.push_str(&self.detail);
+        }
+        s
+    }
+
+    /// The full line, `field: body`.
+    pub fn message(&self) -> String {
+        format!("{}: {}", self.field, self.body())
+    }
+
+    /// This error as a `metav1.StatusCause`.
+    pub fn cause(&self) -> Value {
+        json!({"reason": self.cause_type.as_str(), "message": self.body(), "field": self.field})
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// Go's `%q` for the strings we meet: double quotes, backslash escapes.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `Kind.group` as Kubernetes names a kind in messages (`Pod`,
+/// `Lease.coordination.k8s.io`).
+fn qualified_kind(group: &str, kind: &str) -> String {
+    if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
+    }
+}
+
+/// The 422 message: `Pod "x" is invalid: a` or `... is invalid: [a, b]`;
+/// repeated lines are shown once.
+pub fn invalid_message(group: &str, kind: &str, name: &str, errs: &[FieldError]) -> String {
+    let mut seen = HashSet::new();
+    let lines: Vec<String> = errs
+        .iter()
+        .map(FieldError::message)
+        .filter(|m| seen.insert(m.clone()))
+        .collect();
+    let head = format!("{} {} is invalid", qualified_kind(group, kind), go_quote(name));
+    match lines.len() {
+        0 => head,
+        1 => format!("{head}: {}", lines[0]),
+        _ => format!("{head}: [{}]", lines.join(", ")),
+    }
+}
+
+/// The whole 422 `Status` body for these errors.
+pub fn invalid_status(group: &str, kind: &str, name: &str, errs: &[FieldError]) -> Value {
+    let mut details = serde_json::Map::new();
+    details.insert("name".into(), json!(name));
+    if !group.is_empty() {
+        details.insert("group".into(), json!(group));
+    }
+    details.insert("kind".into(), json!(kind));
+    details.insert("causes".into(), Value::Array(errs.iter().map(FieldError::cause).collect()));
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": invalid_message(group, kind, name, errs),
+        "reason": "Invalid",
+        "details": Value::Object(details),
+        "code": 422,
+    })
+}
+
+// ---- name and label checks (k8s.io/apimachinery/pkg/util/validation) ----
+
+const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
+const QUALIFIED_NAME_MSG: &str =
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+
+fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
+    let mut s = format!("{msg} (e.g. ");
+    for (i, e) in examples.iter().enumerate() {
+        if i > 0 {
+            s.push_str(" or ");
+        }
+        s.push_str(&format!("'{e}', "));
+    }
+    s.push_str(&format!("regex used for validation is '{fmt}')"));
+    s
+}
+
+fn max_len_error(n: usize) -> String {
+    format!("must be no more than {n} characters")
+}
+
+fn is_label_chars(s: &str) -> bool {
+    let b = s.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !b.is_empty()
+        && alnum(b[0])
+        && alnum(b[b.len() - 1])
+        && b.iter().all(|&c| alnum(c) || c == b'-')
+}
+
+/// RFC 1123 label (pods' container names, namespace names): at most 63
+/// characters of `[a-z0-9-]`, alphanumeric at both ends.
+pub fn is_dns1123_label(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > 63 {
+        errs.push(max_len_error(63));
+    }
+    if !is_label_chars(value) {
+        errs.push(regex_error(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
+            DNS1123_LABEL_FMT,
+            &["my-name", "123-abc"],
+        ));
+    }
+    errs
+}
+
+/// RFC 1123 subdomain (most object names): at most 253 characters, dot
+/// separated labels.
+pub fn is_dns1123_subdomain(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > 253 {
+        errs.push(max_len_error(253));
+    }
+    if !value.split('.').all(is_label_chars) {
+        errs.push(regex_error(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+            DNS1123_SUBDOMAIN_FMT,
+            &["example.com"],
+        ));
+    }
+    errs
+}
+
+fn is_qualified_name_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// A label/annotation key: `[prefix/]name`, prefix a DNS subdomain, name at
+/// most 63 characters.
+pub fn is_qualified_name(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    let parts: Vec<&str> = value.split('/').collect();
+    let name = match parts.as_slice() {
+        [name] => *name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                errs.push("prefix part must be non-empty".to_string());
+            } else {
+                errs.extend(is_dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
+            }
+            *name
+        }
+        _ => {
+            return vec![format!(
+                "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+                regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+            )]
+        }
+    };
+    if name.is_empty() {
+        errs.push("name part must be non-empty".to_string());
+    } else if name.len() > 63 {
+        errs.push(format!("name part {}", max_len_error(63)));
+    }
+    if !is_qualified_name_part(name) {
+        errs.push(format!(
+            "name part {}",
+            regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+        ));
+    }
+    errs
+}
+
+/// A label value: empty, or at most 63 characters like a qualified name.
+pub fn is_valid_label_value(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > 63 {
+        errs.push(max_len_error(63));
+    }
+    if !value.is_empty() && !is_qualified_name_part(value) {
+        errs.push(regex_error(
+            LABEL_VALUE_MSG,
+            &format!("({QUALIFIED_NAME_FMT})?"),
+            &["MyValue", "my_value", "12345"],
+        ));
+    }
+    errs
+}
+
+/// Object names validated as DNS subdomains; with `prefix` (a
+/// generateName) a trailing '-' is allowed.
+pub fn name_is_dns_subdomain(name: &str, prefix: bool) -> Vec<String> {
+    is_dns1123_subdomain(&mask_trailing_dash(name, prefix))
+}
+
+/// Object names validated as DNS labels (namespaces).
+pub fn name_is_dns_label(name: &str, prefix: bool) -> Vec<String> {
+    is_dns1123_label(&mask_trailing_dash(name, prefix))
+}
+
+fn mask_trailing_dash(name: &str, prefix: bool) -> String {
+    if prefix && name.len() > 1 && name.ends_with('-') {
+        format!("{}a", &name[..name.len() - 1])
+    } else {
+        name.to_string()
+    }
+}
+
+fn is_valid_port_name(port: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if port.len() > 15 {
+        errs.push(max_len_error(15));
+    }
+    if port.is_empty() || !port.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
+        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
+    }
+    if !port.bytes().any(|c| c.is_ascii_lowercase()) {
+        errs.push("must contain at least one letter (a-z)".to_string());
+    }
+    if port.contains("--") {
+        errs.push("must not contain consecutive hyphens".to_string());
+    }
+    if port.starts_with('-') || port.ends_with('-') {
+        errs.push("must not begin or end with a hyphen".to_string());
+    }
+    errs
+}
+
+const PORT_RANGE_MSG: &str = "must be between 1 and 65535, inclusive";
+
+// ---- object meta ----
+
+/// Labels: keys qualified names, values label values.
+pub fn validate_labels(labels: &BTreeMap<String, String>, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for (k, v) in labels {
+        errs.extend(is_qualified_name(k).into_iter().map(|m| FieldError::invalid(path, k, m)));
+        errs.extend(is_valid_label_value(v).into_iter().map(|m| FieldError::invalid(path, v, m)));
+    }
+    errs
+}
+
+/// Total size of all annotation keys and values, 256 KiB.
+const ANNOTATIONS_MAX_BYTES: usize = 256 * 1024;
+
+/// Annotations: keys qualified names (case-insensitive), total size limit.
+pub fn validate_annotations(annotations: &BTreeMap<String, String>, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut total = 0;
+    for (k, v) in annotations {
+        errs.extend(is_qualified_name(&k.to_lowercase()).into_iter().map(|m| FieldError::invalid(path, k, m)));
+        total += k.len() + v.len();
+    }
+    if total > ANNOTATIONS_MAX_BYTES {
+        errs.push(FieldError::too_long(path, ANNOTATIONS_MAX_BYTES));
+    }
+    errs
+}
+
+/// How an object's name is checked (by its kind).
+pub type NameValidator = fn(&str, bool) -> Vec<String>;
+
+/// `ValidateObjectMeta`: name or generateName, namespace presence, labels,
+/// annotations, finalizers.
+pub fn validate_object_meta(meta: &ObjectMeta, requires_namespace: bool, name_fn: NameValidator) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if let Some(g) = meta.generate_name.as_deref().filter(|g| !g.is_empty()) {
+        errs.extend(name_fn(g, true).into_iter().map(|m| FieldError::invalid("metadata.generateName", g, m)));
+    }
+    match meta.name.as_deref().filter(|n| !n.is_empty()) {
+        None => errs.push(FieldError::required("metadata.name", "name or generateName is required")),
+        Some(n) => errs.extend(name_fn(n, false).into_iter().map(|m| FieldError::invalid("metadata.name", n, m))),
+    }
+    let ns = meta.namespace.as_deref().unwrap_or("");
+    if requires_namespace {
+        if ns.is_empty() {
+            errs.push(FieldError::required("metadata.namespace", ""));
+        } else {
+            errs.extend(name_is_dns_label(ns, false).into_iter().map(|m| FieldError::invalid("metadata.namespace", ns, m)));
+        }
+    } else if !ns.is_empty() {
+        errs.push(FieldError::forbidden("metadata.namespace", "not allowed on this type"));
+    }
+    if let Some(g) = meta.generation.filter(|g| *g < 0) {
+        errs.push(FieldError::invalid("metadata.generation", g, "must be greater than or equal to 0"));
+    }
+    if let Some(l) = &meta.labels {
+        errs.extend(validate_labels(l, "metadata.labels"));
+    }
+    if let Some(a) = &meta.annotations {
+        errs.extend(validate_annotations(a, "metadata.annotations"));
+    }
+    for f in meta.finalizers.iter().flatten() {
+        errs.extend(is_qualified_name(f).into_iter().map(|m| FieldError::invalid("metadata.finalizers", f, m)));
+    }
+    errs
+}
+
+/// `ValidateObjectMetaUpdate`: name, namespace, uid and creationTimestamp
+/// never change; the new labels and annotations must be valid.
+pub fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let immutable = |field: &str, n: &Option<String>, o: &Option<String>, errs: &mut Vec<FieldError>| {
+        if n.as_deref().unwrap_or("") != o.as_deref().unwrap_or("") {
+            errs.push(FieldError::invalid(field, n.as_deref().unwrap_or(""), "field is immutable"));
+        }
+    };
+    immutable("metadata.name", &new.name, &old.name, &mut errs);
+    immutable("metadata.namespace", &new.namespace, &old.namespace, &mut errs);
+    if new.uid.is_some() {
+        immutable("metadata.uid", &new.uid, &old.uid, &mut errs);
+    }
+    if new.creation_timestamp.is_some() && new.creation_timestamp != old.creation_timestamp {
+        let v = new.creation_timestamp.as_ref().map(|t| t.0.to_rfc3339()).unwrap_or_default();
+        errs.push(FieldError::invalid("metadata.creationTimestamp", v, "field is immutable"));
+    }
+    if let Some(g) = new.generation.filter(|g| *g < 0) {
+        errs.push(FieldError::invalid("metadata.generation", g, "must be greater than or equal to 0"));
+    }
+    if let Some(l) = &new.labels {
+        errs.extend(validate_labels(l, "metadata.labels"));
+    }
+    if let Some(a) = &new.annotations {
+        errs.extend(validate_annotations(a, "metadata.annotations"));
+    }
+    errs
+}
+
+// ---- pods ----
+
+/// Everything `ValidatePodCreate` checks that Orca serves: metadata and the
+/// whole spec.
+pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
+    let mut errs = validate_object_meta(&pod.metadata, true, name_is_dns_subdomain);
+    match &pod.spec {
+        Some(spec) => errs.extend(validate_pod_spec(spec, "spec")),
+        None => errs.push(FieldError::required("spec.containers", "")),
+    }
+    errs
+}
+
+/// `ValidatePodSpec` for the fields a Linux pod platform uses.
+pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let volumes = validate_volumes(spec.volumes.as_deref().unwrap_or(&[]), &format!("{path}.volumes"), &mut errs);
+    let restart_policy = spec.restart_policy.as_deref().unwrap_or("");
+    errs.extend(validate_containers(&spec.containers, &volumes, &format!("{path}.containers")));
+    errs.extend(validate_init_containers(
+        spec.init_containers.as_deref().unwrap_or(&[]),
+        &spec.containers,
+        &volumes,
+        &format!("{path}.initContainers"),
+    ));
+    let rp_path = format!("{path}.restartPolicy");
+    match restart_policy {
+        "Always" | "OnFailure" | "Never" => {}
+        "" => errs.push(FieldError::required(rp_path, "")),
+        other => errs.push(FieldError::not_supported(rp_path, other, &["Always", "OnFailure", "Never"])),
+    }
+    let dns_path = format!("{path}.dnsPolicy");
+    match spec.dns_policy.as_deref().unwrap_or("") {
+        "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None" => {}
+        "" => errs.push(FieldError::required(dns_path, "")),
+        other => errs.push(FieldError::not_supported(
+            dns_path,
+            other,
+            &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+        )),
+    }
+    if spec.dns_policy.as_deref() == Some("None")
+        && spec.dns_config.as_ref().is_none_or(|c| c.nameservers.as_ref().is_none_or(|n| n.is_empty()))
+    {
+        errs.push(FieldError::required(
+            format!("{path}.dnsConfig"),
+            "must provide `dnsConfig` when `dnsPolicy` is None",
+        ));
+    }
+    if let Some(sel) = &spec.node_selector {
+        errs.extend(validate_labels(sel, &format!("{path}.nodeSelector")));
+    }
+    for (i, s) in spec.image_pull_secrets.iter().flatten().enumerate() {
+        if s.name.is_empty() {
+            errs.push(FieldError::required(format!("{path}.imagePullSecrets[{i}].name"), ""));
+        }
+    }
+    for (i, g) in spec.readiness_gates.iter().flatten().enumerate() {
+        let p = format!("{path}.readinessGates[{i}].conditionType");
+        errs.extend(is_qualified_name(&g.condition_type).into_iter().map(|m| FieldError::invalid(p.clone(), &g.condition_type, m)));
+    }
+    for (field, value) in [("serviceAccountName", &spec.service_account_name), ("nodeName", &spec.node_name)] {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            let p = format!("{path}.{field}");
+            errs.extend(is_dns1123_subdomain(v).into_iter().map(|m| FieldError::invalid(p.clone(), v, m)));
+        }
+    }
+    if let Some(v) = spec.active_deadline_seconds {
+        if !(1..=i64::from(i32::MAX)).contains(&v) {
+            errs.push(FieldError::invalid(
+                format!("{path}.activeDeadlineSeconds"),
+                v,
+                "must be between 1 and 2147483647, inclusive",
+            ));
+        }
+    }
+    for (field, value) in [("hostname", &spec.hostname), ("subdomain", &spec.subdomain)] {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            let p = format!("{path}.{field}");
+            errs.extend(is_dns1123_label(v).into_iter().map(|m| FieldError::invalid(p.clone(), v, m)));
+        }
+    }
+    if let Some(t) = &spec.tolerations {
+        errs.extend(validate_tolerations(t, &format!("{path}.tolerations")));
+    }
+    if let Some(p) = spec.preemption_policy.as_deref() {
+        if !matches!(p, "PreemptLowerPriority" | "Never") {
+            errs.push(FieldError::not_supported(
+                format!("{path}.preemptionPolicy"),
+                p,
+                &["Never", "PreemptLowerPriority"],
+            ));
+        }
+    }
+    if let Some(v) = spec.termination_grace_period_seconds.filter(|v| *v < 0) {
+        errs.push(FieldError::invalid(
+            format!("{path}.terminationGracePeriodSeconds"),
+            v,
+            "must be greater than or equal to 0",
+        ));
+    }
+    errs
+}
+
+/// Checks the volumes and returns the names of the valid ones, which
+/// volume mounts may refer to.
+fn validate_volumes(volumes: &[Volume], path: &str, errs: &mut Vec<FieldError>) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for (i, v) in volumes.iter().enumerate() {
+        let idx = format!("{path}[{i}]");
+        let mut el = validate_volume_source(v, &idx);
+        let name_path = format!("{idx}.name");
+        if v.name.is_empty() {
+            el.push(FieldError::required(name_path.clone(), ""));
+        } else {
+            el.extend(is_dns1123_label(&v.name).into_iter().map(|m| FieldError::invalid(name_path.clone(), &v.name, m)));
+        }
+        if names.contains(&v.name) {
+            el.push(FieldError::duplicate(name_path, &v.name));
+        }
+        if el.is_empty() {
+            names.insert(v.name.clone());
+        } else {
+            errs.extend(el);
+        }
+    }
+    names
+}
+
+fn validate_volume_source(v: &Volume, path: &str) -> Vec<FieldError> {
+    let sources: Vec<&str> = [
+        ("hostPath", v.host_path.is_some()),
+        ("emptyDir", v.empty_dir.is_some()),
+        ("secret", v.secret.is_some()),
+        ("configMap", v.config_map.is_some()),
+        ("projected", v.projected.is_some()),
+        ("downwardAPI", v.downward_api.is_some()),
+        ("persistentVolumeClaim", v.persistent_volume_claim.is_some()),
+        ("nfs", v.nfs.is_some()),
+        ("csi", v.csi.is_some()),
+        ("ephemeral", v.ephemeral.is_some()),
+        ("image", v.image.is_some()),
+        ("iscsi", v.iscsi.is_some()),
+        ("awsElasticBlockStore", v.aws_elastic_block_store.is_some()),
+        ("azureDisk", v.azure_disk.is_some()),
+        ("azureFile", v.azure_file.is_some()),
+        ("cephfs", v.cephfs.is_some()),
+        ("cinder", v.cinder.is_some()),
+        ("fc", v.fc.is_some()),
+        ("flexVolume", v.flex_volume.is_some()),
+        ("flocker", v.flocker.is_some()),
+        ("gcePersistentDisk", v.gce_persistent_disk.is_some()),
+        ("gitRepo", v.git_repo.is_some()),
+        ("glusterfs", v.glusterfs.is_some()),
+        ("photonPersistentDisk", v.photon_persistent_disk.is_some()),
+        ("portworxVolume", v.portworx_volume.is_some()),
+        ("quobyte", v.quobyte.is_some()),
+        ("rbd", v.rbd.is_some()),
+        ("scaleIO", v.scale_io.is_some()),
+        ("storageos", v.storageos.is_some()),
+        ("vsphereVolume", v.vsphere_volume.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(n, set)| set.then_some(n))
+    .collect();
+    let mut errs = Vec::new();
+    match sources.as_slice() {
+        [] => errs.push(FieldError::required(path, "must specify a volume type")),
+        [_] => {}
+        [_, rest @ ..] => {
+            for s in rest {
+                errs.push(FieldError::forbidden(format!("{path}.{s}"), "may not specify more than 1 volume type"));
+            }
+        }
+    }
+    if let Some(h) = &v.host_path {
+        if h.path.is_empty() {
+            errs.push(FieldError::required(format!("{path}.hostPath.path"), ""));
+        }
+    }
+    errs
+}
+
+fn validate_containers(containers: &[Container], volumes: &HashSet<String>, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if containers.is_empty() {
+        errs.push(FieldError::required(path, ""));
+    }
+    let mut names = HashSet::new();
+    for (i, c) in containers.iter().enumerate() {
+        let idx = format!("{path}[{i}]");
+        errs.extend(validate_container_common(c, volumes, &idx));
+        if !names.insert(c.name.as_str()) {
+            errs.push(FieldError::duplicate(format!("{idx}.name"), &c.name));
+        }
+        errs.extend(validate_probes(c, &idx, false));
+        if c.restart_policy.is_some() {
+            errs.push(FieldError::forbidden(format!("{idx}.restartPolicy"), "may not be set for non-init containers"));
+        }
+    }
+    errs
+}
+
+fn validate_init_containers(
+    containers: &[Container],
+    app: &[Container],
+    volumes: &HashSet<String>,
+    path: &str,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut names: HashSet<&str> = app.iter().map(|c| c.name.as_str()).collect();
+    for (i, c) in containers.iter().enumerate() {
+        let idx = format!("{path}[{i}]");
+        errs.extend(validate_container_common(c, volumes, &idx));
+        let mut sidecar = false;
+        if let Some(rp) = c.restart_policy.as_deref() {
+            if rp == "Always" {
+                sidecar = true;
+            } else {
+                errs.push(FieldError::not_supported(format!("{idx}.restartPolicy"), rp, &["Always"]));
+            }
+        }
+        if names.contains(c.name.as_str()) {
+            errs.push(FieldError::duplicate(format!("{idx}.name"), &c.name));
+        } else if !c.name.is_empty() {
+            names.insert(c.name.as_str());
+        }
+        if sidecar {
+            errs.extend(validate_probes(c, &idx, false));
+        } else {
+            const WHY: &str = "may not be set for init containers without restartPolicy=Always";
+            let set = [
+                ("lifecycle", c.lifecycle.is_some()),
+                ("livenessProbe", c.liveness_probe.is_some()),
+                ("readinessProbe", c.readiness_probe.is_some()),
+                ("startupProbe", c.startup_probe.is_some()),
+            ];
+            for (field, present) in set {
+                if present {
+                    errs.push(FieldError::forbidden(format!("{idx}.{field}"), WHY));
+                }
+            }
+        }
+    }
+    errs
+}
+
+fn validate_container_common(c: &Container, volumes: &HashSet<String>, idx: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let name_path = format!("{idx}.name");
+    if c.name.is_empty() {
+        errs.push(FieldError::required(name_path, ""));
+    } else {
+        errs.extend(is_dns1123_label(&c.name).into_iter().map(|m| FieldError::invalid(name_path.clone(), &c.name, m)));
+    }
+    let image = c.image.as_deref().unwrap_or("");
+    if image.is_empty() {
+        errs.push(FieldError::required(format!("{idx}.image"), ""));
+    } else if image.trim() != image {
+        errs.push(FieldError::invalid(format!("{idx}.image"), image, "must not have leading or trailing whitespace"));
+    }
+    let tmp_path = format!("{idx}.terminationMessagePolicy");
+    match c.termination_message_policy.as_deref().unwrap_or("") {
+        "File" | "FallbackToLogsOnError" => {}
+        "" => errs.push(FieldError::required(tmp_path, "must be 'File' or 'FallbackToLogsOnError'")),
+        other => errs.push(FieldError::not_supported(tmp_path, other, &["File", "FallbackToLogsOnError"])),
+    }
+    errs.extend(validate_ports(c.ports.as_deref().unwrap_or(&[]), &format!("{idx}.ports")));
+    errs.extend(validate_env(c.env.as_deref().unwrap_or(&[]), &format!("{idx}.env")));
+    errs.extend(validate_volume_mounts(
+        c.volume_mounts.as_deref().unwrap_or(&[]),
+        volumes,
+        &format!("{idx}.volumeMounts"),
+    ));
+    let ipp_path = format!("{idx}.imagePullPolicy");
+    match c.image_pull_policy.as_deref().unwrap_or("") {
+        "Always" | "IfNotPresent" | "Never" => {}
+        "" => errs.push(FieldError::required(ipp_path, "")),
+        other => errs.push(FieldError::not_supported(ipp_path, other, &["Always", "IfNotPresent", "Never"])),
+    }
+    if let Some(r) = &c.resources {
+        errs.extend(validate_resources(r, &format!("{idx}.resources")));
+    }
+    errs
+}
+
+fn validate_ports(ports: &[ContainerPort], path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut names = HashSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        let idx = format!("{path}[{i}]");
+        if let Some(name) = p.name.as_deref().filter(|n| !n.is_empty()) {
+            let np = format!("{idx}.name");
+            errs.extend(is_valid_port_name(name).into_iter().map(|m| FieldError::invalid(np.clone(), name, m)));
+            if !names.insert(name) {
+                errs.push(FieldError::duplicate(np, name));
+            }
+        }
+        if !(1..=65535).contains(&p.container_port) {
+            errs.push(FieldError::invalid(format!("{idx}.containerPort"), p.container_port, PORT_RANGE_MSG));
+        }
+        if let Some(hp) = p.host_port.filter(|hp| *hp != 0) {
+            if !(1..=65535).contains(&hp) {
+                errs.push(FieldError::invalid(format!("{idx}.hostPort"), hp, PORT_RANGE_MSG));
+            }
+        }
+        let pp = format!("{idx}.protocol");
+        match p.protocol.as_deref().unwrap_or("") {
+            "TCP" | "UDP" | "SCTP" => {}
+            "" => errs.push(FieldError::required(pp, "")),
+            other => errs.push(FieldError::not_supported(pp, other, &["SCTP", "TCP", "UDP"])),
+        }
+    }
+    errs
+}
+
+fn validate_env(env: &[EnvVar], path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for (i, e) in env.iter().enumerate() {
+        let np = format!("{path}[{i}].name");
+        if e.name.is_empty() {
+            errs.push(FieldError::required(np, ""));
+        } else if !e.name.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'=') {
+            // RelaxedEnvironmentVariableValidation is on by default in v1.32.
+            errs.push(FieldError::invalid(
+                np,
+                &e.name,
+                "a valid environment variable name must consist only of printable ASCII characters other than '='",
+            ));
+        }
+        if let Some(from) = &e.value_from {
+            let vf = format!("{path}[{i}].valueFrom");
+            if e.value.as_deref().is_some_and(|v| !v.is_empty()) {
+                errs.push(FieldError::invalid(
+                    vf.clone(),
+                    "",
+                    "may not be specified when `value` is not empty",
+                ));
+            }
+            let n = [
+                from.field_ref.is_some(),
+                from.resource_field_ref.is_some(),
+                from.config_map_key_ref.is_some(),
+                from.secret_key_ref.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
+            if n == 0 {
+                errs.push(FieldError::invalid(vf, "", "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"));
+            } else if n > 1 {
+                errs.push(FieldError::invalid(vf, "", "may not have more than one field specified at a time"));
+            }
+        }
+    }
+    errs
+}
+
+fn validate_volume_mounts(mounts: &[VolumeMount], volumes: &HashSet<String>, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut paths = HashSet::new();
+    for (i, m) in mounts.iter().enumerate() {
+        let idx = format!("{path}[{i}]");
+        if m.name.is_empty() {
+            errs.push(FieldError::required(format!("{idx}.name"), ""));
+        } else if !volumes.contains(&m.name) {
+            errs.push(FieldError::not_found(format!("{idx}.name"), &m.name));
+        }
+        if m.mount_path.is_empty() {
+            errs.push(FieldError::required(format!("{idx}.mountPath"), ""));
+        } else if !paths.insert(m.mount_path.as_str()) {
+            errs.push(FieldError::invalid(format!("{idx}.mountPath"), &m.mount_path, "must be unique"));
+        }
+        if let Some(sp) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            if sp.starts_with('/') {
+                errs.push(FieldError::invalid(format!("{idx}.subPath"), sp, "must be a relative path"));
+            } else if sp.split('/').any(|part| part == "..") {
+                errs.push(FieldError::invalid(format!("{idx}.subPath"), sp, "must not contain '..'"));
+            }
+        }
+    }
+    errs
+}
+
+fn is_standard_or_qualified_resource(name: &str) -> bool {
+    name.contains('/') || matches!(name, "cpu" | "memory" | "ephemeral-storage" | "storage" | "pods")
+        || name.starts_with("hugepages-")
+        || name.starts_with("requests.")
+        || name.starts_with("limits.")
+}
+
+fn validate_resources(r: &ResourceRequirements, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut limits = HashMap::new();
+    for (kind, map) in [("limits", &r.limits), ("requests", &r.requests)] {
+        for (name, q) in map.iter().flatten() {
+            let p = format!("{path}.{kind}[{name}]");
+            if !is_standard_or_qualified_resource(name) {
+                errs.push(FieldError::invalid(
+                    p.clone(),
+                    name,
+                    "must be a standard resource type or fully qualified",
+                ));
+            }
+            match parse_nanos(&q.0) {
+                Err(e) => errs.push(FieldError::invalid(p, &q.0, e.to_string())),
+                Ok(v) if v < 0 => errs.push(FieldError::invalid(p, &q.0, "must be greater than or equal to 0")),
+                Ok(v) if kind == "limits" => {
+                    limits.insert(name.as_str(), (v, q.0.as_str()));
+                }
+                Ok(v) => {
+                    if let Some((lim, lim_str)) = limits.get(name.as_str()) {
+                        if v > *lim {
+                            errs.push(FieldError::invalid(
+                                p,
+                                &q.0,
+                                format!("must be less than or equal to {name} limit of {lim_str}"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    errs
+}
+
+fn validate_probes(c: &Container, idx: &str, _init: bool) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for (field, probe) in [
+        ("livenessProbe", &c.liveness_probe),
+        ("readinessProbe", &c.readiness_probe),
+        ("startupProbe", &c.startup_probe),
+    ] {
+        let Some(p) = probe else { continue };
+        let path = format!("{idx}.{field}");
+        errs.extend(validate_probe(p, &path));
+        if field != "readinessProbe" && p.success_threshold.is_some_and(|s| s != 1) {
+            errs.push(FieldError::invalid(format!("{path}.successThreshold"), p.success_threshold, "must be 1"));
+        }
+        if field == "readinessProbe" && p.termination_grace_period_seconds.is_some() {
+            errs.push(FieldError::invalid(
+                format!("{path}.terminationGracePeriodSeconds"),
+                p.termination_grace_period_seconds,
+                "must not be set for readinessProbes",
+            ));
+        }
+    }
+    errs
+}
+
+fn validate_probe(p: &Probe, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let handlers: Vec<&str> = [
+        ("exec", p.exec.is_some()),
+        ("httpGet", p.http_get.is_some()),
+        ("tcpSocket", p.tcp_socket.is_some()),
+        ("grpc", p.grpc.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(n, s)| s.then_some(n))
+    .collect();
+    match handlers.as_slice() {
+        [] => errs.push(FieldError::required(path, "must specify a handler type")),
+        [_] => {}
+        [_, rest @ ..] => {
+            for h in rest {
+                errs.push(FieldError::forbidden(format!("{path}.{h}"), "may not specify more than 1 handler type"));
+            }
+        }
+    }
+    for (field, v) in [
+        ("initialDelaySeconds", p.initial_delay_seconds),
+        ("timeoutSeconds", p.timeout_seconds),
+        ("periodSeconds", p.period_seconds),
+        ("successThreshold", p.success_threshold),
+        ("failureThreshold", p.failure_threshold),
+    ] {
+        if let Some(v) = v.filter(|v| *v < 0) {
+            errs.push(FieldError::invalid(format!("{path}.{field}"), v, "must be greater than or equal to 0"));
+        }
+    }
+    if let Some(v) = p.termination_grace_period_seconds.filter(|v| *v <= 0) {
+        errs.push(FieldError::invalid(format!("{path}.terminationGracePeriodSeconds"), v, "must be greater than 0"));
+    }
+    if let Some(h) = &p.http_get {
+        errs.extend(validate_port_num_or_name(&h.port, &format!("{path}.httpGet.port")));
+        if let Some(s) = h.scheme.as_deref() {
+            if !matches!(s, "HTTP" | "HTTPS") {
+                errs.push(FieldError::not_supported(format!("{path}.httpGet.scheme"), s, &["HTTP", "HTTPS"]));
+            }
+        }
+    }
+    if let Some(t) = &p.tcp_socket {
+        errs.extend(validate_port_num_or_name(&t.port, &format!("{path}.tcpSocket.port")));
+    }
+    if let Some(e) = &p.exec {
+        if e.command.as_ref().is_none_or(|c| c.is_empty()) {
+            errs.push(FieldError::required(format!("{path}.exec.command"), ""));
+        }
+    }
+    errs
+}
+
+fn validate_port_num_or_name(
+    port: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString,
+    path: &str,
+) -> Vec<FieldError> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    match port {
+        IntOrString::Int(n) if !(1..=65535).contains(n) => vec![FieldError::invalid(path, *n, PORT_RANGE_MSG)],
+        IntOrString::Int(_) => vec![],
+        IntOrString::String(s) if s.is_empty() => vec![FieldError::required(path, "")],
+        IntOrString::String(s) => is_valid_port_name(s).into_iter().map(|m| FieldError::invalid(path, s, m)).collect(),
+    }
+}
+
+/// `ValidateTolerations`.
+pub fn validate_tolerations(tolerations: &[Toleration], path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for (i, t) in tolerations.iter().enumerate() {
+        let idx = format!("{path}[{i}]");
+        let key = t.key.as_deref().unwrap_or("");
+        let op = t.operator.as_deref().unwrap_or("");
+        let effect = t.effect.as_deref().unwrap_or("");
+        if !key.is_empty() {
+            let kp = format!("{idx}.key");
+            errs.extend(is_qualified_name(key).into_iter().map(|m| FieldError::invalid(kp.clone(), key, m)));
+        }
+        if key.is_empty() && op != "Exists" {
+            errs.push(FieldError::invalid(
+                format!("{idx}.operator"),
+                op,
+                "operator must be Exists when `key` is empty, which means \"match all values and all keys\"",
+            ));
+        }
+        if t.toleration_seconds.is_some() && effect != "NoExecute" {
+            errs.push(FieldError::invalid(
+                format!("{idx}.effect"),
+                effect,
+                "effect must be 'NoExecute' when `tolerationSeconds` is set",
+            ));
+        }
+        let value = t.value.as_deref().unwrap_or("");
+        match op {
+            "" | "Equal" => {
+                let vp = format!("{idx}.operator");
+                errs.extend(is_valid_label_value(value).into_iter().map(|m| FieldError::invalid(vp.clone(), value, m)));
+            }
+            "Exists" => {
+                if !value.is_empty() {
+                    errs.push(FieldError::invalid(
+                        format!("{idx}.operator"),
+                        value,
+                        "value must be empty when `operator` is 'Exists'",
+                    ));
+                }
+            }
+            other => errs.push(FieldError::not_supported(format!("{idx}.operator"), other, &["Equal", "Exists"])),
+        }
+        if !effect.is_empty() && !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+            errs.push(FieldError::not_supported(
+                format!("{idx}.effect"),
+                effect,
+                &["NoSchedule", "PreferNoSchedule", "NoExecute"],
+            ));
+        }
+    }
+    errs
+}
+
+/// The spec fields a pod update may change, in Kubernetes' wording.
+const POD_UPDATABLE_FIELDS: &str = "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
+
+/// `ValidatePodUpdate`: the new pod must be valid and its spec equal to the
+/// old one except for images, a lowered or newly set activeDeadlineSeconds,
+/// and added tolerations.
+pub fn validate_pod_update(new: &Pod, old: &Pod) -> Vec<FieldError> {
+    let mut errs = validate_object_meta_update(&new.metadata, &old.metadata);
+    match &new.spec {
+        Some(spec) => errs.extend(validate_pod_spec(spec, "spec")),
+        None => errs.push(FieldError::required("spec.containers", "")),
+    }
+    let (Some(new_spec), Some(old_spec)) = (&new.spec, &old.spec) else {
+        return errs;
+    };
+    for (field, n, o) in [
+        ("containers", &new_spec.containers[..], &old_spec.containers[..]),
+        (
+            "initContainers",
+            new_spec.init_containers.as_deref().unwrap_or(&[]),
+            old_spec.init_containers.as_deref().unwrap_or(&[]),
+        ),
+    ] {
+        if n.len() != o.len() {
+            errs.push(FieldError::forbidden(format!("spec.{field}"), "pod updates may not add or remove containers"));
+            return errs;
+        }
+    }
+    match (new_spec.active_deadline_seconds, old_spec.active_deadline_seconds) {
+        (Some(n), _) if !(0..=i64::from(i32::MAX)).contains(&n) => {
+            errs.push(FieldError::invalid(
+                "spec.activeDeadlineSeconds",
+                n,
+                "must be between 0 and 2147483647, inclusive",
+            ));
+            return errs;
+        }
+        (Some(n), Some(o)) if o < n => {
+            errs.push(FieldError::invalid("spec.activeDeadlineSeconds", n, "must be less than or equal to previous value"));
+            return errs;
+        }
+        (None, Some(_)) => errs.push(FieldError::invalid(
+            "spec.activeDeadlineSeconds",
+            BadValue::Null,
+            "must not update from a positive integer to nil value",
+        )),
+        _ => {}
+    }
+    let new_tol = new_spec.tolerations.as_deref().unwrap_or(&[]);
+    for old_t in old_spec.tolerations.iter().flatten() {
+        let kept = new_tol.iter().any(|n| {
+            let mut o = old_t.clone();
+            o.toleration_seconds = n.toleration_seconds;
+            o == *n
+        });
+        if !kept {
+            errs.push(FieldError::forbidden(
+                "spec.tolerations",
+                "existing toleration can not be modified except its tolerationSeconds",
+            ));
+            return errs;
+        }
+    }
+    // Undo the allowed changes; whatever still differs is forbidden.
+    let mut munged = new_spec.clone();
+    for (m, o) in munged.containers.iter_mut().zip(&old_spec.containers) {
+        m.image = o.image.clone();
+    }
+    for (m, o) in munged
+        .init_containers
+        .iter_mut()
+        .flatten()
+        .zip(old_spec.init_containers.iter().flatten())
+    {
+        m.image = o.image.clone();
+    }
+    munged.active_deadline_seconds = old_spec.active_deadline_seconds;
+    munged.tolerations = old_spec.tolerations.clone();
+    if old_spec.termination_grace_period_seconds.is_some_and(|g| g < 0) && munged.termination_grace_period_seconds == Some(1) {
+        munged.termination_grace_period_seconds = old_spec.termination_grace_period_seconds;
+    }
+    let munged_v = normalized(&munged);
+    let old_v = normalized(old_spec);
+    if munged_v != old_v {
+        let mut changed = Vec::new();
+        diff_paths("spec", &old_v, &munged_v, &mut changed);
+        let diff: String = changed.iter().map(|p| format!("\n  {p}: changed")).collect();
+        errs.push(FieldError::forbidden(
+            "spec",
+            format!("pod updates may not change fields other than {POD_UPDATABLE_FIELDS}{diff}"),
+        ));
+    }
+    errs
+}
+
+/// JSON form with empty lists and maps dropped: Kubernetes compares specs
+/// semantically, where an empty list equals an absent one.
+fn normalized<T: serde::Serialize>(v: &T) -> Value {
+    fn strip(v: Value) -> Option<Value> {
+        match v {
+            Value::Null => None,
+            Value::Array(a) if a.is_empty() => None,
+            Value::Array(a) => Some(Value::Array(a.into_iter().map(|x| strip(x).unwrap_or(Value::Null)).collect())),
+            Value::Object(o) => {
+                let m: serde_json::Map<String, Value> =
+                    o.into_iter().filter_map(|(k, v)| strip(v).map(|v| (k, v))).collect();
+                Some(Value::Object(m))
+            }
+            other => Some(other),
+        }
+    }
+    strip(serde_json::to_value(v).unwrap_or(Value::Null)).unwrap_or(Value::Null)
+}
+
+/// Paths (Kubernetes style) where two JSON values differ.
+fn diff_paths(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let (va, vb) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
+                if va != vb {
+                    diff_paths(&format!("{path}.{k}"), va, vb, out);
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                if va != vb {
+                    diff_paths(&format!("{path}[{i}]"), va, vb, out);
+                }
+            }
+        }
+        _ => out.push(path.to_string()),
+    }
+}
+
+// ---- other kinds ----
+
+/// Namespaces: names are DNS labels; cluster-scoped.
+pub fn validate_namespace(ns: &Namespace) -> Vec<FieldError> {
+    let mut errs = validate_object_meta(&ns.metadata, false, name_is_dns_label);
+    for (i, f) in ns.spec.iter().flat_map(|s| s.finalizers.iter().flatten()).enumerate() {
+        let p = format!("spec.finalizers[{i}]");
+        if !f.contains('/') && f != "kubernetes" {
+            errs.push(FieldError::invalid(
+                p,
+                f,
+                "name is neither a standard finalizer name nor is it fully qualified",
+            ));
+        }
+    }
+    errs
+}
+
+/// Nodes: names are DNS subdomains; cluster-scoped.
+pub fn validate_node(node: &Node) -> Vec<FieldError> {
+    let mut errs = validate_object_meta(&node.metadata, false, name_is_dns_subdomain);
+    if let Some(spec) = &node.spec {
+        for (i, t) in spec.taints.iter().flatten().enumerate() {
+            let idx = format!("spec.taints[{i}]");
+            if t.key.is_empty() {
+                errs.push(FieldError::required(format!("{idx}.key"), ""));
+            } else {
+                let kp = format!("{idx}.key");
+                errs.extend(is_qualified_name(&t.key).into_iter().map(|m| FieldError::invalid(kp.clone(), &t.key, m)));
+            }
+            if !matches!(t.effect.as_str(), "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+                let ep = format!("{idx}.effect");
+                if t.effect.is_empty() {
+                    errs.push(FieldError::required(ep, ""));
+                } else {
+                    errs.push(FieldError::not_supported(ep, &t.effect, &["NoSchedule", "PreferNoSchedule", "NoExecute"]));
+                }
+            }
+        }
+    }
+    errs
+}
+
+fn is_config_map_key(key: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if key.len() > 253 {
+        errs.push(max_len_error(253));
+    }
+    if key.is_empty() || !key.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')) {
+        errs.push(regex_error(
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+            "[-._a-zA-Z0-9]+",
+            &["key.name", "KEY_NAME", "key-name"],
+        ));
+    }
+    match key {
+        "." => errs.push("must not be '.'".into()),
+        ".." => errs.push("must not be '..'".into()),
+        k if k.starts_with("..") => errs.push("must not start with '..'".into()),
+        _ => {}
+    }
+    errs
+}
+
+/// ConfigMaps: DNS subdomain names, valid and unique keys, 1 MiB total.
+pub fn validate_config_map(cm: &ConfigMap) -> Vec<FieldError> {
+    let mut errs = validate_object_meta(&cm.metadata, true, name_is_dns_subdomain);
+    let mut total = 0;
+    for (k, v) in cm.data.iter().flatten() {
+        errs.extend(is_config_map_key(k).into_iter().map(|m| FieldError::invalid("data", k, m)));
+        total += v.len();
+    }
+    for (k, v) in cm.binary_data.iter().flatten() {
+        errs.extend(is_config_map_key(k).into_iter().map(|m| FieldError::invalid("binaryData", k, m)));
+        if cm.data.as_ref().is_some_and(|d| d.contains_key(k)) {
+            errs.push(FieldError::invalid("data", k, "duplicate of key present in binaryData"));
+        }
+        total += v.0.len();
+    }
+    if total > 1024 * 1024 {
+        errs.push(FieldError::too_long("", 1024 * 1024));
+    }
+    errs
+}
+
+/// Secrets: DNS subdomain names, valid keys, 1 MiB total.
+pub fn validate_secret(s: &Secret) -> Vec<FieldError> {
+    let mut errs = validate_object_meta(&s.metadata, true, name_is_dns_subdomain);
+    let mut total = 0;
+    for (k, v) in s.data.iter().flatten() {
+        errs.extend(is_config_map_key(k).into_iter().map(|m| FieldError::invalid(format!("data[{k}]"), k, m)));
+        total += v.0.len();
+    }
+    if total > 1024 * 1024 {
+        errs.push(FieldError::too_long("data", 1024 * 1024));
+    }
+    errs
+}
+
+/// ServiceAccounts: DNS subdomain names.
+pub fn validate_service_account(sa: &ServiceAccount) -> Vec<FieldError> {
+    validate_object_meta(&sa.metadata, true, name_is_dns_subdomain)
+}
+
+/// Leases: DNS subdomain names, non-negative durations.
+pub fn validate_lease(l: &Lease) -> Vec<FieldError> {
+    let mut errs = validate_object_meta(&l.metadata, true, name_is_dns_subdomain);
+    if let Some(spec) = &l.spec {
+        if let Some(d) = spec.lease_duration_seconds.filter(|d| *d <= 0) {
+            errs.push(FieldError::invalid("spec.leaseDurationSeconds", d, "must be greater than 0"));
+        }
+        if let Some(t) = spec.lease_transitions.filter(|t| *t < 0) {
+            errs.push(FieldError::invalid("spec.leaseTransitions", t, "must be greater than or equal to 0"));
+        }
+    }
+    errs
+}
+
+/// Events (core/v1): the name may be anything a DNS subdomain allows and
+/// the involved object's namespace must match the event's.
+pub fn validate_event(e: &Event) -> Vec<FieldError> {
+    let mut errs = validate_object_meta(&e.metadata, true, name_is_dns_subdomain);
+    let ns = e.metadata.namespace.as_deref().unwrap_or("");
+    let io_ns = e.involved_object.namespace.as_deref().unwrap_or("");
+    if !io_ns.is_empty() && io_ns != ns {
+        errs.push(FieldError::invalid(
+            "involvedObject.namespace",
+            io_ns,
+            "does not match event.namespace",
+        ));
+    }
+    if let Some(t) = e.type_.as_deref() {
+        if !t.is_empty() && !matches!(t, "Normal" | "Warning") {
+            errs.push(FieldError::not_supported("type", t, &["Normal", "Warning"]));
+        }
+    }
+    errs
+}
+
+/// Validates a new object of a kind Orca serves, given as JSON. Kinds this
+/// module does not know get metadata checks only (`namespaced` says whether
+/// the kind lives in a namespace).
+pub fn validate_new(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldError> {
+    fn typed<T: serde::de::DeserializeOwned>(obj: &Value, f: fn(&T) -> Vec<FieldError>) -> Vec<FieldError> {
+        match serde_json::from_value::<T>(obj.clone()) {
+            Ok(t) => f(&t),
+            Err(e) => vec![FieldError::invalid("", BadValue::Omit, e.to_string())],
+        }
+    }
+    match kind {
+        "Pod" => typed::<Pod>(obj, validate_pod),
+        "Namespace" => typed::<Namespace>(obj, validate_namespace),
+        "Node" => typed::<Node>(obj, validate_node),
+        "ConfigMap" => typed::<ConfigMap>(obj, validate_config_map),
+        "Secret" => typed::<Secret>(obj, validate_secret),
+        "ServiceAccount" => typed::<ServiceAccount>(obj, validate_service_account),
+        "Lease" => typed::<Lease>(obj, validate_lease),
+        "Event" => typed::<Event>(obj, validate_event),
+        _ => {
+            let meta: ObjectMeta = obj
+                .get("metadata")
+                .and_then(|m| serde_json::from_value(m.clone()).ok())
+                .unwrap_or_default();
+            validate_object_meta(&meta, namespaced, name_is_dns_subdomain)
+        }
+    }
+}
+
+/// Validates an update of an object given as JSON: pods by
+/// [`validate_pod_update`], other kinds as new objects plus immutable
+/// metadata.
+pub fn validate_update(kind: &str, new: &Value, old: &Value, namespaced: bool) -> Vec<FieldError> {
+    if kind == "Pod" {
+        return match (serde_json::from_value::<Pod>(new.clone()), serde_json::from_value::<Pod>(old.clone())) {
+            (Ok(n), Ok(o)) => validate_pod_update(&n, &o),
+            (Err(e), _) | (_, Err(e)) => vec![FieldError::invalid("", BadValue::Omit, e.to_string())],
+        };
+    }
+    let meta = |v: &Value| -> ObjectMeta {
+        v.get("metadata").and_then(|m| serde_json::from_value(m.clone()).ok()).unwrap_or_default()
+    };
+    let mut errs = validate_object_meta_update(&meta(new), &meta(old));
+    errs.extend(
+        validate_new(kind, new, namespaced)
+            .into_iter()
+            .filter(|e| !e.field.starts_with("metadata.")),
+    );
+    errs
+}
