@@ -3,6 +3,8 @@
 //! functions, no I/O.
 
 pub mod defaults;
+pub mod printing;
+pub mod selectors;
 pub mod quantity;
 pub mod validation;
 
