@@ -95,7 +95,8 @@ pub enum Error {
         expected: Revision,
         current: Revision,
     },
-    /// The requested revision is older than the oldest one kept.
+    /// The requested revision is older than the oldest one kept (for a
+    /// watch, `requested` is the first revision it needs: `after + 1`).
     #[error("revision {requested} has been compacted; the oldest available is {compacted}")]
     Compacted {
         requested: Revision,
@@ -131,11 +132,31 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(KeyValue, Revision)>;
     async fn current_revision(&self) -> Result<Revision>;
     /// Every change to keys under `prefix` with revision > `after`, in order,
-    /// then live changes. [`Error::Compacted`] if `after` is too old.
+    /// then live changes. If `after` is too old, [`Error::Compacted`] comes
+    /// either from this call or as the stream's last item (etcd only learns
+    /// it after the watch is set up). A watch ends with an error item if the
+    /// backend can no longer follow (e.g. it fell behind a compaction).
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
-    /// Forget history at and before `revision` (latest values are kept).
+    /// Forgets history before `revision`, as etcd does: afterwards lists at
+    /// older revisions and watches needing events older than `revision`
+    /// (`after < revision - 1`) fail with [`Error::Compacted`]; the state at
+    /// `revision` and every later event are kept. Compacting to an already
+    /// compacted revision is a no-op.
     async fn compact(&self, revision: Revision) -> Result<()>;
     async fn status(&self) -> Result<StoreStatus>;
+}
+
+/// The first byte string greater than every string starting with `prefix`
+/// (`None`: no upper bound).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -166,5 +187,13 @@ mod tests {
             .revision(),
             7
         );
+    }
+
+    #[test]
+    fn prefix_end_is_the_next_byte_string() {
+        assert_eq!(prefix_end(b"/a/"), Some(b"/a0".to_vec()));
+        assert_eq!(prefix_end(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff"), None);
+        assert_eq!(prefix_end(b""), None);
     }
 }

@@ -23,8 +23,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::{
-    Error, KeyValue, ListOptions, ListPage, Result, Revision, Store, StoreStatus, WatchEvent,
-    WatchStream,
+    prefix_end, Error, KeyValue, ListOptions, ListPage, Result, Revision, Store, StoreStatus,
+    WatchEvent, WatchStream,
 };
 
 /// Tuning for [`SqliteStore`]. History is kept for watches and consistent
@@ -213,19 +213,6 @@ fn db_err(path: &Path, what: &str, e: rusqlite::Error) -> Error {
         "SQLite store {}: {what}: {e} (check the disk and the file's permissions)",
         path.display()
     ))
-}
-
-/// The first byte string greater than every string starting with `prefix`
-/// (`None`: no upper bound).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 /// SQL condition and parameters selecting names under `prefix`.
@@ -509,9 +496,9 @@ impl Store for SqliteStore {
         // replay's snapshot is in `live`; duplicates are dropped by revision.
         let live = self.inner.events.subscribe();
         let compacted = shared.compact_revision.load(Ordering::SeqCst);
-        if after < compacted {
+        if after + 1 < compacted {
             return Err(Error::Compacted {
-                requested: after,
+                requested: after + 1,
                 compacted,
             });
         }
@@ -676,11 +663,11 @@ async fn replay(
             .read(move |conn| {
                 let (current, compacted) =
                     read_revisions(conn).map_err(|e| db_err(&path, "watch", e))?;
-                // Rows above the compact revision are never deleted, so a
+                // Rows from the compact revision on are never deleted, so a
                 // snapshot passing this check holds all events after `after`.
-                if after < compacted {
+                if after + 1 < compacted {
                     return Err(Error::Compacted {
-                        requested: after,
+                        requested: after + 1,
                         compacted,
                     });
                 }
@@ -909,7 +896,9 @@ impl Writer {
         }
     }
 
-    /// Deletes rows superseded by writes in (lo, hi] and tombstones in it.
+    /// Deletes rows superseded by writes in (lo, hi] and tombstones in
+    /// [lo, hi). The write at `hi` stays, so (as in etcd) the event at the
+    /// compact revision can still be watched.
     fn compact_window(&mut self, lo: Revision, hi: Revision) -> rusqlite::Result<()> {
         let tx = self
             .conn
@@ -920,7 +909,7 @@ impl Writer {
             params![lo, hi],
         )?;
         tx.execute(
-            "DELETE FROM log WHERE id > ?1 AND id <= ?2 AND deleted = 1",
+            "DELETE FROM log WHERE id >= ?1 AND id < ?2 AND deleted = 1",
             params![lo, hi],
         )?;
         tx.execute(

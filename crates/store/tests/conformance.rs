@@ -223,9 +223,16 @@ pub async fn watch_from_compacted_revision_errors(f: &Fixture) {
         .update(&key, b"3".to_vec(), v2.mod_revision)
         .await
         .unwrap();
+    let v4 = s
+        .update(&key, b"4".to_vec(), v3.mod_revision)
+        .await
+        .unwrap();
+    s.compact(v3.mod_revision).await.unwrap();
+    // Again: a no-op, not an error.
     s.compact(v2.mod_revision).await.unwrap();
-    assert!(s.status().await.unwrap().compact_revision >= v2.mod_revision);
+    assert!(s.status().await.unwrap().compact_revision >= v3.mod_revision);
 
+    // Replaying from v1 needs the event at v2, which is gone.
     let err = match s.watch(&f.key(""), v1.mod_revision).await {
         Err(e) => e,
         Ok(mut stream) => match tokio::time::timeout(STREAM_WAIT, stream.next()).await {
@@ -238,8 +245,8 @@ pub async fn watch_from_compacted_revision_errors(f: &Fixture) {
             requested,
             compacted,
         } => {
-            assert_eq!(requested, v1.mod_revision);
-            assert!(compacted >= v2.mod_revision);
+            assert_eq!(requested, v2.mod_revision);
+            assert_eq!(compacted, v3.mod_revision);
         }
         other => panic!("expected Compacted, got {other:?}"),
     }
@@ -247,30 +254,45 @@ pub async fn watch_from_compacted_revision_errors(f: &Fixture) {
         .list(
             &f.key(""),
             ListOptions {
-                revision: Some(v1.mod_revision),
+                revision: Some(v2.mod_revision),
                 ..Default::default()
             },
         )
         .await;
-    assert!(matches!(listed, Err(Error::Compacted { .. })), "{listed:?}");
+    match listed {
+        Err(Error::Compacted {
+            requested,
+            compacted,
+        }) => {
+            assert_eq!(requested, v2.mod_revision);
+            assert_eq!(compacted, v3.mod_revision);
+        }
+        other => panic!("list at a compacted revision gave {other:?}"),
+    }
 
-    // The latest values survive, and history after the compaction point is
-    // still there.
-    assert_eq!(s.get(&key).await.unwrap(), Some(v3.clone()));
-    let mut w = s.watch(&f.key(""), v2.mod_revision).await.unwrap();
+    // The latest value survives; the state at the compact revision and the
+    // history after it are still there.
+    assert_eq!(s.get(&key).await.unwrap(), Some(v4.clone()));
+    let mut w = s.watch(&f.key(""), v3.mod_revision).await.unwrap();
     let ev = next_event(&mut w).await;
-    assert_eq!(put(&ev), (&*key, &b"3"[..], Some(&b"2"[..])));
+    assert_eq!(put(&ev), (&*key, &b"4"[..], Some(&b"3"[..])));
     let page = s
         .list(
             &f.key(""),
             ListOptions {
-                revision: Some(v2.mod_revision),
+                revision: Some(v3.mod_revision),
                 ..Default::default()
             },
         )
         .await
         .unwrap();
-    assert_eq!(page.kvs, vec![v2]);
+    assert_eq!(page.kvs, vec![v3]);
+
+    let future = s.compact(v4.mod_revision + 1_000).await;
+    assert!(
+        matches!(future, Err(Error::FutureRevision { .. })),
+        "{future:?}"
+    );
 }
 
 pub async fn list_pagination_is_consistent(f: &Fixture) {
@@ -424,3 +446,4 @@ macro_rules! conformance {
 }
 
 conformance!(sqlite, common::sqlite, common::sqlite);
+conformance!(etcd, common::etcd, common::etcd_private);
