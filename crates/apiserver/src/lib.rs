@@ -1,1 +1,180 @@
 //! The Kubernetes REST API over HTTPS, backed by orca-store.
+//!
+//! [`start`] creates (first start) or reuses the TLS material under
+//! `DATA_DIR/tls`, writes `DATA_DIR/kubeconfig`, loads the watch cache from the
+//! store and serves until [`ApiServer::shutdown`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use orca_store::Store;
+use tokio::net::TcpListener;
+
+mod admission;
+mod cache;
+mod discovery;
+mod handlers;
+mod namespaces;
+mod openapi;
+mod patching;
+mod proxy;
+mod resources;
+mod selectors;
+mod server;
+mod status;
+mod table;
+pub mod tls;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error("invalid bind address {0:?}: expected an IP address such as 127.0.0.1 or 0.0.0.0")]
+    BindAddress(String),
+    #[error("cannot listen on {addr}: {source} (is another server using the port? pick another with --https-port)")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the store failed while loading the watch cache: {0}")]
+    Store(#[from] orca_store::Error),
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// IP address to listen on (default 127.0.0.1).
+    pub bind_address: String,
+    /// 0 picks a free port.
+    pub https_port: u16,
+    /// Extra names and IPs for the serving certificate.
+    pub tls_sans: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("/var/lib/orca"),
+            bind_address: "127.0.0.1".into(),
+            https_port: 6443,
+            tls_sans: Vec::new(),
+        }
+    }
+}
+
+pub struct ApiServer {
+    addr: SocketAddr,
+    kubeconfig: PathBuf,
+    node_token: String,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ApiServer {
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// DATA_DIR/kubeconfig (admin credentials, full TLS verification).
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The node join token (also in DATA_DIR/token).
+    pub fn node_token(&self) -> &str {
+        &self.node_token
+    }
+
+    /// Stops accepting, closes connections (watches end) and waits.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn serving_names(config: &Config, ip: IpAddr) -> Vec<String> {
+    let mut names = vec![
+        "127.0.0.1".to_string(),
+        "localhost".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+    ];
+    if let Ok(h) = hostname::get() {
+        if let Some(h) = h.to_str() {
+            names.push(h.to_string());
+        }
+    }
+    if !ip.is_unspecified() {
+        names.push(ip.to_string());
+    }
+    names.extend(config.tls_sans.iter().cloned());
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
+    names
+}
+
+/// Starts the API server; returns once it accepts connections.
+pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, Error> {
+    let ip: IpAddr = config
+        .bind_address
+        .parse()
+        .map_err(|_| Error::BindAddress(config.bind_address.clone()))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
+    let material = tls::load_or_create(&config.data_dir, &serving_names(&config, ip))?;
+    let bind = SocketAddr::new(ip, config.https_port);
+    let listener = TcpListener::bind(bind)
+        .await
+        .map_err(|source| Error::Listen { addr: bind, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| Error::Listen { addr: bind, source })?;
+    let host = if ip.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        match ip {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        }
+    };
+    let server_url = format!("https://{host}:{}", addr.port());
+    let kubeconfig = tls::write_kubeconfig(&config.data_dir, &server_url)?;
+
+    let cache = cache::Cache::start(store.clone()).await?;
+    let state = Arc::new(server::State {
+        store,
+        cache,
+        node_token: material.node_token.clone(),
+        ca_pem: material.ca_pem.clone(),
+        kubelet_tls: material.kubelet_client_config.clone(),
+        server_url,
+    });
+    namespaces::bootstrap(&state).await?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let acceptor = tokio_rustls::TlsAcceptor::from(material.server_config.clone());
+    let task = tokio::spawn(server::serve(listener, acceptor, state, rx));
+    tracing::info!(%addr, "API server listening");
+    Ok(ApiServer {
+        addr,
+        kubeconfig,
+        node_token: material.node_token,
+        shutdown: tx,
+        task,
+    })
+}

@@ -1,0 +1,67 @@
+//! Defaulting and validation on create and update, delegated to orca-api;
+//! this module only converts between JSON and the typed objects.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use orca_api::validation::{invalid_message, validate_new, validate_update, FieldError};
+
+use crate::resources::ResourceDef;
+use crate::status::ApiError;
+
+fn typed<T: DeserializeOwned + Serialize>(
+    v: &mut Value,
+    f: impl FnOnce(&mut T),
+) -> Result<(), ApiError> {
+    let mut t: T = serde_json::from_value(v.clone())
+        .map_err(|e| ApiError::bad_request(format!("cannot decode object: {e}")))?;
+    f(&mut t);
+    *v = serde_json::to_value(t)
+        .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))?;
+    Ok(())
+}
+
+fn invalid(def: &ResourceDef, v: &Value, errs: Vec<FieldError>) -> Result<(), ApiError> {
+    if errs.is_empty() {
+        return Ok(());
+    }
+    let name = v["metadata"]["name"].as_str().unwrap_or_default();
+    let status = orca_api::validation::invalid_status(def.group, def.kind, name, &errs);
+    Err(ApiError::new(
+        422,
+        "Invalid",
+        invalid_message(def.group, def.kind, name, &errs),
+    )
+    .with_details(status["details"].clone()))
+}
+
+/// Applies Kubernetes' create-time defaults, then validates.
+pub fn on_create(def: &ResourceDef, v: &mut Value) -> Result<(), ApiError> {
+    use k8s_openapi::api::core::v1 as core;
+    match def.kind {
+        "Pod" => {
+            typed::<core::Pod>(v, orca_api::defaults::pod)?;
+            v["metadata"]["generation"] = json!(1);
+        }
+        "Namespace" => typed::<core::Namespace>(v, orca_api::defaults::namespace)?,
+        "Node" => typed::<core::Node>(v, orca_api::defaults::node)?,
+        "Secret" => typed::<core::Secret>(v, orca_api::defaults::secret)?,
+        _ => {}
+    }
+    invalid(def, v, validate_new(def.kind, v, def.namespaced))
+}
+
+/// Defaults the spec of an updated object and validates the change.
+pub fn on_update(def: &ResourceDef, new: &mut Value, old: &Value) -> Result<(), ApiError> {
+    if def.kind == "Pod" && new["spec"].is_object() {
+        let mut spec = new["spec"].clone();
+        typed::<k8s_openapi::api::core::v1::PodSpec>(&mut spec, orca_api::defaults::pod_spec)?;
+        new["spec"] = spec;
+    }
+    invalid(
+        def,
+        new,
+        validate_update(def.kind, new, old, def.namespaced),
+    )
+}

@@ -1,0 +1,374 @@
+//! OpenAPI v3 documents (for `kubectl explain` and kubectl's check that the
+//! server does strict field validation) and the unknown-field check behind
+//! `fieldValidation=Strict`. Both come from the JSON schemas k8s-openapi
+//! derives for its types, so descriptions and fields match Kubernetes 1.32.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use schemars::generate::SchemaSettings;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::resources::{ResourceDef, GROUPS, RESOURCES};
+
+const REF_PREFIX: &str = "#/components/schemas/";
+
+fn definitions() -> Map<String, Value> {
+    use k8s_openapi::api::coordination::v1 as coord;
+    use k8s_openapi::api::core::v1 as core;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+    let mut g = SchemaSettings::openapi3().into_generator();
+    g.subschema_for::<core::Pod>();
+    g.subschema_for::<core::Namespace>();
+    g.subschema_for::<core::Node>();
+    g.subschema_for::<core::Event>();
+    g.subschema_for::<core::ConfigMap>();
+    g.subschema_for::<core::Secret>();
+    g.subschema_for::<core::ServiceAccount>();
+    g.subschema_for::<core::Binding>();
+    g.subschema_for::<coord::Lease>();
+    g.subschema_for::<meta::Status>();
+    g.subschema_for::<meta::DeleteOptions>();
+    let mut defs = g.take_definitions(true);
+    for def in defs.values_mut() {
+        // k8s-openapi marks `metadata` required because the Rust field is not
+        // optional; Kubernetes does not.
+        if let Some(req) = def.get_mut("required").and_then(Value::as_array_mut) {
+            req.retain(|f| f != "metadata");
+            if req.is_empty() {
+                def.as_object_mut().map(|o| o.remove("required"));
+            }
+        }
+    }
+    for r in RESOURCES {
+        if let Some(def) = defs.get_mut(r.schema).and_then(Value::as_object_mut) {
+            def.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([r.gvk_json()]),
+            );
+        }
+    }
+    defs
+}
+
+// ---------------------------------------------------------------------------
+// Documents
+
+pub struct Doc {
+    pub body: Bytes,
+    pub hash: String,
+}
+
+/// Path of a group version as it appears in the /openapi/v3 index.
+pub fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+fn all_gvs() -> Vec<(&'static str, &'static str)> {
+    let mut v = vec![("", "v1")];
+    v.extend(GROUPS.iter().copied());
+    v
+}
+
+/// The GV documents, built once on first use and kept as bytes.
+pub fn docs() -> &'static HashMap<String, Doc> {
+    static DOCS: OnceLock<HashMap<String, Doc>> = OnceLock::new();
+    DOCS.get_or_init(|| {
+        let defs = Value::Object(definitions());
+        all_gvs()
+            .into_iter()
+            .map(|(g, v)| {
+                let doc = gv_doc(g, v, &defs);
+                let body = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+                let hash = hex::encode_upper(Sha256::digest(&body));
+                (gv_path(g, v), Doc { body, hash })
+            })
+            .collect()
+    })
+}
+
+pub fn index() -> Value {
+    let paths: Map<String, Value> = docs()
+        .iter()
+        .map(|(p, d)| {
+            (
+                p.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", d.hash)}),
+            )
+        })
+        .collect();
+    json!({ "paths": paths })
+}
+
+fn param(name: &str, desc: &str) -> Value {
+    json!({"name": name, "in": "query", "description": desc, "schema": {"type": "string", "uniqueItems": true}})
+}
+
+fn path_param(name: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": format!("{name} of the object"), "schema": {"type": "string", "uniqueItems": true}})
+}
+
+fn body_of(schema: &str) -> Value {
+    json!({"content": {"application/json": {"schema": {"$ref": format!("{REF_PREFIX}{schema}")}},
+                       "application/yaml": {"schema": {"$ref": format!("{REF_PREFIX}{schema}")}}},
+           "required": true})
+}
+
+fn ok_of(schema: &str) -> Value {
+    json!({"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("{REF_PREFIX}{schema}")}}}},
+           "401": {"description": "Unauthorized"}})
+}
+
+fn op(r: &ResourceDef, action: &str, id: String, params: Vec<Value>, extra: Value) -> Value {
+    let mut o = json!({
+        "operationId": id,
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": r.gvk_json(),
+        "parameters": params,
+        "responses": ok_of(r.schema),
+    });
+    if let (Some(o), Some(extra)) = (o.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    o
+}
+
+fn write_params() -> Vec<Value> {
+    vec![
+        param("dryRun", "When present, indicates that modifications should not be persisted."),
+        param("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes."),
+        param("fieldValidation", "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values are: Ignore, Warn, Strict."),
+    ]
+}
+
+fn gv_doc(group: &str, version: &str, defs: &Value) -> Value {
+    let mut paths = Map::new();
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        let base = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        let (coll, scope_params) = if r.namespaced {
+            (
+                format!("{base}/namespaces/{{namespace}}/{}", r.name),
+                vec![path_param("namespace")],
+            )
+        } else {
+            (format!("{base}/{}", r.name), vec![])
+        };
+        let kind = r.kind;
+        let mut create_params = scope_params.clone();
+        create_params.extend(write_params());
+        paths.insert(
+            coll.clone(),
+            json!({
+                "get": op(r, "list", format!("list{kind}"), scope_params.clone(), json!({})),
+                "post": op(r, "post", format!("create{kind}"), create_params, json!({"requestBody": body_of(r.schema)})),
+            }),
+        );
+        let item = format!("{coll}/{{name}}");
+        let mut item_params = scope_params.clone();
+        item_params.push(path_param("name"));
+        let mut upd = item_params.clone();
+        upd.extend(write_params());
+        let patch_body = json!({"content": {
+            "application/json-patch+json": {"schema": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"}},
+            "application/merge-patch+json": {"schema": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"}}},
+            "required": true});
+        paths.insert(
+            item.clone(),
+            json!({
+                "get": op(r, "get", format!("read{kind}"), item_params.clone(), json!({})),
+                "put": op(r, "put", format!("replace{kind}"), upd.clone(), json!({"requestBody": body_of(r.schema)})),
+                "patch": op(r, "patch", format!("patch{kind}"), upd.clone(), json!({"requestBody": patch_body})),
+                "delete": op(r, "delete", format!("delete{kind}"), item_params.clone(), json!({})),
+            }),
+        );
+        if r.subresources.contains(&"status") {
+            paths.insert(
+                format!("{item}/status"),
+                json!({
+                    "get": op(r, "get", format!("read{kind}Status"), item_params.clone(), json!({})),
+                    "put": op(r, "put", format!("replace{kind}Status"), upd.clone(), json!({"requestBody": body_of(r.schema)})),
+                    "patch": op(r, "patch", format!("patch{kind}Status"), upd, json!({"requestBody": patch_body})),
+                }),
+            );
+        }
+    }
+    let mut schemas = defs.clone();
+    if let Some(s) = schemas.as_object_mut() {
+        s.insert(
+            "io.k8s.apimachinery.pkg.apis.meta.v1.Patch".into(),
+            json!({"description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.", "type": "object"}),
+        );
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.32.0"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Unknown-field detection
+
+/// The shape of a schema, enough to spot unknown fields (descriptions dropped
+/// to keep this small in memory).
+enum Shape {
+    Object(HashMap<String, Shape>),
+    Map(Box<Shape>),
+    Array(Box<Shape>),
+    Ref(String),
+    Any,
+}
+
+fn shape_of(s: &Value) -> Shape {
+    if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+        return Shape::Ref(r.trim_start_matches(REF_PREFIX).to_string());
+    }
+    if let Some([one]) = s.get("allOf").and_then(Value::as_array).map(Vec::as_slice) {
+        return shape_of(one);
+    }
+    if s.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+        return Shape::Any;
+    }
+    if let Some(props) = s.get("properties").and_then(Value::as_object) {
+        return Shape::Object(
+            props
+                .iter()
+                .map(|(k, v)| (k.clone(), shape_of(v)))
+                .collect(),
+        );
+    }
+    if let Some(ap) = s.get("additionalProperties").filter(|v| v.is_object()) {
+        return Shape::Map(Box::new(shape_of(ap)));
+    }
+    if let Some(items) = s.get("items") {
+        return Shape::Array(Box::new(shape_of(items)));
+    }
+    Shape::Any
+}
+
+fn shapes() -> &'static HashMap<String, Shape> {
+    static SHAPES: OnceLock<HashMap<String, Shape>> = OnceLock::new();
+    SHAPES.get_or_init(|| {
+        definitions()
+            .iter()
+            .map(|(k, v)| (k.clone(), shape_of(v)))
+            .collect()
+    })
+}
+
+/// Paths of fields in `value` that the schema `schema_name` does not define,
+/// written as Kubernetes does (`spec.containers[0].foo`).
+pub fn unknown_fields(schema_name: &str, value: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let shapes = shapes();
+    if let Some(s) = shapes.get(schema_name) {
+        walk(s, value, "", shapes, &mut out, 0);
+    }
+    out
+}
+
+fn walk(
+    shape: &Shape,
+    value: &Value,
+    path: &str,
+    shapes: &HashMap<String, Shape>,
+    out: &mut Vec<String>,
+    depth: usize,
+) {
+    if depth > 64 || out.len() > 100 {
+        return;
+    }
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (shape, value) {
+        (Shape::Ref(name), _) => {
+            if let Some(s) = shapes.get(name) {
+                walk(s, value, path, shapes, out, depth + 1);
+            }
+        }
+        (Shape::Object(props), Value::Object(map)) => {
+            for (k, v) in map {
+                match props.get(k) {
+                    Some(s) => walk(s, v, &join(k), shapes, out, depth + 1),
+                    None => out.push(join(k)),
+                }
+            }
+        }
+        (Shape::Map(inner), Value::Object(map)) => {
+            for (k, v) in map {
+                walk(inner, v, &join(k), shapes, out, depth + 1);
+            }
+        }
+        (Shape::Array(inner), Value::Array(items)) => {
+            for (i, v) in items.iter().enumerate() {
+                walk(inner, v, &format!("{path}[{i}]"), shapes, out, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_unknown_fields_with_kubernetes_paths() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "bogus": 1},
+            "spec": {"containers": [{"name": "c", "image": "i", "foo": true}], "bar": {}}});
+        let mut found = unknown_fields("io.k8s.api.core.v1.Pod", &pod);
+        found.sort();
+        assert_eq!(
+            found,
+            vec!["metadata.bogus", "spec.bar", "spec.containers[0].foo"]
+        );
+    }
+
+    #[test]
+    fn known_fields_pass() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "labels": {"x": "y"}},
+            "spec": {"containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": "1"}},
+              "ports": [{"containerPort": 80}], "env": [{"name": "A", "value": "b"}]}]}});
+        assert!(unknown_fields("io.k8s.api.core.v1.Pod", &pod).is_empty());
+    }
+
+    #[test]
+    fn docs_carry_gvk_and_field_validation() {
+        let d = docs().get("api/v1").expect("core doc");
+        let v: Value = serde_json::from_slice(&d.body).unwrap();
+        let patch = &v["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
+        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Pod");
+        assert!(patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fieldValidation"));
+        let pod = &v["components"]["schemas"]["io.k8s.api.core.v1.Pod"];
+        assert_eq!(pod["x-kubernetes-group-version-kind"][0]["kind"], "Pod");
+        assert!(
+            v["components"]["schemas"]["io.k8s.api.core.v1.Container"]["properties"]["image"]
+                .is_object()
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! The resource types this server serves, as data: names, scope, verbs and the
+//! typed round trip that normalises a decoded object.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+/// What kind of extra behaviour a resource has beyond generic storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Special {
+    None,
+    Pod,
+    Namespace,
+    Node,
+}
+
+pub struct ResourceDef {
+    pub group: &'static str,
+    pub version: &'static str,
+    /// Plural, lower case: the URL segment.
+    pub name: &'static str,
+    pub singular: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// Subresources besides the main resource (`status`, `binding`, ...).
+    pub subresources: &'static [&'static str],
+    /// The OpenAPI schema name (`io.k8s.api.core.v1.Pod`).
+    pub schema: &'static str,
+    pub special: Special,
+    /// Decodes into the typed object and back, which drops fields the type
+    /// does not know and checks field types. Errors are serde's message.
+    pub normalize: fn(Value) -> Result<Value, String>,
+}
+
+impl ResourceDef {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    /// Storage key prefix for all objects of this type (ends with '/').
+    pub fn prefix(&self) -> String {
+        format!("/registry/{}/", self.storage_name())
+    }
+
+    fn storage_name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Key prefix for one namespace, or the whole type when `ns` is None.
+    pub fn ns_prefix(&self, ns: Option<&str>) -> String {
+        match (self.namespaced, ns) {
+            (true, Some(ns)) => format!("{}{}/", self.prefix(), ns),
+            _ => self.prefix(),
+        }
+    }
+
+    pub fn key(&self, ns: Option<&str>, name: &str) -> String {
+        match (self.namespaced, ns) {
+            (true, Some(ns)) => format!("{}{}/{}", self.prefix(), ns, name),
+            _ => format!("{}{}", self.prefix(), name),
+        }
+    }
+
+    pub fn verbs(&self) -> &'static [&'static str] {
+        &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
+    }
+
+    pub fn gvk_json(&self) -> Value {
+        serde_json::json!({"group": self.group, "version": self.version, "kind": self.kind})
+    }
+}
+
+fn roundtrip<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, String> {
+    let typed: T = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    serde_json::to_value(typed).map_err(|e| e.to_string())
+}
+
+use k8s_openapi::api::coordination::v1 as coord;
+use k8s_openapi::api::core::v1 as core;
+
+pub static RESOURCES: &[ResourceDef] = &[
+    ResourceDef {
+        group: "",
+        version: "v1",
+        name: "pods",
+        singular: "pod",
+        kind: "Pod",
+        namespaced: true,
+        short_names: &["po"],
+        categories: &["all"],
+        subresources: &["status", "binding", "log", "exec", "attach"],
+        schema: "io.k8s.api.core.v1.Pod",
+        special: Special::Pod,
+        normalize: roundtrip::<core::Pod>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        name: "namespaces",
+        singular: "namespace",
+        kind: "Namespace",
+        namespaced: false,
+        short_names: &["ns"],
+        categories: &[],
+        subresources: &["status", "finalize"],
+        schema: "io.k8s.api.core.v1.Namespace",
+        special: Special::Namespace,
+        normalize: roundtrip::<core::Namespace>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        name: "nodes",
+        singular: "node",
+        kind: "Node",
+        namespaced: false,
+        short_names: &["no"],
+        categories: &[],
+        subresources: &["status"],
+        schema: "io.k8s.api.core.v1.Node",
+        special: Special::Node,
+        normalize: roundtrip::<core::Node>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        name: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        subresources: &[],
+        schema: "io.k8s.api.core.v1.Event",
+        special: Special::None,
+        normalize: roundtrip::<core::Event>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        name: "configmaps",
+        singular: "configmap",
+        kind: "ConfigMap",
+        namespaced: true,
+        short_names: &["cm"],
+        categories: &[],
+        subresources: &[],
+        schema: "io.k8s.api.core.v1.ConfigMap",
+        special: Special::None,
+        normalize: roundtrip::<core::ConfigMap>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        name: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        schema: "io.k8s.api.core.v1.Secret",
+        special: Special::None,
+        normalize: roundtrip::<core::Secret>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        name: "serviceaccounts",
+        singular: "serviceaccount",
+        kind: "ServiceAccount",
+        namespaced: true,
+        short_names: &["sa"],
+        categories: &[],
+        subresources: &[],
+        schema: "io.k8s.api.core.v1.ServiceAccount",
+        special: Special::None,
+        normalize: roundtrip::<core::ServiceAccount>,
+    },
+    ResourceDef {
+        group: "coordination.k8s.io",
+        version: "v1",
+        name: "leases",
+        singular: "lease",
+        kind: "Lease",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        schema: "io.k8s.api.coordination.v1.Lease",
+        special: Special::None,
+        normalize: roundtrip::<coord::Lease>,
+    },
+];
+
+/// The API groups served under /apis (the core group is under /api).
+pub const GROUPS: &[(&str, &str)] = &[("coordination.k8s.io", "v1")];
+
+pub fn find(group: &str, version: &str, name: &str) -> Option<&'static ResourceDef> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.name == name)
+}
+
+pub fn by_prefix(key: &str) -> Option<&'static ResourceDef> {
+    RESOURCES.iter().find(|r| key.starts_with(&r.prefix()))
+}
+
+pub fn pods() -> &'static ResourceDef {
+    &RESOURCES[0]
+}
+
+pub fn namespaces() -> &'static ResourceDef {
+    &RESOURCES[1]
+}

@@ -1,0 +1,117 @@
+//! Shared test harness: an in-process API server on a temp data dir backed by
+//! the SQLite store, and a runner for the real kubectl against it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::Arc;
+
+use orca_apiserver::{ApiServer, Config};
+use orca_store::sqlite::{SqliteOptions, SqliteStore};
+use orca_store::Store;
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub server: ApiServer,
+}
+
+pub const KUBECTL: &str = "/usr/bin/kubectl";
+
+impl Harness {
+    pub async fn start() -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = start_in(dir.path().to_path_buf()).await;
+        Harness { dir, server }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.server.kubeconfig_path().to_path_buf()
+    }
+
+    /// Runs kubectl with this server's kubeconfig and a private cache dir.
+    pub async fn kubectl_out(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = tokio::process::Command::new(KUBECTL);
+        cmd.arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kubectl-cache"))
+            .args(args)
+            .env("HOME", self.dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .expect("kubectl must be installed at /usr/bin/kubectl");
+        let mut pipe = child.stdin.take().expect("stdin");
+        if let Some(s) = stdin {
+            pipe.write_all(s.as_bytes()).await.expect("write stdin");
+        }
+        drop(pipe);
+        child.wait_with_output().await.expect("kubectl ran")
+    }
+
+    /// Runs kubectl and returns stdout, failing the test (with stderr) if it fails.
+    pub async fn kubectl(&self, args: &[&str]) -> String {
+        self.kubectl_stdin(args, None).await
+    }
+
+    pub async fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl_out(args, stdin).await;
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\nstdout: {stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// Runs kubectl expecting failure; returns stderr.
+    pub async fn kubectl_fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl_out(args, stdin).await;
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should have failed; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("client config");
+        kube::Client::try_from(cfg).expect("client")
+    }
+
+    /// A raw HTTPS client trusting the cluster CA, with no credentials.
+    pub fn anonymous_https(&self) -> (String, Vec<u8>) {
+        let ca = std::fs::read(self.dir.path().join("tls/ca.crt")).expect("ca.crt");
+        (format!("https://{}", self.server.addr()), ca)
+    }
+}
+
+pub async fn open_store(dir: &std::path::Path) -> Arc<dyn Store> {
+    let store = SqliteStore::open(&dir.join("db/state.db"), SqliteOptions::default())
+        .expect("open sqlite store");
+    Arc::new(store)
+}
+
+pub async fn start_in(dir: PathBuf) -> ApiServer {
+    let store = open_store(&dir).await;
+    orca_apiserver::start(
+        Config {
+            data_dir: dir,
+            bind_address: "127.0.0.1".into(),
+            https_port: 0,
+            tls_sans: vec![],
+        },
+        store,
+    )
+    .await
+    .expect("API server starts")
+}
