@@ -3,6 +3,7 @@
 //! functions, no I/O.
 
 pub mod defaults;
+pub mod patch;
 pub mod printing;
 pub mod selectors;
 pub mod quantity;
