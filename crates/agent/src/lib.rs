@@ -1,1 +1,274 @@
-//! The node agent (kubelet): runs the pods bound to its node through orca-runtime.
+//! The node agent (kubelet): registers its Node, keeps its Lease, runs the
+//! pods bound to it through orca-runtime, reports their status and events
+//! through the Kubernetes API, and serves logs, exec and attach.
+//!
+//! Embedding: call [`register_node`] first when the runtime needs the
+//! node's pod CIDR to be built, then [`run`].
+
+mod backoff;
+mod events;
+mod logs;
+mod node;
+mod probe;
+mod resolve;
+mod resources;
+mod status;
+mod streaming;
+mod tls;
+mod worker;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::watcher;
+use orca_runtime::Runtime;
+use tokio::sync::{mpsc, watch};
+
+pub use node::kubelet_version;
+
+/// How the agent runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The Node's name.
+    pub node_name: String,
+    /// DATA_DIR; the agent keeps its state under DATA_DIR/agent.
+    pub data_dir: PathBuf,
+    /// How long to wait for the control plane to assign `spec.podCIDR`.
+    pub pod_cidr_wait: Duration,
+    /// Use this pod CIDR instead of waiting for one (tests, static setups).
+    pub pod_cidr: Option<String>,
+    /// HTTPS port of the streaming server (logs, exec, attach); 0 picks a
+    /// free one. Kubernetes' default is 10250.
+    pub streaming_port: u16,
+    /// Address the streaming server binds.
+    pub streaming_bind: String,
+    /// PEM of the CA that signs the API server's kubelet-client certificate;
+    /// the streaming server accepts only clients it signed.
+    pub cluster_ca_pem: Vec<u8>,
+    /// The node's InternalIP, also every pod's hostIP.
+    pub node_ip: IpAddr,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            node_name: "orca".into(),
+            data_dir: PathBuf::from("/var/lib/orca"),
+            pod_cidr_wait: Duration::from_secs(60),
+            pod_cidr: None,
+            streaming_port: 10250,
+            streaming_bind: "0.0.0.0".into(),
+            cluster_ca_pem: Vec::new(),
+            node_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        }
+    }
+}
+
+impl Config {
+    fn agent_dir(&self) -> PathBuf {
+        self.data_dir.join("agent")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS setup of the streaming server: {0}")]
+    Tls(String),
+    #[error("node {node} got no spec.podCIDR within {waited:?}; is the control plane's node IPAM controller running?")]
+    NoPodCidr { node: String, waited: Duration },
+    #[error("the container runtime failed: {0}")]
+    Runtime(#[from] orca_runtime::Error),
+}
+
+/// Registers the Node and waits for its pod CIDR (or returns
+/// `config.pod_cidr`). [`run`] does this too; call it first when the
+/// runtime must be built with the CIDR.
+pub async fn register_node(client: &kube::Client, config: &Config) -> Result<String, Error> {
+    let facts = node::HostFacts::gather(&config.data_dir);
+    node::register(client, config, &facts, config.streaming_port).await?;
+    node::wait_for_pod_cidr(client, config).await
+}
+
+/// Shared by the pod workers and the streaming server.
+pub(crate) struct Ctx {
+    pub client: kube::Client,
+    pub runtime: Arc<dyn Runtime>,
+    pub config: Config,
+    pub recorder: events::Recorder,
+    pub node: resolve::NodeResources,
+    /// namespace/name -> uid of the pods bound here, for the streaming server.
+    pub pods: Mutex<HashMap<(String, String), String>>,
+}
+
+/// Runs the agent until the future is dropped or a part of it fails.
+pub async fn run(
+    client: kube::Client,
+    runtime: Arc<dyn Runtime>,
+    config: Config,
+) -> Result<(), Error> {
+    let agent_dir = config.agent_dir();
+    std::fs::create_dir_all(&agent_dir).map_err(|e| Error::Io {
+        what: format!("creating {}", agent_dir.display()),
+        source: e,
+    })?;
+    let listener =
+        tokio::net::TcpListener::bind((config.streaming_bind.as_str(), config.streaming_port))
+            .await
+            .map_err(|e| Error::Io {
+                what: format!(
+                    "binding the streaming server to {}:{}",
+                    config.streaming_bind, config.streaming_port
+                ),
+                source: e,
+            })?;
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or(config.streaming_port);
+    let (certs, key) =
+        tls::serving_identity(&agent_dir, &config.node_name, &config.node_ip.to_string())?;
+    let tls_config = tls::server_config(certs, key, &config.cluster_ca_pem)?;
+
+    let facts = node::HostFacts::gather(&config.data_dir);
+    node::register(&client, &config, &facts, port).await?;
+    node::wait_for_pod_cidr(&client, &config).await?;
+    let node_resources = resolve::NodeResources {
+        cpu: facts.cpus as f64,
+        memory: (facts.memory_kib.saturating_sub(100 * 1024) * 1024) as f64,
+        ephemeral_storage: (facts.ephemeral_storage_kib * 1024) as f64 * 0.9,
+    };
+    let ctx = Arc::new(Ctx {
+        recorder: events::Recorder::start(client.clone(), config.node_name.clone()),
+        client: client.clone(),
+        runtime,
+        config: config.clone(),
+        node: node_resources,
+        pods: Mutex::new(HashMap::new()),
+    });
+    tracing::info!(node = %config.node_name, port, "node agent running");
+    tokio::select! {
+        r = node::lease_loop(client.clone(), config.node_name.clone()) => r,
+        r = node::status_loop(client.clone(), config.clone(), port) => r,
+        r = streaming::serve(ctx.clone(), listener, tls_config) => r,
+        r = dispatch(ctx) => r,
+    }
+}
+
+struct Handle {
+    tx: watch::Sender<Option<Pod>>,
+}
+
+/// Watches the pods bound to this node and hands each to its worker.
+async fn dispatch(ctx: Arc<Ctx>) -> Result<(), Error> {
+    // Sandboxes present before the first full list: adopted by their pod's
+    // worker, or stopped when the pod is gone.
+    let mut leftovers: Option<Vec<String>> = Some(
+        ctx.runtime
+            .list_sandboxes()
+            .await?
+            .into_iter()
+            .map(|s| s.pod_uid)
+            .collect(),
+    );
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let selector = format!("spec.nodeName={}", ctx.config.node_name);
+    let mut stream = watcher(pods, watcher::Config::default().fields(&selector)).boxed();
+    let mut workers: HashMap<String, Handle> = HashMap::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let mut listed: std::collections::HashSet<String> = Default::default();
+    loop {
+        tokio::select! {
+            Some(uid) = done_rx.recv() => {
+                workers.remove(&uid);
+            }
+            ev = stream.next() => {
+                let Some(ev) = ev else { return Ok(()) };
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        tracing::warn!("watching pods failed, retrying: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                match ev {
+                    watcher::Event::Init => listed.clear(),
+                    watcher::Event::InitApply(pod) => {
+                        if let Some(uid) = pod.metadata.uid.clone() {
+                            listed.insert(uid);
+                        }
+                        deliver(&ctx, &mut workers, &done_tx, pod);
+                    }
+                    watcher::Event::Apply(pod) => deliver(&ctx, &mut workers, &done_tx, pod),
+                    watcher::Event::Delete(pod) => {
+                        if let Some(uid) = &pod.metadata.uid {
+                            if let Some(h) = workers.get(uid) {
+                                let _ = h.tx.send(None);
+                            }
+                        }
+                    }
+                    watcher::Event::InitDone => {
+                        // Pods deleted while the watch was down.
+                        for (uid, h) in &workers {
+                            if !listed.contains(uid) {
+                                let _ = h.tx.send(None);
+                            }
+                        }
+                        if let Some(uids) = leftovers.take() {
+                            for uid in uids.into_iter().filter(|u| !listed.contains(u)) {
+                                if workers.contains_key(&uid) {
+                                    continue;
+                                }
+                                let ctx = ctx.clone();
+                                tokio::spawn(async move {
+                                    worker::clean_orphan(&ctx, &uid).await;
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn deliver(
+    ctx: &Arc<Ctx>,
+    workers: &mut HashMap<String, Handle>,
+    done: &mpsc::UnboundedSender<String>,
+    pod: Pod,
+) {
+    let Some(uid) = pod.metadata.uid.clone() else {
+        return;
+    };
+    if let Some(h) = workers.get(&uid) {
+        let _ = h.tx.send(Some(pod));
+        return;
+    }
+    let (tx, rx) = watch::channel(Some(pod.clone()));
+    workers.insert(uid.clone(), Handle { tx });
+    let ctx = ctx.clone();
+    let done = done.clone();
+    tokio::spawn(async move {
+        worker::run(ctx, pod, rx).await;
+        let _ = done.send(uid);
+    });
+}
