@@ -1,0 +1,536 @@
+//! The scheduler's picture of the cluster (nodes, and what the pods bound
+//! or assumed bound to each request) plus the queue, kept under one lock so
+//! that a decision, the assumption it makes and the queue move are atomic
+//! with respect to watch events.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::filter::{self, Diagnosis, Reason};
+use crate::node::{NodeFacts, NodeInfo};
+use crate::podinfo::{PodInfo, Usage};
+use crate::queue::Queue;
+use crate::score;
+
+/// Kubernetes' floor for how many feasible nodes to look for per pod.
+const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+const MIN_FEASIBLE_NODES_PERCENTAGE: usize = 5;
+
+/// How many feasible nodes are enough to stop filtering: kube-scheduler's
+/// adaptive percentageOfNodesToScore (50% minus 1% per 125 nodes, at least
+/// 5% and at least 100 nodes). Scoring a sample keeps large clusters fast.
+pub fn num_feasible_nodes_to_find(n: usize) -> usize {
+    if n < MIN_FEASIBLE_NODES_TO_FIND {
+        return n;
+    }
+    let pct = 50usize
+        .saturating_sub(n / 125)
+        .max(MIN_FEASIBLE_NODES_PERCENTAGE);
+    (n * pct / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
+}
+
+pub enum Decision {
+    Bind(String),
+    Unschedulable(String),
+}
+
+pub struct Cache {
+    pub scheduler_name: String,
+    nodes: HashMap<String, NodeInfo>,
+    /// Names of nodes whose Node object exists, in a stable order for the
+    /// rotating start index.
+    order: Vec<String>,
+    position: HashMap<String, usize>,
+    /// Node of every pod accounted for, by pod UID.
+    assigned: HashMap<String, String>,
+    pub queue: Queue,
+    next_start: usize,
+    rng: StdRng,
+    relist_pods: Option<HashSet<String>>,
+    relist_nodes: Option<HashSet<String>>,
+    pub pods_synced: bool,
+    pub nodes_synced: bool,
+}
+
+impl Cache {
+    pub fn new(scheduler_name: &str) -> Cache {
+        Cache {
+            scheduler_name: scheduler_name.to_string(),
+            nodes: HashMap::new(),
+            order: Vec::new(),
+            position: HashMap::new(),
+            assigned: HashMap::new(),
+            queue: Queue::default(),
+            next_start: 0,
+            rng: StdRng::from_os_rng(),
+            relist_pods: None,
+            relist_nodes: None,
+            pods_synced: false,
+            nodes_synced: false,
+        }
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Pods requested on `node` as (cpu millicores, memory bytes, pods).
+    pub fn node_usage(&self, node: &str) -> Option<(i64, i64, i64)> {
+        self.nodes
+            .get(node)
+            .map(|n| (n.requested.cpu, n.requested.memory, n.pod_count))
+    }
+
+    fn add_assigned(&mut self, uid: &str, node: &str, usage: Arc<Usage>) {
+        self.assigned.insert(uid.to_string(), node.to_string());
+        self.nodes
+            .entry(node.to_string())
+            .or_insert_with(|| NodeInfo::new(node))
+            .add_pod(uid, usage);
+    }
+
+    /// Returns true if the pod was accounted somewhere (resources freed).
+    fn remove_assigned(&mut self, uid: &str) -> bool {
+        let Some(node) = self.assigned.remove(uid) else {
+            return false;
+        };
+        if let Some(n) = self.nodes.get_mut(&node) {
+            n.remove_pod(uid);
+            if n.facts.is_none() && n.pods.is_empty() {
+                self.nodes.remove(&node);
+            }
+        }
+        true
+    }
+
+    // ---- node events ----
+
+    /// Returns true when parked pods were moved back to the queue.
+    pub fn node_applied(&mut self, node: &Node, now: Instant) -> bool {
+        let Some(name) = node.metadata.name.clone() else {
+            return false;
+        };
+        if let Some(seen) = &mut self.relist_nodes {
+            seen.insert(name.clone());
+        }
+        let facts = NodeFacts::from_node(node);
+        let entry = self
+            .nodes
+            .entry(name.clone())
+            .or_insert_with(|| NodeInfo::new(&name));
+        let changed = entry.facts.as_ref().map(|f| f.fingerprint) != Some(facts.fingerprint);
+        entry.facts = Some(Arc::new(facts));
+        if !self.position.contains_key(&name) {
+            self.position.insert(name.clone(), self.order.len());
+            self.order.push(name);
+        }
+        changed && self.queue.move_all_unschedulable(now) > 0
+    }
+
+    pub fn node_deleted(&mut self, name: &str) {
+        if let Some(i) = self.position.remove(name) {
+            self.order.swap_remove(i);
+            if let Some(moved) = self.order.get(i) {
+                self.position.insert(moved.clone(), i);
+            }
+        }
+        if let Some(n) = self.nodes.get_mut(name) {
+            n.facts = None;
+            if n.pods.is_empty() {
+                self.nodes.remove(name);
+            }
+        }
+    }
+
+    pub fn nodes_relist_started(&mut self) {
+        self.relist_nodes = Some(HashSet::new());
+    }
+
+    pub fn nodes_relist_done(&mut self, now: Instant) -> bool {
+        let seen = self.relist_nodes.take().unwrap_or_default();
+        let gone: Vec<String> = self
+            .order
+            .iter()
+            .filter(|n| !seen.contains(*n))
+            .cloned()
+            .collect();
+        for n in &gone {
+            self.node_deleted(n);
+        }
+        self.nodes_synced = true;
+        // Anything may have changed while the watch was down.
+        self.queue.move_all_unschedulable(now) > 0
+    }
+
+    // ---- pod events ----
+
+    /// Returns true when the scheduling loop should wake up.
+    pub fn pod_applied(&mut self, pod: Pod, now: Instant) -> bool {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return false;
+        };
+        if let Some(seen) = &mut self.relist_pods {
+            seen.insert(uid.clone());
+        }
+        let spec = pod.spec.as_ref();
+        let node_name = spec
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty());
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let terminal = matches!(phase, Some("Succeeded") | Some("Failed"));
+        if let Some(node) = node_name {
+            self.queue.remove(&uid);
+            if terminal {
+                return self.remove_assigned(&uid) && self.queue.move_all_unschedulable(now) > 0;
+            }
+            if self.assigned.get(&uid) != Some(&node) {
+                self.remove_assigned(&uid);
+                let info = PodInfo::new(pod);
+                self.add_assigned(&uid, &node, info.usage);
+            }
+            return false;
+        }
+        let ours = spec
+            .and_then(|s| s.scheduler_name.as_deref())
+            .unwrap_or("default-scheduler")
+            == self.scheduler_name;
+        if !ours || terminal || pod.metadata.deletion_timestamp.is_some() {
+            self.queue.remove(&uid);
+            return false;
+        }
+        self.queue.add_or_update(PodInfo::new(pod), now)
+    }
+
+    pub fn pod_deleted(&mut self, pod: &Pod, now: Instant) -> bool {
+        let Some(uid) = pod.metadata.uid.as_deref() else {
+            return false;
+        };
+        self.queue.remove(uid);
+        self.remove_assigned(uid) && self.queue.move_all_unschedulable(now) > 0
+    }
+
+    pub fn pods_relist_started(&mut self) {
+        self.relist_pods = Some(HashSet::new());
+    }
+
+    pub fn pods_relist_done(&mut self, now: Instant) -> bool {
+        let seen = self.relist_pods.take().unwrap_or_default();
+        let gone: Vec<String> = self
+            .assigned
+            .keys()
+            .filter(|u| !seen.contains(*u) && !self.queue.is_assumed(u))
+            .cloned()
+            .collect();
+        let mut freed = false;
+        for uid in &gone {
+            freed |= self.remove_assigned(uid);
+        }
+        self.queue.retain(|uid| seen.contains(uid));
+        self.pods_synced = true;
+        (freed && self.queue.move_all_unschedulable(now) > 0) || !self.queue.is_empty()
+    }
+
+    // ---- decisions ----
+
+    /// Decides where the (in-flight) pod goes. On success the pod is assumed
+    /// onto the node at once, so the next decision already counts it.
+    pub fn schedule(&mut self, pod: &PodInfo, now: Instant) -> Decision {
+        let decision = self.decide(pod);
+        match &decision {
+            Decision::Bind(node) => {
+                self.add_assigned(&pod.uid, node, pod.usage.clone());
+                self.queue.assumed(&pod.uid);
+            }
+            Decision::Unschedulable(_) => self.queue.unschedulable(&pod.uid, now),
+        }
+        decision
+    }
+
+    fn decide(&mut self, pod: &PodInfo) -> Decision {
+        let n = self.order.len();
+        if n == 0 {
+            return Decision::Unschedulable("no nodes available to schedule pods".to_string());
+        }
+        let mut diagnosis = Diagnosis {
+            num_all_nodes: n,
+            ..Default::default()
+        };
+        let candidates: Option<Vec<&String>> = match filter::prefilter_node_names(pod) {
+            Err(msg) => {
+                diagnosis.pre_filter_msg = Some(msg);
+                diagnosis.node_reasons = self
+                    .order
+                    .iter()
+                    .map(|name| (name.clone(), vec![Reason::NodeAffinity]))
+                    .collect();
+                return self.unschedulable(pod, diagnosis);
+            }
+            Ok(Some(names)) => {
+                for name in &self.order {
+                    if !names.contains(name) {
+                        diagnosis
+                            .node_reasons
+                            .push((name.clone(), vec![Reason::NotInPreFilterResult]));
+                    }
+                }
+                Some(
+                    names
+                        .iter()
+                        .filter_map(|name| self.position.get(name).map(|&i| &self.order[i]))
+                        .collect(),
+                )
+            }
+            Ok(None) => None,
+        };
+
+        let total = candidates.as_ref().map_or(n, Vec::len);
+        let want = num_feasible_nodes_to_find(total);
+        let start = if candidates.is_some() {
+            0
+        } else {
+            self.next_start % n
+        };
+        let mut feasible = Vec::with_capacity(want.min(total));
+        let mut processed = 0;
+        for i in 0..total {
+            if feasible.len() >= want {
+                break;
+            }
+            let name = match &candidates {
+                Some(c) => c[i],
+                None => &self.order[(start + i) % n],
+            };
+            processed += 1;
+            let Some(node) = self.nodes.get(name) else {
+                continue;
+            };
+            let Some(facts) = node.facts.as_deref() else {
+                continue;
+            };
+            match filter::filter(pod, node, facts) {
+                Ok(()) => feasible.push((node, facts)),
+                Err(reasons) => diagnosis.node_reasons.push((name.clone(), reasons)),
+            }
+        }
+        if candidates.is_none() {
+            self.next_start = (start + processed) % n;
+        }
+        if feasible.is_empty() {
+            return self.unschedulable(pod, diagnosis);
+        }
+        let chosen = if feasible.len() == 1 {
+            feasible[0].0
+        } else {
+            score::pick(pod, &feasible, &mut self.rng)
+        };
+        Decision::Bind(chosen.name.clone())
+    }
+
+    fn unschedulable(&self, pod: &PodInfo, diagnosis: Diagnosis) -> Decision {
+        let post = filter::preemption_message(pod, &diagnosis, &self.nodes);
+        Decision::Unschedulable(filter::fit_error_message(&diagnosis, Some(&post)))
+    }
+
+    /// Binding failed: undo the assumption unless the watch has confirmed
+    /// the pod somewhere meanwhile. Returns true if resources were freed.
+    pub fn forget(&mut self, uid: &str) -> bool {
+        if self.queue.is_assumed(uid) {
+            return self.remove_assigned(uid);
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        Container, NodeCondition, NodeSpec, NodeStatus, PodSpec, ResourceRequirements, Taint,
+    };
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use std::collections::BTreeMap;
+
+    fn node(name: &str, cpu: &str, taints: Vec<Taint>) -> Node {
+        let alloc = BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.into())),
+            ("memory".to_string(), Quantity("8Gi".into())),
+            ("pods".to_string(), Quantity("110".into())),
+        ]);
+        Node {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(NodeSpec {
+                taints: Some(taints),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                allocatable: Some(alloc),
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn pod(name: &str, cpu: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                uid: Some(format!("uid-{name}")),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "c".into(),
+                    resources: Some(ResourceRequirements {
+                        requests: Some(BTreeMap::from([("cpu".to_string(), Quantity(cpu.into()))])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                scheduler_name: Some("default-scheduler".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn synced_cache() -> (Cache, Instant) {
+        let now = Instant::now();
+        let mut c = Cache::new("default-scheduler");
+        c.nodes_relist_started();
+        c.node_applied(&node("a", "1", vec![]), now);
+        c.node_applied(&node("b", "1", vec![]), now);
+        c.node_applied(
+            &node(
+                "t",
+                "4",
+                vec![Taint {
+                    key: "node-role".into(),
+                    value: Some("x".into()),
+                    effect: "NoSchedule".into(),
+                    ..Default::default()
+                }],
+            ),
+            now,
+        );
+        c.nodes_relist_done(now);
+        (c, now)
+    }
+
+    #[test]
+    fn feasible_node_sample_sizes() {
+        assert_eq!(num_feasible_nodes_to_find(3), 3);
+        assert_eq!(num_feasible_nodes_to_find(100), 100);
+        assert_eq!(num_feasible_nodes_to_find(1000), 420);
+        assert_eq!(num_feasible_nodes_to_find(5000), 500);
+        assert_eq!(num_feasible_nodes_to_find(50_000), 2500);
+    }
+
+    #[test]
+    fn assumed_pods_count_until_nodes_are_full_then_the_message_explains() {
+        let (mut c, now) = synced_cache();
+        let mut placed = Vec::new();
+        for i in 0..3 {
+            c.pod_applied(pod(&format!("p{i}"), "600m"), now);
+        }
+        while let Some(p) = c.queue.pop(now) {
+            placed.push(c.schedule(&p, now));
+        }
+        let bound: Vec<String> = placed
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Bind(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut sorted = bound.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec!["a", "b"]);
+        let msg = placed
+            .iter()
+            .find_map(|d| match d {
+                Decision::Unschedulable(m) => Some(m.clone()),
+                _ => None,
+            })
+            .expect("third pod must not fit");
+        assert_eq!(
+            msg,
+            "0/3 nodes are available: 1 node(s) had untolerated taint {node-role: x}, \
+             2 Insufficient cpu. preemption: 0/3 nodes are available: \
+             1 Preemption is not helpful for scheduling, \
+             2 No preemption victims found for incoming pod.."
+        );
+        // Same priority: first come, first served, so p2 is the one parked.
+        assert!(matches!(placed[2], Decision::Unschedulable(_)));
+        // Deleting a bound pod frees room and requeues the parked one.
+        assert!(c.pod_deleted(&pod("p0", "600m"), now));
+        let later = now + std::time::Duration::from_secs(1);
+        let p = c.queue.pop(later).unwrap();
+        assert_eq!(p.name, "p2");
+        assert!(matches!(c.schedule(&p, later), Decision::Bind(_)));
+    }
+
+    #[test]
+    fn a_new_node_requeues_parked_pods() {
+        let (mut c, now) = synced_cache();
+        c.pod_applied(pod("big", "2"), now);
+        let p = c.queue.pop(now).unwrap();
+        assert!(matches!(c.schedule(&p, now), Decision::Unschedulable(_)));
+        // A heartbeat-only update changes nothing.
+        assert!(!c.node_applied(&node("a", "1", vec![]), now));
+        assert!(c.node_applied(&node("c", "2", vec![]), now));
+        let later = now + std::time::Duration::from_secs(2);
+        let p = c.queue.pop(later).unwrap();
+        assert!(matches!(c.schedule(&p, later), Decision::Bind(n) if n == "c"));
+    }
+
+    #[test]
+    fn no_nodes_message() {
+        let now = Instant::now();
+        let mut c = Cache::new("default-scheduler");
+        c.pod_applied(pod("x", "1"), now);
+        let p = c.queue.pop(now).unwrap();
+        assert!(
+            matches!(c.schedule(&p, now), Decision::Unschedulable(m) if m == "no nodes available to schedule pods")
+        );
+    }
+
+    #[test]
+    fn pods_for_other_schedulers_and_bound_pods_are_not_queued() {
+        let (mut c, now) = synced_cache();
+        let mut other = pod("o", "1");
+        other.spec.as_mut().unwrap().scheduler_name = Some("my-scheduler".into());
+        c.pod_applied(other, now);
+        let mut bound = pod("b", "300m");
+        bound.spec.as_mut().unwrap().node_name = Some("a".into());
+        c.pod_applied(bound, now);
+        assert!(c.queue.pop(now).is_none());
+        assert_eq!(c.node_usage("a"), Some((300, 0, 1)));
+    }
+
+    #[test]
+    fn failed_binding_releases_the_assumption() {
+        let (mut c, now) = synced_cache();
+        c.pod_applied(pod("p", "1"), now);
+        let p = c.queue.pop(now).unwrap();
+        let Decision::Bind(node) = c.schedule(&p, now) else {
+            panic!("a 1-cpu pod fits an empty 1-cpu node");
+        };
+        assert_eq!(c.node_usage(&node).unwrap().0, 1000);
+        assert!(c.forget(&p.uid));
+        assert_eq!(c.node_usage(&node).unwrap().0, 0);
+    }
+}
