@@ -40,6 +40,9 @@ pub struct SqliteOptions {
     pub compaction_interval: Duration,
     /// Most writes committed in one transaction.
     pub max_batch: usize,
+    /// Committed batches buffered for live watchers; a watcher that falls
+    /// further behind catches up from the table instead.
+    pub event_buffer: usize,
 }
 
 impl Default for SqliteOptions {
@@ -49,6 +52,7 @@ impl Default for SqliteOptions {
             retain_duration: Duration::from_secs(300),
             compaction_interval: Duration::from_secs(60),
             max_batch: 1024,
+            event_buffer: 1024,
         }
     }
 }
@@ -58,9 +62,6 @@ impl Default for SqliteOptions {
 const COMPACT_WINDOW: Revision = 2_000;
 /// Rows read per watch-replay query.
 const REPLAY_PAGE: i64 = 1_000;
-/// Committed batches buffered for live watchers; a watcher that falls further
-/// behind catches up from the table instead.
-const EVENT_BUFFER: usize = 1_024;
 /// Reader connections kept open for reuse.
 const MAX_IDLE_READERS: usize = 8;
 const SCHEMA_VERSION: i64 = 1;
@@ -283,7 +284,7 @@ impl SqliteStore {
         let (revision, compact_revision) =
             read_revisions(&conn).map_err(|e| db_err(path, "reading revisions", e))?;
 
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (events, _) = broadcast::channel(opts.event_buffer.max(1));
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
             revision: AtomicI64::new(revision),
