@@ -1,0 +1,325 @@
+//! A whole node on a temp dir: the API server on SQLite, the image store
+//! pulling from the test registry, the Linux runtime on its own bridge and
+//! CIDR, and the agent. Pods are created with `spec.nodeName` preset.
+#![allow(dead_code)] // each test uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use orca_runtime::{ImageProvider, LinuxRuntime, RegistryAuth, Runtime, RuntimeConfig, RuntimeImage};
+
+pub fn registry() -> String {
+    std::env::var("ORCA_TEST_REGISTRY").expect(
+        "ORCA_TEST_REGISTRY is not set: start a registry and push the test images (scripts/test.sh does both)",
+    )
+}
+
+pub fn busybox() -> String {
+    format!("{}/busybox:latest", registry())
+}
+
+/// orca-image's store as the runtime's image provider.
+pub struct StoreImages(pub orca_image::ImageStore);
+
+fn runtime_image(i: orca_image::Image) -> RuntimeImage {
+    RuntimeImage {
+        reference: i.reference,
+        digest: i.digest,
+        entrypoint: i.config.entrypoint,
+        cmd: i.config.cmd,
+        env: i.config.env,
+        working_dir: i.config.working_dir,
+        user: i.config.user,
+        stop_signal: i.config.stop_signal,
+        layers: i.layers,
+        size: i.size,
+    }
+}
+
+#[async_trait::async_trait]
+impl ImageProvider for StoreImages {
+    async fn pull(&self, reference: &str, auth: Option<RegistryAuth>) -> orca_runtime::Result<RuntimeImage> {
+        let creds = auth.map(|a| orca_image::Credentials {
+            username: a.username,
+            password: a.password,
+        });
+        self.0
+            .pull(reference, creds)
+            .await
+            .map(runtime_image)
+            .map_err(|e| orca_runtime::Error::ImagePull {
+                image: reference.to_string(),
+                message: e.to_string(),
+            })
+    }
+    async fn get(&self, reference: &str) -> orca_runtime::Result<Option<RuntimeImage>> {
+        self.0
+            .get(reference)
+            .map(|o| o.map(runtime_image))
+            .map_err(|e| orca_runtime::Error::Other(e.to_string()))
+    }
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub api: Option<orca_apiserver::ApiServer>,
+    pub client: kube::Client,
+    pub runtime: Arc<LinuxRuntime>,
+    pub agent: Option<tokio::task::JoinHandle<()>>,
+    pub node: String,
+    pub bridge: String,
+    pub cidr: String,
+    n: u8,
+}
+
+fn new_runtime(dir: &Path, bridge: &str, cidr: &str) -> LinuxRuntime {
+    let images = orca_image::ImageStore::open(dir.join("agent/images"), Default::default())
+        .expect("open the image store");
+    let mut config = RuntimeConfig::new(dir.join("agent"), Arc::new(StoreImages(images)));
+    config.pod_cidr = cidr.to_string();
+    config.bridge = bridge.to_string();
+    LinuxRuntime::new(config).expect("start the runtime")
+}
+
+impl Env {
+    /// `n` (1..=250) picks the bridge `orcag<n>` and CIDR 10.249.<n>.0/24 so
+    /// tests in parallel do not share a network.
+    pub async fn new(n: u8) -> Env {
+        let dir = tempfile::Builder::new().prefix("orca-agent-").tempdir().unwrap();
+        let store = orca_store::sqlite::SqliteStore::open(
+            &dir.path().join("db/state.db"),
+            Default::default(),
+        )
+        .expect("open the store");
+        let api = orca_apiserver::start(
+            orca_apiserver::Config {
+                data_dir: dir.path().to_path_buf(),
+                bind_address: "127.0.0.1".into(),
+                https_port: 0,
+                tls_sans: vec![],
+            },
+            Arc::new(store),
+        )
+        .await
+        .expect("start the API server");
+        let kubeconfig = Kubeconfig::read_from(api.kubeconfig_path()).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let bridge = format!("orcag{n}");
+        let cidr = format!("10.249.{n}.0/24");
+        let runtime = Arc::new(new_runtime(dir.path(), &bridge, &cidr));
+        let mut env = Env {
+            dir,
+            api: Some(api),
+            client,
+            runtime,
+            agent: None,
+            node: format!("node-{n}"),
+            bridge,
+            cidr,
+            n,
+        };
+        env.start_agent();
+        env.wait_node_ready().await;
+        env
+    }
+
+    pub fn agent_config(&self) -> orca_agent::Config {
+        orca_agent::Config {
+            node_name: self.node.clone(),
+            data_dir: self.dir.path().to_path_buf(),
+            pod_cidr: Some(self.cidr.clone()),
+            streaming_port: 0,
+            streaming_bind: "127.0.0.1".into(),
+            cluster_ca_pem: std::fs::read(self.dir.path().join("tls/ca.crt")).unwrap(),
+            node_ip: "127.0.0.1".parse().unwrap(),
+            ..Default::default()
+        }
+    }
+
+    pub fn start_agent(&mut self) {
+        let client = self.client.clone();
+        let runtime: Arc<dyn Runtime> = self.runtime.clone();
+        let config = self.agent_config();
+        self.agent = Some(tokio::spawn(async move {
+            if let Err(e) = orca_agent::run(client, runtime, config).await {
+                panic!("agent failed: {e}");
+            }
+        }));
+    }
+
+    /// Stops the agent task (as a crash would) and reopens the runtime over
+    /// the same state, as a restarted process would.
+    pub async fn restart_agent(&mut self) {
+        if let Some(a) = self.agent.take() {
+            a.abort();
+            let _ = a.await;
+        }
+        self.runtime = Arc::new(new_runtime(self.dir.path(), &self.bridge, &self.cidr));
+        self.start_agent();
+    }
+
+    pub async fn wait_node_ready(&self) {
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+        let t0 = Instant::now();
+        loop {
+            if let Ok(Some(n)) = nodes.get_opt(&self.node).await {
+                let port = n
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.daemon_endpoints.as_ref())
+                    .and_then(|d| d.kubelet_endpoint.as_ref())
+                    .map(|k| k.port)
+                    .unwrap_or(0);
+                if port != 0 {
+                    return;
+                }
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "node never registered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    /// Creates a pod bound to this node from a YAML spec (metadata.name set there).
+    pub async fn create(&self, yaml: &str) -> Pod {
+        let mut pod: Pod = serde_yaml::from_str(yaml).expect("test pod YAML");
+        pod.spec.as_mut().unwrap().node_name = Some(self.node.clone());
+        self.pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("create pod")
+    }
+
+    /// Polls the pod until `pred` holds; panics with the last state after `timeout`.
+    pub async fn wait(&self, name: &str, timeout: Duration, what: &str, pred: impl Fn(&Pod) -> bool) -> Pod {
+        let t0 = Instant::now();
+        let mut last = None;
+        loop {
+            if let Ok(Some(p)) = self.pods().get_opt(name).await {
+                if pred(&p) {
+                    return p;
+                }
+                last = Some(p);
+            }
+            if t0.elapsed() > timeout {
+                panic!(
+                    "pod {name}: {what} not reached within {timeout:?}; last status: {}",
+                    serde_json::to_string_pretty(&last.and_then(|p| p.status)).unwrap()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_gone(&self, name: &str, timeout: Duration) {
+        let t0 = Instant::now();
+        while self.pods().get_opt(name).await.unwrap().is_some() {
+            assert!(t0.elapsed() < timeout, "pod {name} still exists after {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Events about a pod, oldest first, as "Reason: message".
+    pub async fn events(&self, name: &str) -> Vec<String> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), "default");
+        let mut list = events.list(&ListParams::default()).await.unwrap().items;
+        list.retain(|e| e.involved_object.name.as_deref() == Some(name));
+        list.sort_by_key(|e| e.first_timestamp.clone().map(|t| t.0));
+        list.iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.reason.clone().unwrap_or_default(),
+                    e.message.clone().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("tls/ca.crt")
+    }
+
+    /// Deletes every pod, waits until the runtime has nothing left, stops
+    /// the agent and the API server, and removes the bridge.
+    pub async fn teardown(mut self) {
+        let pods = self.pods();
+        if let Ok(list) = pods.list(&ListParams::default()).await {
+            for p in list.items {
+                let name = p.metadata.name.clone().unwrap();
+                let _ = pods.delete(&name, &DeleteParams::default().grace_period(1)).await;
+            }
+        }
+        let t0 = Instant::now();
+        loop {
+            let left = self.runtime.list_sandboxes().await.map(|s| s.len()).unwrap_or(0);
+            if left == 0 || t0.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if let Some(a) = self.agent.take() {
+            a.abort();
+            let _ = a.await;
+        }
+        // Whatever the agent could not stop, stop here.
+        for s in self.runtime.list_sandboxes().await.unwrap_or_default() {
+            let _ = self.runtime.stop_sandbox(&s.pod_uid).await;
+            let _ = self.runtime.remove_sandbox(&s.pod_uid).await;
+        }
+        if let Some(api) = self.api.take() {
+            api.shutdown().await;
+        }
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+        let _ = self.n;
+    }
+}
+
+pub fn status(p: &Pod) -> &k8s_openapi::api::core::v1::PodStatus {
+    p.status.as_ref().expect("pod has a status")
+}
+
+pub fn phase(p: &Pod) -> &str {
+    p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+}
+
+pub fn container<'a>(p: &'a Pod, name: &str) -> Option<&'a k8s_openapi::api::core::v1::ContainerStatus> {
+    let s = p.status.as_ref()?;
+    s.container_statuses
+        .iter()
+        .flatten()
+        .chain(s.init_container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+}
+
+pub fn waiting_reason(p: &Pod, name: &str) -> Option<String> {
+    container(p, name)?.state.as_ref()?.waiting.as_ref()?.reason.clone()
+}
+
+pub fn condition(p: &Pod, type_: &str) -> Option<String> {
+    p.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.clone())
+}
+
+pub fn is_running(p: &Pod, name: &str) -> bool {
+    container(p, name)
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.running.is_some())
+}

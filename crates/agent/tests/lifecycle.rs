@@ -1,0 +1,492 @@
+//! The agent driving real containers through a real API server: pods with
+//! `spec.nodeName` preset, checked through the API as kubectl would see
+//! them. Runs as root. The test binary doubles as the runtime's shim and
+//! pause process, hence its own `main` (harness = false).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use libtest_mimic::{Arguments, Failed, Trial};
+use orca_runtime::Runtime;
+
+fn main() {
+    orca_runtime::run_internal_command_if_requested();
+    let args = Arguments::from_args();
+    let tests: Vec<(&str, fn() -> futures::future::BoxFuture<'static, ()>)> = vec![
+        ("pod_runs_with_kubernetes_status_and_events", || Box::pin(pod_runs_with_kubernetes_status_and_events())),
+        ("init_containers_run_in_order_before_the_app", || Box::pin(init_containers_run_in_order_before_the_app())),
+        ("failing_init_container_with_never_fails_the_pod", || Box::pin(failing_init_container_with_never_fails_the_pod())),
+        ("crashing_container_enters_crash_loop_back_off", || Box::pin(crashing_container_enters_crash_loop_back_off())),
+        ("restart_policies_decide_the_final_phase", || Box::pin(restart_policies_decide_the_final_phase())),
+        ("cooperative_pod_is_gone_before_its_grace_period", || Box::pin(cooperative_pod_is_gone_before_its_grace_period())),
+        ("sigterm_ignoring_pod_is_killed_at_the_grace_period", || Box::pin(sigterm_ignoring_pod_is_killed_at_the_grace_period())),
+        ("liveness_failure_restarts_and_readiness_flips_ready", || Box::pin(liveness_failure_restarts_and_readiness_flips_ready())),
+        ("missing_image_shows_err_image_pull_then_back_off", || Box::pin(missing_image_shows_err_image_pull_then_back_off())),
+        ("agent_restart_keeps_pods_running", || Box::pin(agent_restart_keeps_pods_running())),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| {
+            Trial::test(name, move || {
+                std::panic::catch_unwind(|| {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                        .unwrap()
+                        .block_on(f())
+                })
+                .map_err(|e| {
+                    Failed::from(
+                        e.downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default(),
+                    )
+                })
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+const T: Duration = Duration::from_secs(60);
+
+async fn pod_runs_with_kubernetes_status_and_events() {
+    let env = Env::new(1).await;
+    env.create(&format!(
+        r#"
+metadata: {{name: web, labels: {{app: web}}}}
+spec:
+  containers:
+  - name: main
+    image: {}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "echo hello from web; echo second line; exec sleep 3600"]
+    env:
+    - {{name: MY_POD, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+    - {{name: GREETING, value: "hi $(MY_POD)"}}
+"#,
+        busybox()
+    ))
+    .await;
+    let p = env
+        .wait("web", T, "Ready", |p| condition(p, "Ready").as_deref() == Some("True"))
+        .await;
+    let st = status(&p);
+    assert_eq!(st.phase.as_deref(), Some("Running"));
+    assert_eq!(st.host_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(st.qos_class.as_deref(), Some("BestEffort"));
+    let ip = st.pod_ip.clone().expect("pod IP");
+    assert!(ip.starts_with("10.249.1."), "{ip}");
+    assert!(st.start_time.is_some());
+    let types: Vec<&str> = st.conditions.iter().flatten().map(|c| c.type_.as_str()).collect();
+    assert_eq!(
+        types,
+        vec!["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
+    );
+    let c = container(&p, "main").unwrap();
+    assert!(c.container_id.as_deref().unwrap().starts_with("orca://"));
+    assert_eq!(c.restart_count, 0);
+    assert!(c.ready);
+    assert_eq!(c.started, Some(true));
+    assert!(!c.image_id.is_empty());
+    let events = env.events("web").await;
+    let want = [
+        format!("Pulling: Pulling image \"{}\"", busybox()),
+        "Created: Created container: main".to_string(),
+        "Started: Started container main".to_string(),
+    ];
+    for w in &want {
+        assert!(events.contains(w), "missing event {w:?} in {events:?}");
+    }
+    assert!(
+        events.iter().any(|e| e.starts_with(&format!("Pulled: Successfully pulled image \"{}\" in ", busybox()))),
+        "{events:?}"
+    );
+    // The node is Ready with a lease.
+    let node: k8s_openapi::api::core::v1::Node =
+        kube::Api::all(env.client.clone()).get(&env.node).await.unwrap();
+    let ready = node
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("True", Some("KubeletReady")));
+    let lease: k8s_openapi::api::coordination::v1::Lease =
+        kube::Api::namespaced(env.client.clone(), "kube-node-lease").get(&env.node).await.unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some(env.node.as_str()));
+
+    // Logs and exec through the API server's proxy to the streaming server.
+    let logs = env.pods().logs("web", &Default::default()).await.unwrap();
+    assert_eq!(logs, "hello from web\nsecond line\n");
+    let tail = env
+        .pods()
+        .logs("web", &kube::api::LogParams { tail_lines: Some(1), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(tail, "second line\n");
+    let (out, code) = exec(&env, "web", &["sh", "-c", "echo $GREETING; cat /etc/hostname; exit 3"]).await;
+    assert_eq!(out, "hi web\nweb\n");
+    assert_eq!(code, Some(3));
+    env.teardown().await;
+}
+
+/// Runs a command through pods/exec; returns stdout and the exit code.
+async fn exec(env: &Env, pod: &str, cmd: &[&str]) -> (String, Option<i32>) {
+    use tokio::io::AsyncReadExt;
+    let mut attached = env
+        .pods()
+        .exec(
+            pod,
+            cmd.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            &kube::api::AttachParams::default().stderr(false),
+        )
+        .await
+        .expect("exec");
+    let mut out = String::new();
+    attached
+        .stdout()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    let status = attached.take_status().unwrap().await;
+    let code = status.map(|s| {
+        if s.status.as_deref() == Some("Success") {
+            0
+        } else {
+            s.details
+                .and_then(|d| d.causes)
+                .and_then(|c| c.into_iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
+                .and_then(|c| c.message)
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(-1)
+        }
+    });
+    (out, code)
+}
+
+async fn init_containers_run_in_order_before_the_app() {
+    let env = Env::new(2).await;
+    let img = busybox();
+    env.create(&format!(
+        r#"
+metadata: {{name: init}}
+spec:
+  volumes: [{{name: shared, emptyDir: {{}}}}]
+  initContainers:
+  - {{name: first, image: "{img}", imagePullPolicy: IfNotPresent, command: [sh, -c, "sleep 1; echo first >> /shared/order"], volumeMounts: [{{name: shared, mountPath: /shared}}]}}
+  - {{name: second, image: "{img}", imagePullPolicy: IfNotPresent, command: [sh, -c, "echo second >> /shared/order"], volumeMounts: [{{name: shared, mountPath: /shared}}]}}
+  containers:
+  - {{name: app, image: "{img}", imagePullPolicy: IfNotPresent, command: [sh, -c, "echo app >> /shared/order; cat /shared/order; exec sleep 3600"], volumeMounts: [{{name: shared, mountPath: /shared}}]}}
+"#
+    ))
+    .await;
+    // While the first init container runs the pod is Pending, not initialized.
+    let p = env
+        .wait("init", T, "first init container running", |p| is_running(p, "first"))
+        .await;
+    assert_eq!(phase(&p), "Pending");
+    assert_eq!(condition(&p, "Initialized").as_deref(), Some("False"));
+    assert_eq!(waiting_reason(&p, "app").as_deref(), Some("PodInitializing"));
+    let p = env
+        .wait("init", T, "Ready", |p| condition(p, "Ready").as_deref() == Some("True"))
+        .await;
+    assert_eq!(phase(&p), "Running");
+    for name in ["first", "second"] {
+        let c = container(&p, name).unwrap();
+        let t = c.state.as_ref().unwrap().terminated.as_ref().expect("init terminated");
+        assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
+        assert!(c.ready);
+    }
+    let logs = env
+        .pods()
+        .logs("init", &kube::api::LogParams { container: Some("app".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(logs, "first\nsecond\napp\n");
+    env.teardown().await;
+}
+
+async fn failing_init_container_with_never_fails_the_pod() {
+    let env = Env::new(3).await;
+    let img = busybox();
+    env.create(&format!(
+        r#"
+metadata: {{name: badinit}}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {{name: init, image: "{img}", imagePullPolicy: IfNotPresent, command: [sh, -c, "exit 2"]}}
+  containers:
+  - {{name: app, image: "{img}", imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}}
+"#
+    ))
+    .await;
+    let p = env.wait("badinit", T, "Failed", |p| phase(p) == "Failed").await;
+    let t = container(&p, "init").unwrap().state.clone().unwrap().terminated.unwrap();
+    assert_eq!((t.exit_code, t.reason.as_deref()), (2, Some("Error")));
+    assert_eq!(waiting_reason(&p, "app").as_deref(), Some("PodInitializing"));
+    assert_eq!(condition(&p, "Initialized").as_deref(), Some("False"));
+    env.teardown().await;
+}
+
+async fn crashing_container_enters_crash_loop_back_off() {
+    let env = Env::new(4).await;
+    env.create(&format!(
+        r#"
+metadata: {{name: crash}}
+spec:
+  containers:
+  - {{name: main, image: "{}", imagePullPolicy: IfNotPresent, command: [sh, -c, "echo about to fail; exit 1"]}}
+"#,
+        busybox()
+    ))
+    .await;
+    let p = env
+        .wait("crash", T, "CrashLoopBackOff", |p| waiting_reason(p, "main").as_deref() == Some("CrashLoopBackOff"))
+        .await;
+    assert_eq!(phase(&p), "Running");
+    let c = container(&p, "main").unwrap();
+    let msg = c.state.as_ref().unwrap().waiting.as_ref().unwrap().message.clone().unwrap();
+    let uid = p.metadata.uid.clone().unwrap();
+    assert_eq!(
+        msg,
+        format!("back-off 10s restarting failed container=main pod=crash_default({uid})")
+    );
+    let last = c.last_state.as_ref().unwrap().terminated.as_ref().expect("lastState terminated");
+    assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
+    assert_eq!(c.restart_count, 1);
+    let events = env.events("crash").await;
+    assert!(
+        events.contains(&format!("BackOff: Back-off restarting failed container main in pod crash_default({uid})")),
+        "{events:?}"
+    );
+    // The next restart waits the back-off out, then the delay doubles.
+    let p = env
+        .wait("crash", Duration::from_secs(40), "second restart", |p| {
+            container(p, "main").is_some_and(|c| c.restart_count == 2)
+                && waiting_reason(p, "main").as_deref() == Some("CrashLoopBackOff")
+        })
+        .await;
+    let msg = container(&p, "main").unwrap().state.clone().unwrap().waiting.unwrap().message.unwrap();
+    assert!(msg.starts_with("back-off 20s restarting failed container=main"), "{msg}");
+    let previous = env
+        .pods()
+        .logs("crash", &kube::api::LogParams { previous: true, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(previous, "about to fail\n");
+    env.teardown().await;
+}
+
+async fn restart_policies_decide_the_final_phase() {
+    let env = Env::new(5).await;
+    let img = busybox();
+    for (name, policy, code) in [("onfailure-ok", "OnFailure", 0), ("never-bad", "Never", 1), ("never-ok", "Never", 0)] {
+        env.create(&format!(
+            r#"
+metadata: {{name: {name}}}
+spec:
+  restartPolicy: {policy}
+  containers:
+  - {{name: main, image: "{img}", imagePullPolicy: IfNotPresent, command: [sh, -c, "exit {code}"]}}
+"#
+        ))
+        .await;
+    }
+    let p = env.wait("onfailure-ok", T, "Succeeded", |p| phase(p) == "Succeeded").await;
+    assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
+    let p = env.wait("never-bad", T, "Failed", |p| phase(p) == "Failed").await;
+    let t = container(&p, "main").unwrap().state.clone().unwrap().terminated.unwrap();
+    assert_eq!((t.exit_code, t.reason.as_deref()), (1, Some("Error")));
+    assert_eq!(container(&p, "main").unwrap().restart_count, 0);
+    env.wait("never-ok", T, "Succeeded", |p| phase(p) == "Succeeded").await;
+    env.teardown().await;
+}
+
+async fn cooperative_pod_is_gone_before_its_grace_period() {
+    let env = Env::new(6).await;
+    env.create(&format!(
+        r#"
+metadata: {{name: coop}}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - {{name: main, image: "{}", imagePullPolicy: IfNotPresent, command: [sh, -c, "trap 'exit 0' TERM; while true; do sleep 0.1; done"]}}
+"#,
+        busybox()
+    ))
+    .await;
+    env.wait("coop", T, "running", |p| is_running(p, "main")).await;
+    let t0 = std::time::Instant::now();
+    env.pods().delete("coop", &Default::default()).await.unwrap();
+    env.wait_gone("coop", Duration::from_secs(30)).await;
+    // Well before the 30 s grace period: the container exited on SIGTERM.
+    assert!(t0.elapsed() < Duration::from_secs(15), "took {:?}", t0.elapsed());
+    let events = env.events("coop").await;
+    assert!(events.contains(&"Killing: Stopping container main".to_string()), "{events:?}");
+    assert!(env.runtime.list_containers(None).await.unwrap().is_empty());
+    env.teardown().await;
+}
+
+async fn sigterm_ignoring_pod_is_killed_at_the_grace_period() {
+    let env = Env::new(7).await;
+    env.create(&format!(
+        r#"
+metadata: {{name: stubborn}}
+spec:
+  terminationGracePeriodSeconds: 3
+  containers:
+  - {{name: main, image: "{}", imagePullPolicy: IfNotPresent, command: [sh, -c, "trap '' TERM; while true; do sleep 0.1; done"]}}
+"#,
+        busybox()
+    ))
+    .await;
+    env.wait("stubborn", T, "running", |p| is_running(p, "main")).await;
+    let t0 = std::time::Instant::now();
+    env.pods().delete("stubborn", &Default::default()).await.unwrap();
+    // Still there (terminating) before the grace period ends.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let p = env.pods().get_opt("stubborn").await.unwrap().expect("still terminating");
+    assert!(p.metadata.deletion_timestamp.is_some());
+    env.wait_gone("stubborn", Duration::from_secs(30)).await;
+    assert!(t0.elapsed() >= Duration::from_secs(3), "gone after {:?}", t0.elapsed());
+    env.teardown().await;
+}
+
+async fn liveness_failure_restarts_and_readiness_flips_ready() {
+    let env = Env::new(8).await;
+    let img = busybox();
+    env.create(&format!(
+        r#"
+metadata: {{name: probed}}
+spec:
+  containers:
+  - name: live
+    image: "{img}"
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "touch /tmp/alive; exec sleep 3600"]
+    livenessProbe: {{exec: {{command: [cat, /tmp/alive]}}, periodSeconds: 1, failureThreshold: 1}}
+  - name: ready
+    image: "{img}"
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "exec sleep 3600"]
+    readinessProbe: {{exec: {{command: [cat, /tmp/ready]}}, periodSeconds: 1}}
+"#
+    ))
+    .await;
+    let p = env.wait("probed", T, "running", |p| is_running(p, "live") && is_running(p, "ready")).await;
+    assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
+    assert!(!container(&p, "ready").unwrap().ready);
+    let mut attached = env
+        .pods()
+        .exec(
+            "probed",
+            vec!["touch", "/tmp/ready"],
+            &kube::api::AttachParams::default().container("ready").stderr(false),
+        )
+        .await
+        .unwrap();
+    let _ = attached.take_status().unwrap().await;
+    env.wait("probed", T, "Ready", |p| condition(p, "Ready").as_deref() == Some("True")).await;
+    let mut attached = env
+        .pods()
+        .exec(
+            "probed",
+            vec!["rm", "/tmp/alive"],
+            &kube::api::AttachParams::default().container("live").stderr(false),
+        )
+        .await
+        .unwrap();
+    let _ = attached.take_status().unwrap().await;
+    let p = env
+        .wait("probed", T, "liveness restart", |p| {
+            container(p, "live").is_some_and(|c| c.restart_count >= 1) && is_running(p, "live")
+        })
+        .await;
+    assert!(container(&p, "live").unwrap().last_state.as_ref().unwrap().terminated.is_some());
+    let events = env.events("probed").await;
+    assert!(
+        events.contains(&"Killing: Container live failed liveness probe, will be restarted".to_string()),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|e| e.starts_with("Unhealthy: Liveness probe failed: ")), "{events:?}");
+    env.teardown().await;
+}
+
+async fn missing_image_shows_err_image_pull_then_back_off() {
+    let env = Env::new(9).await;
+    let image = format!("{}/orca/doesnotexist:1.0", registry());
+    env.create(&format!(
+        r#"
+metadata: {{name: badimage}}
+spec:
+  containers:
+  - {{name: main, image: "{image}"}}
+"#
+    ))
+    .await;
+    let p = env
+        .wait("badimage", T, "ErrImagePull", |p| waiting_reason(p, "main").as_deref() == Some("ErrImagePull"))
+        .await;
+    assert_eq!(phase(&p), "Pending");
+    let p = env
+        .wait("badimage", T, "ImagePullBackOff", |p| waiting_reason(p, "main").as_deref() == Some("ImagePullBackOff"))
+        .await;
+    let msg = container(&p, "main").unwrap().state.clone().unwrap().waiting.unwrap().message.unwrap();
+    assert!(msg.starts_with(&format!("Back-off pulling image \"{image}\": ErrImagePull: ")), "{msg}");
+    let events = env.events("badimage").await;
+    assert!(events.contains(&format!("Pulling: Pulling image \"{image}\"")), "{events:?}");
+    assert!(
+        events.iter().any(|e| e.starts_with(&format!("Failed: Failed to pull image \"{image}\": "))),
+        "{events:?}"
+    );
+    assert!(events.contains(&"Failed: Error: ErrImagePull".to_string()), "{events:?}");
+    assert!(events.contains(&format!("BackOff: Back-off pulling image \"{image}\"")), "{events:?}");
+    assert!(events.contains(&"Failed: Error: ImagePullBackOff".to_string()), "{events:?}");
+    env.teardown().await;
+}
+
+async fn agent_restart_keeps_pods_running() {
+    let mut env = Env::new(10).await;
+    let img = busybox();
+    for i in 0..3 {
+        env.create(&format!(
+            r#"
+metadata: {{name: keep-{i}}}
+spec:
+  containers:
+  - {{name: main, image: "{img}", imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}}
+"#
+        ))
+        .await;
+    }
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let p = env
+            .wait(&format!("keep-{i}"), T, "Ready", |p| condition(p, "Ready").as_deref() == Some("True"))
+            .await;
+        ids.push(container(&p, "main").unwrap().container_id.clone().unwrap());
+    }
+    // A pod deleted while the agent is away is cleaned up when it returns.
+    env.restart_agent().await;
+    env.wait_node_ready().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in 0..3 {
+        let p = env.pods().get(&format!("keep-{i}")).await.unwrap();
+        let c = container(&p, "main").unwrap();
+        assert_eq!(c.container_id.as_ref(), Some(&ids[i]), "keep-{i} got a new container");
+        assert_eq!(c.restart_count, 0);
+        assert!(is_running(&p, "main"));
+        assert_eq!(condition(&p, "Ready").as_deref(), Some("True"));
+    }
+    assert_eq!(env.runtime.list_containers(None).await.unwrap().len(), 3);
+    env.teardown().await;
+}
