@@ -18,7 +18,8 @@ use crate::resources::{ResourceDef, Special};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::server::{bytes_response, json_response, q1, Body, Query, State};
 use crate::status::{success_status, ApiError};
-use crate::table;
+use orca_api::patch::{PatchError, PatchType};
+use orca_api::printing::{IncludeObject, TableOptions};
 
 pub struct Ctx<'a> {
     pub state: &'a Arc<State>,
@@ -142,6 +143,9 @@ pub fn decode_body(h: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
             .map_err(|e| {
                 ApiError::bad_request(format!("couldn't get version/kind; yaml parse error: {e}"))
             })?,
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body).map_err(|e| {
+            ApiError::bad_request(format!("cannot decode the protobuf body: {}", e.0))
+        })?,
         other => return Err(unsupported_media(other)),
     };
     if !v.is_object() {
@@ -246,8 +250,10 @@ struct Filter {
 
 impl Filter {
     fn from_query(ctx: &Ctx<'_>) -> Result<Filter, ApiError> {
-        let labels = LabelSelector::parse(q1(ctx.query, "labelSelector").unwrap_or(""))
-            .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
+        let labels =
+            LabelSelector::parse(q1(ctx.query, "labelSelector").unwrap_or("")).map_err(|e| {
+                ApiError::bad_request(format!("unable to parse labelSelector: {}", e.0))
+            })?;
         let fields = FieldSelector::parse(q1(ctx.query, "fieldSelector").unwrap_or(""), ctx.def)
             .map_err(|e| ApiError::bad_request(format!("unable to parse fieldSelector: {e}")))?;
         Ok(Filter { labels, fields })
@@ -392,7 +398,7 @@ fn render_list(
             .iter()
             .filter_map(|b| serde_json::from_slice(b).ok())
             .collect();
-        let mut t = table::table(ctx.def, &objs, include_object(ctx.query));
+        let mut t = table(ctx.def, &objs, include_object(ctx.query)?);
         t["metadata"] = json!({"resourceVersion": rv.to_string()});
         if let Some(c) = cont {
             t["metadata"]["continue"] = json!(c);
@@ -403,8 +409,19 @@ fn render_list(
     Ok(bytes_response(200, "application/json", body))
 }
 
-fn include_object(q: &Query) -> &str {
-    q1(q, "includeObject").unwrap_or("Metadata")
+fn include_object(q: &Query) -> Result<IncludeObject, ApiError> {
+    let s = q1(q, "includeObject").unwrap_or("");
+    IncludeObject::parse(s).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "includeObject must be None, Metadata or Object, not {s:?}"
+        ))
+    })
+}
+
+fn table(def: &ResourceDef, objs: &[Value], include: IncludeObject) -> Value {
+    let mut opts = TableOptions::new(chrono::Utc::now());
+    opts.include_object = include;
+    orca_api::printing::table(def.kind, objs, &opts)
 }
 
 /// A continuation page, read from the store at the first page's revision so
@@ -483,7 +500,11 @@ pub async fn get(ctx: &Ctx<'_>, name: &str) -> Result<Response<Body>, ApiError> 
     check_accept(ctx.headers)?;
     let (v, _) = read(ctx, name).await?;
     if wants_table(ctx.headers) {
-        let mut t = table::table(ctx.def, std::slice::from_ref(&v), include_object(ctx.query));
+        let mut t = table(
+            ctx.def,
+            std::slice::from_ref(&v),
+            include_object(ctx.query)?,
+        );
         t["metadata"] = json!({"resourceVersion": v["metadata"]["resourceVersion"]});
         return Ok(json_response(200, &t));
     }
@@ -506,7 +527,7 @@ fn watch_line(kind: &str, obj: &[u8]) -> Bytes {
 struct WatchOut {
     def: &'static ResourceDef,
     table: bool,
-    include: String,
+    include: IncludeObject,
     filter: Filter,
     prefix: String,
     tx: tokio::sync::mpsc::Sender<Bytes>,
@@ -544,7 +565,7 @@ impl WatchOut {
     async fn send(&self, kind: &str, obj: &Bytes) -> bool {
         let line = if self.table {
             let v: Value = serde_json::from_slice(obj).unwrap_or(Value::Null);
-            let t = table::table(self.def, std::slice::from_ref(&v), &self.include);
+            let t = table(self.def, std::slice::from_ref(&v), self.include);
             watch_line(kind, t.to_string().as_bytes())
         } else {
             watch_line(kind, obj)
@@ -597,7 +618,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let mut out = WatchOut {
         def: ctx.def,
         table: wants_table(ctx.headers),
-        include: include_object(ctx.query).to_string(),
+        include: include_object(ctx.query)?,
         filter,
         prefix: prefix.clone(),
         tx,
@@ -1129,18 +1150,16 @@ pub async fn patch(
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
     let ct = content_type(ctx.headers);
-    let kind = match ct.as_str() {
-        "application/json-patch+json" => crate::patching::Kind::Json,
-        "application/merge-patch+json" => crate::patching::Kind::Merge,
-        "application/strategic-merge-patch+json" => crate::patching::Kind::Strategic,
-        "application/apply-patch+yaml" => {
+    let kind = match PatchType::from_content_type(&ct) {
+        Some(PatchType::Apply) => {
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
                 "server-side apply is not supported by this server; use client-side `kubectl apply` (without --server-side)",
             ))
         }
-        other => return Err(unsupported_media(other)),
+        Some(k) => k,
+        None => return Err(unsupported_media(&ct)),
     };
     let patch: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
@@ -1150,16 +1169,18 @@ pub async fn patch(
         ctx,
         name,
         |cur| {
-            let patched = crate::patching::apply(kind, ctx.def, cur, &patch).map_err(|e| {
-                ApiError::new(
-                    422,
-                    "Invalid",
-                    format!(
-                        "the patch could not be applied to {} \"{name}\": {e}",
-                        ctx.def.name
+            let patched =
+                orca_api::patch::apply(ctx.def.kind, cur, kind, &patch).map_err(|e| match e {
+                    PatchError::Malformed(m) => ApiError::bad_request(m),
+                    PatchError::Conflict(m) => ApiError::new(
+                        422,
+                        "Invalid",
+                        format!(
+                            "the patch could not be applied to {} \"{name}\": {m}",
+                            ctx.def.name
+                        ),
                     ),
-                )
-            })?;
+                })?;
             // Unknown fields are judged on the result, then the typed round
             // trip normalises it as for a PUT.
             let unknown = if mode == Validation::Ignore {

@@ -17,13 +17,12 @@ mod discovery;
 mod handlers;
 mod namespaces;
 mod openapi;
-mod patching;
+mod protobuf;
 mod proxy;
 mod resources;
 mod selectors;
 mod server;
 mod status;
-mod table;
 pub mod tls;
 
 #[derive(Debug, thiserror::Error)]

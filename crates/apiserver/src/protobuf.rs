@@ -1,0 +1,326 @@
+//! Decoding of Kubernetes protobuf request bodies into JSON, for the kinds
+//! kubectl's typed clients POST as protobuf (`kubectl create namespace`,
+//! `create configmap`, `create secret`, `create serviceaccount`). Responses
+//! are always JSON (those clients accept it). Field numbers follow
+//! k8s.io/api's generated.proto.
+
+use serde_json::{json, Map, Value};
+
+const MAGIC: &[u8] = b"k8s\0";
+
+#[derive(Debug)]
+pub struct DecodeError(pub String);
+
+fn err<T>(m: impl Into<String>) -> Result<T, DecodeError> {
+    Err(DecodeError(m.into()))
+}
+
+enum Field<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+}
+
+/// Iterates the (field number, value) pairs of one message.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+fn varint(buf: &mut &[u8]) -> Result<u64, DecodeError> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let Some((&b, rest)) = buf.split_first() else {
+            return err("truncated varint");
+        };
+        *buf = rest;
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    err("varint too long")
+}
+
+impl<'a> Iterator for Reader<'a> {
+    type Item = Result<(u64, Field<'a>), DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        Some((|| {
+            let key = varint(&mut self.buf)?;
+            let (num, wire) = (key >> 3, key & 7);
+            match wire {
+                0 => Ok((num, Field::Varint(varint(&mut self.buf)?))),
+                2 => {
+                    let len = usize::try_from(varint(&mut self.buf)?).unwrap_or(usize::MAX);
+                    if len > self.buf.len() {
+                        return err("length past the end of the message");
+                    }
+                    let (b, rest) = self.buf.split_at(len);
+                    self.buf = rest;
+                    Ok((num, Field::Bytes(b)))
+                }
+                1 => {
+                    if self.buf.len() < 8 {
+                        return err("truncated fixed64");
+                    }
+                    self.buf = &self.buf[8..];
+                    Ok((num, Field::Varint(0)))
+                }
+                5 => {
+                    if self.buf.len() < 4 {
+                        return err("truncated fixed32");
+                    }
+                    self.buf = &self.buf[4..];
+                    Ok((num, Field::Varint(0)))
+                }
+                w => err(format!("unsupported wire type {w}")),
+            }
+        })())
+    }
+}
+
+fn fields(buf: &[u8]) -> Reader<'_> {
+    Reader { buf }
+}
+
+fn string(b: &[u8]) -> Result<Value, DecodeError> {
+    std::str::from_utf8(b)
+        .map(|s| Value::String(s.to_string()))
+        .map_err(|_| DecodeError("a string field is not UTF-8".into()))
+}
+
+fn bytes_b64(b: &[u8]) -> Value {
+    use base64::Engine;
+    Value::String(base64::engine::general_purpose::STANDARD.encode(b))
+}
+
+/// A map entry message {1: key, 2: value}.
+fn map_entry(b: &[u8], value_bytes: bool) -> Result<(String, Value), DecodeError> {
+    let mut k = String::new();
+    let mut v = Value::String(String::new());
+    for f in fields(b) {
+        match f? {
+            (1, Field::Bytes(x)) => k = string(x)?.as_str().unwrap_or_default().to_string(),
+            (2, Field::Bytes(x)) => {
+                v = if value_bytes {
+                    bytes_b64(x)
+                } else {
+                    string(x)?
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((k, v))
+}
+
+fn push_map(obj: &mut Map<String, Value>, name: &str, entry: (String, Value)) {
+    let m = obj.entry(name).or_insert_with(|| json!({}));
+    if let Some(m) = m.as_object_mut() {
+        m.insert(entry.0, entry.1);
+    }
+}
+
+fn push_list(obj: &mut Map<String, Value>, name: &str, v: Value) {
+    let l = obj.entry(name).or_insert_with(|| json!([]));
+    if let Some(l) = l.as_array_mut() {
+        l.push(v);
+    }
+}
+
+/// meta.v1.Time {1: seconds, 2: nanos} as RFC 3339.
+fn time(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut secs = 0i64;
+    for f in fields(b) {
+        if let (1, Field::Varint(v)) = f? {
+            secs = v as i64;
+        }
+    }
+    Ok(chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| json!(t.format("%Y-%m-%dT%H:%M:%SZ").to_string()))
+        .unwrap_or(Value::Null))
+}
+
+fn object_meta(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut m = Map::new();
+    for f in fields(b) {
+        match f? {
+            (1, Field::Bytes(x)) => {
+                m.insert("name".into(), string(x)?);
+            }
+            (2, Field::Bytes(x)) => {
+                m.insert("generateName".into(), string(x)?);
+            }
+            (3, Field::Bytes(x)) => {
+                m.insert("namespace".into(), string(x)?);
+            }
+            (5, Field::Bytes(x)) => {
+                m.insert("uid".into(), string(x)?);
+            }
+            (6, Field::Bytes(x)) => {
+                m.insert("resourceVersion".into(), string(x)?);
+            }
+            (7, Field::Varint(v)) => {
+                m.insert("generation".into(), json!(v as i64));
+            }
+            (8, Field::Bytes(x)) => {
+                m.insert("creationTimestamp".into(), time(x)?);
+            }
+            (11, Field::Bytes(x)) => push_map(&mut m, "labels", map_entry(x, false)?),
+            (12, Field::Bytes(x)) => push_map(&mut m, "annotations", map_entry(x, false)?),
+            (14, Field::Bytes(x)) => push_list(&mut m, "finalizers", string(x)?),
+            _ => {}
+        }
+    }
+    // Empty strings are protobuf's defaults, not values the client set.
+    m.retain(|_, v| v.as_str() != Some(""));
+    Ok(Value::Object(m))
+}
+
+fn strings_message(b: &[u8], names: &[(u64, &str)]) -> Result<Value, DecodeError> {
+    let mut m = Map::new();
+    for f in fields(b) {
+        if let (n, Field::Bytes(x)) = f? {
+            if let Some((_, name)) = names.iter().find(|(k, _)| *k == n) {
+                m.insert((*name).to_string(), string(x)?);
+            }
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+fn decode_kind(kind: &str, raw: &[u8]) -> Result<Value, DecodeError> {
+    let mut o = Map::new();
+    for f in fields(raw) {
+        let (n, field) = f?;
+        match (kind, n, field) {
+            (_, 1, Field::Bytes(x)) => {
+                o.insert("metadata".into(), object_meta(x)?);
+            }
+            ("Namespace", 2, Field::Bytes(x)) => {
+                let mut spec = Map::new();
+                for g in fields(x) {
+                    if let (1, Field::Bytes(s)) = g? {
+                        push_list(&mut spec, "finalizers", string(s)?);
+                    }
+                }
+                o.insert("spec".into(), Value::Object(spec));
+            }
+            ("ConfigMap", 2, Field::Bytes(x)) => push_map(&mut o, "data", map_entry(x, false)?),
+            ("ConfigMap", 3, Field::Bytes(x)) => {
+                push_map(&mut o, "binaryData", map_entry(x, true)?)
+            }
+            ("ConfigMap", 4, Field::Varint(v)) => {
+                o.insert("immutable".into(), json!(v != 0));
+            }
+            ("Secret", 2, Field::Bytes(x)) => push_map(&mut o, "data", map_entry(x, true)?),
+            ("Secret", 3, Field::Bytes(x)) => {
+                o.insert("type".into(), string(x)?);
+            }
+            ("Secret", 4, Field::Bytes(x)) => push_map(&mut o, "stringData", map_entry(x, false)?),
+            ("Secret", 5, Field::Varint(v)) => {
+                o.insert("immutable".into(), json!(v != 0));
+            }
+            ("ServiceAccount", 2, Field::Bytes(x)) => push_list(
+                &mut o,
+                "secrets",
+                strings_message(
+                    x,
+                    &[
+                        (1, "kind"),
+                        (2, "namespace"),
+                        (3, "name"),
+                        (4, "uid"),
+                        (5, "apiVersion"),
+                    ],
+                )?,
+            ),
+            ("ServiceAccount", 3, Field::Bytes(x)) => push_list(
+                &mut o,
+                "imagePullSecrets",
+                strings_message(x, &[(1, "name")])?,
+            ),
+            ("ServiceAccount", 4, Field::Varint(v)) => {
+                o.insert("automountServiceAccountToken".into(), json!(v != 0));
+            }
+            _ => {}
+        }
+    }
+    Ok(Value::Object(o))
+}
+
+/// Decodes a `k8s\0`-framed protobuf object into its JSON form.
+pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
+    let Some(env) = body.strip_prefix(MAGIC) else {
+        return err("the body does not start with the Kubernetes protobuf magic number");
+    };
+    let (mut api_version, mut kind, mut raw) = (String::new(), String::new(), &[][..]);
+    for f in fields(env) {
+        match f? {
+            (1, Field::Bytes(tm)) => {
+                for g in fields(tm) {
+                    match g? {
+                        (1, Field::Bytes(x)) => {
+                            api_version = string(x)?.as_str().unwrap_or_default().into()
+                        }
+                        (2, Field::Bytes(x)) => {
+                            kind = string(x)?.as_str().unwrap_or_default().into()
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            (2, Field::Bytes(x)) => raw = x,
+            _ => {}
+        }
+    }
+    if !matches!(
+        kind.as_str(),
+        "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount"
+    ) {
+        return err(format!(
+            "protobuf bodies are accepted for Namespace, ConfigMap, Secret and ServiceAccount only, not {kind:?}; send application/json"
+        ));
+    }
+    let mut v = decode_kind(&kind, raw)?;
+    v["apiVersion"] = json!(api_version);
+    v["kind"] = json!(kind);
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(n: u8, b: &[u8]) -> Vec<u8> {
+        let mut v = vec![(n << 3) | 2, b.len() as u8];
+        v.extend_from_slice(b);
+        v
+    }
+
+    #[test]
+    fn decodes_a_namespace_envelope() {
+        let tm = [field(1, b"v1"), field(2, b"Namespace")].concat();
+        let meta = [
+            field(1, b"foo"),
+            field(11, &[field(1, b"a"), field(2, b"b")].concat()),
+        ]
+        .concat();
+        let raw = field(1, &meta);
+        let body = [b"k8s\0".to_vec(), field(1, &tm), field(2, &raw)].concat();
+        let v = decode(&body).unwrap();
+        assert_eq!(
+            v,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "foo", "labels": {"a": "b"}}})
+        );
+    }
+
+    #[test]
+    fn rejects_garbage_without_panicking() {
+        assert!(decode(b"k8s\0\x0a\xff\xff\xff").is_err());
+        assert!(decode(b"nope").is_err());
+        assert!(decode(b"k8s\0\x12\x05ab").is_err());
+    }
+}
