@@ -13,6 +13,32 @@ use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+mod attach;
+mod cgroups;
+mod create;
+mod exec;
+mod images;
+mod internal;
+mod linux;
+mod logs;
+mod network;
+mod pause;
+mod remove;
+mod rootfs;
+mod sandbox;
+mod shim;
+mod spec;
+mod start;
+mod state;
+mod status;
+mod stop;
+mod sys;
+mod volumes;
+
+pub use images::{ImageProvider, RuntimeImage};
+pub use internal::run_internal_command_if_requested;
+pub use linux::{LinuxRuntime, RuntimeConfig};
+
 /// Everything about a pod that its sandbox needs.
 #[derive(Clone, Debug, Default)]
 pub struct SandboxConfig {

@@ -1,0 +1,303 @@
+//! Built-in pod networking, no CNI binaries: a bridge holding the gateway
+//! (.1 of the node's pod CIDR), one veth pair per pod with `eth0` inside the
+//! pod's network namespace, and IPs allocated from the CIDR. Allocations are
+//! persisted so a restarted agent does not hand out an IP twice.
+//!
+//! Links are configured with iproute2's `ip -batch` (one process per side).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NetworkError {
+    #[error("invalid pod CIDR {0:?}: expected an IPv4 network like 10.42.0.0/24")]
+    BadCidr(String),
+    #[error("pod CIDR {0} has no free IP left")]
+    Exhausted(String),
+    #[error("{what}: {message}")]
+    Command { what: String, message: String },
+    #[error("IP allocations in {path}: {source}")]
+    Store {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// An IPv4 network: address and prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cidr {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, NetworkError> {
+        let bad = || NetworkError::BadCidr(s.to_string());
+        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        if !(8..=30).contains(&prefix) {
+            return Err(bad());
+        }
+        let mask = u32::MAX << (32 - prefix);
+        Ok(Cidr {
+            network: Ipv4Addr::from(u32::from(addr) & mask),
+            prefix,
+        })
+    }
+
+    /// The gateway, held by the bridge: the network's first address.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+
+    /// Addresses pods may get: after the gateway, before broadcast.
+    fn hosts(&self) -> impl Iterator<Item = Ipv4Addr> {
+        let base = u32::from(self.network);
+        let size = 1u32 << (32 - self.prefix);
+        (2..size - 1).map(move |i| Ipv4Addr::from(base + i))
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+pub(crate) struct Network {
+    pub bridge: String,
+    pub cidr: Cidr,
+    allocations: PathBuf,
+    lock: Mutex<()>,
+    bridge_ready: AtomicBool,
+}
+
+fn run_ip(what: &str, args: &[&str], batch: &str) -> Result<(), NetworkError> {
+    let err = |message: String| NetworkError::Command {
+        what: what.to_string(),
+        message,
+    };
+    let mut child = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            err(format!(
+                "cannot run {}: {e} (is iproute2 installed?)",
+                args[0]
+            ))
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(batch.as_bytes())
+            .map_err(|e| err(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| err(e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+    }
+}
+
+impl Network {
+    pub fn new(state_dir: PathBuf, bridge: &str, cidr: &str) -> Result<Network, NetworkError> {
+        Ok(Network {
+            allocations: state_dir.join(format!("{bridge}-ips.json")),
+            bridge: bridge.to_string(),
+            cidr: Cidr::parse(cidr)?,
+            lock: Mutex::new(()),
+            bridge_ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Creates the bridge with the gateway address (idempotent) and turns on
+    /// IP forwarding so pods reach beyond the node.
+    fn ensure_bridge(&self) -> Result<(), NetworkError> {
+        if self.bridge_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let b = &self.bridge;
+        let mut batch = String::new();
+        if !std::path::Path::new("/sys/class/net").join(b).exists() {
+            batch.push_str(&format!("link add name {b} type bridge\n"));
+        }
+        batch.push_str(&format!(
+            "addr replace {}/{} dev {b}\nlink set {b} up\n",
+            self.cidr.gateway(),
+            self.cidr.prefix
+        ));
+        run_ip(
+            &format!("set up bridge {b}"),
+            &["ip", "-batch", "-"],
+            &batch,
+        )?;
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| {
+            NetworkError::Command {
+                what: "enable ip_forward".into(),
+                message: e.to_string(),
+            }
+        })?;
+        self.bridge_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn load(&self) -> Result<BTreeMap<Ipv4Addr, String>, NetworkError> {
+        match std::fs::read(&self.allocations) {
+            Ok(data) => serde_json::from_slice(&data).map_err(|e| NetworkError::Store {
+                path: self.allocations.clone(),
+                source: std::io::Error::other(e),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(source) => Err(NetworkError::Store {
+                path: self.allocations.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn save(&self, map: &BTreeMap<Ipv4Addr, String>) -> Result<(), NetworkError> {
+        if let Some(dir) = self.allocations.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| NetworkError::Store {
+                path: self.allocations.clone(),
+                source,
+            })?;
+        }
+        crate::state::write_json(&self.allocations, map).map_err(|source| NetworkError::Store {
+            path: self.allocations.clone(),
+            source,
+        })
+    }
+
+    /// The pod's IP: its existing allocation, or the lowest free one.
+    pub fn allocate(&self, pod_uid: &str) -> Result<Ipv4Addr, NetworkError> {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.load()?;
+        if let Some((ip, _)) = map.iter().find(|(_, uid)| *uid == pod_uid) {
+            return Ok(*ip);
+        }
+        let ip = self
+            .cidr
+            .hosts()
+            .find(|ip| !map.contains_key(ip))
+            .ok_or_else(|| NetworkError::Exhausted(self.cidr.to_string()))?;
+        map.insert(ip, pod_uid.to_string());
+        self.save(&map)?;
+        Ok(ip)
+    }
+
+    pub fn release(&self, pod_uid: &str) -> Result<(), NetworkError> {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.load()?;
+        let before = map.len();
+        map.retain(|_, uid| uid != pod_uid);
+        if map.len() != before {
+            self.save(&map)?;
+        }
+        Ok(())
+    }
+
+    /// Connects the network namespace of `pid` to the bridge with `ip`.
+    pub fn attach(&self, pid: i32, veth: &str, ip: Ipv4Addr) -> Result<(), NetworkError> {
+        self.ensure_bridge()?;
+        let host = format!(
+            "link add {veth} type veth peer name eth0 netns {pid}\nlink set {veth} master {} up\n",
+            self.bridge
+        );
+        run_ip(
+            &format!("create veth {veth}"),
+            &["ip", "-batch", "-"],
+            &host,
+        )?;
+        let pod = format!(
+            "link set lo up\naddr add {ip}/{} dev eth0\nlink set eth0 up\nroute add default via {}\n",
+            self.cidr.prefix,
+            self.cidr.gateway()
+        );
+        let target = pid.to_string();
+        run_ip(
+            "configure eth0 in the pod's network namespace",
+            &["nsenter", "-t", &target, "-n", "ip", "-batch", "-"],
+            &pod,
+        )
+    }
+
+    /// Deletes the host end of a pod's veth (the pod end goes with it).
+    /// Already gone (its namespace died) is fine.
+    pub fn detach(&self, veth: &str) -> Result<(), NetworkError> {
+        if !std::path::Path::new("/sys/class/net").join(veth).exists() {
+            return Ok(());
+        }
+        match run_ip(
+            &format!("delete veth {veth}"),
+            &["ip", "-batch", "-"],
+            &format!("link del {veth}\n"),
+        ) {
+            Err(_) if !std::path::Path::new("/sys/class/net").join(veth).exists() => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// A host-side veth name for a pod (at most 15 bytes, as Linux requires).
+pub(crate) fn veth_name(pod_uid: &str) -> String {
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in pod_uid.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    format!("vo{:013x}", h & 0xf_ffff_ffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parsing_and_hosts() {
+        let c = Cidr::parse("10.42.3.7/24").unwrap();
+        assert_eq!(c.to_string(), "10.42.3.0/24");
+        assert_eq!(c.gateway(), Ipv4Addr::new(10, 42, 3, 1));
+        assert_eq!(c.hosts().next(), Some(Ipv4Addr::new(10, 42, 3, 2)));
+        assert_eq!(c.hosts().last(), Some(Ipv4Addr::new(10, 42, 3, 254)));
+        assert!(Cidr::parse("10.42.0.0").is_err());
+        assert!(Cidr::parse("10.42.0.0/31").is_err());
+    }
+
+    #[test]
+    fn allocations_persist_and_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = Network::new(dir.path().into(), "orcatest", "10.9.0.0/29").unwrap();
+        let a = n.allocate("a").unwrap();
+        let b = n.allocate("b").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(n.allocate("a").unwrap(), a);
+        let again = Network::new(dir.path().into(), "orcatest", "10.9.0.0/29").unwrap();
+        assert_eq!(again.allocate("b").unwrap(), b);
+        for uid in ["c", "d", "e", "f"] {
+            again.allocate(uid).unwrap();
+        }
+        assert!(matches!(
+            again.allocate("g"),
+            Err(NetworkError::Exhausted(_))
+        ));
+        again.release("a").unwrap();
+        assert_eq!(again.allocate("g").unwrap(), a);
+    }
+
+    #[test]
+    fn veth_names_fit_linux_limits() {
+        let v = veth_name("5f0c7b1e-0000-4000-8000-000000000001");
+        assert_eq!(v.len(), 15);
+        assert_eq!(v, veth_name("5f0c7b1e-0000-4000-8000-000000000001"));
+        assert_ne!(v, veth_name("other"));
+    }
+}
