@@ -6,6 +6,7 @@ mod cli;
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
+    orca_runtime::run_internal_command_if_requested();
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
