@@ -71,7 +71,10 @@ pub fn pod_spec(spec: &mut PodSpec) {
 /// Adds the NoExecute tolerations for `node.kubernetes.io/not-ready` and
 /// `/unreachable` unless the pod already tolerates them.
 fn default_tolerations(tolerations: &mut Vec<Toleration>) {
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         let covered = tolerations.iter().any(|t| {
             let effect_ok = matches!(t.effect.as_deref(), None | Some("") | Some("NoExecute"));
             let key_ok = match t.key.as_deref() {
@@ -103,16 +106,22 @@ fn container(c: &mut Container, host_network: bool) {
         port(p, host_network);
     }
     // Limits without requests: requests default to the limits.
-    let res = c.resources.get_or_insert_with(ResourceRequirements::default);
+    let res = c
+        .resources
+        .get_or_insert_with(ResourceRequirements::default);
     if let Some(limits) = &res.limits {
         let requests = res.requests.get_or_insert_with(Default::default);
         for (k, v) in limits {
             requests.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
-    for p in [&mut c.liveness_probe, &mut c.readiness_probe, &mut c.startup_probe]
-        .into_iter()
-        .flatten()
+    for p in [
+        &mut c.liveness_probe,
+        &mut c.readiness_probe,
+        &mut c.startup_probe,
+    ]
+    .into_iter()
+    .flatten()
     {
         probe(p);
     }
@@ -283,7 +292,10 @@ mod tests {
         assert_eq!(c["terminationMessagePolicy"], "File");
         assert_eq!(c["resources"], serde_json::json!({}));
         assert_eq!(c["ports"][0]["protocol"], "TCP");
-        assert_eq!(v["status"], serde_json::json!({"phase": "Pending", "qosClass": "BestEffort"}));
+        assert_eq!(
+            v["status"],
+            serde_json::json!({"phase": "Pending", "qosClass": "BestEffort"})
+        );
     }
 
     #[test]
@@ -300,7 +312,10 @@ mod tests {
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
         assert_eq!(spec.termination_grace_period_seconds, Some(0));
         assert_eq!(spec.service_account_name.as_deref(), Some("builder"));
-        assert_eq!(spec.containers[0].image_pull_policy.as_deref(), Some("Never"));
+        assert_eq!(
+            spec.containers[0].image_pull_policy.as_deref(),
+            Some("Never")
+        );
         // A wildcard toleration already covers both taints.
         assert_eq!(spec.tolerations.unwrap().len(), 1);
     }
@@ -323,7 +338,10 @@ mod tests {
             serde_json::json!({"httpGet": {"port": 80, "path": "/", "scheme": "HTTP"},
                 "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3})
         );
-        assert_eq!(c["resources"]["requests"], serde_json::json!({"cpu": "1", "memory": "1Gi"}));
+        assert_eq!(
+            c["resources"]["requests"],
+            serde_json::json!({"cpu": "1", "memory": "1Gi"})
+        );
         assert_eq!(v["status"]["qosClass"], "Guaranteed");
         assert_eq!(v["spec"]["volumes"][0]["emptyDir"], serde_json::json!({}));
         assert_eq!(v["spec"]["volumes"][1]["secret"]["defaultMode"], 420);

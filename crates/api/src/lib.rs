@@ -5,8 +5,8 @@
 pub mod defaults;
 pub mod patch;
 pub mod printing;
-pub mod selectors;
 pub mod quantity;
+pub mod selectors;
 pub mod validation;
 
 mod qos;

@@ -43,7 +43,12 @@ impl PatchType {
 /// `doc`, an object of `kind`. Server-side apply is merged like a strategic
 /// patch without directives, which gives the same object for the fields a
 /// single manager sets.
-pub fn apply(kind: &str, doc: &Value, patch_type: PatchType, patch: &Value) -> Result<Value, PatchError> {
+pub fn apply(
+    kind: &str,
+    doc: &Value,
+    patch_type: PatchType,
+    patch: &Value,
+) -> Result<Value, PatchError> {
     match patch_type {
         PatchType::Json => json_patch(doc, patch),
         PatchType::Merge => {
@@ -92,7 +97,9 @@ fn parse_pointer(path: &str) -> Result<Vec<String>, PatchError> {
         return Ok(vec![]);
     }
     if !path.starts_with('/') {
-        return Err(PatchError::Conflict(format!("JSON pointer must be empty or start with a \"/\": {path:?}")));
+        return Err(PatchError::Conflict(format!(
+            "JSON pointer must be empty or start with a \"/\": {path:?}"
+        )));
     }
     Ok(path[1..].split('/').map(unescape_token).collect())
 }
@@ -101,27 +108,47 @@ fn array_index(tok: &str, len: usize, allow_end: bool, path: &str) -> Result<usi
     if allow_end && tok == "-" {
         return Ok(len);
     }
-    let valid = !tok.is_empty() && tok.bytes().all(|b| b.is_ascii_digit()) && (tok == "0" || !tok.starts_with('0'));
-    let i: usize = if valid { tok.parse().unwrap_or(usize::MAX) } else { usize::MAX };
-    let limit = if allow_end { len } else { len.saturating_sub(1) };
+    let valid = !tok.is_empty()
+        && tok.bytes().all(|b| b.is_ascii_digit())
+        && (tok == "0" || !tok.starts_with('0'));
+    let i: usize = if valid {
+        tok.parse().unwrap_or(usize::MAX)
+    } else {
+        usize::MAX
+    };
+    let limit = if allow_end {
+        len
+    } else {
+        len.saturating_sub(1)
+    };
     if i == usize::MAX || (len == 0 && !allow_end) || i > limit {
-        return Err(PatchError::Conflict(format!("index out of bounds in path {path:?}")));
+        return Err(PatchError::Conflict(format!(
+            "index out of bounds in path {path:?}"
+        )));
     }
     Ok(i)
 }
 
-fn get_mut<'a>(doc: &'a mut Value, toks: &[String], path: &str) -> Result<&'a mut Value, PatchError> {
+fn get_mut<'a>(
+    doc: &'a mut Value,
+    toks: &[String],
+    path: &str,
+) -> Result<&'a mut Value, PatchError> {
     let mut cur = doc;
     for t in toks {
         cur = match cur {
-            Value::Object(m) => m
-                .get_mut(t)
-                .ok_or_else(|| PatchError::Conflict(format!("doc is missing path: {path:?}: missing value")))?,
+            Value::Object(m) => m.get_mut(t).ok_or_else(|| {
+                PatchError::Conflict(format!("doc is missing path: {path:?}: missing value"))
+            })?,
             Value::Array(a) => {
                 let i = array_index(t, a.len(), false, path)?;
                 &mut a[i]
             }
-            _ => return Err(PatchError::Conflict(format!("doc is missing path: {path:?}: missing value"))),
+            _ => {
+                return Err(PatchError::Conflict(format!(
+                    "doc is missing path: {path:?}: missing value"
+                )))
+            }
         };
     }
     Ok(cur)
@@ -141,7 +168,11 @@ fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), PatchError> {
             let i = array_index(last, a.len(), true, path)?;
             a.insert(i, value);
         }
-        _ => return Err(PatchError::Conflict(format!("add operation does not apply: doc is missing path: {path:?}"))),
+        _ => {
+            return Err(PatchError::Conflict(format!(
+                "add operation does not apply: doc is missing path: {path:?}"
+            )))
+        }
     }
     Ok(())
 }
@@ -149,17 +180,23 @@ fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), PatchError> {
 fn remove(doc: &mut Value, path: &str) -> Result<Value, PatchError> {
     let toks = parse_pointer(path)?;
     let Some((last, parent)) = toks.split_last() else {
-        return Err(PatchError::Conflict("unable to remove the whole document".into()));
+        return Err(PatchError::Conflict(
+            "unable to remove the whole document".into(),
+        ));
     };
     match get_mut(doc, parent, path)? {
-        Value::Object(m) => m
-            .remove(last)
-            .ok_or_else(|| PatchError::Conflict(format!("remove operation does not apply: doc is missing path: {path:?}: missing value"))),
+        Value::Object(m) => m.remove(last).ok_or_else(|| {
+            PatchError::Conflict(format!(
+                "remove operation does not apply: doc is missing path: {path:?}: missing value"
+            ))
+        }),
         Value::Array(a) => {
             let i = array_index(last, a.len(), false, path)?;
             Ok(a.remove(i))
         }
-        _ => Err(PatchError::Conflict(format!("remove operation does not apply: doc is missing path: {path:?}"))),
+        _ => Err(PatchError::Conflict(format!(
+            "remove operation does not apply: doc is missing path: {path:?}"
+        ))),
     }
 }
 
@@ -174,14 +211,19 @@ pub fn json_patch(doc: &Value, ops: &Value) -> Result<Value, PatchError> {
     let mut out = doc.clone();
     for op in ops {
         let field = |k: &str| op.get(k).and_then(Value::as_str);
-        let name = field("op").ok_or_else(|| PatchError::Malformed("Unexpected kind: missing op".into()))?;
-        let path = field("path").ok_or_else(|| PatchError::Malformed(format!("{name} operation missing path")))?;
+        let name = field("op")
+            .ok_or_else(|| PatchError::Malformed("Unexpected kind: missing op".into()))?;
+        let path = field("path")
+            .ok_or_else(|| PatchError::Malformed(format!("{name} operation missing path")))?;
         let value = || {
             op.get("value")
                 .cloned()
                 .ok_or_else(|| PatchError::Malformed(format!("{name} operation missing value")))
         };
-        let from = || field("from").ok_or_else(|| PatchError::Malformed(format!("{name} operation missing from")));
+        let from = || {
+            field("from")
+                .ok_or_else(|| PatchError::Malformed(format!("{name} operation missing from")))
+        };
         match name {
             "add" => add(&mut out, path, value()?)?,
             "remove" => {
@@ -199,7 +241,9 @@ pub fn json_patch(doc: &Value, ops: &Value) -> Result<Value, PatchError> {
             "move" => {
                 let from = from()?;
                 if path.starts_with(&format!("{from}/")) {
-                    return Err(PatchError::Conflict(format!("cannot move {from:?} into its own child {path:?}")));
+                    return Err(PatchError::Conflict(format!(
+                        "cannot move {from:?} into its own child {path:?}"
+                    )));
                 }
                 let v = remove(&mut out, from)?;
                 add(&mut out, path, v)?;
@@ -213,9 +257,13 @@ pub fn json_patch(doc: &Value, ops: &Value) -> Result<Value, PatchError> {
             "test" => {
                 let toks = parse_pointer(path)?;
                 let want = value()?;
-                let ok = get_mut(&mut out, &toks, path).map(|v| *v == want).unwrap_or(want.is_null());
+                let ok = get_mut(&mut out, &toks, path)
+                    .map(|v| *v == want)
+                    .unwrap_or(want.is_null());
                 if !ok {
-                    return Err(PatchError::Conflict(format!("testing value {path} failed: test failed")));
+                    return Err(PatchError::Conflict(format!(
+                        "testing value {path} failed: test failed"
+                    )));
                 }
             }
             other => return Err(PatchError::Malformed(format!("Unexpected kind: {other}"))),
@@ -278,7 +326,9 @@ const DELETE_PRIMITIVE: &str = "$deleteFromPrimitiveList/";
 /// `$deleteFromPrimitiveList` directives.
 pub fn strategic_merge_patch(kind: &str, doc: &Value, patch: &Value) -> Result<Value, PatchError> {
     let Value::Object(p) = patch else {
-        return Err(PatchError::Malformed("strategic merge patch must be a JSON object".into()));
+        return Err(PatchError::Malformed(
+            "strategic merge patch must be a JSON object".into(),
+        ));
     };
     let d = match doc {
         Value::Object(d) => d.clone(),
@@ -307,13 +357,23 @@ fn merge_map<'a>(
         }
         Some("merge") | None => {}
         Some(other) => {
-            return Err(PatchError::Malformed(format!("Unknown patch type: {other}")));
+            return Err(PatchError::Malformed(format!(
+                "Unknown patch type: {other}"
+            )));
         }
     }
     let retain: Option<Vec<String>> = match patch.get("$retainKeys") {
         None => None,
-        Some(Value::Array(a)) => Some(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
-        Some(_) => return Err(PatchError::Malformed("$retainKeys must be a list of strings".into())),
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+        ),
+        Some(_) => {
+            return Err(PatchError::Malformed(
+                "$retainKeys must be a list of strings".into(),
+            ))
+        }
     };
     for (k, pv) in patch {
         if k == "$patch" || k == "$retainKeys" || k.starts_with(SET_ORDER) {
@@ -334,7 +394,9 @@ fn merge_map<'a>(
         }
         path.push(k.as_str());
         let merged = match (orig.remove(k), pv) {
-            (Some(Value::Object(o)), Value::Object(pm)) => merge_map(kind, path, o, pm)?.map(Value::Object),
+            (Some(Value::Object(o)), Value::Object(pm)) => {
+                merge_map(kind, path, o, pm)?.map(Value::Object)
+            }
             (None, Value::Object(pm)) => merge_map(kind, path, Map::new(), pm)?.map(Value::Object),
             (o, Value::Array(pl)) => {
                 let ol = match o {
@@ -353,7 +415,9 @@ fn merge_map<'a>(
     }
     // An order directive for a list the patch does not otherwise touch.
     for (k, order) in patch {
-        let Some(field) = k.strip_prefix(SET_ORDER) else { continue };
+        let Some(field) = k.strip_prefix(SET_ORDER) else {
+            continue;
+        };
         if patch.contains_key(field) {
             continue;
         }
@@ -361,7 +425,10 @@ fn merge_map<'a>(
             path.push(field);
             let strategy = list_strategy(kind, path);
             path.pop();
-            orig.insert(field.to_string(), Value::Array(apply_order(list, order, strategy)));
+            orig.insert(
+                field.to_string(),
+                Value::Array(apply_order(list, order, strategy)),
+            );
         }
     }
     if let Some(keep) = retain {
@@ -381,7 +448,11 @@ fn merge_list<'a>(
     let merged = match strategy {
         ListStrategy::Replace => {
             // A `$patch: replace` marker item is meaningless here; drop it.
-            patch.iter().filter(|v| v.get("$patch").is_none()).cloned().collect()
+            patch
+                .iter()
+                .filter(|v| v.get("$patch").is_none())
+                .cloned()
+                .collect()
         }
         ListStrategy::MergePrimitives => {
             let mut out = orig;
@@ -393,8 +464,15 @@ fn merge_list<'a>(
             out
         }
         ListStrategy::MergeKey(key) => {
-            if patch.iter().any(|v| v.get("$patch").and_then(Value::as_str) == Some("replace")) {
-                return Ok(patch.iter().filter(|v| v.get("$patch").is_none()).cloned().collect());
+            if patch
+                .iter()
+                .any(|v| v.get("$patch").and_then(Value::as_str) == Some("replace"))
+            {
+                return Ok(patch
+                    .iter()
+                    .filter(|v| v.get("$patch").is_none())
+                    .cloned()
+                    .collect());
             }
             let mut out = orig;
             for item in patch {
@@ -449,7 +527,9 @@ fn merge_list<'a>(
 /// Orders a merged list as `$setElementOrder` lists it; items the order
 /// does not name (set on the server only) follow in their previous order.
 fn apply_order(list: Vec<Value>, order: &Value, strategy: ListStrategy) -> Vec<Value> {
-    let Value::Array(order) = order else { return list };
+    let Value::Array(order) = order else {
+        return list;
+    };
     let id = |v: &Value| -> Value {
         match strategy {
             ListStrategy::MergeKey(k) => v.get(k).cloned().unwrap_or(Value::Null),
@@ -493,7 +573,10 @@ mod tests {
 
     #[test]
     fn merge_patch_deletes_with_null_and_replaces_lists() {
-        let out = merge_patch(&pod(), &json!({"metadata": {"labels": {"tier": "web", "app": null}}}));
+        let out = merge_patch(
+            &pod(),
+            &json!({"metadata": {"labels": {"tier": "web", "app": null}}}),
+        );
         assert_eq!(out["metadata"]["labels"], json!({"tier": "web"}));
         let out = merge_patch(&pod(), &json!({"spec": {"containers": [{"name": "only"}]}}));
         assert_eq!(out["spec"]["containers"], json!([{"name": "only"}]));
@@ -514,12 +597,24 @@ mod tests {
         assert_eq!(out["spec"]["containers"][0]["image"], "nginx:1.26");
         assert_eq!(out["spec"]["containers"][2]["name"], "third");
         assert!(out["spec"].get("tolerations").is_none());
-        assert_eq!(out["metadata"]["labels"], json!({"tier": "web", "name": "web", "a/b": "web"}));
-        let failed = json_patch(&pod(), &json!([{"op": "test", "path": "/metadata/name", "value": "x"}]));
+        assert_eq!(
+            out["metadata"]["labels"],
+            json!({"tier": "web", "name": "web", "a/b": "web"})
+        );
+        let failed = json_patch(
+            &pod(),
+            &json!([{"op": "test", "path": "/metadata/name", "value": "x"}]),
+        );
         assert!(matches!(failed, Err(PatchError::Conflict(_))));
-        let missing = json_patch(&pod(), &json!([{"op": "replace", "path": "/spec/nope/x", "value": 1}]));
+        let missing = json_patch(
+            &pod(),
+            &json!([{"op": "replace", "path": "/spec/nope/x", "value": 1}]),
+        );
         assert!(matches!(missing, Err(PatchError::Conflict(_))));
-        assert!(matches!(json_patch(&pod(), &json!({"op": "add"})), Err(PatchError::Malformed(_))));
+        assert!(matches!(
+            json_patch(&pod(), &json!({"op": "add"})),
+            Err(PatchError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -529,15 +624,27 @@ mod tests {
         ]}});
         let out = strategic_merge_patch("Pod", &pod(), &patch).unwrap();
         let c = &out["spec"]["containers"];
-        assert_eq!(c.as_array().unwrap().len(), 2, "the other container is kept");
+        assert_eq!(
+            c.as_array().unwrap().len(),
+            2,
+            "the other container is kept"
+        );
         assert_eq!(c[0]["image"], "nginx:1.26");
         assert_eq!(
             c[0]["env"],
             json!([{"name": "A", "value": "1"}, {"name": "B", "value": "3"}, {"name": "C", "value": "4"}])
         );
-        assert_eq!(c[0]["ports"], json!([{"containerPort": 80, "protocol": "TCP"}]));
+        assert_eq!(
+            c[0]["ports"],
+            json!([{"containerPort": 80, "protocol": "TCP"}])
+        );
         // Tolerations have no merge strategy: replaced.
-        let out = strategic_merge_patch("Pod", &pod(), &json!({"spec": {"tolerations": [{"operator": "Exists"}]}})).unwrap();
+        let out = strategic_merge_patch(
+            "Pod",
+            &pod(),
+            &json!({"spec": {"tolerations": [{"operator": "Exists"}]}}),
+        )
+        .unwrap();
         assert_eq!(out["spec"]["tolerations"], json!([{"operator": "Exists"}]));
     }
 
@@ -561,11 +668,17 @@ mod tests {
 
         let replace = json!({"spec": {"containers": [{"$patch": "replace"}, {"name": "solo", "image": "x"}]}});
         let out = strategic_merge_patch("Pod", &pod(), &replace).unwrap();
-        assert_eq!(out["spec"]["containers"], json!([{"name": "solo", "image": "x"}]));
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([{"name": "solo", "image": "x"}])
+        );
 
         let retain = json!({"spec": {"volumes": [{"name": "data", "$retainKeys": ["name", "hostPath"], "hostPath": {"path": "/d"}}]}});
         let out = strategic_merge_patch("Pod", &pod(), &retain).unwrap();
-        assert_eq!(out["spec"]["volumes"], json!([{"name": "data", "hostPath": {"path": "/d"}}]));
+        assert_eq!(
+            out["spec"]["volumes"],
+            json!([{"name": "data", "hostPath": {"path": "/d"}}])
+        );
 
         let no_key = json!({"spec": {"containers": [{"image": "x"}]}});
         assert!(strategic_merge_patch("Pod", &pod(), &no_key).is_err());
@@ -588,7 +701,10 @@ mod tests {
         assert_eq!(out["metadata"]["labels"], json!({"app": "web", "v": "2"}));
         assert_eq!(out["spec"]["containers"][0]["image"], "nginx:1.27");
         assert_eq!(out["spec"]["containers"][1]["name"], "side");
-        assert_eq!(out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"], "{...}");
+        assert_eq!(
+            out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
+            "{...}"
+        );
     }
 
     #[test]
@@ -605,8 +721,14 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert_eq!(PatchType::from_content_type("application/strategic-merge-patch+json"), Some(PatchType::Strategic));
-        assert_eq!(PatchType::from_content_type("application/merge-patch+json; charset=utf-8"), Some(PatchType::Merge));
+        assert_eq!(
+            PatchType::from_content_type("application/strategic-merge-patch+json"),
+            Some(PatchType::Strategic)
+        );
+        assert_eq!(
+            PatchType::from_content_type("application/merge-patch+json; charset=utf-8"),
+            Some(PatchType::Merge)
+        );
         assert_eq!(PatchType::from_content_type("application/json"), None);
     }
 }

@@ -44,7 +44,11 @@ pub struct TableOptions {
 
 impl TableOptions {
     pub fn new(now: DateTime<Utc>) -> Self {
-        TableOptions { now, include_object: IncludeObject::Metadata, no_headers: false }
+        TableOptions {
+            now,
+            include_object: IncludeObject::Metadata,
+            no_headers: false,
+        }
     }
 }
 
@@ -186,13 +190,21 @@ pub fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         "Namespace" => {
             let ns: Namespace = from_value(obj);
             let phase = ns.status.and_then(|s| s.phase).unwrap_or_default();
-            vec![json!(name_of(&ns.metadata)), json!(phase), json!(age(ns.metadata.creation_timestamp.as_ref(), now))]
+            vec![
+                json!(name_of(&ns.metadata)),
+                json!(phase),
+                json!(age(ns.metadata.creation_timestamp.as_ref(), now)),
+            ]
         }
         "Event" => event_cells(&from_value(obj), now),
         "ConfigMap" => {
             let cm: ConfigMap = from_value(obj);
             let n = cm.data.map_or(0, |d| d.len()) + cm.binary_data.map_or(0, |d| d.len());
-            vec![json!(name_of(&cm.metadata)), json!(n), json!(age(cm.metadata.creation_timestamp.as_ref(), now))]
+            vec![
+                json!(name_of(&cm.metadata)),
+                json!(n),
+                json!(age(cm.metadata.creation_timestamp.as_ref(), now)),
+            ]
         }
         "Secret" => {
             let s: Secret = from_value(obj);
@@ -216,15 +228,26 @@ pub fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         "Lease" => {
             let l: Lease = from_value(obj);
             let holder = l.spec.and_then(|s| s.holder_identity).unwrap_or_default();
-            vec![json!(name_of(&l.metadata)), json!(holder), json!(age(l.metadata.creation_timestamp.as_ref(), now))]
+            vec![
+                json!(name_of(&l.metadata)),
+                json!(holder),
+                json!(age(l.metadata.creation_timestamp.as_ref(), now)),
+            ]
         }
         _ => {
-            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let created = obj
                 .pointer("/metadata/creationTimestamp")
                 .and_then(Value::as_str)
                 .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                .map(|t| t.with_timezone(&Utc).format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .map(|t| {
+                    t.with_timezone(&Utc)
+                        .format("%Y-%m-%dT%H:%M:%SZ")
+                        .to_string()
+                })
                 .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
             vec![json!(name), json!(created)]
         }
@@ -250,7 +273,11 @@ pub fn human_duration(d: chrono::Duration) -> String {
     let minutes = seconds / 60;
     if minutes < 10 {
         let s = seconds % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
     }
     if minutes < 60 * 3 {
         return format!("{minutes}m");
@@ -258,14 +285,22 @@ pub fn human_duration(d: chrono::Duration) -> String {
     let hours = minutes / 60;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
     }
     if hours < 48 {
         return format!("{hours}h");
     }
     if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{h}h", hours / 24)
+        };
     }
     if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
@@ -309,14 +344,25 @@ pub fn pod_summary(pod: &Pod, now: DateTime<Utc>) -> PodSummary {
     let init_specs = spec.init_containers.unwrap_or_default();
     let mut restarts: i64 = 0;
     let mut sidecar_restarts: i64 = 0;
-    let total = spec.containers.len() + init_specs.iter().filter(|c| is_restartable_init(Some(c))).count();
+    let total = spec.containers.len()
+        + init_specs
+            .iter()
+            .filter(|c| is_restartable_init(Some(c)))
+            .count();
     let mut ready = 0;
     let mut last_restart: Option<DateTime<Utc>> = None;
     let mut last_sidecar_restart: Option<DateTime<Utc>> = None;
     let phase = status.phase.clone().unwrap_or_default();
-    let mut reason = status.reason.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| phase.clone());
+    let mut reason = status
+        .reason
+        .clone()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| phase.clone());
     let conditions = status.conditions.clone().unwrap_or_default();
-    if conditions.iter().any(|c| c.type_ == "PodScheduled" && c.reason.as_deref() == Some("SchedulingGated")) {
+    if conditions
+        .iter()
+        .any(|c| c.type_ == "PodScheduled" && c.reason.as_deref() == Some("SchedulingGated"))
+    {
         reason = "SchedulingGated".into();
     }
     let later = |a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| match (a, b) {
@@ -353,7 +399,9 @@ pub fn pod_summary(pod: &Pod, now: DateTime<Utc>) -> PodSummary {
         if let Some(t) = &state.terminated {
             reason = match t.reason.as_deref().filter(|r| !r.is_empty()) {
                 Some(r) => format!("Init:{r}"),
-                None if t.signal.unwrap_or(0) != 0 => format!("Init:Signal:{}", t.signal.unwrap_or(0)),
+                None if t.signal.unwrap_or(0) != 0 => {
+                    format!("Init:Signal:{}", t.signal.unwrap_or(0))
+                }
                 None => format!("Init:ExitCode:{}", t.exit_code),
             };
         } else if let Some(r) = state
@@ -370,7 +418,9 @@ pub fn pod_summary(pod: &Pod, now: DateTime<Utc>) -> PodSummary {
         break;
     }
 
-    let initialized = conditions.iter().any(|c| c.type_ == "Initialized" && c.status == "True");
+    let initialized = conditions
+        .iter()
+        .any(|c| c.type_ == "Initialized" && c.status == "True");
     if !initializing || initialized {
         restarts = sidecar_restarts;
         last_restart = last_sidecar_restart;
@@ -385,13 +435,19 @@ pub fn pod_summary(pod: &Pod, now: DateTime<Utc>) -> PodSummary {
                 .map(|t| t.0);
             last_restart = later(last_restart, finished);
             let state = cs.state.clone().unwrap_or_default();
-            let waiting_reason = state.waiting.as_ref().and_then(|w| w.reason.clone()).filter(|r| !r.is_empty());
+            let waiting_reason = state
+                .waiting
+                .as_ref()
+                .and_then(|w| w.reason.clone())
+                .filter(|r| !r.is_empty());
             if let Some(r) = waiting_reason {
                 reason = r;
             } else if let Some(t) = &state.terminated {
                 reason = match t.reason.as_deref().filter(|r| !r.is_empty()) {
                     Some(r) => r.to_string(),
-                    None if t.signal.unwrap_or(0) != 0 => format!("Signal:{}", t.signal.unwrap_or(0)),
+                    None if t.signal.unwrap_or(0) != 0 => {
+                        format!("Signal:{}", t.signal.unwrap_or(0))
+                    }
                     None => format!("ExitCode:{}", t.exit_code),
                 };
             } else if cs.ready && state.running.is_some() {
@@ -400,8 +456,14 @@ pub fn pod_summary(pod: &Pod, now: DateTime<Utc>) -> PodSummary {
             }
         }
         if reason == "Completed" && has_running {
-            let pod_ready = conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-            reason = if pod_ready { "Running".into() } else { "NotReady".into() };
+            let pod_ready = conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            reason = if pod_ready {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
         }
     }
 
@@ -417,7 +479,11 @@ pub fn pod_summary(pod: &Pod, now: DateTime<Utc>) -> PodSummary {
         Some(t) if restarts != 0 => format!("{restarts} ({} ago)", human_duration(now - t)),
         _ => restarts.to_string(),
     };
-    PodSummary { ready: format!("{ready}/{total}"), status: reason, restarts: restarts_str }
+    PodSummary {
+        ready: format!("{ready}/{total}"),
+        status: reason,
+        restarts: restarts_str,
+    }
 }
 
 /// The STATUS column: `Running`, `Init:0/2`, `CrashLoopBackOff`, ...
@@ -448,14 +514,21 @@ pub fn pod_cells(pod: &Pod, now: DateTime<Utc>) -> Vec<Value> {
     let s = pod_summary(pod, now);
     let status = pod.status.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
-    let ip = status.pod_ips.as_ref().and_then(|ips| ips.first()).map(|ip| ip.ip.as_str());
+    let ip = status
+        .pod_ips
+        .as_ref()
+        .and_then(|ips| ips.first())
+        .map(|ip| ip.ip.as_str());
     let gates = match spec.readiness_gates.as_deref() {
         Some(g) if !g.is_empty() => {
             let conds = status.conditions.clone().unwrap_or_default();
             let ok = g
                 .iter()
                 .filter(|gate| {
-                    conds.iter().find(|c| c.type_ == gate.condition_type).is_some_and(|c| c.status == "True")
+                    conds
+                        .iter()
+                        .find(|c| c.type_ == gate.condition_type)
+                        .is_some_and(|c| c.status == "True")
                 })
                 .count();
             format!("{ok}/{}", g.len())
@@ -480,8 +553,18 @@ pub fn pod_cells(pod: &Pod, now: DateTime<Utc>) -> Vec<Value> {
 pub fn node_cells(node: &Node, now: DateTime<Utc>) -> Vec<Value> {
     let status = node.status.clone().unwrap_or_default();
     let mut st: Vec<String> = Vec::new();
-    if let Some(c) = status.conditions.iter().flatten().rev().find(|c| c.type_ == "Ready") {
-        st.push(if c.status == "True" { "Ready".into() } else { "NotReady".into() });
+    if let Some(c) = status
+        .conditions
+        .iter()
+        .flatten()
+        .rev()
+        .find(|c| c.type_ == "Ready")
+    {
+        st.push(if c.status == "True" {
+            "Ready".into()
+        } else {
+            "NotReady".into()
+        });
     }
     if st.is_empty() {
         st.push("Unknown".into());
@@ -501,7 +584,11 @@ pub fn node_cells(node: &Node, now: DateTime<Utc>) -> Vec<Value> {
     }
     roles.sort();
     roles.dedup();
-    let roles = if roles.is_empty() { "<none>".to_string() } else { roles.join(",") };
+    let roles = if roles.is_empty() {
+        "<none>".to_string()
+    } else {
+        roles.join(",")
+    };
     let info = status.node_info.clone().unwrap_or_default();
     let addr = |ty: &str| {
         none_if_empty(
@@ -513,7 +600,13 @@ pub fn node_cells(node: &Node, now: DateTime<Utc>) -> Vec<Value> {
                 .map(|a| a.address.as_str()),
         )
     };
-    let unknown = |s: &str| if s.is_empty() { "<unknown>".to_string() } else { s.to_string() };
+    let unknown = |s: &str| {
+        if s.is_empty() {
+            "<unknown>".to_string()
+        } else {
+            s.to_string()
+        }
+    };
     vec![
         json!(name_of(&node.metadata)),
         json!(st.join(",")),
@@ -531,7 +624,8 @@ pub fn node_cells(node: &Node, now: DateTime<Utc>) -> Vec<Value> {
 /// Event cells: LAST SEEN TYPE REASON OBJECT SUBOBJECT SOURCE MESSAGE
 /// FIRST SEEN COUNT NAME.
 pub fn event_cells(e: &Event, now: DateTime<Utc>) -> Vec<Value> {
-    let micro_age = |t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime>| match t {
+    let micro_age = |t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime>| match t
+    {
         Some(t) => human_duration(now - t.0),
         None => "<unknown>".to_string(),
     };
@@ -574,9 +668,10 @@ pub fn event_cells(e: &Event, now: DateTime<Utc>) -> Vec<Value> {
 /// reporting controller and instance.
 fn event_source(e: &Event) -> String {
     let (component, host) = match &e.source {
-        Some(s) if s.component.as_deref().is_some_and(|c| !c.is_empty()) => {
-            (s.component.clone().unwrap_or_default(), s.host.clone().unwrap_or_default())
-        }
+        Some(s) if s.component.as_deref().is_some_and(|c| !c.is_empty()) => (
+            s.component.clone().unwrap_or_default(),
+            s.host.clone().unwrap_or_default(),
+        ),
         _ => (
             e.reporting_component.clone().unwrap_or_default(),
             e.reporting_instance.clone().unwrap_or_default(),
@@ -586,5 +681,450 @@ fn event_source(e: &Event) -> String {
         component
     } else {
         format!("{component}, {host}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
+        PodCondition, PodSpec,
+    };
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_yaml::from_str(&text).unwrap()
+    }
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, h, m, s).unwrap()
+    }
+
+    /// Lays a table out as kubectl does (tabwriter: min width 6, padding
+    /// 3, upper-case headers, priority columns only when wide).
+    fn kubectl_text(table: &Value, wide: bool) -> String {
+        let cols = table["columnDefinitions"].as_array().unwrap();
+        let keep: Vec<usize> = (0..cols.len())
+            .filter(|i| wide || cols[*i]["priority"] == 0)
+            .collect();
+        let mut grid: Vec<Vec<String>> = vec![keep
+            .iter()
+            .map(|i| cols[*i]["name"].as_str().unwrap().to_uppercase())
+            .collect()];
+        for row in table["rows"].as_array().unwrap() {
+            let cells = row["cells"].as_array().unwrap();
+            grid.push(
+                keep.iter()
+                    .map(|i| match &cells[*i] {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect(),
+            );
+        }
+        let widths: Vec<usize> = (0..keep.len())
+            .map(|c| grid.iter().map(|r| r[c].len() + 3).max().unwrap().max(6))
+            .collect();
+        grid.iter()
+            .map(|r| {
+                let mut line = String::new();
+                for (c, cell) in r.iter().enumerate() {
+                    if c + 1 == r.len() {
+                        line.push_str(cell);
+                    } else {
+                        line.push_str(&format!("{cell:<w$}", w = widths[c]));
+                    }
+                }
+                line + "\n"
+            })
+            .collect()
+    }
+
+    fn expected(name: &str) -> String {
+        let path = format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        text.lines().skip(1).map(|l| format!("{l}\n")).collect()
+    }
+
+    #[test]
+    fn pod_tables_match_kubectl_reference_output() {
+        for (file, now) in [
+            ("c1-crashloopbackoff", at(10, 39, 0)),
+            ("b1-init-initializing", at(10, 37, 47)),
+            ("d-terminating", at(10, 37, 55)),
+        ] {
+            let pod = fixture(&format!("{file}.yaml"));
+            let t = table("Pod", &[pod], &TableOptions::new(now));
+            assert_eq!(
+                kubectl_text(&t, false),
+                expected(&format!("{file}.get.txt")),
+                "{file}"
+            );
+        }
+    }
+
+    #[test]
+    fn reference_pod_statuses() {
+        for (file, now, ready, status, restarts, age) in [
+            ("a-running", at(10, 37, 55), "1/1", "Running", "0", "10s"),
+            (
+                "b1-init-initializing",
+                at(10, 37, 47),
+                "0/1",
+                "Init:0/1",
+                "0",
+                "2s",
+            ),
+            (
+                "b2-init-after",
+                at(10, 38, 25),
+                "1/1",
+                "Running",
+                "0",
+                "40s",
+            ),
+            ("c0-crash-early", at(10, 37, 47), "0/1", "Error", "0", "2s"),
+            (
+                "c1-crashloopbackoff",
+                at(10, 39, 0),
+                "0/1",
+                "CrashLoopBackOff",
+                "3 (32s ago)",
+                "75s",
+            ),
+            (
+                "d-terminating",
+                at(10, 37, 55),
+                "1/1",
+                "Terminating",
+                "0",
+                "10s",
+            ),
+            (
+                "e0-badimage-early",
+                at(10, 37, 47),
+                "0/1",
+                "ErrImagePull",
+                "0",
+                "2s",
+            ),
+            (
+                "e1-badimage-backoff",
+                at(10, 38, 25),
+                "0/1",
+                "ImagePullBackOff",
+                "0",
+                "40s",
+            ),
+        ] {
+            let obj = fixture(&format!("{file}.yaml"));
+            let cells = cells("Pod", &obj, now);
+            assert_eq!(cells[1], ready, "{file} READY");
+            assert_eq!(cells[2], status, "{file} STATUS");
+            assert_eq!(cells[3], restarts, "{file} RESTARTS");
+            assert_eq!(cells[4], age, "{file} AGE");
+            assert_eq!(cells[6], "ref-node", "{file} NODE");
+            assert_eq!(cells[7], "<none>");
+            assert_eq!(cells[8], "<none>");
+        }
+        let mut unplaced = fixture("b1-init-initializing.yaml");
+        unplaced["status"].as_object_mut().unwrap().remove("podIPs");
+        unplaced["spec"].as_object_mut().unwrap().remove("nodeName");
+        let c = cells("Pod", &unplaced, at(10, 37, 47));
+        assert_eq!(
+            (c[5].as_str(), c[6].as_str()),
+            (Some("<none>"), Some("<none>"))
+        );
+        let a = cells("Pod", &fixture("a-running.yaml"), at(10, 37, 55));
+        assert_eq!(a[5], "10.88.0.66");
+    }
+
+    #[test]
+    fn node_wide_row_matches_reference() {
+        let t = table(
+            "Node",
+            &[fixture("node.yaml")],
+            &TableOptions::new(at(10, 39, 0)),
+        );
+        let text = kubectl_text(&t, true);
+        assert_eq!(
+            text,
+            "NAME       STATUS   ROLES    AGE    VERSION    INTERNAL-IP   EXTERNAL-IP   OS-IMAGE                         KERNEL-VERSION    CONTAINER-RUNTIME\n\
+             ref-node   Ready    <none>   8m7s   v1.32.13   10.87.0.1     <none>        Debian GNU/Linux 12 (bookworm)   6.18.44-fc-v669   containerd://1.6.20\n"
+        );
+    }
+
+    fn status_pod(init: Vec<ContainerStatus>, main: Vec<ContainerStatus>, n_init: usize) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.name = Some("p".into());
+        let spec = p.spec.get_or_insert_with(Default::default);
+        spec.containers = vec![Container {
+            name: "main".into(),
+            ..Default::default()
+        }];
+        spec.init_containers = Some(
+            (0..n_init)
+                .map(|i| Container {
+                    name: format!("init{i}"),
+                    ..Default::default()
+                })
+                .collect(),
+        );
+        let st = p.status.get_or_insert_with(Default::default);
+        st.phase = Some("Pending".into());
+        st.init_container_statuses = Some(init);
+        st.container_statuses = Some(main);
+        p
+    }
+
+    fn cs(name: &str, state: ContainerState) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            state: Some(state),
+            ..Default::default()
+        }
+    }
+
+    fn waiting(reason: &str) -> ContainerState {
+        ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.into()),
+                message: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn terminated(code: i32, reason: Option<&str>, signal: Option<i32>) -> ContainerState {
+        ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: code,
+                reason: reason.map(str::to_string),
+                signal,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn status_column_cases() {
+        let now = at(12, 0, 0);
+        let main_waiting = vec![cs("main", waiting("PodInitializing"))];
+        // Second of two init containers running.
+        let p = status_pod(
+            vec![
+                cs("init0", terminated(0, Some("Completed"), None)),
+                cs("init1", ContainerState::default()),
+            ],
+            main_waiting.clone(),
+            2,
+        );
+        assert_eq!(pod_status_reason(&p, now), "Init:1/2");
+        let p = status_pod(
+            vec![cs("init0", terminated(1, Some("Error"), None))],
+            main_waiting.clone(),
+            2,
+        );
+        assert_eq!(pod_status_reason(&p, now), "Init:Error");
+        let p = status_pod(
+            vec![cs("init0", terminated(3, None, None))],
+            main_waiting.clone(),
+            1,
+        );
+        assert_eq!(pod_status_reason(&p, now), "Init:ExitCode:3");
+        let p = status_pod(
+            vec![cs("init0", terminated(0, None, Some(9)))],
+            main_waiting.clone(),
+            1,
+        );
+        // Exit code 0 counts as done whatever the signal.
+        assert_eq!(pod_status_reason(&p, now), "PodInitializing");
+        let p = status_pod(
+            vec![cs("init0", waiting("CrashLoopBackOff"))],
+            main_waiting.clone(),
+            1,
+        );
+        assert_eq!(pod_status_reason(&p, now), "Init:CrashLoopBackOff");
+        let p = status_pod(vec![], vec![cs("main", waiting("ContainerCreating"))], 0);
+        assert_eq!(pod_status_reason(&p, now), "ContainerCreating");
+        let p = status_pod(
+            vec![],
+            vec![cs("main", terminated(137, Some("OOMKilled"), None))],
+            0,
+        );
+        assert_eq!(pod_status_reason(&p, now), "OOMKilled");
+        let p = status_pod(vec![], vec![cs("main", terminated(0, None, Some(15)))], 0);
+        assert_eq!(pod_status_reason(&p, now), "Signal:15");
+        let mut done = status_pod(
+            vec![],
+            vec![cs("main", terminated(0, Some("Completed"), None))],
+            0,
+        );
+        done.status.as_mut().unwrap().phase = Some("Succeeded".into());
+        assert_eq!(pod_status_reason(&done, now), "Completed");
+        let row = row(
+            "Pod",
+            &serde_json::to_value(&done).unwrap(),
+            &TableOptions::new(now),
+        );
+        assert_eq!(row["conditions"][0]["reason"], "Succeeded");
+        // Plain Pending pod without statuses.
+        let pending = Pod {
+            spec: Some(PodSpec {
+                containers: vec![Container::default()],
+                ..Default::default()
+            }),
+            status: Some(k8s_openapi::api::core::v1::PodStatus {
+                phase: Some("Pending".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            pod_summary(&pending, now),
+            PodSummary {
+                ready: "0/1".into(),
+                status: "Pending".into(),
+                restarts: "0".into()
+            }
+        );
+        // A deleted pod on a lost node.
+        let mut lost = pending.clone();
+        lost.metadata.deletion_timestamp = Some(Time(now));
+        lost.status.as_mut().unwrap().reason = Some("NodeLost".into());
+        assert_eq!(pod_status_reason(&lost, now), "Unknown");
+        lost.metadata.deletion_timestamp = None;
+        assert_eq!(pod_status_reason(&lost, now), "NodeLost");
+    }
+
+    #[test]
+    fn sidecars_count_in_ready_and_completed_with_running_sidecar() {
+        let now = at(12, 0, 0);
+        let mut p = status_pod(vec![], vec![], 1);
+        let spec = p.spec.as_mut().unwrap();
+        spec.init_containers.as_mut().unwrap()[0].restart_policy = Some("Always".into());
+        let st = p.status.as_mut().unwrap();
+        st.phase = Some("Running".into());
+        let mut side = cs(
+            "init0",
+            ContainerState {
+                running: Some(Default::default()),
+                ..Default::default()
+            },
+        );
+        side.started = Some(true);
+        side.ready = true;
+        side.restart_count = 2;
+        side.last_state = Some(terminated(1, Some("Error"), None));
+        side.last_state
+            .as_mut()
+            .unwrap()
+            .terminated
+            .as_mut()
+            .unwrap()
+            .finished_at = Some(Time(at(11, 59, 0)));
+        st.init_container_statuses = Some(vec![side]);
+        let mut main = cs(
+            "main",
+            ContainerState {
+                running: Some(Default::default()),
+                ..Default::default()
+            },
+        );
+        main.ready = true;
+        st.container_statuses = Some(vec![main]);
+        st.conditions = Some(vec![PodCondition {
+            type_: "Initialized".into(),
+            status: "True".into(),
+            ..Default::default()
+        }]);
+        let s = pod_summary(&p, now);
+        assert_eq!(s.ready, "2/2");
+        assert_eq!(s.status, "Running");
+        assert_eq!(s.restarts, "2 (60s ago)");
+    }
+
+    #[test]
+    fn human_durations_as_kubectl() {
+        let d = chrono::Duration::seconds;
+        assert_eq!(human_duration(d(-5)), "<invalid>");
+        assert_eq!(human_duration(d(-1)), "0s");
+        assert_eq!(human_duration(d(75)), "75s");
+        assert_eq!(human_duration(d(119)), "119s");
+        assert_eq!(human_duration(d(120)), "2m");
+        assert_eq!(human_duration(d(487)), "8m7s");
+        assert_eq!(human_duration(d(11 * 60 + 5)), "11m");
+        assert_eq!(human_duration(d(3 * 3600 + 4 * 60)), "3h4m");
+        assert_eq!(human_duration(d(10 * 3600)), "10h");
+        assert_eq!(human_duration(d(3 * 86400 + 3600)), "3d1h");
+        assert_eq!(human_duration(d(30 * 86400)), "30d");
+        assert_eq!(human_duration(d(3 * 365 * 86400 + 5 * 86400)), "3y5d");
+    }
+
+    #[test]
+    fn event_row_and_other_kinds() {
+        let now = at(12, 0, 0);
+        let ev = json!({
+            "metadata": {"name": "ref-crash.1", "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "name": "ref-crash", "fieldPath": "spec.containers{main}"},
+            "reason": "BackOff", "type": "Warning", "message": "Back-off restarting failed container main  ",
+            "source": {"component": "kubelet", "host": "ref-node"},
+            "firstTimestamp": "2026-11-28T11:58:00Z", "lastTimestamp": "2026-11-28T11:59:54Z", "count": 4
+        });
+        let c = cells("Event", &ev, now);
+        assert_eq!(
+            c,
+            vec![
+                json!("6s"),
+                json!("Warning"),
+                json!("BackOff"),
+                json!("pod/ref-crash"),
+                json!("spec.containers{main}"),
+                json!("kubelet, ref-node"),
+                json!("Back-off restarting failed container main"),
+                json!("2m"),
+                json!(4),
+                json!("ref-crash.1")
+            ]
+        );
+        let ns = json!({"metadata": {"name": "default", "creationTimestamp": "2026-11-28T11:00:00Z"}, "status": {"phase": "Active"}});
+        assert_eq!(
+            cells("Namespace", &ns, now),
+            vec![json!("default"), json!("Active"), json!("60m")]
+        );
+        let cm = json!({"metadata": {"name": "c", "creationTimestamp": "2026-11-28T11:59:00Z"}, "data": {"a": "1", "b": "2"}});
+        assert_eq!(
+            cells("ConfigMap", &cm, now),
+            vec![json!("c"), json!(2), json!("60s")]
+        );
+        let other = json!({"metadata": {"name": "x", "creationTimestamp": "2026-11-28T11:59:00Z"}});
+        assert_eq!(
+            cells("Widget", &other, now),
+            vec![json!("x"), json!("2026-11-28T11:59:00Z")]
+        );
+        assert_eq!(columns("Widget")[1]["type"], "date");
+    }
+
+    #[test]
+    fn include_object_and_headers() {
+        let pod = fixture("a-running.yaml");
+        let mut opts = TableOptions::new(at(10, 37, 55));
+        let t = table("Pod", std::slice::from_ref(&pod), &opts);
+        assert_eq!(t["kind"], "Table");
+        assert_eq!(t["apiVersion"], "meta.k8s.io/v1");
+        assert_eq!(t["columnDefinitions"].as_array().unwrap().len(), 9);
+        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        assert_eq!(t["rows"][0]["object"]["metadata"]["name"], "ref-running");
+        assert!(t["rows"][0]["object"].get("spec").is_none());
+        opts.include_object = IncludeObject::Object;
+        opts.no_headers = true;
+        let t = table("Pod", std::slice::from_ref(&pod), &opts);
+        assert!(t.get("columnDefinitions").is_none());
+        assert_eq!(t["rows"][0]["object"]["spec"]["nodeName"], "ref-node");
+        assert_eq!(IncludeObject::parse("Bogus"), None);
     }
 }

@@ -25,7 +25,9 @@ pub fn qos_class(spec: &PodSpec) -> &'static str {
         let lim = res.and_then(|r| r.limits.as_ref());
         let req = res.and_then(|r| r.requests.as_ref());
         for name in COMPUTE {
-            let l = lim.and_then(|m| m.get(name)).and_then(|q| parse_nanos(&q.0).ok());
+            let l = lim
+                .and_then(|m| m.get(name))
+                .and_then(|q| parse_nanos(&q.0).ok());
             let r = req
                 .and_then(|m| m.get(name))
                 .and_then(|q| parse_nanos(&q.0).ok())
@@ -42,7 +44,10 @@ pub fn qos_class(spec: &PodSpec) -> &'static str {
     if requests.is_empty() && limits.is_empty() {
         return "BestEffort";
     }
-    if guaranteed && requests.len() == limits.len() && requests.iter().all(|(k, v)| limits.get(k) == Some(v)) {
+    if guaranteed
+        && requests.len() == limits.len()
+        && requests.iter().all(|(k, v)| limits.get(k) == Some(v))
+    {
         return "Guaranteed";
     }
     "Burstable"
@@ -74,16 +79,25 @@ mod tests {
     }
 
     fn spec(cs: Vec<Container>) -> PodSpec {
-        PodSpec { containers: cs, ..Default::default() }
+        PodSpec {
+            containers: cs,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn classes() {
         assert_eq!(qos_class(&spec(vec![ctr(&[], &[])])), "BestEffort");
-        assert_eq!(qos_class(&spec(vec![ctr(&[("cpu", "100m")], &[])])), "Burstable");
+        assert_eq!(
+            qos_class(&spec(vec![ctr(&[("cpu", "100m")], &[])])),
+            "Burstable"
+        );
         let g = ctr(&[], &[("cpu", "1"), ("memory", "1Gi")]);
         assert_eq!(qos_class(&spec(vec![g.clone()])), "Guaranteed");
-        let eq = ctr(&[("cpu", "1000m"), ("memory", "1024Mi")], &[("cpu", "1"), ("memory", "1Gi")]);
+        let eq = ctr(
+            &[("cpu", "1000m"), ("memory", "1024Mi")],
+            &[("cpu", "1"), ("memory", "1Gi")],
+        );
         assert_eq!(qos_class(&spec(vec![eq])), "Guaranteed");
         let less = ctr(&[("cpu", "500m")], &[("cpu", "1"), ("memory", "1Gi")]);
         assert_eq!(qos_class(&spec(vec![less])), "Burstable");

@@ -40,7 +40,9 @@ impl Requirement {
     fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         let v = labels.get(&self.key);
         match self.operator {
-            Operator::In | Operator::Equals | Operator::DoubleEquals => v.is_some_and(|v| self.values.contains(v)),
+            Operator::In | Operator::Equals | Operator::DoubleEquals => {
+                v.is_some_and(|v| self.values.contains(v))
+            }
             Operator::NotIn | Operator::NotEquals => v.is_none_or(|v| !self.values.contains(v)),
             Operator::Exists => v.is_some(),
             Operator::DoesNotExist => v.is_none(),
@@ -140,7 +142,10 @@ fn lex(s: &str) -> Vec<(Tok, String)> {
                     pos = end;
                     out.push((t, s[start..end].to_string()));
                 }
-                None => out.push((Tok::Error, format!("error expected: keyword found '{}'", &s[start..pos]))),
+                None => out.push((
+                    Tok::Error,
+                    format!("error expected: keyword found '{}'", &s[start..pos]),
+                )),
             }
         } else {
             let start = pos;
@@ -162,7 +167,14 @@ impl Parser {
     /// In value position `in`/`notin` are plain identifiers.
     fn peek(&self, values: bool) -> (Tok, String) {
         let (t, l) = self.items[self.pos.min(self.items.len() - 1)].clone();
-        (if values && matches!(t, Tok::In | Tok::NotIn) { Tok::Ident } else { t }, l)
+        (
+            if values && matches!(t, Tok::In | Tok::NotIn) {
+                Tok::Ident
+            } else {
+                t
+            },
+            l,
+        )
     }
 
     fn next(&mut self, values: bool) -> (Tok, String) {
@@ -177,7 +189,9 @@ impl Parser {
             let (t, lit) = self.peek(true);
             match t {
                 Tok::Ident | Tok::Not => {
-                    let r = self.requirement().map_err(|e| format!("unable to parse requirement: {e}"))?;
+                    let r = self
+                        .requirement()
+                        .map_err(|e| format!("unable to parse requirement: {e}"))?;
                     reqs.push(r);
                     let (t, l) = self.next(true);
                     match t {
@@ -185,14 +199,20 @@ impl Parser {
                         Tok::Comma => {
                             let (t2, l2) = self.peek(true);
                             if t2 != Tok::Ident && t2 != Tok::Not {
-                                return Err(format!("found '{l2}', expected: identifier after ','"));
+                                return Err(format!(
+                                    "found '{l2}', expected: identifier after ','"
+                                ));
                             }
                         }
                         _ => return Err(format!("found '{l}', expected: ',' or 'end of string'")),
                     }
                 }
                 Tok::End => return Ok(reqs),
-                _ => return Err(format!("found '{lit}', expected: !, identifier, or 'end of string'")),
+                _ => {
+                    return Err(format!(
+                        "found '{lit}', expected: !, identifier, or 'end of string'"
+                    ))
+                }
             }
         }
     }
@@ -209,17 +229,29 @@ impl Parser {
         }
         let key_errs = is_qualified_name(&key);
         if !key_errs.is_empty() {
-            return Err(format!("<nil>: Invalid value: {:?}: {}", key, key_errs.join("; ")));
+            return Err(format!(
+                "<nil>: Invalid value: {:?}: {}",
+                key,
+                key_errs.join("; ")
+            ));
         }
         let (la, _) = self.peek(true);
         if la == Tok::End || la == Tok::Comma {
             let op = op.unwrap_or(Operator::Exists);
-            return Ok(Requirement { key, operator: op, values: vec![] });
+            return Ok(Requirement {
+                key,
+                operator: op,
+                values: vec![],
+            });
         }
         if op == Some(Operator::DoesNotExist) {
             // "!key=value": the requirement ends at the key and the parser
             // then trips over the operator, as in Kubernetes.
-            return Ok(Requirement { key, operator: Operator::DoesNotExist, values: vec![] });
+            return Ok(Requirement {
+                key,
+                operator: Operator::DoesNotExist,
+                values: vec![],
+            });
         }
         let (t, lit) = self.next(false);
         let operator = match t {
@@ -230,7 +262,11 @@ impl Parser {
             Tok::Less => Operator::LessThan,
             Tok::NotIn => Operator::NotIn,
             Tok::NotEquals => Operator::NotEquals,
-            _ => return Err(format!("found '{lit}', expected: in, notin, =, ==, !=, gt, lt")),
+            _ => {
+                return Err(format!(
+                    "found '{lit}', expected: in, notin, =, ==, !=, gt, lt"
+                ))
+            }
         };
         let mut values = match operator {
             Operator::In | Operator::NotIn => self.set_values()?,
@@ -251,11 +287,18 @@ impl Parser {
         for (i, v) in values.iter().enumerate() {
             let ve = is_valid_label_value(v);
             if !ve.is_empty() {
-                errs.push(format!("values[{i}][{key}]: Invalid value: {v:?}: {}", ve.join("; ")));
+                errs.push(format!(
+                    "values[{i}][{key}]: Invalid value: {v:?}: {}",
+                    ve.join("; ")
+                ));
             }
         }
         match errs.len() {
-            0 => Ok(Requirement { key, operator, values }),
+            0 => Ok(Requirement {
+                key,
+                operator,
+                values,
+            }),
             1 => Err(errs.remove(0)),
             _ => Err(format!("[{}]", errs.join(", "))),
         }
@@ -333,7 +376,10 @@ impl Parser {
 impl LabelSelector {
     /// Parses `a=b,c!=d,e in (f,g),!h,i`.
     pub fn parse(s: &str) -> Result<Self, SelectorError> {
-        let mut p = Parser { items: lex(s), pos: 0 };
+        let mut p = Parser {
+            items: lex(s),
+            pos: 0,
+        };
         let mut requirements = p.parse().map_err(SelectorError)?;
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(LabelSelector { requirements })
@@ -341,10 +387,16 @@ impl LabelSelector {
 
     /// A `metav1.LabelSelector` (matchLabels/matchExpressions), as used in
     /// object specs.
-    pub fn from_api(sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> Result<Self, SelectorError> {
+    pub fn from_api(
+        sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    ) -> Result<Self, SelectorError> {
         let mut requirements = Vec::new();
         for (k, v) in sel.match_labels.iter().flatten() {
-            requirements.push(Requirement { key: k.clone(), operator: Operator::Equals, values: vec![v.clone()] });
+            requirements.push(Requirement {
+                key: k.clone(),
+                operator: Operator::Equals,
+                values: vec![v.clone()],
+            });
         }
         for e in sel.match_expressions.iter().flatten() {
             let operator = match e.operator.as_str() {
@@ -352,9 +404,17 @@ impl LabelSelector {
                 "NotIn" => Operator::NotIn,
                 "Exists" => Operator::Exists,
                 "DoesNotExist" => Operator::DoesNotExist,
-                other => return Err(SelectorError(format!("{other:?} is not a valid label selector operator"))),
+                other => {
+                    return Err(SelectorError(format!(
+                        "{other:?} is not a valid label selector operator"
+                    )))
+                }
             };
-            requirements.push(Requirement { key: e.key.clone(), operator, values: e.values.clone().unwrap_or_default() });
+            requirements.push(Requirement {
+                key: e.key.clone(),
+                operator,
+                values: e.values.clone().unwrap_or_default(),
+            });
         }
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(LabelSelector { requirements })
@@ -455,13 +515,17 @@ fn unescape(v: &str) -> Result<String, SelectorError> {
         match c {
             '\\' => slash = true,
             ',' | '=' => {
-                return Err(SelectorError(format!("invalid field selector: unescaped character in value: {c}")))
+                return Err(SelectorError(format!(
+                    "invalid field selector: unescaped character in value: {c}"
+                )))
             }
             c => out.push(c),
         }
     }
     if slash {
-        return Err(SelectorError("invalid field selector: invalid escape sequence: \\".into()));
+        return Err(SelectorError(
+            "invalid field selector: invalid escape sequence: \\".into(),
+        ));
     }
     Ok(out)
 }
@@ -474,9 +538,15 @@ impl FieldSelector {
         let mut terms = Vec::new();
         for part in parts.iter().filter(|p| !p.is_empty()) {
             let Some((field, op, rhs)) = split_term(part) else {
-                return Err(SelectorError(format!("invalid selector: '{s}'; can't understand '{part}'")));
+                return Err(SelectorError(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                )));
             };
-            terms.push(FieldTerm { field: field.to_string(), negated: op == "!=", value: unescape(rhs)? });
+            terms.push(FieldTerm {
+                field: field.to_string(),
+                negated: op == "!=",
+                value: unescape(rhs)?,
+            });
         }
         Ok(FieldSelector { terms })
     }
@@ -489,8 +559,15 @@ impl FieldSelector {
     /// `field label not supported: x`.
     pub fn check_supported(&self, kind: &str) -> Result<(), SelectorError> {
         let fields = supported_fields(kind);
-        match self.terms.iter().find(|t| !fields.contains(&t.field.as_str())) {
-            Some(t) => Err(SelectorError(format!("field label not supported: {}", t.field))),
+        match self
+            .terms
+            .iter()
+            .find(|t| !fields.contains(&t.field.as_str()))
+        {
+            Some(t) => Err(SelectorError(format!(
+                "field label not supported: {}",
+                t.field
+            ))),
             None => Ok(()),
         }
     }
@@ -506,7 +583,10 @@ impl FieldSelector {
     /// The value an `=` term demands for `field`, e.g. `spec.nodeName` for
     /// an agent's watch, so the server can index on it.
     pub fn exact(&self, field: &str) -> Option<&str> {
-        self.terms.iter().find(|t| t.field == field && !t.negated).map(|t| t.value.as_str())
+        self.terms
+            .iter()
+            .find(|t| t.field == field && !t.negated)
+            .map(|t| t.value.as_str())
     }
 }
 
@@ -552,7 +632,14 @@ pub fn supported_fields(kind: &str) -> &'static [&'static str] {
 /// `kind`); absent fields read as "".
 pub fn field_value(kind: &str, obj: &Value, field: &str) -> Option<String> {
     let s = |ptr: &str| obj.pointer(ptr).and_then(Value::as_str).map(str::to_string);
-    let b = |ptr: &str| Some(obj.pointer(ptr).and_then(Value::as_bool).unwrap_or(false).to_string());
+    let b = |ptr: &str| {
+        Some(
+            obj.pointer(ptr)
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+                .to_string(),
+        )
+    };
     match (kind, field) {
         (_, "metadata.name") => s("/metadata/name"),
         (_, "metadata.namespace") => s("/metadata/namespace"),
@@ -577,7 +664,10 @@ mod tests {
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -604,11 +694,23 @@ mod tests {
     #[test]
     fn label_selector_errors_read_as_kubernetes() {
         let err = |s: &str| LabelSelector::parse(s).unwrap_err().0;
-        assert_eq!(err("app in web"), "unable to parse requirement: found 'web' expected: '('");
+        assert_eq!(
+            err("app in web"),
+            "unable to parse requirement: found 'web' expected: '('"
+        );
         assert_eq!(err("app=web,"), "found '', expected: identifier after ','");
-        assert_eq!(err("=x"), "found '=', expected: !, identifier, or 'end of string'");
-        assert_eq!(err("!app=web"), "found '=', expected: ',' or 'end of string'");
-        assert_eq!(err("app=a b"), "found 'b', expected: ',' or 'end of string'");
+        assert_eq!(
+            err("=x"),
+            "found '=', expected: !, identifier, or 'end of string'"
+        );
+        assert_eq!(
+            err("!app=web"),
+            "found '=', expected: ',' or 'end of string'"
+        );
+        assert_eq!(
+            err("app=a b"),
+            "found 'b', expected: ',' or 'end of string'"
+        );
         assert_eq!(
             err("a@b=c"),
             "unable to parse requirement: <nil>: Invalid value: \"a@b\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
@@ -623,11 +725,19 @@ mod tests {
         assert!(sel.check_supported("Pod").is_ok());
         assert!(sel.matches("Pod", &pod));
         assert_eq!(sel.exact("spec.nodeName"), Some("n1"));
-        assert!(!FieldSelector::parse("spec.nodeName==").unwrap().matches("Pod", &pod));
+        assert!(!FieldSelector::parse("spec.nodeName==")
+            .unwrap()
+            .matches("Pod", &pod));
         let unscheduled = json!({"metadata": {"name": "q"}});
-        assert!(FieldSelector::parse("spec.nodeName=").unwrap().matches("Pod", &unscheduled));
+        assert!(FieldSelector::parse("spec.nodeName=")
+            .unwrap()
+            .matches("Pod", &unscheduled));
         assert_eq!(
-            FieldSelector::parse("spec.foo=bar").unwrap().check_supported("Pod").unwrap_err().0,
+            FieldSelector::parse("spec.foo=bar")
+                .unwrap()
+                .check_supported("Pod")
+                .unwrap_err()
+                .0,
             "field label not supported: spec.foo"
         );
         assert_eq!(
@@ -643,9 +753,14 @@ mod tests {
         let ev = json!({"metadata": {"name": "e", "namespace": "default"},
             "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
             "source": {"component": "kubelet"}, "type": "Warning", "reason": "BackOff"});
-        let sel = FieldSelector::parse("involvedObject.name=p,involvedObject.kind=Pod,source=kubelet,type=Warning").unwrap();
+        let sel = FieldSelector::parse(
+            "involvedObject.name=p,involvedObject.kind=Pod,source=kubelet,type=Warning",
+        )
+        .unwrap();
         assert!(sel.check_supported("Event").is_ok());
         assert!(sel.matches("Event", &ev));
-        assert!(!FieldSelector::parse("reason=Started").unwrap().matches("Event", &ev));
+        assert!(!FieldSelector::parse("reason=Started")
+            .unwrap()
+            .matches("Event", &ev));
     }
 }

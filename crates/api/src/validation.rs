@@ -125,7 +125,11 @@ impl FieldError {
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(CauseType::Required, field, BadValue::Omit, detail)
     }
-    pub fn invalid(field: impl Into<String>, value: impl Into<BadValue>, detail: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<BadValue>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(CauseType::Invalid, field, value.into(), detail)
     }
     pub fn duplicate(field: impl Into<String>, value: impl Into<BadValue>) -> Self {
@@ -138,10 +142,19 @@ impl FieldError {
         Self::new(CauseType::Forbidden, field, BadValue::Omit, detail)
     }
     pub fn too_long(field: impl Into<String>, max_bytes: usize) -> Self {
-        Self::new(CauseType::TooLong, field, BadValue::Omit, format!("must have at most {max_bytes} bytes"))
+        Self::new(
+            CauseType::TooLong,
+            field,
+            BadValue::Omit,
+            format!("must have at most {max_bytes} bytes"),
+        )
     }
     /// An enum field with a value outside `supported`, listed in its order.
-    pub fn not_supported(field: impl Into<String>, value: impl Into<BadValue>, supported: &[&str]) -> Self {
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl Into<BadValue>,
+        supported: &[&str],
+    ) -> Self {
         let detail = if supported.is_empty() {
             String::new()
         } else {
@@ -151,8 +164,18 @@ impl FieldError {
         Self::new(CauseType::NotSupported, field, value.into(), detail)
     }
 
-    fn new(cause_type: CauseType, field: impl Into<String>, bad_value: BadValue, detail: impl Into<String>) -> Self {
-        FieldError { cause_type, field: field.into(), bad_value, detail: detail.into() }
+    fn new(
+        cause_type: CauseType,
+        field: impl Into<String>,
+        bad_value: BadValue,
+        detail: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            cause_type,
+            field: field.into(),
+            bad_value,
+            detail: detail.into(),
+        }
     }
 
     /// The message without the field (a Status cause's `message`), e.g.
@@ -212,7 +235,9 @@ fn go_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -239,7 +264,11 @@ pub fn invalid_message(group: &str, kind: &str, name: &str, errs: &[FieldError])
         .map(FieldError::message)
         .filter(|m| seen.insert(m.clone()))
         .collect();
-    let head = format!("{} {} is invalid", qualified_kind(group, kind), go_quote(name));
+    let head = format!(
+        "{} {} is invalid",
+        qualified_kind(group, kind),
+        go_quote(name)
+    );
     match lines.len() {
         0 => head,
         1 => format!("{head}: {}", lines[0]),
@@ -255,7 +284,10 @@ pub fn invalid_status(group: &str, kind: &str, name: &str, errs: &[FieldError]) 
         details.insert("group".into(), json!(group));
     }
     details.insert("kind".into(), json!(kind));
-    details.insert("causes".into(), Value::Array(errs.iter().map(FieldError::cause).collect()));
+    details.insert(
+        "causes".into(),
+        Value::Array(errs.iter().map(FieldError::cause).collect()),
+    );
     json!({
         "kind": "Status",
         "apiVersion": "v1",
@@ -271,7 +303,8 @@ pub fn invalid_status(group: &str, kind: &str, name: &str, errs: &[FieldError]) 
 // ---- name and label checks (k8s.io/apimachinery/pkg/util/validation) ----
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const QUALIFIED_NAME_MSG: &str =
     "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
@@ -341,7 +374,8 @@ fn is_qualified_name_part(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// A label/annotation key: `[prefix/]name`, prefix a DNS subdomain, name at
@@ -374,7 +408,11 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
     if !is_qualified_name_part(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+            regex_error(
+                QUALIFIED_NAME_MSG,
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"]
+            )
         ));
     }
     errs
@@ -420,8 +458,14 @@ fn is_valid_port_name(port: &str) -> Vec<String> {
     if port.len() > 15 {
         errs.push(max_len_error(15));
     }
-    if port.is_empty() || !port.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
-        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
+    if port.is_empty()
+        || !port
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    {
+        errs.push(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
+        );
     }
     if !port.bytes().any(|c| c.is_ascii_lowercase()) {
         errs.push("must contain at least one letter (a-z)".to_string());
@@ -443,8 +487,16 @@ const PORT_RANGE_MSG: &str = "must be between 1 and 65535, inclusive";
 pub fn validate_labels(labels: &BTreeMap<String, String>, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     for (k, v) in labels {
-        errs.extend(is_qualified_name(k).into_iter().map(|m| FieldError::invalid(path, k, m)));
-        errs.extend(is_valid_label_value(v).into_iter().map(|m| FieldError::invalid(path, v, m)));
+        errs.extend(
+            is_qualified_name(k)
+                .into_iter()
+                .map(|m| FieldError::invalid(path, k, m)),
+        );
+        errs.extend(
+            is_valid_label_value(v)
+                .into_iter()
+                .map(|m| FieldError::invalid(path, v, m)),
+        );
     }
     errs
 }
@@ -457,7 +509,11 @@ pub fn validate_annotations(annotations: &BTreeMap<String, String>, path: &str) 
     let mut errs = Vec::new();
     let mut total = 0;
     for (k, v) in annotations {
-        errs.extend(is_qualified_name(&k.to_lowercase()).into_iter().map(|m| FieldError::invalid(path, k, m)));
+        errs.extend(
+            is_qualified_name(&k.to_lowercase())
+                .into_iter()
+                .map(|m| FieldError::invalid(path, k, m)),
+        );
         total += k.len() + v.len();
     }
     if total > ANNOTATIONS_MAX_BYTES {
@@ -471,27 +527,53 @@ pub type NameValidator = fn(&str, bool) -> Vec<String>;
 
 /// `ValidateObjectMeta`: name or generateName, namespace presence, labels,
 /// annotations, finalizers.
-pub fn validate_object_meta(meta: &ObjectMeta, requires_namespace: bool, name_fn: NameValidator) -> Vec<FieldError> {
+pub fn validate_object_meta(
+    meta: &ObjectMeta,
+    requires_namespace: bool,
+    name_fn: NameValidator,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(g) = meta.generate_name.as_deref().filter(|g| !g.is_empty()) {
-        errs.extend(name_fn(g, true).into_iter().map(|m| FieldError::invalid("metadata.generateName", g, m)));
+        errs.extend(
+            name_fn(g, true)
+                .into_iter()
+                .map(|m| FieldError::invalid("metadata.generateName", g, m)),
+        );
     }
     match meta.name.as_deref().filter(|n| !n.is_empty()) {
-        None => errs.push(FieldError::required("metadata.name", "name or generateName is required")),
-        Some(n) => errs.extend(name_fn(n, false).into_iter().map(|m| FieldError::invalid("metadata.name", n, m))),
+        None => errs.push(FieldError::required(
+            "metadata.name",
+            "name or generateName is required",
+        )),
+        Some(n) => errs.extend(
+            name_fn(n, false)
+                .into_iter()
+                .map(|m| FieldError::invalid("metadata.name", n, m)),
+        ),
     }
     let ns = meta.namespace.as_deref().unwrap_or("");
     if requires_namespace {
         if ns.is_empty() {
             errs.push(FieldError::required("metadata.namespace", ""));
         } else {
-            errs.extend(name_is_dns_label(ns, false).into_iter().map(|m| FieldError::invalid("metadata.namespace", ns, m)));
+            errs.extend(
+                name_is_dns_label(ns, false)
+                    .into_iter()
+                    .map(|m| FieldError::invalid("metadata.namespace", ns, m)),
+            );
         }
     } else if !ns.is_empty() {
-        errs.push(FieldError::forbidden("metadata.namespace", "not allowed on this type"));
+        errs.push(FieldError::forbidden(
+            "metadata.namespace",
+            "not allowed on this type",
+        ));
     }
     if let Some(g) = meta.generation.filter(|g| *g < 0) {
-        errs.push(FieldError::invalid("metadata.generation", g, "must be greater than or equal to 0"));
+        errs.push(FieldError::invalid(
+            "metadata.generation",
+            g,
+            "must be greater than or equal to 0",
+        ));
     }
     if let Some(l) = &meta.labels {
         errs.extend(validate_labels(l, "metadata.labels"));
@@ -500,7 +582,11 @@ pub fn validate_object_meta(meta: &ObjectMeta, requires_namespace: bool, name_fn
         errs.extend(validate_annotations(a, "metadata.annotations"));
     }
     for f in meta.finalizers.iter().flatten() {
-        errs.extend(is_qualified_name(f).into_iter().map(|m| FieldError::invalid("metadata.finalizers", f, m)));
+        errs.extend(
+            is_qualified_name(f)
+                .into_iter()
+                .map(|m| FieldError::invalid("metadata.finalizers", f, m)),
+        );
     }
     errs
 }
@@ -509,22 +595,44 @@ pub fn validate_object_meta(meta: &ObjectMeta, requires_namespace: bool, name_fn
 /// never change; the new labels and annotations must be valid.
 pub fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let immutable = |field: &str, n: &Option<String>, o: &Option<String>, errs: &mut Vec<FieldError>| {
-        if n.as_deref().unwrap_or("") != o.as_deref().unwrap_or("") {
-            errs.push(FieldError::invalid(field, n.as_deref().unwrap_or(""), "field is immutable"));
-        }
-    };
+    let immutable =
+        |field: &str, n: &Option<String>, o: &Option<String>, errs: &mut Vec<FieldError>| {
+            if n.as_deref().unwrap_or("") != o.as_deref().unwrap_or("") {
+                errs.push(FieldError::invalid(
+                    field,
+                    n.as_deref().unwrap_or(""),
+                    "field is immutable",
+                ));
+            }
+        };
     immutable("metadata.name", &new.name, &old.name, &mut errs);
-    immutable("metadata.namespace", &new.namespace, &old.namespace, &mut errs);
+    immutable(
+        "metadata.namespace",
+        &new.namespace,
+        &old.namespace,
+        &mut errs,
+    );
     if new.uid.is_some() {
         immutable("metadata.uid", &new.uid, &old.uid, &mut errs);
     }
     if new.creation_timestamp.is_some() && new.creation_timestamp != old.creation_timestamp {
-        let v = new.creation_timestamp.as_ref().map(|t| t.0.to_rfc3339()).unwrap_or_default();
-        errs.push(FieldError::invalid("metadata.creationTimestamp", v, "field is immutable"));
+        let v = new
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_rfc3339())
+            .unwrap_or_default();
+        errs.push(FieldError::invalid(
+            "metadata.creationTimestamp",
+            v,
+            "field is immutable",
+        ));
     }
     if let Some(g) = new.generation.filter(|g| *g < 0) {
-        errs.push(FieldError::invalid("metadata.generation", g, "must be greater than or equal to 0"));
+        errs.push(FieldError::invalid(
+            "metadata.generation",
+            g,
+            "must be greater than or equal to 0",
+        ));
     }
     if let Some(l) = &new.labels {
         errs.extend(validate_labels(l, "metadata.labels"));
@@ -551,9 +659,17 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
 /// `ValidatePodSpec` for the fields a Linux pod platform uses.
 pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let volumes = validate_volumes(spec.volumes.as_deref().unwrap_or(&[]), &format!("{path}.volumes"), &mut errs);
+    let volumes = validate_volumes(
+        spec.volumes.as_deref().unwrap_or(&[]),
+        &format!("{path}.volumes"),
+        &mut errs,
+    );
     let restart_policy = spec.restart_policy.as_deref().unwrap_or("");
-    errs.extend(validate_containers(&spec.containers, &volumes, &format!("{path}.containers")));
+    errs.extend(validate_containers(
+        &spec.containers,
+        &volumes,
+        &format!("{path}.containers"),
+    ));
     errs.extend(validate_init_containers(
         spec.init_containers.as_deref().unwrap_or(&[]),
         &spec.containers,
@@ -564,7 +680,11 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
     match restart_policy {
         "Always" | "OnFailure" | "Never" => {}
         "" => errs.push(FieldError::required(rp_path, "")),
-        other => errs.push(FieldError::not_supported(rp_path, other, &["Always", "OnFailure", "Never"])),
+        other => errs.push(FieldError::not_supported(
+            rp_path,
+            other,
+            &["Always", "OnFailure", "Never"],
+        )),
     }
     let dns_path = format!("{path}.dnsPolicy");
     match spec.dns_policy.as_deref().unwrap_or("") {
@@ -577,7 +697,10 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         )),
     }
     if spec.dns_policy.as_deref() == Some("None")
-        && spec.dns_config.as_ref().is_none_or(|c| c.nameservers.as_ref().is_none_or(|n| n.is_empty()))
+        && spec
+            .dns_config
+            .as_ref()
+            .is_none_or(|c| c.nameservers.as_ref().is_none_or(|n| n.is_empty()))
     {
         errs.push(FieldError::required(
             format!("{path}.dnsConfig"),
@@ -589,17 +712,31 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
     }
     for (i, s) in spec.image_pull_secrets.iter().flatten().enumerate() {
         if s.name.is_empty() {
-            errs.push(FieldError::required(format!("{path}.imagePullSecrets[{i}].name"), ""));
+            errs.push(FieldError::required(
+                format!("{path}.imagePullSecrets[{i}].name"),
+                "",
+            ));
         }
     }
     for (i, g) in spec.readiness_gates.iter().flatten().enumerate() {
         let p = format!("{path}.readinessGates[{i}].conditionType");
-        errs.extend(is_qualified_name(&g.condition_type).into_iter().map(|m| FieldError::invalid(p.clone(), &g.condition_type, m)));
+        errs.extend(
+            is_qualified_name(&g.condition_type)
+                .into_iter()
+                .map(|m| FieldError::invalid(p.clone(), &g.condition_type, m)),
+        );
     }
-    for (field, value) in [("serviceAccountName", &spec.service_account_name), ("nodeName", &spec.node_name)] {
+    for (field, value) in [
+        ("serviceAccountName", &spec.service_account_name),
+        ("nodeName", &spec.node_name),
+    ] {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
             let p = format!("{path}.{field}");
-            errs.extend(is_dns1123_subdomain(v).into_iter().map(|m| FieldError::invalid(p.clone(), v, m)));
+            errs.extend(
+                is_dns1123_subdomain(v)
+                    .into_iter()
+                    .map(|m| FieldError::invalid(p.clone(), v, m)),
+            );
         }
     }
     if let Some(v) = spec.active_deadline_seconds {
@@ -614,7 +751,11 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
     for (field, value) in [("hostname", &spec.hostname), ("subdomain", &spec.subdomain)] {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
             let p = format!("{path}.{field}");
-            errs.extend(is_dns1123_label(v).into_iter().map(|m| FieldError::invalid(p.clone(), v, m)));
+            errs.extend(
+                is_dns1123_label(v)
+                    .into_iter()
+                    .map(|m| FieldError::invalid(p.clone(), v, m)),
+            );
         }
     }
     if let Some(t) = &spec.tolerations {
@@ -650,7 +791,11 @@ fn validate_volumes(volumes: &[Volume], path: &str, errs: &mut Vec<FieldError>) 
         if v.name.is_empty() {
             el.push(FieldError::required(name_path.clone(), ""));
         } else {
-            el.extend(is_dns1123_label(&v.name).into_iter().map(|m| FieldError::invalid(name_path.clone(), &v.name, m)));
+            el.extend(
+                is_dns1123_label(&v.name)
+                    .into_iter()
+                    .map(|m| FieldError::invalid(name_path.clone(), &v.name, m)),
+            );
         }
         if names.contains(&v.name) {
             el.push(FieldError::duplicate(name_path, &v.name));
@@ -706,7 +851,10 @@ fn validate_volume_source(v: &Volume, path: &str) -> Vec<FieldError> {
         [_] => {}
         [_, rest @ ..] => {
             for s in rest {
-                errs.push(FieldError::forbidden(format!("{path}.{s}"), "may not specify more than 1 volume type"));
+                errs.push(FieldError::forbidden(
+                    format!("{path}.{s}"),
+                    "may not specify more than 1 volume type",
+                ));
             }
         }
     }
@@ -718,7 +866,11 @@ fn validate_volume_source(v: &Volume, path: &str) -> Vec<FieldError> {
     errs
 }
 
-fn validate_containers(containers: &[Container], volumes: &HashSet<String>, path: &str) -> Vec<FieldError> {
+fn validate_containers(
+    containers: &[Container],
+    volumes: &HashSet<String>,
+    path: &str,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if containers.is_empty() {
         errs.push(FieldError::required(path, ""));
@@ -732,7 +884,10 @@ fn validate_containers(containers: &[Container], volumes: &HashSet<String>, path
         }
         errs.extend(validate_probes(c, &idx, false));
         if c.restart_policy.is_some() {
-            errs.push(FieldError::forbidden(format!("{idx}.restartPolicy"), "may not be set for non-init containers"));
+            errs.push(FieldError::forbidden(
+                format!("{idx}.restartPolicy"),
+                "may not be set for non-init containers",
+            ));
         }
     }
     errs
@@ -754,7 +909,11 @@ fn validate_init_containers(
             if rp == "Always" {
                 sidecar = true;
             } else {
-                errs.push(FieldError::not_supported(format!("{idx}.restartPolicy"), rp, &["Always"]));
+                errs.push(FieldError::not_supported(
+                    format!("{idx}.restartPolicy"),
+                    rp,
+                    &["Always"],
+                ));
             }
         }
         if names.contains(c.name.as_str()) {
@@ -782,28 +941,53 @@ fn validate_init_containers(
     errs
 }
 
-fn validate_container_common(c: &Container, volumes: &HashSet<String>, idx: &str) -> Vec<FieldError> {
+fn validate_container_common(
+    c: &Container,
+    volumes: &HashSet<String>,
+    idx: &str,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let name_path = format!("{idx}.name");
     if c.name.is_empty() {
         errs.push(FieldError::required(name_path, ""));
     } else {
-        errs.extend(is_dns1123_label(&c.name).into_iter().map(|m| FieldError::invalid(name_path.clone(), &c.name, m)));
+        errs.extend(
+            is_dns1123_label(&c.name)
+                .into_iter()
+                .map(|m| FieldError::invalid(name_path.clone(), &c.name, m)),
+        );
     }
     let image = c.image.as_deref().unwrap_or("");
     if image.is_empty() {
         errs.push(FieldError::required(format!("{idx}.image"), ""));
     } else if image.trim() != image {
-        errs.push(FieldError::invalid(format!("{idx}.image"), image, "must not have leading or trailing whitespace"));
+        errs.push(FieldError::invalid(
+            format!("{idx}.image"),
+            image,
+            "must not have leading or trailing whitespace",
+        ));
     }
     let tmp_path = format!("{idx}.terminationMessagePolicy");
     match c.termination_message_policy.as_deref().unwrap_or("") {
         "File" | "FallbackToLogsOnError" => {}
-        "" => errs.push(FieldError::required(tmp_path, "must be 'File' or 'FallbackToLogsOnError'")),
-        other => errs.push(FieldError::not_supported(tmp_path, other, &["File", "FallbackToLogsOnError"])),
+        "" => errs.push(FieldError::required(
+            tmp_path,
+            "must be 'File' or 'FallbackToLogsOnError'",
+        )),
+        other => errs.push(FieldError::not_supported(
+            tmp_path,
+            other,
+            &["File", "FallbackToLogsOnError"],
+        )),
     }
-    errs.extend(validate_ports(c.ports.as_deref().unwrap_or(&[]), &format!("{idx}.ports")));
-    errs.extend(validate_env(c.env.as_deref().unwrap_or(&[]), &format!("{idx}.env")));
+    errs.extend(validate_ports(
+        c.ports.as_deref().unwrap_or(&[]),
+        &format!("{idx}.ports"),
+    ));
+    errs.extend(validate_env(
+        c.env.as_deref().unwrap_or(&[]),
+        &format!("{idx}.env"),
+    ));
     errs.extend(validate_volume_mounts(
         c.volume_mounts.as_deref().unwrap_or(&[]),
         volumes,
@@ -813,7 +997,11 @@ fn validate_container_common(c: &Container, volumes: &HashSet<String>, idx: &str
     match c.image_pull_policy.as_deref().unwrap_or("") {
         "Always" | "IfNotPresent" | "Never" => {}
         "" => errs.push(FieldError::required(ipp_path, "")),
-        other => errs.push(FieldError::not_supported(ipp_path, other, &["Always", "IfNotPresent", "Never"])),
+        other => errs.push(FieldError::not_supported(
+            ipp_path,
+            other,
+            &["Always", "IfNotPresent", "Never"],
+        )),
     }
     if let Some(r) = &c.resources {
         errs.extend(validate_resources(r, &format!("{idx}.resources")));
@@ -828,24 +1016,40 @@ fn validate_ports(ports: &[ContainerPort], path: &str) -> Vec<FieldError> {
         let idx = format!("{path}[{i}]");
         if let Some(name) = p.name.as_deref().filter(|n| !n.is_empty()) {
             let np = format!("{idx}.name");
-            errs.extend(is_valid_port_name(name).into_iter().map(|m| FieldError::invalid(np.clone(), name, m)));
+            errs.extend(
+                is_valid_port_name(name)
+                    .into_iter()
+                    .map(|m| FieldError::invalid(np.clone(), name, m)),
+            );
             if !names.insert(name) {
                 errs.push(FieldError::duplicate(np, name));
             }
         }
         if !(1..=65535).contains(&p.container_port) {
-            errs.push(FieldError::invalid(format!("{idx}.containerPort"), p.container_port, PORT_RANGE_MSG));
+            errs.push(FieldError::invalid(
+                format!("{idx}.containerPort"),
+                p.container_port,
+                PORT_RANGE_MSG,
+            ));
         }
         if let Some(hp) = p.host_port.filter(|hp| *hp != 0) {
             if !(1..=65535).contains(&hp) {
-                errs.push(FieldError::invalid(format!("{idx}.hostPort"), hp, PORT_RANGE_MSG));
+                errs.push(FieldError::invalid(
+                    format!("{idx}.hostPort"),
+                    hp,
+                    PORT_RANGE_MSG,
+                ));
             }
         }
         let pp = format!("{idx}.protocol");
         match p.protocol.as_deref().unwrap_or("") {
             "TCP" | "UDP" | "SCTP" => {}
             "" => errs.push(FieldError::required(pp, "")),
-            other => errs.push(FieldError::not_supported(pp, other, &["SCTP", "TCP", "UDP"])),
+            other => errs.push(FieldError::not_supported(
+                pp,
+                other,
+                &["SCTP", "TCP", "UDP"],
+            )),
         }
     }
     errs
@@ -857,7 +1061,11 @@ fn validate_env(env: &[EnvVar], path: &str) -> Vec<FieldError> {
         let np = format!("{path}[{i}].name");
         if e.name.is_empty() {
             errs.push(FieldError::required(np, ""));
-        } else if !e.name.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'=') {
+        } else if !e
+            .name
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'=')
+        {
             // RelaxedEnvironmentVariableValidation is on by default in v1.32.
             errs.push(FieldError::invalid(
                 np,
@@ -886,14 +1094,22 @@ fn validate_env(env: &[EnvVar], path: &str) -> Vec<FieldError> {
             if n == 0 {
                 errs.push(FieldError::invalid(vf, "", "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"));
             } else if n > 1 {
-                errs.push(FieldError::invalid(vf, "", "may not have more than one field specified at a time"));
+                errs.push(FieldError::invalid(
+                    vf,
+                    "",
+                    "may not have more than one field specified at a time",
+                ));
             }
         }
     }
     errs
 }
 
-fn validate_volume_mounts(mounts: &[VolumeMount], volumes: &HashSet<String>, path: &str) -> Vec<FieldError> {
+fn validate_volume_mounts(
+    mounts: &[VolumeMount],
+    volumes: &HashSet<String>,
+    path: &str,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let mut paths = HashSet::new();
     for (i, m) in mounts.iter().enumerate() {
@@ -906,13 +1122,25 @@ fn validate_volume_mounts(mounts: &[VolumeMount], volumes: &HashSet<String>, pat
         if m.mount_path.is_empty() {
             errs.push(FieldError::required(format!("{idx}.mountPath"), ""));
         } else if !paths.insert(m.mount_path.as_str()) {
-            errs.push(FieldError::invalid(format!("{idx}.mountPath"), &m.mount_path, "must be unique"));
+            errs.push(FieldError::invalid(
+                format!("{idx}.mountPath"),
+                &m.mount_path,
+                "must be unique",
+            ));
         }
         if let Some(sp) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             if sp.starts_with('/') {
-                errs.push(FieldError::invalid(format!("{idx}.subPath"), sp, "must be a relative path"));
+                errs.push(FieldError::invalid(
+                    format!("{idx}.subPath"),
+                    sp,
+                    "must be a relative path",
+                ));
             } else if sp.split('/').any(|part| part == "..") {
-                errs.push(FieldError::invalid(format!("{idx}.subPath"), sp, "must not contain '..'"));
+                errs.push(FieldError::invalid(
+                    format!("{idx}.subPath"),
+                    sp,
+                    "must not contain '..'",
+                ));
             }
         }
     }
@@ -920,7 +1148,11 @@ fn validate_volume_mounts(mounts: &[VolumeMount], volumes: &HashSet<String>, pat
 }
 
 fn is_standard_or_qualified_resource(name: &str) -> bool {
-    name.contains('/') || matches!(name, "cpu" | "memory" | "ephemeral-storage" | "storage" | "pods")
+    name.contains('/')
+        || matches!(
+            name,
+            "cpu" | "memory" | "ephemeral-storage" | "storage" | "pods"
+        )
         || name.starts_with("hugepages-")
         || name.starts_with("requests.")
         || name.starts_with("limits.")
@@ -941,7 +1173,11 @@ fn validate_resources(r: &ResourceRequirements, path: &str) -> Vec<FieldError> {
             }
             match parse_nanos(&q.0) {
                 Err(e) => errs.push(FieldError::invalid(p, &q.0, e.to_string())),
-                Ok(v) if v < 0 => errs.push(FieldError::invalid(p, &q.0, "must be greater than or equal to 0")),
+                Ok(v) if v < 0 => errs.push(FieldError::invalid(
+                    p,
+                    &q.0,
+                    "must be greater than or equal to 0",
+                )),
                 Ok(v) if kind == "limits" => {
                     limits.insert(name.as_str(), (v, q.0.as_str()));
                 }
@@ -973,7 +1209,11 @@ fn validate_probes(c: &Container, idx: &str, _init: bool) -> Vec<FieldError> {
         let path = format!("{idx}.{field}");
         errs.extend(validate_probe(p, &path));
         if field != "readinessProbe" && p.success_threshold.is_some_and(|s| s != 1) {
-            errs.push(FieldError::invalid(format!("{path}.successThreshold"), p.success_threshold, "must be 1"));
+            errs.push(FieldError::invalid(
+                format!("{path}.successThreshold"),
+                p.success_threshold,
+                "must be 1",
+            ));
         }
         if field == "readinessProbe" && p.termination_grace_period_seconds.is_some() {
             errs.push(FieldError::invalid(
@@ -1002,7 +1242,10 @@ fn validate_probe(p: &Probe, path: &str) -> Vec<FieldError> {
         [_] => {}
         [_, rest @ ..] => {
             for h in rest {
-                errs.push(FieldError::forbidden(format!("{path}.{h}"), "may not specify more than 1 handler type"));
+                errs.push(FieldError::forbidden(
+                    format!("{path}.{h}"),
+                    "may not specify more than 1 handler type",
+                ));
             }
         }
     }
@@ -1014,22 +1257,40 @@ fn validate_probe(p: &Probe, path: &str) -> Vec<FieldError> {
         ("failureThreshold", p.failure_threshold),
     ] {
         if let Some(v) = v.filter(|v| *v < 0) {
-            errs.push(FieldError::invalid(format!("{path}.{field}"), v, "must be greater than or equal to 0"));
+            errs.push(FieldError::invalid(
+                format!("{path}.{field}"),
+                v,
+                "must be greater than or equal to 0",
+            ));
         }
     }
     if let Some(v) = p.termination_grace_period_seconds.filter(|v| *v <= 0) {
-        errs.push(FieldError::invalid(format!("{path}.terminationGracePeriodSeconds"), v, "must be greater than 0"));
+        errs.push(FieldError::invalid(
+            format!("{path}.terminationGracePeriodSeconds"),
+            v,
+            "must be greater than 0",
+        ));
     }
     if let Some(h) = &p.http_get {
-        errs.extend(validate_port_num_or_name(&h.port, &format!("{path}.httpGet.port")));
+        errs.extend(validate_port_num_or_name(
+            &h.port,
+            &format!("{path}.httpGet.port"),
+        ));
         if let Some(s) = h.scheme.as_deref() {
             if !matches!(s, "HTTP" | "HTTPS") {
-                errs.push(FieldError::not_supported(format!("{path}.httpGet.scheme"), s, &["HTTP", "HTTPS"]));
+                errs.push(FieldError::not_supported(
+                    format!("{path}.httpGet.scheme"),
+                    s,
+                    &["HTTP", "HTTPS"],
+                ));
             }
         }
     }
     if let Some(t) = &p.tcp_socket {
-        errs.extend(validate_port_num_or_name(&t.port, &format!("{path}.tcpSocket.port")));
+        errs.extend(validate_port_num_or_name(
+            &t.port,
+            &format!("{path}.tcpSocket.port"),
+        ));
     }
     if let Some(e) = &p.exec {
         if e.command.as_ref().is_none_or(|c| c.is_empty()) {
@@ -1045,10 +1306,15 @@ fn validate_port_num_or_name(
 ) -> Vec<FieldError> {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     match port {
-        IntOrString::Int(n) if !(1..=65535).contains(n) => vec![FieldError::invalid(path, *n, PORT_RANGE_MSG)],
+        IntOrString::Int(n) if !(1..=65535).contains(n) => {
+            vec![FieldError::invalid(path, *n, PORT_RANGE_MSG)]
+        }
         IntOrString::Int(_) => vec![],
         IntOrString::String(s) if s.is_empty() => vec![FieldError::required(path, "")],
-        IntOrString::String(s) => is_valid_port_name(s).into_iter().map(|m| FieldError::invalid(path, s, m)).collect(),
+        IntOrString::String(s) => is_valid_port_name(s)
+            .into_iter()
+            .map(|m| FieldError::invalid(path, s, m))
+            .collect(),
     }
 }
 
@@ -1062,7 +1328,11 @@ pub fn validate_tolerations(tolerations: &[Toleration], path: &str) -> Vec<Field
         let effect = t.effect.as_deref().unwrap_or("");
         if !key.is_empty() {
             let kp = format!("{idx}.key");
-            errs.extend(is_qualified_name(key).into_iter().map(|m| FieldError::invalid(kp.clone(), key, m)));
+            errs.extend(
+                is_qualified_name(key)
+                    .into_iter()
+                    .map(|m| FieldError::invalid(kp.clone(), key, m)),
+            );
         }
         if key.is_empty() && op != "Exists" {
             errs.push(FieldError::invalid(
@@ -1082,7 +1352,11 @@ pub fn validate_tolerations(tolerations: &[Toleration], path: &str) -> Vec<Field
         match op {
             "" | "Equal" => {
                 let vp = format!("{idx}.operator");
-                errs.extend(is_valid_label_value(value).into_iter().map(|m| FieldError::invalid(vp.clone(), value, m)));
+                errs.extend(
+                    is_valid_label_value(value)
+                        .into_iter()
+                        .map(|m| FieldError::invalid(vp.clone(), value, m)),
+                );
             }
             "Exists" => {
                 if !value.is_empty() {
@@ -1093,9 +1367,14 @@ pub fn validate_tolerations(tolerations: &[Toleration], path: &str) -> Vec<Field
                     ));
                 }
             }
-            other => errs.push(FieldError::not_supported(format!("{idx}.operator"), other, &["Equal", "Exists"])),
+            other => errs.push(FieldError::not_supported(
+                format!("{idx}.operator"),
+                other,
+                &["Equal", "Exists"],
+            )),
         }
-        if !effect.is_empty() && !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        if !effect.is_empty() && !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+        {
             errs.push(FieldError::not_supported(
                 format!("{idx}.effect"),
                 effect,
@@ -1122,7 +1401,11 @@ pub fn validate_pod_update(new: &Pod, old: &Pod) -> Vec<FieldError> {
         return errs;
     };
     for (field, n, o) in [
-        ("containers", &new_spec.containers[..], &old_spec.containers[..]),
+        (
+            "containers",
+            &new_spec.containers[..],
+            &old_spec.containers[..],
+        ),
         (
             "initContainers",
             new_spec.init_containers.as_deref().unwrap_or(&[]),
@@ -1130,11 +1413,17 @@ pub fn validate_pod_update(new: &Pod, old: &Pod) -> Vec<FieldError> {
         ),
     ] {
         if n.len() != o.len() {
-            errs.push(FieldError::forbidden(format!("spec.{field}"), "pod updates may not add or remove containers"));
+            errs.push(FieldError::forbidden(
+                format!("spec.{field}"),
+                "pod updates may not add or remove containers",
+            ));
             return errs;
         }
     }
-    match (new_spec.active_deadline_seconds, old_spec.active_deadline_seconds) {
+    match (
+        new_spec.active_deadline_seconds,
+        old_spec.active_deadline_seconds,
+    ) {
         (Some(n), _) if !(0..=i64::from(i32::MAX)).contains(&n) => {
             errs.push(FieldError::invalid(
                 "spec.activeDeadlineSeconds",
@@ -1144,7 +1433,11 @@ pub fn validate_pod_update(new: &Pod, old: &Pod) -> Vec<FieldError> {
             return errs;
         }
         (Some(n), Some(o)) if o < n => {
-            errs.push(FieldError::invalid("spec.activeDeadlineSeconds", n, "must be less than or equal to previous value"));
+            errs.push(FieldError::invalid(
+                "spec.activeDeadlineSeconds",
+                n,
+                "must be less than or equal to previous value",
+            ));
             return errs;
         }
         (None, Some(_)) => errs.push(FieldError::invalid(
@@ -1184,7 +1477,11 @@ pub fn validate_pod_update(new: &Pod, old: &Pod) -> Vec<FieldError> {
     }
     munged.active_deadline_seconds = old_spec.active_deadline_seconds;
     munged.tolerations = old_spec.tolerations.clone();
-    if old_spec.termination_grace_period_seconds.is_some_and(|g| g < 0) && munged.termination_grace_period_seconds == Some(1) {
+    if old_spec
+        .termination_grace_period_seconds
+        .is_some_and(|g| g < 0)
+        && munged.termination_grace_period_seconds == Some(1)
+    {
         munged.termination_grace_period_seconds = old_spec.termination_grace_period_seconds;
     }
     let munged_v = normalized(&munged);
@@ -1192,7 +1489,10 @@ pub fn validate_pod_update(new: &Pod, old: &Pod) -> Vec<FieldError> {
     if munged_v != old_v {
         let mut changed = Vec::new();
         diff_paths("spec", &old_v, &munged_v, &mut changed);
-        let diff: String = changed.iter().map(|p| format!("\n  {p}: changed")).collect();
+        let diff: String = changed
+            .iter()
+            .map(|p| format!("\n  {p}: changed"))
+            .collect();
         errs.push(FieldError::forbidden(
             "spec",
             format!("pod updates may not change fields other than {POD_UPDATABLE_FIELDS}{diff}"),
@@ -1208,10 +1508,16 @@ fn normalized<T: serde::Serialize>(v: &T) -> Value {
         match v {
             Value::Null => None,
             Value::Array(a) if a.is_empty() => None,
-            Value::Array(a) => Some(Value::Array(a.into_iter().map(|x| strip(x).unwrap_or(Value::Null)).collect())),
+            Value::Array(a) => Some(Value::Array(
+                a.into_iter()
+                    .map(|x| strip(x).unwrap_or(Value::Null))
+                    .collect(),
+            )),
             Value::Object(o) => {
-                let m: serde_json::Map<String, Value> =
-                    o.into_iter().filter_map(|(k, v)| strip(v).map(|v| (k, v))).collect();
+                let m: serde_json::Map<String, Value> = o
+                    .into_iter()
+                    .filter_map(|(k, v)| strip(v).map(|v| (k, v)))
+                    .collect();
                 Some(Value::Object(m))
             }
             other => Some(other),
@@ -1226,7 +1532,10 @@ fn diff_paths(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
         (Value::Object(x), Value::Object(y)) => {
             let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for k in keys {
-                let (va, vb) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
+                let (va, vb) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
                 if va != vb {
                     diff_paths(&format!("{path}.{k}"), va, vb, out);
                 }
@@ -1248,7 +1557,12 @@ fn diff_paths(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
 /// Namespaces: names are DNS labels; cluster-scoped.
 pub fn validate_namespace(ns: &Namespace) -> Vec<FieldError> {
     let mut errs = validate_object_meta(&ns.metadata, false, name_is_dns_label);
-    for (i, f) in ns.spec.iter().flat_map(|s| s.finalizers.iter().flatten()).enumerate() {
+    for (i, f) in ns
+        .spec
+        .iter()
+        .flat_map(|s| s.finalizers.iter().flatten())
+        .enumerate()
+    {
         let p = format!("spec.finalizers[{i}]");
         if !f.contains('/') && f != "kubernetes" {
             errs.push(FieldError::invalid(
@@ -1271,14 +1585,25 @@ pub fn validate_node(node: &Node) -> Vec<FieldError> {
                 errs.push(FieldError::required(format!("{idx}.key"), ""));
             } else {
                 let kp = format!("{idx}.key");
-                errs.extend(is_qualified_name(&t.key).into_iter().map(|m| FieldError::invalid(kp.clone(), &t.key, m)));
+                errs.extend(
+                    is_qualified_name(&t.key)
+                        .into_iter()
+                        .map(|m| FieldError::invalid(kp.clone(), &t.key, m)),
+                );
             }
-            if !matches!(t.effect.as_str(), "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+            if !matches!(
+                t.effect.as_str(),
+                "NoSchedule" | "PreferNoSchedule" | "NoExecute"
+            ) {
                 let ep = format!("{idx}.effect");
                 if t.effect.is_empty() {
                     errs.push(FieldError::required(ep, ""));
                 } else {
-                    errs.push(FieldError::not_supported(ep, &t.effect, &["NoSchedule", "PreferNoSchedule", "NoExecute"]));
+                    errs.push(FieldError::not_supported(
+                        ep,
+                        &t.effect,
+                        &["NoSchedule", "PreferNoSchedule", "NoExecute"],
+                    ));
                 }
             }
         }
@@ -1291,7 +1616,11 @@ fn is_config_map_key(key: &str) -> Vec<String> {
     if key.len() > 253 {
         errs.push(max_len_error(253));
     }
-    if key.is_empty() || !key.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')) {
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    {
         errs.push(regex_error(
             "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
             "[-._a-zA-Z0-9]+",
@@ -1312,13 +1641,25 @@ pub fn validate_config_map(cm: &ConfigMap) -> Vec<FieldError> {
     let mut errs = validate_object_meta(&cm.metadata, true, name_is_dns_subdomain);
     let mut total = 0;
     for (k, v) in cm.data.iter().flatten() {
-        errs.extend(is_config_map_key(k).into_iter().map(|m| FieldError::invalid("data", k, m)));
+        errs.extend(
+            is_config_map_key(k)
+                .into_iter()
+                .map(|m| FieldError::invalid("data", k, m)),
+        );
         total += v.len();
     }
     for (k, v) in cm.binary_data.iter().flatten() {
-        errs.extend(is_config_map_key(k).into_iter().map(|m| FieldError::invalid("binaryData", k, m)));
+        errs.extend(
+            is_config_map_key(k)
+                .into_iter()
+                .map(|m| FieldError::invalid("binaryData", k, m)),
+        );
         if cm.data.as_ref().is_some_and(|d| d.contains_key(k)) {
-            errs.push(FieldError::invalid("data", k, "duplicate of key present in binaryData"));
+            errs.push(FieldError::invalid(
+                "data",
+                k,
+                "duplicate of key present in binaryData",
+            ));
         }
         total += v.0.len();
     }
@@ -1333,7 +1674,11 @@ pub fn validate_secret(s: &Secret) -> Vec<FieldError> {
     let mut errs = validate_object_meta(&s.metadata, true, name_is_dns_subdomain);
     let mut total = 0;
     for (k, v) in s.data.iter().flatten() {
-        errs.extend(is_config_map_key(k).into_iter().map(|m| FieldError::invalid(format!("data[{k}]"), k, m)));
+        errs.extend(
+            is_config_map_key(k)
+                .into_iter()
+                .map(|m| FieldError::invalid(format!("data[{k}]"), k, m)),
+        );
         total += v.0.len();
     }
     if total > 1024 * 1024 {
@@ -1352,10 +1697,18 @@ pub fn validate_lease(l: &Lease) -> Vec<FieldError> {
     let mut errs = validate_object_meta(&l.metadata, true, name_is_dns_subdomain);
     if let Some(spec) = &l.spec {
         if let Some(d) = spec.lease_duration_seconds.filter(|d| *d <= 0) {
-            errs.push(FieldError::invalid("spec.leaseDurationSeconds", d, "must be greater than 0"));
+            errs.push(FieldError::invalid(
+                "spec.leaseDurationSeconds",
+                d,
+                "must be greater than 0",
+            ));
         }
         if let Some(t) = spec.lease_transitions.filter(|t| *t < 0) {
-            errs.push(FieldError::invalid("spec.leaseTransitions", t, "must be greater than or equal to 0"));
+            errs.push(FieldError::invalid(
+                "spec.leaseTransitions",
+                t,
+                "must be greater than or equal to 0",
+            ));
         }
     }
     errs
@@ -1386,7 +1739,10 @@ pub fn validate_event(e: &Event) -> Vec<FieldError> {
 /// module does not know get metadata checks only (`namespaced` says whether
 /// the kind lives in a namespace).
 pub fn validate_new(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldError> {
-    fn typed<T: serde::de::DeserializeOwned>(obj: &Value, f: fn(&T) -> Vec<FieldError>) -> Vec<FieldError> {
+    fn typed<T: serde::de::DeserializeOwned>(
+        obj: &Value,
+        f: fn(&T) -> Vec<FieldError>,
+    ) -> Vec<FieldError> {
         match serde_json::from_value::<T>(obj.clone()) {
             Ok(t) => f(&t),
             Err(e) => vec![FieldError::invalid("", BadValue::Omit, e.to_string())],
@@ -1416,13 +1772,20 @@ pub fn validate_new(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldError
 /// metadata.
 pub fn validate_update(kind: &str, new: &Value, old: &Value, namespaced: bool) -> Vec<FieldError> {
     if kind == "Pod" {
-        return match (serde_json::from_value::<Pod>(new.clone()), serde_json::from_value::<Pod>(old.clone())) {
+        return match (
+            serde_json::from_value::<Pod>(new.clone()),
+            serde_json::from_value::<Pod>(old.clone()),
+        ) {
             (Ok(n), Ok(o)) => validate_pod_update(&n, &o),
-            (Err(e), _) | (_, Err(e)) => vec![FieldError::invalid("", BadValue::Omit, e.to_string())],
+            (Err(e), _) | (_, Err(e)) => {
+                vec![FieldError::invalid("", BadValue::Omit, e.to_string())]
+            }
         };
     }
     let meta = |v: &Value| -> ObjectMeta {
-        v.get("metadata").and_then(|m| serde_json::from_value(m.clone()).ok()).unwrap_or_default()
+        v.get("metadata")
+            .and_then(|m| serde_json::from_value(m.clone()).ok())
+            .unwrap_or_default()
     };
     let mut errs = validate_object_meta_update(&meta(new), &meta(old));
     errs.extend(
@@ -1431,4 +1794,311 @@ pub fn validate_update(kind: &str, new: &Value, old: &Value, namespaced: bool) -
             .filter(|e| !e.field.starts_with("metadata.")),
     );
     errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(v: Value) -> Pod {
+        let mut p: Pod = serde_json::from_value(v).unwrap();
+        crate::defaults::pod(&mut p);
+        p
+    }
+
+    fn ok_pod() -> Value {
+        json!({"metadata": {"name": "web", "namespace": "default"},
+               "spec": {"containers": [{"name": "nginx", "image": "nginx:1.25",
+                  "ports": [{"containerPort": 80, "name": "http"}]}]}})
+    }
+
+    fn messages(errs: &[FieldError]) -> Vec<String> {
+        errs.iter().map(FieldError::message).collect()
+    }
+
+    #[test]
+    fn valid_pod_passes() {
+        assert_eq!(
+            messages(&validate_pod(&pod(ok_pod()))),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn bad_name_has_kubernetes_wording_and_status() {
+        let mut v = ok_pod();
+        v["metadata"]["name"] = json!("Bad_Name");
+        let errs = validate_pod(&pod(v));
+        assert_eq!(
+            messages(&errs),
+            vec![
+                r#"metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"#
+            ]
+        );
+        let status = invalid_status("", "Pod", "Bad_Name", &errs);
+        assert_eq!(status["code"], 422);
+        assert_eq!(status["reason"], "Invalid");
+        assert_eq!(status["details"]["kind"], "Pod");
+        assert_eq!(
+            status["details"]["causes"][0]["reason"],
+            "FieldValueInvalid"
+        );
+        assert_eq!(status["details"]["causes"][0]["field"], "metadata.name");
+        assert!(status["message"].as_str().unwrap().starts_with(
+            "Pod \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase"
+        ));
+        // Serialised, the regex backslash is escaped as in kube-apiserver's JSON.
+        assert!(status.to_string().contains(r"(\\.[a-z0-9]"));
+    }
+
+    #[test]
+    fn long_name_reports_length() {
+        let mut v = ok_pod();
+        v["metadata"]["name"] = json!("a".repeat(254));
+        let errs = validate_pod(&pod(v));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].detail, "must be no more than 253 characters");
+        // The server derives the name from generateName before validating.
+        let mut v = ok_pod();
+        v["metadata"]["name"] = json!("web-x7k2p");
+        v["metadata"]["generateName"] = json!("web-");
+        assert!(
+            validate_pod(&pod(v)).is_empty(),
+            "generateName with trailing dash is fine"
+        );
+        let mut v = ok_pod();
+        v["metadata"]["generateName"] = json!("Web-");
+        assert_eq!(validate_pod(&pod(v))[0].field, "metadata.generateName");
+        let mut v = ok_pod();
+        v["metadata"].as_object_mut().unwrap().remove("name");
+        assert_eq!(
+            messages(&validate_pod(&pod(v))),
+            vec!["metadata.name: Required value: name or generateName is required"]
+        );
+    }
+
+    #[test]
+    fn container_rules() {
+        let v = json!({"metadata": {"name": "p", "namespace": "default"},
+        "spec": {
+          "initContainers": [{"name": "app", "image": "busybox", "livenessProbe": {"exec": {"command": ["true"]}}}],
+          "containers": [
+            {"name": "app", "image": "", "ports": [{"containerPort": 0, "name": "web"}, {"containerPort": 70000, "name": "web"}],
+             "env": [{"name": "A=B", "value": "x"}],
+             "volumeMounts": [{"name": "missing", "mountPath": "/data"}]},
+            {"name": "app", "image": "x"},
+            {"name": "Bad", "image": "x", "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}
+          ],
+          "volumes": [{"name": "v", "emptyDir": {}}, {"name": "v", "emptyDir": {}}],
+          "restartPolicy": "Sometimes",
+          "activeDeadlineSeconds": 0
+        }});
+        let got = messages(&validate_pod(&pod(v)));
+        let want = [
+            r#"spec.volumes[1].name: Duplicate value: "v""#,
+            "spec.containers[0].image: Required value",
+            r#"spec.containers[0].ports[0].containerPort: Invalid value: 0: must be between 1 and 65535, inclusive"#,
+            r#"spec.containers[0].ports[1].name: Duplicate value: "web""#,
+            r#"spec.containers[0].ports[1].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive"#,
+            r#"spec.containers[0].env[0].name: Invalid value: "A=B": a valid environment variable name must consist only of printable ASCII characters other than '='"#,
+            r#"spec.containers[0].volumeMounts[0].name: Not found: "missing""#,
+            r#"spec.containers[1].name: Duplicate value: "app""#,
+            r#"spec.containers[2].name: Invalid value: "Bad": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"#,
+            r#"spec.containers[2].resources.requests[cpu]: Invalid value: "2": must be less than or equal to cpu limit of 1"#,
+            r#"spec.initContainers[0].name: Duplicate value: "app""#,
+            "spec.initContainers[0].livenessProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
+            r#"spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never""#,
+            "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive",
+        ];
+        for w in want {
+            assert!(got.iter().any(|g| g == w), "missing {w}\n got: {got:#?}");
+        }
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn no_containers_and_sidecar_probes() {
+        let v =
+            json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {"containers": []}});
+        assert_eq!(
+            messages(&validate_pod(&pod(v))),
+            vec!["spec.containers: Required value"]
+        );
+        let v = json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {
+            "initContainers": [{"name": "side", "image": "x", "restartPolicy": "Always",
+                "readinessProbe": {"tcpSocket": {"port": 80}}}],
+            "containers": [{"name": "c", "image": "x"}]}});
+        assert!(validate_pod(&pod(v)).is_empty());
+    }
+
+    #[test]
+    fn labels_and_annotations() {
+        let mut v = ok_pod();
+        v["metadata"]["labels"] = json!({"app": "bad value!", "example.com/ok": "yes", "/x": "y"});
+        v["metadata"]["annotations"] = json!({"a//b": "x"});
+        let got = messages(&validate_pod(&pod(v)));
+        assert!(
+            got.contains(
+                &r#"metadata.labels: Invalid value: "/x": prefix part must be non-empty"#
+                    .to_string()
+            ),
+            "{got:#?}"
+        );
+        assert!(got.iter().any(|m| m.starts_with(
+            r#"metadata.labels: Invalid value: "bad value!": a valid label must be an empty string"#
+        )));
+        assert!(got.iter().any(|m| m.starts_with(
+            r#"metadata.annotations: Invalid value: "a//b": a qualified name must consist"#
+        )));
+        assert_eq!(got.len(), 3, "{got:#?}");
+    }
+
+    #[test]
+    fn invalid_message_joins_and_dedups() {
+        let a = FieldError::required("spec.containers[0].image", "");
+        let b = FieldError::required("spec.containers[1].image", "");
+        assert_eq!(
+            invalid_message("", "Pod", "x", std::slice::from_ref(&a)),
+            "Pod \"x\" is invalid: spec.containers[0].image: Required value"
+        );
+        assert_eq!(
+            invalid_message("", "Pod", "x", &[a.clone(), b, a]),
+            "Pod \"x\" is invalid: [spec.containers[0].image: Required value, spec.containers[1].image: Required value]"
+        );
+        assert_eq!(
+            invalid_message("coordination.k8s.io", "Lease", "l", &[]),
+            "Lease.coordination.k8s.io \"l\" is invalid"
+        );
+    }
+
+    #[test]
+    fn pod_update_rules() {
+        let old = pod(ok_pod());
+        let mut new = old.clone();
+        new.spec.as_mut().unwrap().containers[0].image = Some("nginx:1.26".into());
+        new.spec.as_mut().unwrap().active_deadline_seconds = Some(60);
+        new.spec
+            .as_mut()
+            .unwrap()
+            .tolerations
+            .as_mut()
+            .unwrap()
+            .push(Toleration {
+                key: Some("k".into()),
+                operator: Some("Exists".into()),
+                ..Default::default()
+            });
+        new.metadata.labels = Some([("tier".to_string(), "web".to_string())].into());
+        assert_eq!(
+            messages(&validate_pod_update(&new, &old)),
+            Vec::<String>::new()
+        );
+
+        let mut raised = new.clone();
+        raised.spec.as_mut().unwrap().active_deadline_seconds = Some(120);
+        assert_eq!(
+            messages(&validate_pod_update(&raised, &new)),
+            vec!["spec.activeDeadlineSeconds: Invalid value: 120: must be less than or equal to previous value"]
+        );
+
+        let mut removed = new.clone();
+        removed
+            .spec
+            .as_mut()
+            .unwrap()
+            .tolerations
+            .as_mut()
+            .unwrap()
+            .pop();
+        removed
+            .spec
+            .as_mut()
+            .unwrap()
+            .tolerations
+            .as_mut()
+            .unwrap()
+            .pop();
+        assert_eq!(
+            messages(&validate_pod_update(&removed, &new)),
+            vec!["spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds"]
+        );
+
+        let mut ports = old.clone();
+        ports.spec.as_mut().unwrap().containers[0]
+            .ports
+            .as_mut()
+            .unwrap()[0]
+            .container_port = 8080;
+        let errs = validate_pod_update(&ports, &old);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "spec");
+        assert_eq!(errs[0].cause_type, CauseType::Forbidden);
+        assert!(errs[0].message().starts_with("spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
+        assert!(
+            errs[0]
+                .detail
+                .contains("spec.containers[0].ports[0].containerPort"),
+            "{}",
+            errs[0].detail
+        );
+
+        let mut renamed = old.clone();
+        renamed.metadata.name = Some("other".into());
+        assert_eq!(
+            messages(&validate_pod_update(&renamed, &old)),
+            vec![r#"metadata.name: Invalid value: "other": field is immutable"#]
+        );
+
+        let mut extra = old.clone();
+        extra.spec.as_mut().unwrap().containers.push(Container {
+            name: "two".into(),
+            image: Some("x".into()),
+            ..old.spec.as_ref().unwrap().containers[0].clone()
+        });
+        assert_eq!(
+            messages(&validate_pod_update(&extra, &old)),
+            vec!["spec.containers: Forbidden: pod updates may not add or remove containers"]
+        );
+    }
+
+    #[test]
+    fn other_kinds() {
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "my.ns"}})).unwrap();
+        assert_eq!(
+            validate_namespace(&ns).len(),
+            1,
+            "namespace names are DNS labels"
+        );
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": "dev", "namespace": "x"}})).unwrap();
+        assert_eq!(
+            messages(&validate_namespace(&ns)),
+            vec!["metadata.namespace: Forbidden: not allowed on this type"]
+        );
+        let cm = json!({"metadata": {"name": "c", "namespace": "d"}, "data": {"ok.key": "1", "bad/key": "2"}});
+        let errs = validate_new("ConfigMap", &cm, true);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "data");
+        let node = json!({"metadata": {"name": "n1"}, "spec": {"taints": [{"key": "k", "effect": "Sometimes"}]}});
+        assert_eq!(
+            messages(&validate_new("Node", &node, false)),
+            vec![
+                r#"spec.taints[0].effect: Unsupported value: "Sometimes": supported values: "NoSchedule", "PreferNoSchedule", "NoExecute""#
+            ]
+        );
+        let old = json!({"metadata": {"name": "c", "namespace": "d", "uid": "1"}});
+        let new = json!({"metadata": {"name": "c", "namespace": "d", "uid": "2"}});
+        assert_eq!(
+            validate_update("ConfigMap", &new, &old, true)[0].field,
+            "metadata.uid"
+        );
+    }
+
+    #[test]
+    fn go_quoting() {
+        assert_eq!(go_quote("a\"b\\c\n"), r#""a\"b\\c\n""#);
+        let e = FieldError::invalid("x", BadValue::Null, "must be set");
+        assert_eq!(e.message(), "x: Invalid value: \"null\": must be set");
+    }
 }
