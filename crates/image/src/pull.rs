@@ -162,7 +162,7 @@ fn registry_error(r: &ImageRef, host: &str, e: OciDistributionError) -> Error {
     let reference = r.to_string();
     let not_found = |what: &str| Error::NotFound {
         reference: reference.clone(),
-        detail: format!("{host}: {what}"),
+        detail: format!("{host} has {what}"),
     };
     match e {
         OciDistributionError::RegistryError { envelope, .. } => {
@@ -181,7 +181,7 @@ fn registry_error(r: &ImageRef, host: &str, e: OciDistributionError) -> Error {
                         | OciErrorCode::BlobUnknown
                 )
             }) {
-                not_found(&format!("{message} ({})", codes.join(", ")))
+                not_found(&format!("no such repository or tag ({message})"))
             } else if envelope
                 .errors
                 .iter()

@@ -69,7 +69,7 @@ pub fn file(name: &'static str, data: &str) -> Entry {
     }
 }
 
-pub fn dir(name: &'static str) -> Entry {
+pub fn directory(name: &'static str) -> Entry {
     Entry {
         name,
         kind: tar::EntryType::Directory,
