@@ -19,16 +19,19 @@ pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
 /// Default file mode of secret, configMap, projected and downwardAPI volumes.
 const DEFAULT_VOLUME_MODE: i32 = 0o644;
 
-/// Fills every field Kubernetes defaults on pod create, and sets
-/// `status` to `{phase: Pending, qosClass}` as the pod strategy does.
+/// Fills every field Kubernetes defaults on pod create, and replaces
+/// `status` with `{phase: Pending, qosClass}` as the pod strategy does. For
+/// updates use [`pod_spec`]: an update keeps the stored status.
 pub fn pod(pod: &mut Pod) {
     let spec = pod.spec.get_or_insert_with(Default::default);
     pod_spec(spec);
     let qos = qos_class(spec);
+    // A client cannot create a pod with status: whatever it sent is
+    // replaced (e.g. `kubectl get -o yaml` output fed back to create).
     pod.status = Some(PodStatus {
         phase: Some("Pending".into()),
         qos_class: Some(qos.into()),
-        ..pod.status.take().unwrap_or_default()
+        ..Default::default()
     });
 }
 
@@ -345,6 +348,20 @@ mod tests {
         assert_eq!(v["status"]["qosClass"], "Guaranteed");
         assert_eq!(v["spec"]["volumes"][0]["emptyDir"], serde_json::json!({}));
         assert_eq!(v["spec"]["volumes"][1]["secret"]["defaultMode"], 420);
+    }
+
+    #[test]
+    fn create_discards_client_status() {
+        let mut p = pod_from(serde_json::json!({
+            "metadata": {"name": "x"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.9", "qosClass": "Guaranteed"}
+        }));
+        pod(&mut p);
+        assert_eq!(
+            serde_json::to_value(p.status).unwrap(),
+            serde_json::json!({"phase": "Pending", "qosClass": "BestEffort"})
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! printing, selectors and patches, as the API server applies them. Pure
 //! functions, no I/O.
 
+pub mod convert;
 pub mod defaults;
 pub mod patch;
 pub mod printing;

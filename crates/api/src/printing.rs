@@ -196,6 +196,9 @@ pub fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
                 json!(age(ns.metadata.creation_timestamp.as_ref(), now)),
             ]
         }
+        "Event" if crate::convert::is_events_v1(obj) => {
+            event_cells(&from_value(&crate::convert::event_v1_to_core(obj)), now)
+        }
         "Event" => event_cells(&from_value(obj), now),
         "ConfigMap" => {
             let cm: ConfigMap = from_value(obj);
@@ -1091,6 +1094,13 @@ mod tests {
                 json!("ref-crash.1")
             ]
         );
+        let mut v1 = crate::convert::event_core_to_v1(&ev);
+        v1.as_object_mut().unwrap().remove("deprecatedSource");
+        v1["reportingController"] = json!("kubelet");
+        let c1 = cells("Event", &v1, now);
+        assert_eq!(c1[3], "pod/ref-crash");
+        assert_eq!(c1[5], "kubelet");
+        assert_eq!(c1[6], "Back-off restarting failed container main");
         let ns = json!({"metadata": {"name": "default", "creationTimestamp": "2026-11-28T11:00:00Z"}, "status": {"phase": "Active"}});
         assert_eq!(
             cells("Namespace", &ns, now),

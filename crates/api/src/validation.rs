@@ -1756,6 +1756,9 @@ pub fn validate_new(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldError
         "Secret" => typed::<Secret>(obj, validate_secret),
         "ServiceAccount" => typed::<ServiceAccount>(obj, validate_service_account),
         "Lease" => typed::<Lease>(obj, validate_lease),
+        "Event" if crate::convert::is_events_v1(obj) => {
+            typed::<Event>(&crate::convert::event_v1_to_core(obj), validate_event)
+        }
         "Event" => typed::<Event>(obj, validate_event),
         _ => {
             let meta: ObjectMeta = obj
