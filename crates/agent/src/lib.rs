@@ -28,7 +28,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::watcher;
 use orca_runtime::Runtime;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 pub use node::kubelet_version;
 
@@ -192,12 +192,16 @@ async fn dispatch(ctx: Arc<Ctx>) -> Result<(), Error> {
     let selector = format!("spec.nodeName={}", ctx.config.node_name);
     let mut stream = watcher(pods, watcher::Config::default().fields(&selector)).boxed();
     let mut workers: HashMap<String, Handle> = HashMap::new();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    // Owning the workers here ties them to the agent: when `run` is
+    // cancelled they stop where they are, leaving their containers running.
+    let mut tasks: tokio::task::JoinSet<String> = tokio::task::JoinSet::new();
     let mut listed: std::collections::HashSet<String> = Default::default();
     loop {
         tokio::select! {
-            Some(uid) = done_rx.recv() => {
-                workers.remove(&uid);
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok(uid) = done {
+                    workers.remove(&uid);
+                }
             }
             ev = stream.next() => {
                 let Some(ev) = ev else { return Ok(()) };
@@ -215,9 +219,9 @@ async fn dispatch(ctx: Arc<Ctx>) -> Result<(), Error> {
                         if let Some(uid) = pod.metadata.uid.clone() {
                             listed.insert(uid);
                         }
-                        deliver(&ctx, &mut workers, &done_tx, pod);
+                        deliver(&ctx, &mut workers, &mut tasks, pod);
                     }
-                    watcher::Event::Apply(pod) => deliver(&ctx, &mut workers, &done_tx, pod),
+                    watcher::Event::Apply(pod) => deliver(&ctx, &mut workers, &mut tasks, pod),
                     watcher::Event::Delete(pod) => {
                         if let Some(uid) = &pod.metadata.uid {
                             if let Some(h) = workers.get(uid) {
@@ -253,7 +257,7 @@ async fn dispatch(ctx: Arc<Ctx>) -> Result<(), Error> {
 fn deliver(
     ctx: &Arc<Ctx>,
     workers: &mut HashMap<String, Handle>,
-    done: &mpsc::UnboundedSender<String>,
+    tasks: &mut tokio::task::JoinSet<String>,
     pod: Pod,
 ) {
     let Some(uid) = pod.metadata.uid.clone() else {
@@ -266,9 +270,8 @@ fn deliver(
     let (tx, rx) = watch::channel(Some(pod.clone()));
     workers.insert(uid.clone(), Handle { tx });
     let ctx = ctx.clone();
-    let done = done.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         worker::run(ctx, pod, rx).await;
-        let _ = done.send(uid);
+        uid
     });
 }

@@ -23,7 +23,7 @@ use crate::Ctx;
 
 /// How often a worker looks at its running containers when nothing else
 /// wakes it.
-const POLL_RUNNING: Duration = Duration::from_millis(500);
+const POLL_RUNNING: Duration = Duration::from_secs(1);
 /// Init containers gate the pod's start: look more often.
 const POLL_INIT: Duration = Duration::from_millis(100);
 /// A terminal pod only waits for its deletion.
@@ -67,6 +67,12 @@ struct Slot {
     trackers: HashMap<Kind, Tracker>,
     ready: bool,
     started: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.stop_probes();
+    }
 }
 
 impl Slot {
@@ -137,7 +143,8 @@ async fn unless_deleted<T>(
                     Some(p) => accept(pod, p),
                     None => *gone = true,
                 },
-                Err(_) => *gone = true,
+                // The agent is stopping: leave the pod as it is.
+                Err(_) => std::future::pending::<()>().await,
             },
         }
     }
@@ -285,7 +292,8 @@ impl Worker {
                                 Some(p) => accept(&mut self.pod, p),
                                 None => self.gone = true,
                             },
-                            Err(_) => self.gone = true,
+                            // The agent is stopping: leave the pod as it is.
+                            Err(_) => return,
                         }
                         // Our own status writes come back here: only a
                         // deletion or a spec change needs a sync now.

@@ -15,16 +15,37 @@ fn main() {
     orca_runtime::run_internal_command_if_requested();
     let args = Arguments::from_args();
     let tests: Vec<(&str, fn() -> futures::future::BoxFuture<'static, ()>)> = vec![
-        ("pod_runs_with_kubernetes_status_and_events", || Box::pin(pod_runs_with_kubernetes_status_and_events())),
-        ("init_containers_run_in_order_before_the_app", || Box::pin(init_containers_run_in_order_before_the_app())),
-        ("failing_init_container_with_never_fails_the_pod", || Box::pin(failing_init_container_with_never_fails_the_pod())),
-        ("crashing_container_enters_crash_loop_back_off", || Box::pin(crashing_container_enters_crash_loop_back_off())),
-        ("restart_policies_decide_the_final_phase", || Box::pin(restart_policies_decide_the_final_phase())),
-        ("cooperative_pod_is_gone_before_its_grace_period", || Box::pin(cooperative_pod_is_gone_before_its_grace_period())),
-        ("sigterm_ignoring_pod_is_killed_at_the_grace_period", || Box::pin(sigterm_ignoring_pod_is_killed_at_the_grace_period())),
-        ("liveness_failure_restarts_and_readiness_flips_ready", || Box::pin(liveness_failure_restarts_and_readiness_flips_ready())),
-        ("missing_image_shows_err_image_pull_then_back_off", || Box::pin(missing_image_shows_err_image_pull_then_back_off())),
-        ("agent_restart_keeps_pods_running", || Box::pin(agent_restart_keeps_pods_running())),
+        ("pod_runs_with_kubernetes_status_and_events", || {
+            Box::pin(pod_runs_with_kubernetes_status_and_events())
+        }),
+        ("init_containers_run_in_order_before_the_app", || {
+            Box::pin(init_containers_run_in_order_before_the_app())
+        }),
+        ("failing_init_container_with_never_fails_the_pod", || {
+            Box::pin(failing_init_container_with_never_fails_the_pod())
+        }),
+        ("crashing_container_enters_crash_loop_back_off", || {
+            Box::pin(crashing_container_enters_crash_loop_back_off())
+        }),
+        ("restart_policies_decide_the_final_phase", || {
+            Box::pin(restart_policies_decide_the_final_phase())
+        }),
+        ("cooperative_pod_is_gone_before_its_grace_period", || {
+            Box::pin(cooperative_pod_is_gone_before_its_grace_period())
+        }),
+        ("sigterm_ignoring_pod_is_killed_at_the_grace_period", || {
+            Box::pin(sigterm_ignoring_pod_is_killed_at_the_grace_period())
+        }),
+        (
+            "liveness_failure_restarts_and_readiness_flips_ready",
+            || Box::pin(liveness_failure_restarts_and_readiness_flips_ready()),
+        ),
+        ("missing_image_shows_err_image_pull_then_back_off", || {
+            Box::pin(missing_image_shows_err_image_pull_then_back_off())
+        }),
+        ("agent_restart_keeps_pods_running", || {
+            Box::pin(agent_restart_keeps_pods_running())
+        }),
     ];
     let trials = tests
         .into_iter()
@@ -73,7 +94,9 @@ spec:
     ))
     .await;
     let p = env
-        .wait("web", T, "Ready", |p| condition(p, "Ready").as_deref() == Some("True"))
+        .wait("web", T, "Ready", |p| {
+            condition(p, "Ready").as_deref() == Some("True")
+        })
         .await;
     let st = status(&p);
     assert_eq!(st.phase.as_deref(), Some("Running"));
@@ -82,10 +105,21 @@ spec:
     let ip = st.pod_ip.clone().expect("pod IP");
     assert!(ip.starts_with("10.249.1."), "{ip}");
     assert!(st.start_time.is_some());
-    let types: Vec<&str> = st.conditions.iter().flatten().map(|c| c.type_.as_str()).collect();
+    let types: Vec<&str> = st
+        .conditions
+        .iter()
+        .flatten()
+        .map(|c| c.type_.as_str())
+        .collect();
     assert_eq!(
         types,
-        vec!["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
+        vec![
+            "PodReadyToStartContainers",
+            "Initialized",
+            "Ready",
+            "ContainersReady",
+            "PodScheduled"
+        ]
     );
     let c = container(&p, "main").unwrap();
     assert!(c.container_id.as_deref().unwrap().starts_with("orca://"));
@@ -103,12 +137,17 @@ spec:
         assert!(events.contains(w), "missing event {w:?} in {events:?}");
     }
     assert!(
-        events.iter().any(|e| e.starts_with(&format!("Pulled: Successfully pulled image \"{}\" in ", busybox()))),
+        events.iter().any(|e| e.starts_with(&format!(
+            "Pulled: Successfully pulled image \"{}\" in ",
+            busybox()
+        ))),
         "{events:?}"
     );
     // The node is Ready with a lease.
-    let node: k8s_openapi::api::core::v1::Node =
-        kube::Api::all(env.client.clone()).get(&env.node).await.unwrap();
+    let node: k8s_openapi::api::core::v1::Node = kube::Api::all(env.client.clone())
+        .get(&env.node)
+        .await
+        .unwrap();
     let ready = node
         .status
         .unwrap()
@@ -117,21 +156,41 @@ spec:
         .into_iter()
         .find(|c| c.type_ == "Ready")
         .unwrap();
-    assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("True", Some("KubeletReady")));
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_deref()),
+        ("True", Some("KubeletReady"))
+    );
     let lease: k8s_openapi::api::coordination::v1::Lease =
-        kube::Api::namespaced(env.client.clone(), "kube-node-lease").get(&env.node).await.unwrap();
-    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some(env.node.as_str()));
+        kube::Api::namespaced(env.client.clone(), "kube-node-lease")
+            .get(&env.node)
+            .await
+            .unwrap();
+    assert_eq!(
+        lease.spec.unwrap().holder_identity.as_deref(),
+        Some(env.node.as_str())
+    );
 
     // Logs and exec through the API server's proxy to the streaming server.
     let logs = env.pods().logs("web", &Default::default()).await.unwrap();
     assert_eq!(logs, "hello from web\nsecond line\n");
     let tail = env
         .pods()
-        .logs("web", &kube::api::LogParams { tail_lines: Some(1), ..Default::default() })
+        .logs(
+            "web",
+            &kube::api::LogParams {
+                tail_lines: Some(1),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(tail, "second line\n");
-    let (out, code) = exec(&env, "web", &["sh", "-c", "echo $GREETING; cat /etc/hostname; exit 3"]).await;
+    let (out, code) = exec(
+        &env,
+        "web",
+        &["sh", "-c", "echo $GREETING; cat /etc/hostname; exit 3"],
+    )
+    .await;
     assert_eq!(out, "hi web\nweb\n");
     assert_eq!(code, Some(3));
     env.teardown().await;
@@ -163,7 +222,10 @@ async fn exec(env: &Env, pod: &str, cmd: &[&str]) -> (String, Option<i32>) {
         } else {
             s.details
                 .and_then(|d| d.causes)
-                .and_then(|c| c.into_iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
+                .and_then(|c| {
+                    c.into_iter()
+                        .find(|c| c.reason.as_deref() == Some("ExitCode"))
+                })
                 .and_then(|c| c.message)
                 .and_then(|m| m.parse().ok())
                 .unwrap_or(-1)
@@ -190,24 +252,43 @@ spec:
     .await;
     // While the first init container runs the pod is Pending, not initialized.
     let p = env
-        .wait("init", T, "first init container running", |p| is_running(p, "first"))
+        .wait("init", T, "first init container running", |p| {
+            is_running(p, "first")
+        })
         .await;
     assert_eq!(phase(&p), "Pending");
     assert_eq!(condition(&p, "Initialized").as_deref(), Some("False"));
-    assert_eq!(waiting_reason(&p, "app").as_deref(), Some("PodInitializing"));
+    assert_eq!(
+        waiting_reason(&p, "app").as_deref(),
+        Some("PodInitializing")
+    );
     let p = env
-        .wait("init", T, "Ready", |p| condition(p, "Ready").as_deref() == Some("True"))
+        .wait("init", T, "Ready", |p| {
+            condition(p, "Ready").as_deref() == Some("True")
+        })
         .await;
     assert_eq!(phase(&p), "Running");
     for name in ["first", "second"] {
         let c = container(&p, name).unwrap();
-        let t = c.state.as_ref().unwrap().terminated.as_ref().expect("init terminated");
+        let t = c
+            .state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .expect("init terminated");
         assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
         assert!(c.ready);
     }
     let logs = env
         .pods()
-        .logs("init", &kube::api::LogParams { container: Some("app".into()), ..Default::default() })
+        .logs(
+            "init",
+            &kube::api::LogParams {
+                container: Some("app".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(logs, "first\nsecond\napp\n");
@@ -229,10 +310,21 @@ spec:
 "#
     ))
     .await;
-    let p = env.wait("badinit", T, "Failed", |p| phase(p) == "Failed").await;
-    let t = container(&p, "init").unwrap().state.clone().unwrap().terminated.unwrap();
+    let p = env
+        .wait("badinit", T, "Failed", |p| phase(p) == "Failed")
+        .await;
+    let t = container(&p, "init")
+        .unwrap()
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
     assert_eq!((t.exit_code, t.reason.as_deref()), (2, Some("Error")));
-    assert_eq!(waiting_reason(&p, "app").as_deref(), Some("PodInitializing"));
+    assert_eq!(
+        waiting_reason(&p, "app").as_deref(),
+        Some("PodInitializing")
+    );
     assert_eq!(condition(&p, "Initialized").as_deref(), Some("False"));
     env.teardown().await;
 }
@@ -250,22 +342,41 @@ spec:
     ))
     .await;
     let p = env
-        .wait("crash", T, "CrashLoopBackOff", |p| waiting_reason(p, "main").as_deref() == Some("CrashLoopBackOff"))
+        .wait("crash", T, "CrashLoopBackOff", |p| {
+            waiting_reason(p, "main").as_deref() == Some("CrashLoopBackOff")
+        })
         .await;
     assert_eq!(phase(&p), "Running");
     let c = container(&p, "main").unwrap();
-    let msg = c.state.as_ref().unwrap().waiting.as_ref().unwrap().message.clone().unwrap();
+    let msg = c
+        .state
+        .as_ref()
+        .unwrap()
+        .waiting
+        .as_ref()
+        .unwrap()
+        .message
+        .clone()
+        .unwrap();
     let uid = p.metadata.uid.clone().unwrap();
     assert_eq!(
         msg,
         format!("back-off 10s restarting failed container=main pod=crash_default({uid})")
     );
-    let last = c.last_state.as_ref().unwrap().terminated.as_ref().expect("lastState terminated");
+    let last = c
+        .last_state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .as_ref()
+        .expect("lastState terminated");
     assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
     assert_eq!(c.restart_count, 1);
     let events = env.events("crash").await;
     assert!(
-        events.contains(&format!("BackOff: Back-off restarting failed container main in pod crash_default({uid})")),
+        events.contains(&format!(
+            "BackOff: Back-off restarting failed container main in pod crash_default({uid})"
+        )),
         "{events:?}"
     );
     // The next restart waits the back-off out, then the delay doubles.
@@ -275,11 +386,28 @@ spec:
                 && waiting_reason(p, "main").as_deref() == Some("CrashLoopBackOff")
         })
         .await;
-    let msg = container(&p, "main").unwrap().state.clone().unwrap().waiting.unwrap().message.unwrap();
-    assert!(msg.starts_with("back-off 20s restarting failed container=main"), "{msg}");
+    let msg = container(&p, "main")
+        .unwrap()
+        .state
+        .clone()
+        .unwrap()
+        .waiting
+        .unwrap()
+        .message
+        .unwrap();
+    assert!(
+        msg.starts_with("back-off 20s restarting failed container=main"),
+        "{msg}"
+    );
     let previous = env
         .pods()
-        .logs("crash", &kube::api::LogParams { previous: true, ..Default::default() })
+        .logs(
+            "crash",
+            &kube::api::LogParams {
+                previous: true,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(previous, "about to fail\n");
@@ -289,7 +417,11 @@ spec:
 async fn restart_policies_decide_the_final_phase() {
     let env = Env::new(5).await;
     let img = busybox();
-    for (name, policy, code) in [("onfailure-ok", "OnFailure", 0), ("never-bad", "Never", 1), ("never-ok", "Never", 0)] {
+    for (name, policy, code) in [
+        ("onfailure-ok", "OnFailure", 0),
+        ("never-bad", "Never", 1),
+        ("never-ok", "Never", 0),
+    ] {
         env.create(&format!(
             r#"
 metadata: {{name: {name}}}
@@ -301,13 +433,24 @@ spec:
         ))
         .await;
     }
-    let p = env.wait("onfailure-ok", T, "Succeeded", |p| phase(p) == "Succeeded").await;
+    let p = env
+        .wait("onfailure-ok", T, "Succeeded", |p| phase(p) == "Succeeded")
+        .await;
     assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
-    let p = env.wait("never-bad", T, "Failed", |p| phase(p) == "Failed").await;
-    let t = container(&p, "main").unwrap().state.clone().unwrap().terminated.unwrap();
+    let p = env
+        .wait("never-bad", T, "Failed", |p| phase(p) == "Failed")
+        .await;
+    let t = container(&p, "main")
+        .unwrap()
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
     assert_eq!((t.exit_code, t.reason.as_deref()), (1, Some("Error")));
     assert_eq!(container(&p, "main").unwrap().restart_count, 0);
-    env.wait("never-ok", T, "Succeeded", |p| phase(p) == "Succeeded").await;
+    env.wait("never-ok", T, "Succeeded", |p| phase(p) == "Succeeded")
+        .await;
     env.teardown().await;
 }
 
@@ -324,14 +467,25 @@ spec:
         busybox()
     ))
     .await;
-    env.wait("coop", T, "running", |p| is_running(p, "main")).await;
+    env.wait("coop", T, "running", |p| is_running(p, "main"))
+        .await;
     let t0 = std::time::Instant::now();
-    env.pods().delete("coop", &Default::default()).await.unwrap();
+    env.pods()
+        .delete("coop", &Default::default())
+        .await
+        .unwrap();
     env.wait_gone("coop", Duration::from_secs(30)).await;
     // Well before the 30 s grace period: the container exited on SIGTERM.
-    assert!(t0.elapsed() < Duration::from_secs(15), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t0.elapsed()
+    );
     let events = env.events("coop").await;
-    assert!(events.contains(&"Killing: Stopping container main".to_string()), "{events:?}");
+    assert!(
+        events.contains(&"Killing: Stopping container main".to_string()),
+        "{events:?}"
+    );
     assert!(env.runtime.list_containers(None).await.unwrap().is_empty());
     env.teardown().await;
 }
@@ -349,15 +503,28 @@ spec:
         busybox()
     ))
     .await;
-    env.wait("stubborn", T, "running", |p| is_running(p, "main")).await;
+    env.wait("stubborn", T, "running", |p| is_running(p, "main"))
+        .await;
     let t0 = std::time::Instant::now();
-    env.pods().delete("stubborn", &Default::default()).await.unwrap();
+    env.pods()
+        .delete("stubborn", &Default::default())
+        .await
+        .unwrap();
     // Still there (terminating) before the grace period ends.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let p = env.pods().get_opt("stubborn").await.unwrap().expect("still terminating");
+    let p = env
+        .pods()
+        .get_opt("stubborn")
+        .await
+        .unwrap()
+        .expect("still terminating");
     assert!(p.metadata.deletion_timestamp.is_some());
     env.wait_gone("stubborn", Duration::from_secs(30)).await;
-    assert!(t0.elapsed() >= Duration::from_secs(3), "gone after {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_secs(3),
+        "gone after {:?}",
+        t0.elapsed()
+    );
     env.teardown().await;
 }
 
@@ -382,7 +549,11 @@ spec:
 "#
     ))
     .await;
-    let p = env.wait("probed", T, "running", |p| is_running(p, "live") && is_running(p, "ready")).await;
+    let p = env
+        .wait("probed", T, "running", |p| {
+            is_running(p, "live") && is_running(p, "ready")
+        })
+        .await;
     assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
     assert!(!container(&p, "ready").unwrap().ready);
     let mut attached = env
@@ -390,18 +561,25 @@ spec:
         .exec(
             "probed",
             vec!["touch", "/tmp/ready"],
-            &kube::api::AttachParams::default().container("ready").stderr(false),
+            &kube::api::AttachParams::default()
+                .container("ready")
+                .stderr(false),
         )
         .await
         .unwrap();
     let _ = attached.take_status().unwrap().await;
-    env.wait("probed", T, "Ready", |p| condition(p, "Ready").as_deref() == Some("True")).await;
+    env.wait("probed", T, "Ready", |p| {
+        condition(p, "Ready").as_deref() == Some("True")
+    })
+    .await;
     let mut attached = env
         .pods()
         .exec(
             "probed",
             vec!["rm", "/tmp/alive"],
-            &kube::api::AttachParams::default().container("live").stderr(false),
+            &kube::api::AttachParams::default()
+                .container("live")
+                .stderr(false),
         )
         .await
         .unwrap();
@@ -411,13 +589,26 @@ spec:
             container(p, "live").is_some_and(|c| c.restart_count >= 1) && is_running(p, "live")
         })
         .await;
-    assert!(container(&p, "live").unwrap().last_state.as_ref().unwrap().terminated.is_some());
+    assert!(container(&p, "live")
+        .unwrap()
+        .last_state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .is_some());
     let events = env.events("probed").await;
     assert!(
-        events.contains(&"Killing: Container live failed liveness probe, will be restarted".to_string()),
+        events.contains(
+            &"Killing: Container live failed liveness probe, will be restarted".to_string()
+        ),
         "{events:?}"
     );
-    assert!(events.iter().any(|e| e.starts_with("Unhealthy: Liveness probe failed: ")), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("Unhealthy: Liveness probe failed: ")),
+        "{events:?}"
+    );
     env.teardown().await;
 }
 
@@ -434,23 +625,54 @@ spec:
     ))
     .await;
     let p = env
-        .wait("badimage", T, "ErrImagePull", |p| waiting_reason(p, "main").as_deref() == Some("ErrImagePull"))
+        .wait("badimage", T, "ErrImagePull", |p| {
+            waiting_reason(p, "main").as_deref() == Some("ErrImagePull")
+        })
         .await;
     assert_eq!(phase(&p), "Pending");
     let p = env
-        .wait("badimage", T, "ImagePullBackOff", |p| waiting_reason(p, "main").as_deref() == Some("ImagePullBackOff"))
+        .wait("badimage", T, "ImagePullBackOff", |p| {
+            waiting_reason(p, "main").as_deref() == Some("ImagePullBackOff")
+        })
         .await;
-    let msg = container(&p, "main").unwrap().state.clone().unwrap().waiting.unwrap().message.unwrap();
-    assert!(msg.starts_with(&format!("Back-off pulling image \"{image}\": ErrImagePull: ")), "{msg}");
-    let events = env.events("badimage").await;
-    assert!(events.contains(&format!("Pulling: Pulling image \"{image}\"")), "{events:?}");
+    let msg = container(&p, "main")
+        .unwrap()
+        .state
+        .clone()
+        .unwrap()
+        .waiting
+        .unwrap()
+        .message
+        .unwrap();
     assert!(
-        events.iter().any(|e| e.starts_with(&format!("Failed: Failed to pull image \"{image}\": "))),
+        msg.starts_with(&format!(
+            "Back-off pulling image \"{image}\": ErrImagePull: "
+        )),
+        "{msg}"
+    );
+    let events = env.events("badimage").await;
+    assert!(
+        events.contains(&format!("Pulling: Pulling image \"{image}\"")),
         "{events:?}"
     );
-    assert!(events.contains(&"Failed: Error: ErrImagePull".to_string()), "{events:?}");
-    assert!(events.contains(&format!("BackOff: Back-off pulling image \"{image}\"")), "{events:?}");
-    assert!(events.contains(&"Failed: Error: ImagePullBackOff".to_string()), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with(&format!("Failed: Failed to pull image \"{image}\": "))),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&"Failed: Error: ErrImagePull".to_string()),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&format!("BackOff: Back-off pulling image \"{image}\"")),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&"Failed: Error: ImagePullBackOff".to_string()),
+        "{events:?}"
+    );
     env.teardown().await;
 }
 
@@ -471,22 +693,46 @@ spec:
     let mut ids = Vec::new();
     for i in 0..3 {
         let p = env
-            .wait(&format!("keep-{i}"), T, "Ready", |p| condition(p, "Ready").as_deref() == Some("True"))
+            .wait(&format!("keep-{i}"), T, "Ready", |p| {
+                condition(p, "Ready").as_deref() == Some("True")
+            })
             .await;
         ids.push(container(&p, "main").unwrap().container_id.clone().unwrap());
     }
-    // A pod deleted while the agent is away is cleaned up when it returns.
+    // A pod force-deleted while the agent is away is cleaned up when it
+    // returns; the others keep their containers.
+    env.stop_agent().await;
+    env.pods()
+        .delete(
+            "keep-2",
+            &kube::api::DeleteParams::default().grace_period(0),
+        )
+        .await
+        .unwrap();
+    env.wait_gone("keep-2", T).await;
     env.restart_agent().await;
     env.wait_node_ready().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for i in 0..3 {
+    let t0 = std::time::Instant::now();
+    while env.runtime.list_sandboxes().await.unwrap().len() != 2 {
+        assert!(
+            t0.elapsed() < T,
+            "the deleted pod's sandbox was not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 0..2 {
         let p = env.pods().get(&format!("keep-{i}")).await.unwrap();
         let c = container(&p, "main").unwrap();
-        assert_eq!(c.container_id.as_ref(), Some(&ids[i]), "keep-{i} got a new container");
+        assert_eq!(
+            c.container_id.as_ref(),
+            Some(&ids[i]),
+            "keep-{i} got a new container"
+        );
         assert_eq!(c.restart_count, 0);
         assert!(is_running(&p, "main"));
         assert_eq!(condition(&p, "Ready").as_deref(), Some("True"));
     }
-    assert_eq!(env.runtime.list_containers(None).await.unwrap().len(), 3);
+    assert_eq!(env.runtime.list_containers(None).await.unwrap().len(), 2);
     env.teardown().await;
 }

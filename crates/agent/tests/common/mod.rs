@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use orca_runtime::{ImageProvider, LinuxRuntime, RegistryAuth, Runtime, RuntimeConfig, RuntimeImage};
+use orca_runtime::{
+    ImageProvider, LinuxRuntime, RegistryAuth, Runtime, RuntimeConfig, RuntimeImage,
+};
 
 pub fn registry() -> String {
     std::env::var("ORCA_TEST_REGISTRY").expect(
@@ -42,7 +44,11 @@ fn runtime_image(i: orca_image::Image) -> RuntimeImage {
 
 #[async_trait::async_trait]
 impl ImageProvider for StoreImages {
-    async fn pull(&self, reference: &str, auth: Option<RegistryAuth>) -> orca_runtime::Result<RuntimeImage> {
+    async fn pull(
+        &self,
+        reference: &str,
+        auth: Option<RegistryAuth>,
+    ) -> orca_runtime::Result<RuntimeImage> {
         let creds = auth.map(|a| orca_image::Credentials {
             username: a.username,
             password: a.password,
@@ -89,7 +95,10 @@ impl Env {
     /// `n` (1..=250) picks the bridge `orcag<n>` and CIDR 10.249.<n>.0/24 so
     /// tests in parallel do not share a network.
     pub async fn new(n: u8) -> Env {
-        let dir = tempfile::Builder::new().prefix("orca-agent-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("orca-agent-")
+            .tempdir()
+            .unwrap();
         let store = orca_store::sqlite::SqliteStore::open(
             &dir.path().join("db/state.db"),
             Default::default(),
@@ -107,9 +116,10 @@ impl Env {
         .await
         .expect("start the API server");
         let kubeconfig = Kubeconfig::read_from(api.kubeconfig_path()).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .unwrap();
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .unwrap();
         let client = kube::Client::try_from(config).unwrap();
         let bridge = format!("orcag{n}");
         let cidr = format!("10.249.{n}.0/24");
@@ -154,13 +164,18 @@ impl Env {
         }));
     }
 
-    /// Stops the agent task (as a crash would) and reopens the runtime over
-    /// the same state, as a restarted process would.
-    pub async fn restart_agent(&mut self) {
+    /// Stops the agent task, as a crash would.
+    pub async fn stop_agent(&mut self) {
         if let Some(a) = self.agent.take() {
             a.abort();
             let _ = a.await;
         }
+    }
+
+    /// Stops the agent and starts it again on a runtime reopened over the
+    /// same state, as a restarted process would.
+    pub async fn restart_agent(&mut self) {
+        self.stop_agent().await;
         self.runtime = Arc::new(new_runtime(self.dir.path(), &self.bridge, &self.cidr));
         self.start_agent();
     }
@@ -181,7 +196,10 @@ impl Env {
                     return;
                 }
             }
-            assert!(t0.elapsed() < Duration::from_secs(30), "node never registered");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "node never registered"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -201,7 +219,13 @@ impl Env {
     }
 
     /// Polls the pod until `pred` holds; panics with the last state after `timeout`.
-    pub async fn wait(&self, name: &str, timeout: Duration, what: &str, pred: impl Fn(&Pod) -> bool) -> Pod {
+    pub async fn wait(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Pod) -> bool,
+    ) -> Pod {
         let t0 = Instant::now();
         let mut last = None;
         loop {
@@ -224,7 +248,10 @@ impl Env {
     pub async fn wait_gone(&self, name: &str, timeout: Duration) {
         let t0 = Instant::now();
         while self.pods().get_opt(name).await.unwrap().is_some() {
-            assert!(t0.elapsed() < timeout, "pod {name} still exists after {timeout:?}");
+            assert!(
+                t0.elapsed() < timeout,
+                "pod {name} still exists after {timeout:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -257,12 +284,19 @@ impl Env {
         if let Ok(list) = pods.list(&ListParams::default()).await {
             for p in list.items {
                 let name = p.metadata.name.clone().unwrap();
-                let _ = pods.delete(&name, &DeleteParams::default().grace_period(1)).await;
+                let _ = pods
+                    .delete(&name, &DeleteParams::default().grace_period(1))
+                    .await;
             }
         }
         let t0 = Instant::now();
         loop {
-            let left = self.runtime.list_sandboxes().await.map(|s| s.len()).unwrap_or(0);
+            let left = self
+                .runtime
+                .list_sandboxes()
+                .await
+                .map(|s| s.len())
+                .unwrap_or(0);
             if left == 0 || t0.elapsed() > Duration::from_secs(30) {
                 break;
             }
@@ -292,10 +326,16 @@ pub fn status(p: &Pod) -> &k8s_openapi::api::core::v1::PodStatus {
 }
 
 pub fn phase(p: &Pod) -> &str {
-    p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
 }
 
-pub fn container<'a>(p: &'a Pod, name: &str) -> Option<&'a k8s_openapi::api::core::v1::ContainerStatus> {
+pub fn container<'a>(
+    p: &'a Pod,
+    name: &str,
+) -> Option<&'a k8s_openapi::api::core::v1::ContainerStatus> {
     let s = p.status.as_ref()?;
     s.container_statuses
         .iter()
@@ -305,7 +345,13 @@ pub fn container<'a>(p: &'a Pod, name: &str) -> Option<&'a k8s_openapi::api::cor
 }
 
 pub fn waiting_reason(p: &Pod, name: &str) -> Option<String> {
-    container(p, name)?.state.as_ref()?.waiting.as_ref()?.reason.clone()
+    container(p, name)?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .clone()
 }
 
 pub fn condition(p: &Pod, type_: &str) -> Option<String> {
