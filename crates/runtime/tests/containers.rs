@@ -7,31 +7,33 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Trial};
 use orca_runtime::{ContainerState, Runtime};
 
 fn main() {
     orca_runtime::run_internal_command_if_requested();
     let args = Arguments::from_args();
-    let tests: Vec<(&str, fn())> = vec![(
-        "container_is_isolated_and_logs_in_cri_format",
+    // libtest-mimic turns a panicking test into a failure with its message.
+    macro_rules! trials {
+        ($($test:ident),* $(,)?) => {
+            vec![$(Trial::test(stringify!($test), || {
+                $test();
+                Ok(())
+            })),*]
+        };
+    }
+    let trials = trials![
         container_is_isolated_and_logs_in_cri_format,
-    )];
-    let trials = tests
-        .into_iter()
-        .map(|(name, f)| {
-            Trial::test(name, move || {
-                std::panic::catch_unwind(f).map_err(|e| {
-                    Failed::from(
-                        e.downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default(),
-                    )
-                })
-            })
-        })
-        .collect();
+        pod_containers_share_ip_localhost_volume_and_ipc,
+        pods_reach_each_other_and_nginx_serves_the_host,
+        env_args_working_dir_and_user_are_applied,
+        memory_hog_is_oom_killed,
+        stop_sends_sigterm_then_sigkill_after_grace,
+        exec_with_and_without_tty_returns_exit_code,
+        runtime_reattaches_to_running_containers,
+        attach_relays_stdin_and_stdout,
+        file_volumes_sub_paths_read_only_and_termination_message,
+    ];
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -89,6 +91,590 @@ fn container_is_isolated_and_logs_in_cri_format() {
         );
         rt.remove_container(&id).await.unwrap();
         rt.remove_sandbox("pod-1").await.unwrap();
-        env.assert_clean(&[id], &[]);
+        env.assert_clean(&[id]);
+    });
+}
+
+fn emptydir(memory: bool) -> orca_runtime::VolumeSource {
+    orca_runtime::VolumeSource::EmptyDir {
+        memory,
+        size_limit: None,
+    }
+}
+
+fn mount(volume: &str, path: &str) -> orca_runtime::Mount {
+    orca_runtime::Mount {
+        volume: volume.into(),
+        container_path: path.into(),
+        ..Default::default()
+    }
+}
+
+fn pod_containers_share_ip_localhost_volume_and_ipc() {
+    let env = Env::new(2);
+    block_on(async {
+        let rt = &env.runtime;
+        let mut sb = sandbox("pod-2", "shared");
+        sb.volumes.insert("shared".into(), emptydir(false));
+        sb.volumes.insert("mem".into(), emptydir(true));
+        let status = rt.run_sandbox(&sb).await.unwrap();
+        let ip = status.ip.expect("pod IP").to_string();
+        assert!(ip.starts_with("10.250.2."), "{ip}");
+        // Idempotent per pod uid.
+        assert_eq!(rt.run_sandbox(&sb).await.unwrap().ip, status.ip);
+
+        let mut a = busybox(
+            "a",
+            "mkdir /www && echo from-a > /www/index.html && echo shm-token > /dev/shm/tok && \
+             readlink /proc/self/ns/ipc > /shared/ipc-a && readlink /proc/self/ns/net > /shared/net-a && \
+             echo a-wrote > /shared/a && exec httpd -f -p 127.0.0.1:8080 -h /www",
+        );
+        a.mounts = vec![mount("shared", "/shared"), mount("mem", "/mem")];
+        let a_id = rt.create_container("pod-2", &a).await.unwrap();
+        rt.start_container(&a_id).await.unwrap();
+        let host_shared = env.root().join("pods/pod-2/volumes/shared");
+        for _ in 0..250 {
+            if host_shared.join("a").exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            std::fs::read_to_string(host_shared.join("a")).unwrap(),
+            "a-wrote\n"
+        );
+        let mem_dir = env.root().join("pods/pod-2/volumes/mem");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            mounts
+                .lines()
+                .any(|l| l.contains(&format!(" {} ", mem_dir.display())) && l.contains(" - tmpfs ")),
+            "medium: Memory emptyDir is not a tmpfs"
+        );
+
+        let mut b = busybox(
+            "b",
+            "for i in $(seq 50); do wget -q -O- http://127.0.0.1:8080/ && break; sleep 0.1; done; \
+             cat /shared/a; cat /dev/shm/tok; \
+             test \"$(readlink /proc/self/ns/ipc)\" = \"$(cat /shared/ipc-a)\" && echo same-ipc; \
+             test \"$(readlink /proc/self/ns/net)\" = \"$(cat /shared/net-a)\" && echo same-net; \
+             ip -4 addr show eth0 | grep -o 'inet [0-9.]*'",
+        );
+        b.mounts = vec![mount("shared", "/shared")];
+        let st = run_to_exit(rt, "pod-2", &b).await;
+        let lines = log_lines(&st.log_path);
+        for want in [
+            "stdout F from-a".to_string(),
+            "stdout F a-wrote".to_string(),
+            "stdout F shm-token".to_string(),
+            "stdout F same-ipc".to_string(),
+            "stdout F same-net".to_string(),
+            format!("stdout F inet {ip}"),
+        ] {
+            assert!(lines.contains(&want), "missing {want:?} in {lines:?}");
+        }
+        rt.stop_container(&a_id, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(matches!(
+            rt.container_status(&a_id).await.unwrap().state,
+            ContainerState::Exited { .. }
+        ));
+        let ids: Vec<String> = rt
+            .list_containers(Some("pod-2"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(ids.len(), 2);
+        rt.stop_sandbox("pod-2").await.unwrap();
+        assert!(!rt.list_sandboxes().await.unwrap()[0].ready);
+        rt.remove_sandbox("pod-2").await.unwrap();
+        assert!(rt.list_containers(None).await.unwrap().is_empty());
+        env.assert_clean(&ids);
+    });
+}
+
+fn http_get(addr: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+fn pods_reach_each_other_and_nginx_serves_the_host() {
+    let env = Env::new(3);
+    block_on(async {
+        let rt = &env.runtime;
+        let web = rt.run_sandbox(&sandbox("pod-web", "web")).await.unwrap();
+        let client = rt
+            .run_sandbox(&sandbox("pod-client", "client"))
+            .await
+            .unwrap();
+        assert_ne!(web.ip, client.ip);
+        let web_ip = web.ip.unwrap().to_string();
+        let nginx = orca_runtime::ContainerConfig {
+            name: "nginx".into(),
+            image: "nginx".into(),
+            ..Default::default()
+        };
+        let nginx_id = rt.create_container("pod-web", &nginx).await.unwrap();
+        rt.start_container(&nginx_id).await.unwrap();
+        let mut page = String::new();
+        for _ in 0..100 {
+            if let Ok(p) = http_get(&format!("{web_ip}:80")) {
+                page = p;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(page.contains("Welcome to nginx!"), "host got {page:?}");
+
+        let st = run_to_exit(
+            rt,
+            "pod-client",
+            &busybox(
+                "wget",
+                &format!("wget -q -O- http://{web_ip}:80/ && echo fetched"),
+            ),
+        )
+        .await;
+        assert_eq!(exit_code(&st).0, 0);
+        let lines = log_lines(&st.log_path);
+        assert!(
+            lines.contains(&"stdout F <h1>Welcome to nginx!</h1>".to_string()),
+            "{lines:?}"
+        );
+        // nginx's access log goes to stdout, so the request shows up in its log.
+        wait_log(rt, &nginx_id, "GET / HTTP").await;
+
+        // The image's StopSignal (SIGQUIT) makes nginx shut down gracefully.
+        rt.stop_container(&nginx_id, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let st = rt.container_status(&nginx_id).await.unwrap();
+        assert_eq!(exit_code(&st).0, 0, "{st:?}");
+        let ids = vec![nginx_id, st.id.clone()];
+        rt.remove_sandbox("pod-web").await.unwrap();
+        rt.remove_sandbox("pod-client").await.unwrap();
+        env.assert_clean(&ids);
+    });
+}
+
+fn env_args_working_dir_and_user_are_applied() {
+    let env = Env::new(4);
+    block_on(async {
+        let rt = &env.runtime;
+        rt.run_sandbox(&sandbox("pod-4", "env")).await.unwrap();
+        let c = orca_runtime::ContainerConfig {
+            name: "env".into(),
+            image: "busybox".into(),
+            command: vec!["sh".into(), "-c".into()],
+            args: vec![
+                "echo \"$GREETING $0\"; pwd; id -u; id -g; echo home=$HOME".into(),
+                "zero".into(),
+            ],
+            env: vec![("GREETING".into(), "hello".into())],
+            working_dir: Some("/work/dir".into()),
+            security: orca_runtime::SecurityConfig {
+                run_as_user: Some(33),
+                run_as_group: Some(44),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let st = run_to_exit(rt, "pod-4", &c).await;
+        assert_eq!(
+            log_lines(&st.log_path),
+            [
+                "stdout F hello zero",
+                "stdout F /work/dir",
+                "stdout F 33",
+                "stdout F 44",
+                "stdout F home=/var/www"
+            ]
+        );
+        // No command: the image's Cmd (`sh`) runs, reads an empty stdin and exits.
+        let default = orca_runtime::ContainerConfig {
+            name: "default".into(),
+            image: "busybox".into(),
+            ..Default::default()
+        };
+        assert_eq!(exit_code(&run_to_exit(rt, "pod-4", &default).await).0, 0);
+        let mut ro = busybox(
+            "ro",
+            "touch /x 2>/dev/null && echo writable || echo read-only",
+        );
+        ro.security.read_only_root_filesystem = true;
+        let st = run_to_exit(rt, "pod-4", &ro).await;
+        assert_eq!(log_lines(&st.log_path), ["stdout F read-only"]);
+
+        let mut root = busybox("root", "true");
+        root.security.run_as_non_root = true;
+        let err = rt
+            .create_container("pod-4", &root)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("runAsNonRoot and image will run as root"),
+            "{err}"
+        );
+        let err = rt
+            .create_container("pod-4", &busybox("missing", "true").with_image("nope"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, orca_runtime::Error::ImageNotPresent(_)),
+            "{err}"
+        );
+        let ids: Vec<String> = rt
+            .list_containers(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(ids.len(), 3);
+        rt.remove_sandbox("pod-4").await.unwrap();
+        env.assert_clean(&ids);
+    });
+}
+
+trait WithImage {
+    fn with_image(self, image: &str) -> Self;
+}
+
+impl WithImage for orca_runtime::ContainerConfig {
+    fn with_image(mut self, image: &str) -> Self {
+        self.image = image.into();
+        self
+    }
+}
+
+fn memory_hog_is_oom_killed() {
+    let env = Env::new(5);
+    block_on(async {
+        let rt = &env.runtime;
+        rt.run_sandbox(&sandbox("pod-5", "oom")).await.unwrap();
+        // `tail` keeps the current line in memory, and /dev/zero has no newline.
+        let mut c = busybox("hog", "exec tail /dev/zero");
+        c.resources.memory_limit_bytes = Some(32 << 20);
+        let st = run_to_exit(rt, "pod-5", &c).await;
+        assert_eq!(exit_code(&st), (137, "OOMKilled".to_string()));
+        let id = st.id.clone();
+        rt.remove_sandbox("pod-5").await.unwrap();
+        env.assert_clean(&[id]);
+    });
+}
+
+fn stop_sends_sigterm_then_sigkill_after_grace() {
+    let env = Env::new(6);
+    block_on(async {
+        let rt = &env.runtime;
+        rt.run_sandbox(&sandbox("pod-6", "stop")).await.unwrap();
+        let stubborn = busybox(
+            "stubborn",
+            "trap '' TERM; echo ready; while true; do sleep 1; done",
+        );
+        let polite = busybox(
+            "polite",
+            "trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.1; done",
+        );
+        let s_id = rt.create_container("pod-6", &stubborn).await.unwrap();
+        let p_id = rt.create_container("pod-6", &polite).await.unwrap();
+        rt.start_container(&s_id).await.unwrap();
+        rt.start_container(&p_id).await.unwrap();
+        wait_log(rt, &s_id, "ready").await;
+        wait_log(rt, &p_id, "ready").await;
+        rt.stop_container(&p_id, Duration::from_secs(20))
+            .await
+            .unwrap();
+        let st = rt.container_status(&p_id).await.unwrap();
+        assert_eq!(exit_code(&st), (3, "Error".to_string()));
+        assert!(log_lines(&st.log_path).contains(&"stdout F got-term".to_string()));
+        rt.stop_container(&s_id, Duration::from_millis(500))
+            .await
+            .unwrap();
+        let st = rt.container_status(&s_id).await.unwrap();
+        assert_eq!(exit_code(&st), (137, "Error".to_string()));
+        // Stopping an exited container is a no-op.
+        rt.stop_container(&s_id, Duration::from_secs(1))
+            .await
+            .unwrap();
+        rt.remove_sandbox("pod-6").await.unwrap();
+        env.assert_clean(&[s_id, p_id]);
+    });
+}
+
+fn exec_with_and_without_tty_returns_exit_code() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::new(7);
+    block_on(async {
+        let rt = &env.runtime;
+        rt.run_sandbox(&sandbox("pod-7", "exec")).await.unwrap();
+        let id = rt
+            .create_container("pod-7", &busybox("main", "echo ready; exec sleep 1000"))
+            .await
+            .unwrap();
+        let err = rt
+            .exec(
+                &id,
+                orca_runtime::ExecRequest {
+                    command: vec!["true".into()],
+                    ..Default::default()
+                },
+            )
+            .await
+            .err()
+            .expect("exec in a created container");
+        assert!(
+            matches!(err, orca_runtime::Error::NotRunning { .. }),
+            "{err}"
+        );
+        rt.start_container(&id).await.unwrap();
+        wait_log(rt, &id, "ready").await;
+
+        let (code, out, err) = exec(
+            rt,
+            &id,
+            &[
+                "sh",
+                "-c",
+                "echo out; echo err >&2; echo pid=$$ >&2; exit 3",
+            ],
+        )
+        .await;
+        assert_eq!((code, out.as_str()), (3, "out\n"));
+        assert!(err.starts_with("err\n"), "{err}");
+        assert_ne!(err, "err\npid=1\n");
+        let (code, out, _) = exec(rt, &id, &["cat", "/proc/1/comm"]).await;
+        assert_eq!((code, out.as_str()), (0, "sleep\n"));
+
+        // stdin
+        let mut s = rt
+            .exec(
+                &id,
+                orca_runtime::ExecRequest {
+                    command: vec!["cat".into()],
+                    stdin: true,
+                    tty: false,
+                },
+            )
+            .await
+            .unwrap();
+        let mut stdin = s.stdin.take().unwrap();
+        stdin.write_all(b"piped input").await.unwrap();
+        drop(stdin);
+        let mut out = String::new();
+        s.stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
+        assert_eq!(out, "piped input");
+        assert_eq!(s.exit.await.unwrap(), 0);
+
+        // TTY, with a resize.
+        let mut s = rt
+            .exec(
+                &id,
+                orca_runtime::ExecRequest {
+                    command: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        "read line; tty; stty size; exit 5".into(),
+                    ],
+                    stdin: true,
+                    tty: true,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(s.stderr.is_none());
+        s.resize
+            .as_ref()
+            .unwrap()
+            .send(orca_runtime::TerminalSize {
+                width: 100,
+                height: 40,
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut stdin = s.stdin.take().unwrap();
+        stdin.write_all(b"go\n").await.unwrap();
+        let mut stdout = s.stdout.take().unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1024];
+        // A pty master reads EIO once the process is gone: that is the end.
+        while let Ok(n) = stdout.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.contains("/dev/pts/"), "{out:?}");
+        assert!(out.contains("40 100"), "{out:?}");
+        assert_eq!(s.exit.await.unwrap(), 5);
+
+        rt.stop_container(&id, Duration::ZERO).await.unwrap();
+        rt.remove_sandbox("pod-7").await.unwrap();
+        env.assert_clean(&[id]);
+    });
+}
+
+fn runtime_reattaches_to_running_containers() {
+    let env = Env::new(8);
+    let id = block_on(async {
+        let rt = env.reopen();
+        let sb = rt.run_sandbox(&sandbox("pod-8", "again")).await.unwrap();
+        let id = rt
+            .create_container(
+                "pod-8",
+                &busybox(
+                    "ticker",
+                    "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+                ),
+            )
+            .await
+            .unwrap();
+        rt.start_container(&id).await.unwrap();
+        wait_log(&rt, &id, "tick 1").await;
+        (id, sb.ip)
+    });
+    // The first runtime (and its tokio runtime) is gone; a new one takes over.
+    let (id, ip) = id;
+    block_on(async {
+        let rt = env.reopen();
+        let st = rt.container_status(&id).await.unwrap();
+        assert!(matches!(st.state, ContainerState::Running { .. }), "{st:?}");
+        let sb = rt.run_sandbox(&sandbox("pod-8", "again")).await.unwrap();
+        assert_eq!(sb.ip, ip);
+        assert!(sb.ready);
+        let before = std::fs::read_to_string(&st.log_path).unwrap().len();
+        wait_log(&rt, &id, "tick 20").await;
+        assert!(std::fs::read_to_string(&st.log_path).unwrap().len() > before);
+        let (code, out, _) = exec(&rt, &id, &["hostname"]).await;
+        assert_eq!((code, out.as_str()), (0, "again\n"));
+        rt.stop_container(&id, Duration::from_millis(200))
+            .await
+            .unwrap();
+        assert_eq!(exit_code(&rt.container_status(&id).await.unwrap()).0, 137);
+        rt.remove_sandbox("pod-8").await.unwrap();
+    });
+    env.assert_clean(&[id]);
+}
+
+fn attach_relays_stdin_and_stdout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::new(9);
+    block_on(async {
+        let rt = &env.runtime;
+        rt.run_sandbox(&sandbox("pod-9", "attach")).await.unwrap();
+        let mut c = busybox("cat", "echo ready >&2; exec cat");
+        c.stdin = true;
+        let id = rt.create_container("pod-9", &c).await.unwrap();
+        rt.start_container(&id).await.unwrap();
+        wait_log(rt, &id, "ready").await;
+        let mut s = rt.attach(&id, true, false).await.unwrap();
+        let mut stdin = s.stdin.take().unwrap();
+        stdin.write_all(b"ping\n").await.unwrap();
+        let mut stdout = s.stdout.take().unwrap();
+        let mut buf = [0u8; 5];
+        stdout.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping\n");
+        drop(stdin);
+        assert_eq!(s.exit.await.unwrap(), 0);
+        let st = wait_exited(rt, &id, Duration::from_secs(10)).await;
+        assert!(log_lines(&st.log_path).contains(&"stdout F ping".to_string()));
+        rt.remove_sandbox("pod-9").await.unwrap();
+        env.assert_clean(&[id]);
+    });
+}
+
+fn file_volumes_sub_paths_read_only_and_termination_message() {
+    let env = Env::new(10);
+    block_on(async {
+        let rt = &env.runtime;
+        let mut sb = sandbox("pod-10", "files");
+        let mut files = std::collections::BTreeMap::new();
+        files.insert("app.conf".to_string(), (b"key=value".to_vec(), 0));
+        sb.volumes.insert(
+            "config".into(),
+            orca_runtime::VolumeSource::Files {
+                files,
+                default_mode: 0o644,
+            },
+        );
+        sb.volumes.insert("scratch".into(), emptydir(false));
+        let host_dir = env.dir.path().join("host-data");
+        std::fs::create_dir_all(&host_dir).unwrap();
+        std::fs::write(host_dir.join("from-host"), "hostpath-content").unwrap();
+        sb.volumes.insert(
+            "host".into(),
+            orca_runtime::VolumeSource::HostPath {
+                path: host_dir.clone(),
+            },
+        );
+        rt.run_sandbox(&sb).await.unwrap();
+        let mut c = busybox(
+            "files",
+            "cat /etc/app.conf; echo; (echo x > /etc/app.conf) 2>/dev/null && echo ro-broken || echo ro-ok; \
+             echo d > /data/f; cat /host/from-host; echo; echo bye > /dev/termination-log; exit 1",
+        );
+        c.termination_message_path = Some("/dev/termination-log".into());
+        c.mounts = vec![
+            orca_runtime::Mount {
+                volume: "config".into(),
+                container_path: "/etc/app.conf".into(),
+                sub_path: Some("app.conf".into()),
+                read_only: true,
+            },
+            orca_runtime::Mount {
+                volume: "scratch".into(),
+                container_path: "/data".into(),
+                sub_path: Some("sub".into()),
+                read_only: false,
+            },
+            mount("host", "/host"),
+        ];
+        let st = run_to_exit(rt, "pod-10", &c).await;
+        assert_eq!(
+            log_lines(&st.log_path),
+            [
+                "stdout F key=value",
+                "stdout F ro-ok",
+                "stdout F hostpath-content"
+            ]
+        );
+        match &st.state {
+            ContainerState::Exited {
+                exit_code,
+                reason,
+                message,
+                ..
+            } => {
+                assert_eq!((*exit_code, reason.as_str()), (1, "Error"));
+                assert_eq!(message.as_deref(), Some("bye\n"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            std::fs::read_to_string(env.root().join("pods/pod-10/volumes/scratch/sub/f")).unwrap(),
+            "d\n"
+        );
+        let id = st.id.clone();
+        rt.remove_sandbox("pod-10").await.unwrap();
+        // hostPath content is the host's: never deleted.
+        assert!(host_dir.join("from-host").exists());
+        env.assert_clean(&[id]);
     });
 }

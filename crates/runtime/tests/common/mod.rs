@@ -121,7 +121,7 @@ impl Env {
     }
 
     /// Asserts nothing of the runtime is left on the host, then deletes the bridge.
-    pub fn assert_clean(&self, ids: &[String], veths: &[String]) {
+    pub fn assert_clean(&self, ids: &[String]) {
         let root = self.root().display().to_string();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(
@@ -141,12 +141,11 @@ impl Env {
             assert!(!self.root().join("containers").join(id).exists());
             assert!(!self.root().join("youki").join(id).exists());
         }
-        for v in veths {
-            assert!(
-                !Path::new("/sys/class/net").join(v).exists(),
-                "veth {v} left"
-            );
-        }
+        let brif = Path::new("/sys/class/net").join(&self.bridge).join("brif");
+        let ports: Vec<_> = std::fs::read_dir(&brif)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(ports.is_empty(), "veths left on {}: {ports:?}", self.bridge);
         let ips = std::fs::read_to_string(
             self.root()
                 .join("network")
@@ -206,6 +205,28 @@ pub fn busybox(name: &str, script: &str) -> ContainerConfig {
         command: vec!["sh".into(), "-c".into(), script.to_string()],
         ..Default::default()
     }
+}
+
+/// Creates and starts a container, then waits for it to exit.
+pub async fn run_to_exit(rt: &LinuxRuntime, uid: &str, c: &ContainerConfig) -> ContainerStatus {
+    let id = rt.create_container(uid, c).await.unwrap();
+    rt.start_container(&id).await.unwrap();
+    wait_exited(rt, &id, Duration::from_secs(30)).await
+}
+
+/// Waits until the container's log has a line containing `text`.
+pub async fn wait_log(rt: &LinuxRuntime, id: &str, text: &str) {
+    let path = rt.container_status(id).await.unwrap().log_path;
+    for _ in 0..500 {
+        if std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .contains(text)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{text:?} never appeared in {}", path.display());
 }
 
 /// Polls until the container has exited (or panics after `limit`).
