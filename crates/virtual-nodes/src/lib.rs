@@ -39,6 +39,16 @@ pub const VIRTUAL_TAINT_KEY: &str = "orca.dev/virtual-node";
 pub const VIRTUAL_LABEL: (&str, &str) = ("type", "virtual");
 const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
+/// `orca.dev/virtual-node=true:NoSchedule`.
+pub fn virtual_taint() -> Taint {
+    Taint {
+        key: VIRTUAL_TAINT_KEY.to_string(),
+        value: Some("true".to_string()),
+        effect: "NoSchedule".to_string(),
+        time_added: None,
+    }
+}
+
 /// When a deleted pod's object goes away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Termination {
@@ -59,6 +69,11 @@ pub struct Config {
     pub cpu: String,
     pub memory: String,
     pub pods: String,
+    /// Labels added to `type=virtual` and the kubernetes.io/* ones.
+    pub labels: BTreeMap<String, String>,
+    /// The nodes' taints; by default [`virtual_taint`], so that only pods
+    /// tolerating it land on virtual nodes. Empty makes them open to all.
+    pub taints: Vec<Taint>,
     pub lease_duration_seconds: i32,
     pub lease_renew_interval: Duration,
     /// How often the Ready condition's heartbeat is refreshed (a kubelet's
@@ -78,6 +93,8 @@ impl Default for Config {
             cpu: "32".to_string(),
             memory: "256Gi".to_string(),
             pods: "110".to_string(),
+            labels: BTreeMap::new(),
+            taints: vec![virtual_taint()],
             lease_duration_seconds: 40,
             lease_renew_interval: Duration::from_secs(10),
             status_report_interval: Duration::from_secs(60),
@@ -99,8 +116,7 @@ pub enum Error {
 }
 
 /// Registers the nodes, then keeps them alive and runs their pods until the
-/// future is dropped. Returns once all nodes are registered if `ready` is
-/// given (signalled through it), so callers can wait for registration.
+/// future is dropped.
 pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     run_with_ready(client, config, None).await
 }
@@ -226,6 +242,13 @@ impl Simulator {
         let (net, prefix) = self.cidr_of(index);
         let cidr = format!("{net}/{prefix}");
         let node_ip = Ipv4Addr::from(u32::from(net) + 1);
+        let mut labels = self.config.labels.clone();
+        labels.extend([
+            (VIRTUAL_LABEL.0.to_string(), VIRTUAL_LABEL.1.to_string()),
+            ("kubernetes.io/hostname".to_string(), name.clone()),
+            ("kubernetes.io/os".to_string(), "linux".to_string()),
+            ("kubernetes.io/arch".to_string(), "amd64".to_string()),
+        ]);
         let capacity = BTreeMap::from([
             ("cpu".to_string(), Quantity(self.config.cpu.clone())),
             ("memory".to_string(), Quantity(self.config.memory.clone())),
@@ -235,12 +258,7 @@ impl Simulator {
         Node {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some(BTreeMap::from([
-                    (VIRTUAL_LABEL.0.to_string(), VIRTUAL_LABEL.1.to_string()),
-                    ("kubernetes.io/hostname".to_string(), name.clone()),
-                    ("kubernetes.io/os".to_string(), "linux".to_string()),
-                    ("kubernetes.io/arch".to_string(), "amd64".to_string()),
-                ])),
+                labels: Some(labels),
                 annotations: Some(BTreeMap::from([(
                     "node.alpha.kubernetes.io/ttl".to_string(),
                     "0".to_string(),
@@ -250,12 +268,7 @@ impl Simulator {
             spec: Some(NodeSpec {
                 pod_cidr: Some(cidr.clone()),
                 pod_cidrs: Some(vec![cidr]),
-                taints: Some(vec![Taint {
-                    key: VIRTUAL_TAINT_KEY.to_string(),
-                    value: Some("true".to_string()),
-                    effect: "NoSchedule".to_string(),
-                    time_added: None,
-                }]),
+                taints: Some(self.config.taints.clone()).filter(|t| !t.is_empty()),
                 ..Default::default()
             }),
             status: Some(NodeStatus {
