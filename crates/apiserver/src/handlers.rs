@@ -1213,7 +1213,13 @@ pub async fn patch(
                     "the patch may not change metadata.name",
                 ));
             }
-            let (w, pinned) = merge_update(ctx, sub, normalized, cur)?;
+            // The patched object carries the current resourceVersion, so it
+            // is pinned only when the patch itself names one; otherwise a
+            // concurrent write is retried, as Kubernetes does.
+            let (w, _) = merge_update(ctx, sub, normalized, cur)?;
+            let pinned = patch["metadata"]["resourceVersion"]
+                .as_str()
+                .is_some_and(|rv| !rv.is_empty());
             warnings = unknown
                 .iter()
                 .map(|f| format!("unknown field \"{f}\""))

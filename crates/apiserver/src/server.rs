@@ -324,31 +324,33 @@ fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target, Api
     Ok(t)
 }
 
-/// Reads the request body, refusing more than [`MAX_BODY`] bytes.
-pub async fn read_body(body: Incoming, headers: &HeaderMap) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
+/// Reads the request body, refusing more than [`MAX_BODY`] bytes. An
+/// oversized body is still drained (up to a bound) so the client gets our
+/// 413 instead of a reset connection.
+pub async fn read_body(mut body: Incoming, _headers: &HeaderMap) -> Result<Bytes, ApiError> {
+    const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= MAX_BODY {
+                buf.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if seen > MAX_BODY {
+        return Err(ApiError::new(
             413,
             "RequestEntityTooLarge",
             format!("Request entity too large: limit is {MAX_BODY}"),
-        )
-    };
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if len > MAX_BODY {
-            return Err(too_large());
-        }
+        ));
     }
-    match http_body_util::Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "could not read the request body: {e}"
-        ))),
-    }
+    Ok(buf.freeze())
 }
 
 async fn dispatch(
