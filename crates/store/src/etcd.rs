@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use etcd_client::{
     Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType,
-    GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    GetOptions, KvClient, PutOptions, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
 };
 
 use crate::{
@@ -18,6 +18,8 @@ use crate::{
 
 /// Limit for one unary request; watches are long-lived and have none.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest response accepted (a big list), as Kubernetes' etcd client does.
+const MAX_MESSAGE: usize = i32::MAX as usize;
 /// How long to wait for etcd to name its compact revision (see
 /// [`EtcdStore::discover_compact_revision`]).
 const COMPACT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,6 +32,8 @@ const ERR_FUTURE_REV: &str = "required revision is a future revision";
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
+    kv: KvClient,
+    watch: WatchClient,
     endpoints: Arc<str>,
     /// Newest compact revision this client knows of (etcd has no call that
     /// reports it directly).
@@ -62,6 +66,8 @@ impl EtcdStore {
             .await
             .map_err(|e| unavailable(&joined, "connecting", "", e))?;
         let store = EtcdStore {
+            kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE),
+            watch: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
             client,
             endpoints: joined,
             compact_revision: Arc::new(AtomicI64::new(0)),
@@ -111,8 +117,8 @@ impl EtcdStore {
         let known = self.compact_revision.load(Ordering::SeqCst);
         let probe = async {
             let mut watch = self
-                .client
-                .watch_client()
+                .watch
+                .clone()
                 .watch(
                     "\0orca-compact-probe",
                     Some(WatchOptions::new().with_start_revision(1)),
@@ -140,7 +146,7 @@ impl EtcdStore {
 
     async fn get_raw(&self, key: &str) -> Result<Option<KeyValue>> {
         let resp = self
-            .call("get", key, self.client.kv_client().get(key, None))
+            .call("get", key, self.kv.clone().get(key, None))
             .await?;
         Ok(resp.kvs().first().map(convert_kv))
     }
@@ -208,11 +214,7 @@ impl Store for EtcdStore {
             get = get.with_limit(opts.limit as i64);
         }
         let resp = match self
-            .call(
-                "list",
-                prefix,
-                self.client.kv_client().get(start, Some(get)),
-            )
+            .call("list", prefix, self.kv.clone().get(start, Some(get)))
             .await
         {
             Ok(resp) => resp,
@@ -245,9 +247,7 @@ impl Store for EtcdStore {
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value.clone(), None)]);
-        let resp = self
-            .call("create", key, self.client.kv_client().txn(txn))
-            .await?;
+        let resp = self.call("create", key, self.kv.clone().txn(txn)).await?;
         if !resp.succeeded() {
             return Err(Error::AlreadyExists(key.to_owned()));
         }
@@ -273,9 +273,7 @@ impl Store for EtcdStore {
                 value.clone(),
                 Some(PutOptions::new().with_prev_key()),
             )]);
-        let resp = self
-            .call("update", key, self.client.kv_client().txn(txn))
-            .await?;
+        let resp = self.call("update", key, self.kv.clone().txn(txn)).await?;
         if !resp.succeeded() {
             return Err(self.conflict(key, expected).await);
         }
@@ -307,9 +305,7 @@ impl Store for EtcdStore {
             key,
             Some(DeleteOptions::new().with_prev_key()),
         )]);
-        let resp = self
-            .call("delete", key, self.client.kv_client().txn(txn))
-            .await?;
+        let resp = self.call("delete", key, self.kv.clone().txn(txn)).await?;
         if !resp.succeeded() {
             return Err(match expected {
                 Some(e) => self.conflict(key, e).await,
@@ -354,7 +350,7 @@ impl Store for EtcdStore {
             .call(
                 "watch",
                 prefix,
-                self.client.watch_client().watch(prefix, Some(options)),
+                self.watch.clone().watch(prefix, Some(options)),
             )
             .await?;
         let (requests, mut responses) = stream.split();

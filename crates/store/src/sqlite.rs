@@ -62,6 +62,9 @@ impl Default for SqliteOptions {
 const COMPACT_WINDOW: Revision = 2_000;
 /// Rows read per watch-replay query.
 const REPLAY_PAGE: i64 = 1_000;
+/// WAL bytes written between background checkpoints: about half of the
+/// writer's automatic checkpoint interval (1,000 pages), to run ahead of it.
+const CHECKPOINT_EVERY: usize = 2 << 20;
 /// Reader connections kept open for reuse.
 const MAX_IDLE_READERS: usize = 8;
 const SCHEMA_VERSION: i64 = 1;
@@ -291,8 +294,25 @@ impl SqliteStore {
             compact_revision: AtomicI64::new(compact_revision),
             readers: Mutex::new(Vec::new()),
         });
+        // Checkpoints copy the WAL into the database and fsync it. A thread
+        // of its own does the bulk of that beside the writer (SQLite allows
+        // one checkpoint next to one writer); the writer's own automatic
+        // checkpoint (every 1,000 pages) then has little left to copy, and
+        // completing it is what lets the WAL restart instead of growing.
+        let checkpoint_conn =
+            open_connection(path).map_err(|e| db_err(path, "opening the checkpointer", e))?;
+        let (checkpoint_tx, checkpoint_rx) = mpsc::channel();
+        let checkpoint_path = path.to_path_buf();
+        let checkpointer = std::thread::Builder::new()
+            .name("orca-store-checkpoint".into())
+            .spawn(move || checkpoint_loop(&checkpoint_path, checkpoint_conn, checkpoint_rx))
+            .map_err(|e| Error::Internal(format!("starting the store checkpoint thread: {e}")))?;
+
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
+            checkpoints: checkpoint_tx,
+            checkpointer: Some(checkpointer),
+            wal_bytes: 0,
             conn,
             shared: shared.clone(),
             events: events.clone(),
@@ -719,6 +739,11 @@ struct CompactJob {
 
 struct Writer {
     conn: Connection,
+    /// Asks the checkpoint thread to run; dropped (ending it) with the writer.
+    checkpoints: mpsc::Sender<()>,
+    checkpointer: Option<JoinHandle<()>>,
+    /// WAL bytes written since the last checkpoint request (estimated).
+    wal_bytes: usize,
     shared: Arc<Shared>,
     events: broadcast::Sender<Arc<Vec<WatchEvent>>>,
     /// Newest committed revision.
@@ -768,6 +793,11 @@ impl Writer {
                 self.compact_step();
             }
         }
+        // Ends the checkpoint thread; wait so the file is closed on return.
+        drop(self.checkpoints);
+        if let Some(handle) = self.checkpointer.take() {
+            let _ = handle.join();
+        }
     }
 
     fn take(&mut self, request: Request, batch: &mut Vec<WriteRequest>) {
@@ -812,6 +842,11 @@ impl Writer {
         })();
         match result {
             Ok(()) => {
+                self.wal_bytes += events.iter().map(event_size).sum::<usize>();
+                if self.wal_bytes >= CHECKPOINT_EVERY {
+                    self.wal_bytes = 0;
+                    let _ = self.checkpoints.send(());
+                }
                 self.revision = next;
                 self.shared.revision.store(next, Ordering::SeqCst);
                 if !events.is_empty() {
@@ -933,6 +968,27 @@ impl Writer {
             });
         if let Err(e) = result {
             tracing::warn!(path = %self.shared.path.display(), error = %e, "store space reclaim failed");
+        }
+    }
+}
+
+/// Roughly what a write adds to the WAL: its row and index entry.
+fn event_size(ev: &WatchEvent) -> usize {
+    let (kv, prev) = match ev {
+        WatchEvent::Put { kv, prev } => (Some(kv), prev.as_ref()),
+        WatchEvent::Delete { prev, .. } => (None, Some(prev)),
+    };
+    let size = |kv: Option<&KeyValue>| kv.map_or(0, |kv| kv.key.len() + kv.value.len());
+    size(kv) + size(prev) + 64
+}
+
+/// Runs a passive checkpoint each time the writer asks; never blocks the
+/// writer or readers.
+fn checkpoint_loop(path: &Path, conn: Connection, requests: mpsc::Receiver<()>) {
+    while requests.recv().is_ok() {
+        while requests.try_recv().is_ok() {}
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(path = %path.display(), error = %e, "store checkpoint failed");
         }
     }
 }
