@@ -46,6 +46,12 @@ fn main() {
         ("agent_restart_keeps_pods_running", || {
             Box::pin(agent_restart_keeps_pods_running())
         }),
+        ("streaming_logs_honour_kubectl_options", || {
+            Box::pin(streaming_logs_honour_kubectl_options())
+        }),
+        ("streaming_exec_speaks_v5_and_v4_with_tty", || {
+            Box::pin(streaming_exec_speaks_v5_and_v4_with_tty())
+        }),
     ];
     let trials = tests
         .into_iter()
@@ -734,5 +740,124 @@ spec:
         assert_eq!(condition(&p, "Ready").as_deref(), Some("True"));
     }
     assert_eq!(env.runtime.list_containers(None).await.unwrap().len(), 2);
+    env.teardown().await;
+}
+
+async fn streaming_logs_honour_kubectl_options() {
+    let env = Env::new(11).await;
+    env.create(&format!(
+        r#"
+metadata: {{name: talker}}
+spec:
+  restartPolicy: Never
+  containers:
+  - {{name: main, image: "{}", imagePullPolicy: IfNotPresent, command: [sh, -c, "echo one; sleep 0.5; echo two >&2; sleep 2; echo three; sleep 1"]}}
+"#,
+        busybox()
+    ))
+    .await;
+    env.wait("talker", T, "running", |p| is_running(p, "main"))
+        .await;
+    let base = "/containerLogs/default/talker/main";
+    // follow streams until the container exits.
+    let (code, body) = env.streaming_get(&format!("{base}?follow=true")).await;
+    assert_eq!((code, body.as_str()), (200, "one\ntwo\nthree\n"));
+    let (_, body) = env.streaming_get(&format!("{base}?tailLines=1")).await;
+    assert_eq!(body, "three\n");
+    let (_, body) = env.streaming_get(&format!("{base}?limitBytes=6")).await;
+    assert_eq!(body, "one\ntw");
+    let (_, body) = env
+        .streaming_get(&format!("{base}?timestamps=true&tailLines=1"))
+        .await;
+    let (ts, rest) = body.split_once(' ').unwrap();
+    assert_eq!(rest, "three\n");
+    assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{ts}");
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (_, body) = env
+        .streaming_get(&format!("{base}?sinceTime={future}"))
+        .await;
+    assert_eq!(body, "");
+    let (_, body) = env
+        .streaming_get(&format!("{base}?sinceSeconds=3600"))
+        .await;
+    assert_eq!(body, "one\ntwo\nthree\n");
+    let (code, body) = env
+        .streaming_get("/containerLogs/default/nosuch/main")
+        .await;
+    assert_eq!(code, 404, "{body}");
+    // No client certificate, no logs.
+    let denied = match env.streaming_tls(false).await {
+        Err(_) => true,
+        Ok(mut tls) => {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = tls
+                .write_all(b"GET /containerLogs/default/talker/main HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await;
+            let mut buf = Vec::new();
+            matches!(tls.read_to_end(&mut buf).await, Err(_) | Ok(0))
+        }
+    };
+    assert!(
+        denied,
+        "the streaming server served a client without a certificate"
+    );
+    env.teardown().await;
+}
+
+async fn streaming_exec_speaks_v5_and_v4_with_tty() {
+    let env = Env::new(12).await;
+    env.create(&format!(
+        r#"
+metadata: {{name: shell}}
+spec:
+  containers:
+  - {{name: main, image: "{}", imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}}
+"#,
+        busybox()
+    ))
+    .await;
+    env.wait("shell", T, "running", |p| is_running(p, "main"))
+        .await;
+    // v5 with a terminal: resize, type a command, read the exit code.
+    let mut ws = env
+        .streaming_ws(
+            "/exec/default/shell/main?command=sh&stdin=true&stdout=true&tty=true",
+            "v5.channel.k8s.io",
+        )
+        .await;
+    ws.send(4, br#"{"Width":100,"Height":40}"#).await;
+    ws.send(0, b"stty size; echo hi; exit 3\n").await;
+    let out = ws.finish().await;
+    assert!(out.stdout.contains("40 100"), "{out:?}");
+    assert!(out.stdout.contains("hi"), "{out:?}");
+    let status = out.status.expect("exit status on the error channel");
+    assert_eq!(status["status"], "Failure");
+    assert_eq!(status["details"]["causes"][0]["message"], "3");
+    // v5 without a terminal: stdin closed by the client's close frame.
+    let mut ws = env
+        .streaming_ws(
+            "/exec/default/shell/main?command=cat&stdin=true&stdout=true&stderr=true",
+            "v5.channel.k8s.io",
+        )
+        .await;
+    ws.send(0, b"abc").await;
+    ws.send(255, &[0]).await;
+    let out = ws.finish().await;
+    assert_eq!(out.stdout, "abc");
+    assert_eq!(out.status.unwrap()["status"], "Success");
+    // v4: separate stderr, exit status.
+    let ws = env
+        .streaming_ws(
+            "/exec/default/shell/main?command=sh&command=-c&command=echo%20out%3B%20echo%20err%20%3E%262%3B%20exit%205&stdout=true&stderr=true",
+            "v4.channel.k8s.io",
+        )
+        .await;
+    let out = ws.finish().await;
+    assert_eq!(
+        (out.stdout.as_str(), out.stderr.as_str()),
+        ("out\n", "err\n")
+    );
+    assert_eq!(out.status.unwrap()["details"]["causes"][0]["message"], "5");
     env.teardown().await;
 }

@@ -3,6 +3,8 @@
 //! CIDR, and the agent. Pods are created with `spec.nodeName` preset.
 #![allow(dead_code)] // each test uses its own subset
 
+pub mod stream;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
