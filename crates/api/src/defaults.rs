@@ -16,6 +16,13 @@ use crate::{default_image_pull_policy, qos_class};
 /// is evicted (DefaultTolerationSeconds admission plugin).
 pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
 
+/// Priorities of the two built-in PriorityClasses.
+pub const SYSTEM_NODE_CRITICAL: i32 = 2_000_001_000;
+pub const SYSTEM_CLUSTER_CRITICAL: i32 = 2_000_000_000;
+
+/// Lifetime of a projected service account token unless the pod says.
+const DEFAULT_TOKEN_EXPIRATION_SECONDS: i64 = 3600;
+
 /// Default file mode of secret, configMap, projected and downwardAPI volumes.
 const DEFAULT_VOLUME_MODE: i32 = 0o644;
 
@@ -63,10 +70,13 @@ pub fn pod_spec(spec: &mut PodSpec) {
         .unwrap_or_else(|| "default".into());
     spec.service_account_name = Some(sa.clone());
     spec.service_account = Some(sa);
-    // Priority admission without a default PriorityClass.
-    if spec.priority_class_name.as_deref().unwrap_or("").is_empty() {
-        spec.priority.get_or_insert(0);
-    }
+    // Priority admission: the built-in classes, else no default class.
+    let priority = match spec.priority_class_name.as_deref() {
+        Some("system-node-critical") => SYSTEM_NODE_CRITICAL,
+        Some("system-cluster-critical") => SYSTEM_CLUSTER_CRITICAL,
+        _ => 0,
+    };
+    spec.priority.get_or_insert(priority);
     set_str(&mut spec.preemption_policy, "PreemptLowerPriority");
     default_tolerations(spec.tolerations.get_or_insert_with(Vec::new));
 }
@@ -197,6 +207,18 @@ fn volume(v: &mut Volume) {
     }
     if let Some(s) = v.projected.as_mut() {
         s.default_mode.get_or_insert(DEFAULT_VOLUME_MODE);
+        for src in s.sources.iter_mut().flatten() {
+            if let Some(t) = src.service_account_token.as_mut() {
+                t.expiration_seconds
+                    .get_or_insert(DEFAULT_TOKEN_EXPIRATION_SECONDS);
+            }
+            let items = src.downward_api.as_mut().and_then(|d| d.items.as_mut());
+            for item in items.into_iter().flatten() {
+                if let Some(f) = item.field_ref.as_mut() {
+                    set_str(&mut f.api_version, "v1");
+                }
+            }
+        }
     }
     if let Some(s) = v.downward_api.as_mut() {
         s.default_mode.get_or_insert(DEFAULT_VOLUME_MODE);
@@ -348,6 +370,31 @@ mod tests {
         assert_eq!(v["status"]["qosClass"], "Guaranteed");
         assert_eq!(v["spec"]["volumes"][0]["emptyDir"], serde_json::json!({}));
         assert_eq!(v["spec"]["volumes"][1]["secret"]["defaultMode"], 420);
+    }
+
+    #[test]
+    fn priority_classes_and_projected_tokens() {
+        let mut p = pod_from(serde_json::json!({
+            "metadata": {"name": "x"},
+            "spec": {"priorityClassName": "system-node-critical",
+                "containers": [{"name": "c", "image": "busybox"}],
+                "volumes": [{"name": "t", "projected": {"sources": [
+                    {"serviceAccountToken": {"path": "token"}},
+                    {"downwardAPI": {"items": [{"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}}]}
+        }));
+        pod(&mut p);
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["spec"]["priority"], 2_000_001_000);
+        let proj = &v["spec"]["volumes"][0]["projected"];
+        assert_eq!(proj["defaultMode"], 420);
+        assert_eq!(
+            proj["sources"][0]["serviceAccountToken"]["expirationSeconds"],
+            3600
+        );
+        assert_eq!(
+            proj["sources"][1]["downwardAPI"]["items"][0]["fieldRef"]["apiVersion"],
+            "v1"
+        );
     }
 
     #[test]

@@ -588,6 +588,50 @@ pub fn validate_object_meta(
                 .map(|m| FieldError::invalid("metadata.finalizers", f, m)),
         );
     }
+    for r in meta.owner_references.iter().flatten() {
+        let p = "metadata.ownerReferences";
+        if r.api_version.is_empty() {
+            errs.push(FieldError::invalid(
+                format!("{p}.apiVersion"),
+                &r.api_version,
+                "version must not be empty",
+            ));
+        }
+        if r.kind.is_empty() {
+            errs.push(FieldError::invalid(
+                format!("{p}.kind"),
+                &r.kind,
+                "kind must not be empty",
+            ));
+        }
+        if r.name.is_empty() {
+            errs.push(FieldError::invalid(
+                format!("{p}.name"),
+                &r.name,
+                "name must not be empty",
+            ));
+        }
+        if r.uid.is_empty() {
+            errs.push(FieldError::invalid(
+                format!("{p}.uid"),
+                &r.uid,
+                "uid must not be empty",
+            ));
+        }
+    }
+    let controllers = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|r| r.controller == Some(true))
+        .count();
+    if controllers > 1 {
+        errs.push(FieldError::invalid(
+            "metadata.ownerReferences",
+            BadValue::Omit,
+            "Only one reference can have Controller set to true",
+        ));
+    }
     errs
 }
 
@@ -676,6 +720,36 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         &volumes,
         &format!("{path}.initContainers"),
     ));
+    errs.extend(host_port_conflicts(
+        &spec.containers,
+        &format!("{path}.containers"),
+    ));
+    for (i, c) in spec.init_containers.iter().flatten().enumerate() {
+        // Each init container alone, as they never run together.
+        errs.extend(
+            host_port_conflicts(std::slice::from_ref(c), &format!("{path}.initContainers"))
+                .into_iter()
+                .map(|mut e| {
+                    e.field = e.field.replacen("[0]", &format!("[{i}]"), 1);
+                    e
+                }),
+        );
+    }
+    if let Some(psc) = &spec.security_context {
+        for (field, v) in [
+            ("runAsUser", psc.run_as_user),
+            ("runAsGroup", psc.run_as_group),
+            ("fsGroup", psc.fs_group),
+        ] {
+            if let Some(v) = v.filter(|v| !(0..=i64::from(i32::MAX)).contains(v)) {
+                errs.push(FieldError::invalid(
+                    format!("{path}.securityContext.{field}"),
+                    v,
+                    "must be between 0 and 2147483647, inclusive",
+                ));
+            }
+        }
+    }
     let rp_path = format!("{path}.restartPolicy");
     match restart_policy {
         "Always" | "OnFailure" | "Never" => {}
@@ -862,6 +936,122 @@ fn validate_volume_source(v: &Volume, path: &str) -> Vec<FieldError> {
         if h.path.is_empty() {
             errs.push(FieldError::required(format!("{path}.hostPath.path"), ""));
         }
+        if let Some(t) = h.type_.as_deref() {
+            const TYPES: [&str; 8] = [
+                "",
+                "BlockDevice",
+                "CharDevice",
+                "Directory",
+                "DirectoryOrCreate",
+                "File",
+                "FileOrCreate",
+                "Socket",
+            ];
+            if !TYPES.contains(&t) {
+                errs.push(FieldError::not_supported(
+                    format!("{path}.hostPath.type"),
+                    t,
+                    &TYPES,
+                ));
+            }
+        }
+    }
+    if let Some(sv) = &v.secret {
+        if sv.secret_name.as_deref().unwrap_or("").is_empty() {
+            errs.push(FieldError::required(
+                format!("{path}.secret.secretName"),
+                "",
+            ));
+        }
+    }
+    if let Some(c) = &v.config_map {
+        if c.name.is_empty() {
+            errs.push(FieldError::required(format!("{path}.configMap.name"), ""));
+        }
+    }
+    if let Some(c) = &v.persistent_volume_claim {
+        if c.claim_name.is_empty() {
+            errs.push(FieldError::required(
+                format!("{path}.persistentVolumeClaim.claimName"),
+                "",
+            ));
+        }
+    }
+    for (field, mode) in [
+        ("secret", v.secret.as_ref().and_then(|s| s.default_mode)),
+        (
+            "configMap",
+            v.config_map.as_ref().and_then(|s| s.default_mode),
+        ),
+        (
+            "projected",
+            v.projected.as_ref().and_then(|s| s.default_mode),
+        ),
+        (
+            "downwardAPI",
+            v.downward_api.as_ref().and_then(|s| s.default_mode),
+        ),
+    ] {
+        if let Some(m) = mode.filter(|m| !(0..=0o777).contains(m)) {
+            errs.push(FieldError::invalid(
+                format!("{path}.{field}.defaultMode"),
+                m,
+                "must be a number between 0 and 0777 (octal), both inclusive",
+            ));
+        }
+    }
+    errs
+}
+
+/// Two containers may not claim the same host port (with protocol and
+/// host IP); init containers run one at a time and are checked alone.
+fn host_port_conflicts(containers: &[Container], path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut seen = HashSet::new();
+    for (ci, c) in containers.iter().enumerate() {
+        for (pi, p) in c.ports.iter().flatten().enumerate() {
+            let Some(hp) = p.host_port.filter(|hp| *hp != 0) else {
+                continue;
+            };
+            let key = format!(
+                "{}/{}/{hp}",
+                p.host_ip.as_deref().unwrap_or(""),
+                p.protocol.as_deref().unwrap_or("")
+            );
+            if !seen.insert(key.clone()) {
+                errs.push(FieldError::duplicate(
+                    format!("{path}[{ci}].ports[{pi}].hostPort"),
+                    key,
+                ));
+            }
+        }
+    }
+    errs
+}
+
+fn validate_security_context(
+    sc: &k8s_openapi::api::core::v1::SecurityContext,
+    path: &str,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for (field, v) in [
+        ("runAsUser", sc.run_as_user),
+        ("runAsGroup", sc.run_as_group),
+    ] {
+        if let Some(v) = v.filter(|v| !(0..=i64::from(i32::MAX)).contains(v)) {
+            errs.push(FieldError::invalid(
+                format!("{path}.{field}"),
+                v,
+                "must be between 0 and 2147483647, inclusive",
+            ));
+        }
+    }
+    if sc.privileged == Some(true) && sc.allow_privilege_escalation == Some(false) {
+        errs.push(FieldError::invalid(
+            path,
+            BadValue::Omit,
+            "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+        ));
     }
     errs
 }
@@ -1005,6 +1195,12 @@ fn validate_container_common(
     }
     if let Some(r) = &c.resources {
         errs.extend(validate_resources(r, &format!("{idx}.resources")));
+    }
+    if let Some(sc) = &c.security_context {
+        errs.extend(validate_security_context(
+            sc,
+            &format!("{idx}.securityContext"),
+        ));
     }
     errs
 }
@@ -1918,6 +2114,26 @@ mod tests {
             assert!(got.iter().any(|g| g == w), "missing {w}\n got: {got:#?}");
         }
         assert_eq!(got.len(), want.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn volumes_ports_and_security_context() {
+        let v = json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {
+            "containers": [
+                {"name": "a", "image": "x", "ports": [{"containerPort": 80, "hostPort": 8080}],
+                 "securityContext": {"runAsUser": -1}},
+                {"name": "b", "image": "x", "ports": [{"containerPort": 81, "hostPort": 8080}]}],
+            "volumes": [{"name": "s", "secret": {}}, {"name": "h", "hostPath": {"path": "/x", "type": "Dir"}},
+                        {"name": "two", "emptyDir": {}, "configMap": {"name": "c"}}]}});
+        let got = messages(&validate_pod(&pod(v)));
+        let want = [
+            "spec.volumes[0].secret.secretName: Required value",
+            r#"spec.volumes[1].hostPath.type: Unsupported value: "Dir": supported values: "", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket""#,
+            "spec.volumes[2].configMap: Forbidden: may not specify more than 1 volume type",
+            "spec.containers[0].securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive",
+            r#"spec.containers[1].ports[0].hostPort: Duplicate value: "/TCP/8080""#,
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]
