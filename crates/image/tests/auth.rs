@@ -110,6 +110,19 @@ async fn basic_auth_from_registries_yaml_or_pull_secrets() {
     };
     let image = anonymous.pull(&reference, Some(right)).await.unwrap();
     assert_eq!(image.config.cmd, vec!["sh"]);
+    // skopeo pushed a `docker save` archive as a Docker v2 schema 2 manifest.
+    let manifest = std::fs::read(
+        anonymous
+            .root()
+            .join("blobs/sha256")
+            .join(image.manifest_digest.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
 
     // Credentials from registries.yaml, keyed by the registry host.
     let dir = tempfile::tempdir().unwrap();

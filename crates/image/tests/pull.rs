@@ -134,3 +134,47 @@ async fn an_invalid_reference_is_refused_before_any_request() {
     let err = store.pull("Busybox:latest", None).await.unwrap_err();
     assert!(matches!(err, Error::InvalidReference { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn an_image_index_resolves_to_linux_on_this_architecture() {
+    let registry = env("ORCA_TEST_REGISTRY");
+    let dir = tempfile::tempdir().unwrap();
+    let amd64 = [gzipped(layer_tar(&[file("arch", "amd64")]))];
+    let arm64 = [gzipped(layer_tar(&[file("arch", "arm64")]))];
+    let archive = write(
+        &dir,
+        "multi.oci.tar",
+        &multi_arch_archive(
+            "latest",
+            &[("arm64", &arm64, &["arm"]), ("amd64", &amd64, &["amd"])],
+        ),
+    );
+
+    // From the archive...
+    let store = store(&dir);
+    let imported = store.import_archive(&archive).await.unwrap().remove(0);
+    assert_eq!(imported.config.cmd, vec!["amd"]);
+    assert_eq!(
+        std::fs::read_to_string(imported.layers[0].join("arch")).unwrap(),
+        "amd64"
+    );
+
+    // ...and from the registry, after pushing the whole index there.
+    let repo = format!("{registry}/multi-{}", std::process::id());
+    let status = std::process::Command::new("skopeo")
+        .args(["copy", "-q", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci-archive:{}:latest", archive.display()))
+        .arg(format!("docker://{repo}:latest"))
+        .status()
+        .expect("skopeo is not installed (scripts/test.sh installs it)");
+    assert!(status.success(), "pushing the index with skopeo failed");
+    let pulled_dir = tempfile::tempdir().unwrap();
+    let pulled = common::store(&pulled_dir).pull(&repo, None).await.unwrap();
+    assert_eq!(pulled.config.cmd, vec!["amd"]);
+    assert_eq!(pulled.digest, imported.digest);
+    assert_eq!(pulled.manifest_digest, imported.manifest_digest);
+    assert_eq!(
+        std::fs::read_to_string(pulled.layers[0].join("arch")).unwrap(),
+        "amd64"
+    );
+}

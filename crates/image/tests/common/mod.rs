@@ -168,8 +168,8 @@ pub fn zstded(tar: Vec<u8>) -> Layer {
     }
 }
 
-/// An OCI image-layout archive holding one image named `ref_name`.
-pub fn oci_archive(ref_name: &str, layers: &[Layer], cmd: &[&str]) -> Vec<u8> {
+/// The blobs of one image: (manifest, blobs including the manifest).
+pub fn image_blobs(layers: &[Layer], cmd: &[&str]) -> (Vec<u8>, Vec<Vec<u8>>) {
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Cmd": cmd, "Env": ["PATH=/bin"]},
@@ -185,11 +185,19 @@ pub fn oci_archive(ref_name: &str, layers: &[Layer], cmd: &[&str]) -> Vec<u8> {
         })).collect::<Vec<_>>(),
     }))
     .unwrap();
+    let mut blobs = vec![manifest.clone(), config];
+    blobs.extend(layers.iter().map(|l| l.blob.clone()));
+    (manifest, blobs)
+}
+
+/// An OCI image-layout archive: index.json lists `top` (named `ref_name`),
+/// and every blob is stored.
+pub fn layout_archive(ref_name: &str, top: (&str, &[u8]), blobs: &[Vec<u8>]) -> Vec<u8> {
     let index = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": sha256(&manifest), "size": manifest.len(),
+            "mediaType": top.0,
+            "digest": sha256(top.1), "size": top.1.len(),
             "annotations": {"org.opencontainers.image.ref.name": ref_name},
         }],
     }))
@@ -204,16 +212,53 @@ pub fn oci_archive(ref_name: &str, layers: &[Layer], cmd: &[&str]) -> Vec<u8> {
     };
     add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#);
     add("index.json".into(), &index);
-    let hex = |d: String| d.trim_start_matches("sha256:").to_string();
-    add(
-        format!("blobs/sha256/{}", hex(sha256(&manifest))),
-        &manifest,
-    );
-    add(format!("blobs/sha256/{}", hex(sha256(&config))), &config);
-    for l in layers {
-        add(format!("blobs/sha256/{}", hex(sha256(&l.blob))), &l.blob);
+    for blob in blobs {
+        add(
+            format!(
+                "blobs/sha256/{}",
+                sha256(blob).trim_start_matches("sha256:")
+            ),
+            blob,
+        );
     }
     builder.into_inner().unwrap()
+}
+
+/// An OCI image-layout archive holding one image named `ref_name`.
+pub fn oci_archive(ref_name: &str, layers: &[Layer], cmd: &[&str]) -> Vec<u8> {
+    let (manifest, blobs) = image_blobs(layers, cmd);
+    layout_archive(
+        ref_name,
+        ("application/vnd.oci.image.manifest.v1+json", &manifest),
+        &blobs,
+    )
+}
+
+/// A multi-platform image: an index with one image per `(arch, layers, cmd)`.
+pub fn multi_arch_archive(ref_name: &str, images: &[(&str, &[Layer], &[&str])]) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut entries = Vec::new();
+    for (arch, layers, cmd) in images {
+        let (manifest, blobs) = image_blobs(layers, cmd);
+        entries.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": sha256(&manifest), "size": manifest.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+        all.extend(blobs);
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))
+    .unwrap();
+    all.push(index.clone());
+    layout_archive(
+        ref_name,
+        ("application/vnd.oci.image.index.v1+json", &index),
+        &all,
+    )
 }
 
 pub fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
