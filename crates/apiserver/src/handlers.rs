@@ -233,7 +233,7 @@ fn dry_run(q: &Query) -> Result<bool, ApiError> {
     match q.get("dryRun").map(Vec::as_slice) {
         None => Ok(false),
         Some([one]) if one == "All" => Ok(true),
-        Some(vals) if vals.is_empty() => Ok(false),
+        Some([]) => Ok(false),
         Some(vals) => Err(ApiError::bad_request(format!(
             "Invalid dryRun value {vals:?}: only \"All\" is supported"
         ))),

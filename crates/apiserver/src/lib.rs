@@ -14,6 +14,8 @@ use tokio::net::TcpListener;
 mod admission;
 mod cache;
 mod discovery;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handlers;
 mod namespaces;
 mod openapi;

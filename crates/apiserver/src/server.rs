@@ -218,10 +218,8 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         ["apis"] if get => return Ok(discovery::apis(req.headers())),
         ["api", "v1"] if get => return Ok(discovery::resource_list("", "v1")),
         ["apis", group] if get => return discovery::group(group),
-        ["apis", group, version] if get => {
-            if resources::GROUPS.contains(&(*group, *version)) {
-                return Ok(discovery::resource_list(group, version));
-            }
+        ["apis", group, version] if get && resources::GROUPS.contains(&(*group, *version)) => {
+            return Ok(discovery::resource_list(group, version));
         }
         _ => {}
     }

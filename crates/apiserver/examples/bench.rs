@@ -1,0 +1,180 @@
+//! API server benchmark (reports, asserts nothing). Runs the `serve` example
+//! as a separate process on a temp data dir (SQLite store) and measures:
+//! pod creates at 32 concurrent clients, LIST of all pods, watch event
+//! latency with 100 watchers, and the server's RSS.
+//!
+//! `cargo build --release -p orca-apiserver --examples &&
+//!  target/release/examples/bench [PODS]` (default 10000).
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bench", "tier": "web"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36",
+            "command": ["sleep", "3600"], "ports": [{"containerPort": 80}],
+            "env": [{"name": "A", "value": "b"}]}]},
+    }))
+    .expect("pod")
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let total: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(10_000);
+    let dir = tempfile::tempdir()?;
+    let serve = std::env::current_exe()?.with_file_name("serve");
+    let mut child = std::process::Command::new(&serve)
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e} (build the examples first)", serve.display()))?;
+    let pid = child.id();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().ok_or("stdout")?).read_line(&mut line)?;
+    println!("server pid {pid}: {}", line.trim());
+    let idle_rss = rss_kib(pid, "VmRSS:");
+
+    let kc = kube::config::Kubeconfig::read_from(dir.path().join("kubeconfig"))?;
+    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    // Creates: 32 concurrent clients.
+    let started = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let pods = pods.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return lat;
+                }
+                let t = Instant::now();
+                pods.create(&PostParams::default(), &pod(&format!("bench-{i:05}"))).await.expect("create");
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await?);
+    }
+    let elapsed = started.elapsed();
+    lat.sort();
+    println!(
+        "create x{total} @32 clients: {:.0} creates/s, p50 {}, p99 {}",
+        total as f64 / elapsed.as_secs_f64(),
+        ms(pct(&lat, 0.5)),
+        ms(pct(&lat, 0.99))
+    );
+    let rss_after_create = rss_kib(pid, "VmRSS:");
+
+    // LIST of every pod (full JSON body), 20 times.
+    let mut lat = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..20 {
+        let req = http::Request::get("/api/v1/namespaces/default/pods").body(Vec::new())?;
+        let t = Instant::now();
+        let body = client.request_text(req).await?;
+        lat.push(t.elapsed());
+        bytes = body.len();
+    }
+    lat.sort();
+    println!(
+        "LIST {total} pods ({:.1} MB): p50 {}, p99 {}",
+        bytes as f64 / 1e6,
+        ms(pct(&lat, 0.5)),
+        ms(pct(&lat, 0.99))
+    );
+    let rss_after_list = rss_kib(pid, "VmRSS:");
+
+    // Watch latency: 100 watchers, 100 creates one at a time.
+    let rv = pods.list_metadata(&Default::default()).await?.metadata.resource_version.unwrap_or_default();
+    let sent: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Default::default();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    let mut watchers = Vec::new();
+    for _ in 0..100 {
+        let mut stream = pods.watch(&WatchParams::default().labels("app=watched"), &rv).await?.boxed();
+        let sent = sent.clone();
+        let tx = tx.clone();
+        watchers.push(tokio::spawn(async move {
+            while let Some(Ok(ev)) = stream.next().await {
+                if let WatchEvent::Added(p) = ev {
+                    let at = Instant::now();
+                    let name = p.metadata.name.unwrap_or_default();
+                    if let Some(t0) = sent.lock().expect("lock").get(&name) {
+                        let _ = tx.send(at - *t0);
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..100 {
+        let name = format!("watched-{i:03}");
+        let mut p = pod(&name);
+        p.metadata.labels = Some([("app".to_string(), "watched".to_string())].into());
+        sent.lock().expect("lock").insert(name, Instant::now());
+        pods.create(&PostParams::default(), &p).await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut lat = Vec::new();
+    while lat.len() < 100 * 100 {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+            Ok(Some(d)) => lat.push(d),
+            _ => break,
+        }
+    }
+    lat.sort();
+    println!(
+        "watch: 100 watchers x 100 creates, {} events delivered: create sent -> event received p50 {}, p99 {}",
+        lat.len(),
+        ms(pct(&lat, 0.5)),
+        ms(pct(&lat, 0.99))
+    );
+    for w in watchers {
+        w.abort();
+    }
+    println!(
+        "server RSS: idle {} MiB, after {total} creates {} MiB, after LISTs {} MiB, peak {} MiB",
+        idle_rss / 1024,
+        rss_after_create / 1024,
+        rss_after_list / 1024,
+        rss_kib(pid, "VmHWM:") / 1024
+    );
+    let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+    let _ = child.wait();
+    Ok(())
+}
