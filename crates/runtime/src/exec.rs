@@ -102,7 +102,8 @@ pub(crate) async fn exec(
         })
         .await?
     };
-    let console = dir.join(format!("exec-{tag}.sock"));
+    // Short: a socket path must fit in 108 bytes.
+    let console = dir.join(format!("x{}.sock", &tag[..8]));
     let listener = if req_tty {
         Some(
             tokio::net::UnixListener::bind(&console)

@@ -35,23 +35,22 @@ impl LineSplitter {
     /// Feeds bytes; calls `emit(line, full)` for every complete (or too long) line.
     pub fn push(&mut self, mut data: &[u8], emit: &mut dyn FnMut(&[u8], bool)) {
         while !data.is_empty() {
-            match data.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    self.pending.extend_from_slice(&data[..i]);
-                    emit(&self.pending, true);
-                    self.pending.clear();
-                    data = &data[i + 1..];
-                }
-                None => {
-                    self.pending.extend_from_slice(data);
-                    data = &[];
-                }
-            }
-            while self.pending.len() >= MAX_LINE {
-                let rest = self.pending.split_off(MAX_LINE);
+            let newline = data.iter().position(|&b| b == b'\n');
+            let (chunk, rest) = match newline {
+                Some(i) => (&data[..i], &data[i + 1..]),
+                None => (data, &[][..]),
+            };
+            self.pending.extend_from_slice(chunk);
+            while self.pending.len() > MAX_LINE {
+                let tail = self.pending.split_off(MAX_LINE);
                 emit(&self.pending, false);
-                self.pending = rest;
+                self.pending = tail;
             }
+            if newline.is_some() {
+                emit(&self.pending, true);
+                self.pending.clear();
+            }
+            data = rest;
         }
     }
 

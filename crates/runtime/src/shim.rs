@@ -282,20 +282,22 @@ impl Shim {
             if ready(revents[1]) && self.exit_fd.is_some() {
                 self.reap();
             }
-            if ready(revents[0]) {
-                if let Ok((conn, _)) = self.control.accept() {
-                    self.command(conn);
+            // Clients first, then outputs (which may drop clients), then new
+            // connections, so indices still match the polled descriptors.
+            let n_out = self.outputs.len();
+            for i in (0..self.clients.len()).rev() {
+                if ready(revents[2 + n_out + i]) {
+                    self.read_client(i);
                 }
             }
-            let n_out = self.outputs.len();
             for i in (0..n_out).rev() {
                 if ready(revents[2 + i]) {
                     self.read_output(i);
                 }
             }
-            for i in (0..self.clients.len()).rev() {
-                if ready(revents[2 + n_out + i]) {
-                    self.read_client(i);
+            if ready(revents[0]) {
+                if let Ok((conn, _)) = self.control.accept() {
+                    self.command(conn);
                 }
             }
         }

@@ -161,6 +161,19 @@ impl Env {
 impl Drop for Env {
     /// Tears down whatever a failed test left (a passing test already did).
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The shims' own error logs explain most failures.
+            for e in std::fs::read_dir(self.root().join("containers"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let log = std::fs::read_to_string(e.path().join("shim.log")).unwrap_or_default();
+                if !log.is_empty() {
+                    eprintln!("shim.log of {}:\n{log}", e.file_name().to_string_lossy());
+                }
+            }
+        }
         let rt = self.reopen();
         let cleanup = async {
             for s in rt.list_sandboxes().await.unwrap_or_default() {
