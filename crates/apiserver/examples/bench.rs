@@ -48,14 +48,23 @@ fn pod(name: &str) -> Pod {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let total: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(10_000);
+    let total: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(10_000);
     let dir = tempfile::tempdir()?;
     let serve = std::env::current_exe()?.with_file_name("serve");
     let mut child = std::process::Command::new(&serve)
         .arg(dir.path())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("starting {}: {e} (build the examples first)", serve.display()))?;
+        .map_err(|e| {
+            format!(
+                "starting {}: {e} (build the examples first)",
+                serve.display()
+            )
+        })?;
     let pid = child.id();
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().ok_or("stdout")?).read_line(&mut line)?;
@@ -63,7 +72,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let idle_rss = rss_kib(pid, "VmRSS:");
 
     let kc = kube::config::Kubeconfig::read_from(dir.path().join("kubeconfig"))?;
-    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)?;
+    let client = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?,
+    )?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
 
     // Creates: 32 concurrent clients.
@@ -81,7 +92,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     return lat;
                 }
                 let t = Instant::now();
-                pods.create(&PostParams::default(), &pod(&format!("bench-{i:05}"))).await.expect("create");
+                pods.create(&PostParams::default(), &pod(&format!("bench-{i:05}")))
+                    .await
+                    .expect("create");
                 lat.push(t.elapsed());
             }
         }));
@@ -120,12 +133,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rss_after_list = rss_kib(pid, "VmRSS:");
 
     // Watch latency: 100 watchers, 100 creates one at a time.
-    let rv = pods.list_metadata(&Default::default()).await?.metadata.resource_version.unwrap_or_default();
-    let sent: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Default::default();
+    let rv = pods
+        .list_metadata(&Default::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let sent: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> =
+        Default::default();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
     let mut watchers = Vec::new();
     for _ in 0..100 {
-        let mut stream = pods.watch(&WatchParams::default().labels("app=watched"), &rv).await?.boxed();
+        let mut stream = pods
+            .watch(&WatchParams::default().labels("app=watched"), &rv)
+            .await?
+            .boxed();
         let sent = sent.clone();
         let tx = tx.clone();
         watchers.push(tokio::spawn(async move {
@@ -174,7 +196,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rss_after_list / 1024,
         rss_kib(pid, "VmHWM:") / 1024
     );
-    let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+    let _ = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status();
     let _ = child.wait();
     Ok(())
 }

@@ -9,7 +9,9 @@ use crate::resources::RESOURCES;
 /// Feeds `data` to every request-body decoder. The first byte picks the
 /// content type; the rest is the body. Errors are fine, panics are bugs.
 pub fn exercise(data: &[u8]) {
-    let Some((&sel, body)) = data.split_first() else { return };
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
     let ct = match sel % 4 {
         0 => "application/json",
         1 => "application/yaml",
