@@ -4,12 +4,14 @@
 //! Layout (every record is written to a temporary file, fsynced and
 //! renamed, so a crash never leaves a half image visible):
 //! - `blobs/sha256/<hex>`: manifests and configs.
-//! - `layers/sha256/<diff-id hex>/`: a layer unpacked for overlayfs (whiteouts
-//!   as 0:0 character devices, opaque dirs as `trusted.overlay.opaque=y`),
-//!   shared by every image that has it.
+//! - `layers/sha256/<diff-id hex>/rootfs`: a layer unpacked for overlayfs
+//!   (whiteouts as 0:0 character devices, opaque dirs as
+//!   `trusted.overlay.opaque=y`), shared by every image that has it, with
+//!   its size in `meta.json` beside it.
 //! - `images/by-digest/<manifest hex>.json`: the image record.
 //! - `images/by-name/<name>.json`: name -> manifest digest.
 //! - `imports/<archive hex>.json`: archives already imported at startup.
+//! - `leases/<id>.json`: images kept while a container uses them.
 //! - `tmp/`: work in progress, named by the owning pid.
 
 mod archive;

@@ -35,6 +35,9 @@ pub struct RegistriesConfig {
 pub struct Mirror {
     #[serde(default)]
     pub endpoint: Vec<String>,
+    /// k3s's repository rewrites; not applied yet (a warning says so).
+    #[serde(default)]
+    pub rewrite: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -105,6 +108,9 @@ impl RegistriesConfig {
         }
         let config: Self = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
         for (registry, mirror) in &config.mirrors {
+            if !mirror.rewrite.is_empty() {
+                tracing::warn!(registry = %registry, "registries.yaml: mirror rewrites are not supported and are ignored");
+            }
             for endpoint in &mirror.endpoint {
                 parse_endpoint(endpoint)
                     .map_err(|e| format!("mirrors.{registry}.endpoint {endpoint:?}: {e}"))?;

@@ -94,6 +94,17 @@ struct ImportRecord {
     names: Vec<String>,
 }
 
+/// What an archive file looked like when its digest was computed, so an
+/// unchanged file is not hashed again at the next start.
+#[derive(Debug, Serialize, Deserialize)]
+struct SeenArchive {
+    size: u64,
+    mtime_ns: i128,
+    dev: u64,
+    ino: u64,
+    digest: String,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct LeaseRecord {
     manifest_digest: String,
@@ -133,7 +144,7 @@ impl ImageStore {
             "layers/sha256",
             "images/by-digest",
             "images/by-name",
-            "imports",
+            "imports/seen",
             "leases",
             "tmp",
         ] {
@@ -704,26 +715,24 @@ impl Inner {
         files.sort();
         let _lock = self.lock(false)?;
         for path in files {
-            let result = sha256_file(&path)
-                .map_err(io_ctx(format!("reading {}", path.display())))
-                .and_then(|digest| {
-                    let known = self.read_json::<ImportRecord>(
-                        &self
-                            .root
-                            .join("imports")
-                            .join(format!("{}.json", hex_of(&digest))),
-                    )?;
-                    if let Some(known) = known {
-                        let mut all_present = true;
-                        for name in &known.names {
-                            all_present &= self.get(name)?.is_some();
-                        }
-                        if all_present {
-                            return Ok(None);
-                        }
+            let result = self.archive_digest(&path).and_then(|digest| {
+                let known = self.read_json::<ImportRecord>(
+                    &self
+                        .root
+                        .join("imports")
+                        .join(format!("{}.json", hex_of(&digest))),
+                )?;
+                if let Some(known) = known {
+                    let mut all_present = true;
+                    for name in &known.names {
+                        all_present &= self.get(name)?.is_some();
                     }
-                    self.import_archive_locked(&path, &digest).map(Some)
-                });
+                    if all_present {
+                        return Ok(None);
+                    }
+                }
+                self.import_archive_locked(&path, &digest).map(Some)
+            });
             match result {
                 Ok(Some(images)) => {
                     tracing::info!(archive = %path.display(), images = images.len(), "imported image archive");
@@ -737,6 +746,36 @@ impl Inner {
             }
         }
         Ok(report)
+    }
+
+    /// The content digest of an archive in the auto-import directory,
+    /// hashing it only when it changed since it was last seen.
+    fn archive_digest(&self, path: &Path) -> Result<String> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(path).map_err(io_ctx(format!("reading {}", path.display())))?;
+        let mut seen = SeenArchive {
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            digest: String::new(),
+        };
+        let name = path
+            .display()
+            .to_string()
+            .replace('%', "%25")
+            .replace('/', "%2F");
+        let cache = self.root.join("imports/seen").join(format!("{name}.json"));
+        if let Some(known) = self.read_json::<SeenArchive>(&cache)? {
+            let unchanged = (known.size, known.mtime_ns, known.dev, known.ino)
+                == (seen.size, seen.mtime_ns, seen.dev, seen.ino);
+            if unchanged && crate::is_digest(&known.digest) {
+                return Ok(known.digest);
+            }
+        }
+        seen.digest = sha256_file(path).map_err(io_ctx(format!("reading {}", path.display())))?;
+        self.write_json(&cache, &seen)?;
+        Ok(seen.digest)
     }
 
     // ---- removing ----------------------------------------------------------

@@ -154,11 +154,11 @@ impl Unpacker<'_> {
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 self.clear(&path)?;
+                // O_EXCL: never writes through a symlink planted meanwhile.
                 let mut file = OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
-                    .custom_flags(libc_o_nofollow())
                     .open(&path)
                     .map_err(|e| self.io(&shown, e))?;
                 self.size += io::copy(entry, &mut file).map_err(|e| self.io(&shown, e))?;
@@ -400,10 +400,6 @@ fn device(header: &tar::Header) -> nix::libc::dev_t {
     let major = header.device_major().ok().flatten().unwrap_or(0);
     let minor = header.device_minor().ok().flatten().unwrap_or(0);
     makedev(major.into(), minor.into())
-}
-
-fn libc_o_nofollow() -> i32 {
-    nix::fcntl::OFlag::O_NOFOLLOW.bits()
 }
 
 /// Ownership as recorded, when we may (an unprivileged store keeps its own).

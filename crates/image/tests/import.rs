@@ -151,6 +151,38 @@ async fn startup_import_skips_archives_already_imported() {
     assert_eq!(third.imported.len(), 1);
     assert!(third.imported[0].0.ends_with("busybox.oci.tar"));
     assert_eq!(third.skipped.len(), 1);
+
+    // A file replaced in place is hashed again, not trusted by its name.
+    std::fs::copy(
+        test_image("busybox.docker.tar"),
+        auto.join("busybox.oci.tar"),
+    )
+    .unwrap();
+    let fourth = reopened.import_dir(&auto).await.unwrap();
+    assert_eq!(fourth.imported.len(), 1, "{fourth:?}");
+    assert_eq!(fourth.skipped.len(), 1);
+}
+
+#[tokio::test]
+async fn temporary_data_of_a_dead_process_is_dropped_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = store(&dir).root().to_path_buf();
+    let dead_pid = (100_000..4_000_000u32)
+        .rev()
+        .find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        .unwrap();
+    let stale = root.join("tmp").join(format!("{dead_pid}-7-layer"));
+    std::fs::create_dir_all(stale.join("rootfs/etc")).unwrap();
+    let ours = root
+        .join("tmp")
+        .join(format!("{}-7-layer", std::process::id()));
+    std::fs::create_dir_all(&ours).unwrap();
+    ImageStoreExt::reopen(&store(&dir));
+    assert!(!stale.exists());
+    assert!(
+        ours.exists(),
+        "a live process's work in progress is left alone"
+    );
 }
 
 trait ImageStoreExt {
