@@ -334,26 +334,23 @@ pub fn strategic_merge_patch(kind: &str, doc: &Value, patch: &Value) -> Result<V
         Value::Object(d) => d.clone(),
         _ => Map::new(),
     };
-    match merge_map(kind, &mut Vec::new(), d, p)? {
-        Some(m) => Ok(Value::Object(m)),
-        None => Ok(Value::Object(Map::new())),
-    }
+    Ok(Value::Object(merge_map(kind, &mut Vec::new(), d, p)?))
 }
 
-/// Merges a patch map into an original map; `None` when the patch deletes
-/// the map itself.
+/// Merges a patch map into an original map. `$patch: delete` on a map
+/// leaves it empty, as in Kubernetes.
 fn merge_map<'a>(
     kind: &str,
     path: &mut Vec<&'a str>,
     mut orig: Map<String, Value>,
     patch: &'a Map<String, Value>,
-) -> Result<Option<Map<String, Value>>, PatchError> {
+) -> Result<Map<String, Value>, PatchError> {
     match patch.get("$patch").and_then(Value::as_str) {
-        Some("delete") => return Ok(None),
+        Some("delete") => return Ok(Map::new()),
         Some("replace") => {
             let mut m = patch.clone();
             m.remove("$patch");
-            return Ok(Some(m));
+            return Ok(m);
         }
         Some("merge") | None => {}
         Some(other) => {
@@ -395,23 +392,21 @@ fn merge_map<'a>(
         path.push(k.as_str());
         let merged = match (orig.remove(k), pv) {
             (Some(Value::Object(o)), Value::Object(pm)) => {
-                merge_map(kind, path, o, pm)?.map(Value::Object)
+                Value::Object(merge_map(kind, path, o, pm)?)
             }
-            (None, Value::Object(pm)) => merge_map(kind, path, Map::new(), pm)?.map(Value::Object),
+            (_, Value::Object(pm)) => Value::Object(merge_map(kind, path, Map::new(), pm)?),
             (o, Value::Array(pl)) => {
                 let ol = match o {
                     Some(Value::Array(ol)) => ol,
                     _ => Vec::new(),
                 };
                 let order = patch.get(&format!("{SET_ORDER}{k}"));
-                Some(Value::Array(merge_list(kind, path, ol, pl, order)?))
+                Value::Array(merge_list(kind, path, ol, pl, order)?)
             }
-            (_, other) => Some(other.clone()),
+            (_, other) => other.clone(),
         };
         path.pop();
-        if let Some(v) = merged {
-            orig.insert(k.clone(), v);
-        }
+        orig.insert(k.clone(), merged);
     }
     // An order directive for a list the patch does not otherwise touch.
     for (k, order) in patch {
@@ -434,7 +429,7 @@ fn merge_map<'a>(
     if let Some(keep) = retain {
         orig.retain(|k, _| keep.iter().any(|r| r == k));
     }
-    Ok(Some(orig))
+    Ok(orig)
 }
 
 fn merge_list<'a>(
@@ -445,20 +440,21 @@ fn merge_list<'a>(
     order: Option<&Value>,
 ) -> Result<Vec<Value>, PatchError> {
     let strategy = list_strategy(kind, path);
+    let original = orig.clone();
     let merged = match strategy {
         ListStrategy::Replace => {
             // A `$patch: replace` marker item is meaningless here; drop it.
-            patch
+            return Ok(patch
                 .iter()
                 .filter(|v| v.get("$patch").is_none())
                 .cloned()
-                .collect()
+                .collect());
         }
         ListStrategy::MergePrimitives => {
-            let mut out = orig;
-            for v in patch {
-                if !out.contains(v) {
-                    out.push(v.clone());
+            let mut out: Vec<Value> = Vec::new();
+            for v in orig.into_iter().chain(patch.iter().cloned()) {
+                if !out.contains(&v) {
+                    out.push(v);
                 }
             }
             out
@@ -501,52 +497,85 @@ fn merge_list<'a>(
                             Value::Object(o) => o,
                             _ => Map::new(),
                         };
-                        match merge_map(kind, path, o, pm)? {
-                            Some(m) => out[i] = Value::Object(m),
-                            None => {
-                                out.remove(i);
-                            }
-                        }
+                        out[i] = Value::Object(merge_map(kind, path, o, pm)?);
                     }
                     None => {
-                        if let Some(m) = merge_map(kind, path, Map::new(), pm)? {
-                            out.push(Value::Object(m));
-                        }
+                        out.push(Value::Object(merge_map(kind, path, Map::new(), pm)?));
                     }
                 }
             }
             out
         }
     };
-    Ok(match order {
-        Some(order) => apply_order(merged, order, strategy),
-        None => merged,
-    })
+    let order: &[Value] = match order {
+        Some(Value::Array(o)) => o,
+        Some(_) => {
+            return Err(PatchError::Malformed(
+                "invalid patch: $setElementOrder must be a list".into(),
+            ))
+        }
+        None => patch,
+    };
+    Ok(normalize_order(merged, order, &original, strategy))
 }
 
-/// Orders a merged list as `$setElementOrder` lists it; items the order
-/// does not name (set on the server only) follow in their previous order.
+/// Orders a merged list for an order directive on a list the patch does
+/// not otherwise change.
 fn apply_order(list: Vec<Value>, order: &Value, strategy: ListStrategy) -> Vec<Value> {
-    let Value::Array(order) = order else {
-        return list;
-    };
+    match (order, strategy) {
+        (Value::Array(order), ListStrategy::MergeKey(_) | ListStrategy::MergePrimitives) => {
+            let original = list.clone();
+            normalize_order(list, order, &original, strategy)
+        }
+        _ => list,
+    }
+}
+
+/// Kubernetes' ordering of a merged list: items named by the patch (or its
+/// `$setElementOrder`) come in that order; items only the server had keep
+/// their old relative order and are interleaved where the old list placed
+/// them.
+fn normalize_order(
+    merged: Vec<Value>,
+    order: &[Value],
+    original: &[Value],
+    strategy: ListStrategy,
+) -> Vec<Value> {
     let id = |v: &Value| -> Value {
         match strategy {
             ListStrategy::MergeKey(k) => v.get(k).cloned().unwrap_or(Value::Null),
             _ => v.clone(),
         }
     };
-    let wanted: Vec<Value> = order.iter().map(&id).collect();
-    let mut ordered: Vec<(usize, Value)> = Vec::new();
-    let mut rest = Vec::new();
-    for v in list {
-        match wanted.iter().position(|w| *w == id(&v)) {
-            Some(i) => ordered.push((i, v)),
-            None => rest.push(v),
-        }
+    let wanted: Vec<Value> = order
+        .iter()
+        .filter(|v| v.get("$patch").is_none())
+        .map(&id)
+        .collect();
+    let before: Vec<Value> = original.iter().map(&id).collect();
+    let pos = |list: &[Value], v: &Value| list.iter().position(|w| *w == id(v));
+    let (mut named, mut server_only): (Vec<Value>, Vec<Value>) =
+        merged.into_iter().partition(|v| pos(&wanted, v).is_some());
+    named.sort_by_key(|v| pos(&wanted, v));
+    server_only.sort_by_key(|v| pos(&before, v).unwrap_or(usize::MAX));
+    let mut out = Vec::with_capacity(named.len() + server_only.len());
+    let (mut left, mut right) = (
+        server_only.into_iter().peekable(),
+        named.into_iter().peekable(),
+    );
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(l), Some(r)) => {
+                matches!((pos(&before, l), pos(&before, r)), (Some(a), Some(b)) if a < b)
+            }
+        };
+        let next = if take_left { left.next() } else { right.next() };
+        out.extend(next);
     }
-    ordered.sort_by_key(|(i, _)| *i);
-    ordered.into_iter().map(|(_, v)| v).chain(rest).collect()
+    out
 }
 
 #[cfg(test)]
@@ -680,6 +709,12 @@ mod tests {
             json!([{"name": "data", "hostPath": {"path": "/d"}}])
         );
 
+        let wipe = json!({"spec": {"securityContext": {"$patch": "delete"}}});
+        let mut with_sc = pod();
+        with_sc["spec"]["securityContext"] = json!({"runAsUser": 1});
+        let out = strategic_merge_patch("Pod", &with_sc, &wipe).unwrap();
+        assert_eq!(out["spec"]["securityContext"], json!({}));
+
         let no_key = json!({"spec": {"containers": [{"image": "x"}]}});
         assert!(strategic_merge_patch("Pod", &pod(), &no_key).is_err());
     }
@@ -717,6 +752,42 @@ mod tests {
             out["status"]["conditions"],
             json!([{"type": "Ready", "status": "True"}, {"type": "MemoryPressure", "status": "False"}])
         );
+    }
+
+    #[test]
+    fn merged_lists_keep_kubernetes_order() {
+        // A new item named first in the patch goes first; the server-only
+        // item stays after the item it followed.
+        let doc = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
+        let patch = json!({"spec": {"containers": [{"name": "c"}, {"name": "a", "image": "x"}]}});
+        let out = strategic_merge_patch("Pod", &doc, &patch).unwrap();
+        let names: Vec<&str> = out["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["c", "a", "b"]);
+        assert_eq!(out["spec"]["containers"][1]["image"], "x");
+        // Appending keeps the old items in front.
+        let patch = json!({"spec": {"containers": [{"name": "b", "image": "y"}, {"name": "d"}]}});
+        let out = strategic_merge_patch("Pod", &doc, &patch).unwrap();
+        let names: Vec<&str> = out["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a", "b", "d"]);
+        // Finalizers merge as a set.
+        let doc = json!({"metadata": {"finalizers": ["x", "y"]}});
+        let out = strategic_merge_patch(
+            "Pod",
+            &doc,
+            &json!({"metadata": {"finalizers": ["z", "x"]}}),
+        )
+        .unwrap();
+        assert_eq!(out["metadata"]["finalizers"], json!(["z", "x", "y"]));
     }
 
     #[test]
