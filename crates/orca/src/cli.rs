@@ -49,6 +49,15 @@ pub struct ServerArgs {
     /// Also register this many simulated nodes (for scale tests).
     #[arg(long, default_value_t = 0)]
     pub virtual_nodes: u32,
+    /// Name of this node (default: the hostname).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// IP address this node advertises (default: the address of the default route's interface).
+    #[arg(long)]
+    pub node_ip: Option<String>,
+    /// HTTPS port of the node agent's logs/exec/attach server (the kubelet's 10250).
+    #[arg(long, default_value_t = 10250)]
+    pub agent_port: u16,
 }
 
 #[derive(Args, Debug)]
@@ -62,6 +71,15 @@ pub struct AgentArgs {
     /// Where the agent keeps images, pods and logs.
     #[arg(long, default_value = "/var/lib/orca")]
     pub data_dir: PathBuf,
+    /// Name of this node (default: the hostname).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// IP address this node advertises (default: the address of the default route's interface).
+    #[arg(long)]
+    pub node_ip: Option<String>,
+    /// HTTPS port of the node agent's logs/exec/attach server (the kubelet's 10250).
+    #[arg(long, default_value_t = 10250)]
+    pub agent_port: u16,
 }
 
 #[derive(Args, Debug)]
@@ -99,9 +117,9 @@ impl Cli {
                 println!("orca {}", env!("CARGO_PKG_VERSION"));
                 Ok(())
             }
-            Command::Server(_) | Command::Agent(_) | Command::Images(_) => {
-                anyhow::bail!("this command is not built yet")
-            }
+            Command::Server(args) => crate::server::run(args),
+            Command::Agent(args) => crate::agent::run(args),
+            Command::Images(args) => crate::images::run(args),
         }
     }
 }

@@ -1,7 +1,11 @@
 //! `orca`: one binary that is a Kubernetes-compatible control plane (API
 //! server, store, scheduler, controllers) and node agent.
 
+mod agent;
 mod cli;
+mod images;
+mod node;
+mod server;
 
 use clap::Parser;
 
@@ -14,6 +18,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     cli.run()
 }

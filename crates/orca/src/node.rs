@@ -1,0 +1,152 @@
+//! What `orca server` and `orca agent` share: building an API client and
+//! running the node agent with the Linux runtime.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// How to run this machine's node agent.
+pub struct AgentSetup {
+    pub data_dir: PathBuf,
+    pub node_ip: Option<String>,
+    pub node_name: Option<String>,
+    pub streaming_port: u16,
+    pub cluster_ca_pem: Vec<u8>,
+}
+
+pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
+    let kubeconfig = Kubeconfig::read_from(path)
+        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("loading kubeconfig {}", path.display()))?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+pub async fn run_agent(client: kube::Client, setup: AgentSetup) -> anyhow::Result<()> {
+    let node_name = match setup.node_name {
+        Some(name) => name,
+        None => hostname()?,
+    };
+    let node_ip = match setup.node_ip {
+        Some(ip) => ip
+            .parse()
+            .with_context(|| format!("--node-ip {ip} is not an IP address"))?,
+        None => default_node_ip()?,
+    };
+    let agent_dir = setup.data_dir.join("agent");
+    crate::server::create_private_dir(&agent_dir)?;
+    let mut config = orca_agent::Config {
+        node_name,
+        node_ip,
+        data_dir: setup.data_dir.clone(),
+        streaming_port: setup.streaming_port,
+        cluster_ca_pem: setup.cluster_ca_pem,
+        ..Default::default()
+    };
+
+    let images = open_images(&setup.data_dir).await?;
+    // The runtime hands out pod IPs from the node's pod CIDR, which the
+    // control plane assigns once the node is registered.
+    let pod_cidr = orca_agent::register_node(&client, &config).await?;
+    let mut runtime_config =
+        orca_runtime::RuntimeConfig::new(agent_dir, Arc::new(StoreImages(images)));
+    runtime_config.pod_cidr = pod_cidr.clone();
+    let runtime = orca_runtime::LinuxRuntime::new(runtime_config)
+        .context("starting the container runtime")?;
+    config.pod_cidr = Some(pod_cidr);
+    Ok(orca_agent::run(client, Arc::new(runtime), config).await?)
+}
+
+/// Opens the node's image store with `DATA_DIR/registries.yaml`, importing
+/// the archives dropped in `DATA_DIR/agent/images/` (known ones are skipped).
+async fn open_images(data_dir: &Path) -> anyhow::Result<orca_image::ImageStore> {
+    let registries_file = data_dir.join("registries.yaml");
+    let registries = if registries_file.exists() {
+        orca_image::RegistriesConfig::load(&registries_file)?
+    } else {
+        Default::default()
+    };
+    let images_dir = data_dir.join("agent/images");
+    let images = orca_image::ImageStore::open(&images_dir, registries)
+        .with_context(|| format!("opening the image store {}", images_dir.display()))?;
+    let report = images.import_dir(&images_dir).await?;
+    tracing::info!(
+        ?report,
+        "imported image archives from {}",
+        images_dir.display()
+    );
+    Ok(images)
+}
+
+/// The image store as the runtime sees it.
+struct StoreImages(orca_image::ImageStore);
+
+fn runtime_image(image: orca_image::Image) -> orca_runtime::RuntimeImage {
+    orca_runtime::RuntimeImage {
+        reference: image.reference,
+        digest: image.digest,
+        entrypoint: image.config.entrypoint,
+        cmd: image.config.cmd,
+        env: image.config.env,
+        working_dir: image.config.working_dir,
+        user: image.config.user,
+        stop_signal: image.config.stop_signal,
+        layers: image.layers,
+        size: image.size,
+    }
+}
+
+#[async_trait::async_trait]
+impl orca_runtime::ImageProvider for StoreImages {
+    async fn pull(
+        &self,
+        reference: &str,
+        auth: Option<orca_runtime::RegistryAuth>,
+    ) -> orca_runtime::Result<orca_runtime::RuntimeImage> {
+        let credentials = auth.map(|a| orca_image::Credentials {
+            username: a.username,
+            password: a.password,
+        });
+        self.0
+            .pull(reference, credentials)
+            .await
+            .map(runtime_image)
+            .map_err(|e| orca_runtime::Error::ImagePull {
+                image: reference.to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    async fn get(
+        &self,
+        reference: &str,
+    ) -> orca_runtime::Result<Option<orca_runtime::RuntimeImage>> {
+        self.0
+            .get(reference)
+            .map(|image| image.map(runtime_image))
+            .map_err(|e| orca_runtime::Error::Other(e.to_string()))
+    }
+}
+
+fn hostname() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("reading this machine's hostname")?;
+    Ok(name.trim().to_lowercase())
+}
+
+/// The address of the interface holding the default route, which is what a
+/// node advertises as its InternalIP. A UDP connect sends no packet; it only
+/// asks the kernel which source address it would use.
+fn default_node_ip() -> anyhow::Result<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    match socket
+        .connect("192.0.2.1:9")
+        .and_then(|_| socket.local_addr())
+    {
+        Ok(addr) => Ok(addr.ip()),
+        Err(_) => Ok(std::net::Ipv4Addr::LOCALHOST.into()),
+    }
+}

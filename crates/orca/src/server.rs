@@ -1,0 +1,136 @@
+//! `orca server`: the store, the API server, and the in-process API clients
+//! (controllers, scheduler, node agent, virtual nodes) wired together.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use orca_store::Store;
+
+use crate::cli::ServerArgs;
+use crate::node;
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    create_private_dir(&args.data_dir)?;
+    let store = open_store(&args).await?;
+    let api = orca_apiserver::start(
+        orca_apiserver::Config {
+            data_dir: args.data_dir.clone(),
+            bind_address: args.bind_address.clone(),
+            https_port: args.https_port,
+            tls_sans: args.tls_san.clone(),
+        },
+        store,
+    )
+    .await
+    .context("starting the API server")?;
+    tracing::info!(
+        address = %api.addr(),
+        kubeconfig = %api.kubeconfig_path().display(),
+        "API server ready"
+    );
+    let client = node::client_from_kubeconfig(api.kubeconfig_path()).await?;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(named(
+        "controllers",
+        orca_controllers::run(client.clone(), orca_controllers::Config::default()),
+    ));
+    if !args.disable_scheduler {
+        let config = orca_scheduler::Config::default();
+        tasks.spawn(named(
+            "scheduler",
+            orca_scheduler::run(client.clone(), config),
+        ));
+    }
+    if args.virtual_nodes > 0 {
+        let config = orca_virtual_nodes::Config {
+            count: args.virtual_nodes as usize,
+            ..Default::default()
+        };
+        tasks.spawn(named(
+            "virtual nodes",
+            orca_virtual_nodes::run(client.clone(), config),
+        ));
+    }
+    if !args.disable_agent {
+        let ca =
+            std::fs::read(args.data_dir.join("tls/ca.crt")).context("reading the cluster CA")?;
+        let agent = node::AgentSetup {
+            data_dir: args.data_dir.clone(),
+            node_ip: args.node_ip.clone(),
+            node_name: args.node_name.clone(),
+            streaming_port: args.agent_port,
+            cluster_ca_pem: ca,
+        };
+        tasks.spawn(named("node agent", node::run_agent(client.clone(), agent)));
+    }
+
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        Some(done) = tasks.join_next() => {
+            let result = done.context("a component panicked")?;
+            result?;
+        }
+    }
+    api.shutdown().await;
+    Ok(())
+}
+
+async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if args.datastore_endpoint.is_empty() {
+        let db_dir = args.data_dir.join("db");
+        create_private_dir(&db_dir)?;
+        let path = db_dir.join("state.db");
+        let store = orca_store::sqlite::SqliteStore::open(&path, Default::default())
+            .with_context(|| format!("opening the embedded store at {}", path.display()))?;
+        Ok(Arc::new(store))
+    } else {
+        let store = orca_store::etcd::EtcdStore::connect(&args.datastore_endpoint)
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting to etcd at {}",
+                    args.datastore_endpoint.join(",")
+                )
+            })?;
+        Ok(Arc::new(store))
+    }
+}
+
+async fn named<E>(
+    name: &'static str,
+    task: impl std::future::Future<Output = Result<(), E>>,
+) -> anyhow::Result<()>
+where
+    E: Into<anyhow::Error>,
+{
+    task.await
+        .map_err(Into::into)
+        .with_context(|| format!("{name} stopped"))
+}
+
+pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+pub(crate) async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
