@@ -146,7 +146,7 @@ impl FieldError {
             CauseType::TooLong,
             field,
             BadValue::Omit,
-            format!("must have at most {max_bytes} bytes"),
+            format!("may not be more than {max_bytes} bytes"),
         )
     }
     /// An enum field with a value outside `supported`, listed in its order.
@@ -1771,10 +1771,41 @@ pub fn validate_namespace(ns: &Namespace) -> Vec<FieldError> {
     errs
 }
 
+fn is_cidr(s: &str) -> bool {
+    let Some((ip, bits)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(bits) = bits.parse::<u8>() else {
+        return false;
+    };
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => bits <= 32,
+        Ok(std::net::IpAddr::V6(_)) => bits <= 128,
+        Err(_) => false,
+    }
+}
+
 /// Nodes: names are DNS subdomains; cluster-scoped.
 pub fn validate_node(node: &Node) -> Vec<FieldError> {
     let mut errs = validate_object_meta(&node.metadata, false, name_is_dns_subdomain);
     if let Some(spec) = &node.spec {
+        let cidrs = spec.pod_cidrs.as_deref().unwrap_or(&[]);
+        for (i, c) in cidrs.iter().enumerate() {
+            if !is_cidr(c) {
+                errs.push(FieldError::invalid(
+                    format!("spec.podCIDRs[{i}]"),
+                    c,
+                    "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+                ));
+            }
+        }
+        if cidrs.len() > 1 && cidrs.iter().filter(|c| c.contains(':')).count() != 1 {
+            errs.push(FieldError::invalid(
+                "spec.podCIDRs",
+                cidrs.join(","),
+                "may specify no more than one CIDR for each IP family",
+            ));
+        }
         for (i, t) in spec.taints.iter().flatten().enumerate() {
             let idx = format!("spec.taints[{i}]");
             if t.key.is_empty() {
@@ -1860,7 +1891,7 @@ pub fn validate_config_map(cm: &ConfigMap) -> Vec<FieldError> {
         total += v.0.len();
     }
     if total > 1024 * 1024 {
-        errs.push(FieldError::too_long("", 1024 * 1024));
+        errs.push(FieldError::too_long("[]", 1024 * 1024));
     }
     errs
 }
@@ -1992,6 +2023,96 @@ pub fn validate_update(kind: &str, new: &Value, old: &Value, namespaced: bool) -
             .into_iter()
             .filter(|e| !e.field.starts_with("metadata.")),
     );
+    match kind {
+        "Node" => errs.extend(node_update_rules(new, old)),
+        "ConfigMap" | "Secret" => errs.extend(immutable_data_rules(kind, new, old)),
+        _ => {}
+    }
+    errs
+}
+
+/// A node's podCIDRs and providerID may be set once, never changed (the
+/// IPAM controller assigns them).
+fn node_update_rules(new: &Value, old: &Value) -> Vec<FieldError> {
+    const WHY_CIDR: &str = "node updates may not change podCIDR except from \"\" to valid";
+    let mut errs = Vec::new();
+    let cidrs = |v: &Value| -> Vec<Value> {
+        v.pointer("/spec/podCIDRs")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (n, o) = (cidrs(new), cidrs(old));
+    if !o.is_empty() {
+        if n.len() != o.len() {
+            errs.push(FieldError::forbidden("spec.podCIDRs", WHY_CIDR));
+        } else {
+            for (i, (a, b)) in n.iter().zip(&o).enumerate() {
+                if a != b {
+                    errs.push(FieldError::forbidden(
+                        format!("spec.podCIDRs[{i}]"),
+                        WHY_CIDR,
+                    ));
+                }
+            }
+        }
+    }
+    let provider = |v: &Value| {
+        v.pointer("/spec/providerID")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let old_provider = provider(old);
+    if !old_provider.is_empty() && old_provider != provider(new) {
+        errs.push(FieldError::forbidden(
+            "spec.providerID",
+            "node updates may not change providerID except from \"\" to valid",
+        ));
+    }
+    errs
+}
+
+/// ConfigMaps and Secrets marked `immutable: true` keep their data and the
+/// mark itself.
+fn immutable_data_rules(kind: &str, new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if old.get("immutable").and_then(Value::as_bool) != Some(true) {
+        return errs;
+    }
+    if new.get("immutable").and_then(Value::as_bool) != Some(true) {
+        errs.push(FieldError::forbidden(
+            "immutable",
+            "field is immutable when `immutable` is set",
+        ));
+    }
+    let fields: &[&str] = if kind == "Secret" {
+        &["data", "type"]
+    } else {
+        &["data", "binaryData"]
+    };
+    for f in fields {
+        let norm = |v: &Value| {
+            v.get(*f)
+                .cloned()
+                .filter(|x| !x.is_null())
+                .unwrap_or(Value::Null)
+        };
+        if norm(new) != norm(old) {
+            if *f == "type" {
+                errs.push(FieldError::invalid(
+                    "type",
+                    new.get("type").and_then(Value::as_str).unwrap_or(""),
+                    "field is immutable",
+                ));
+            } else {
+                errs.push(FieldError::forbidden(
+                    *f,
+                    "field is immutable when `immutable` is set",
+                ));
+            }
+        }
+    }
     errs
 }
 
@@ -2311,6 +2432,47 @@ mod tests {
         assert_eq!(
             validate_update("ConfigMap", &new, &old, true)[0].field,
             "metadata.uid"
+        );
+    }
+
+    #[test]
+    fn too_long_wording() {
+        let big = "x".repeat(1024 * 1024 + 1);
+        let cm = json!({"metadata": {"name": "c", "namespace": "d"}, "data": {"k": big}});
+        assert_eq!(
+            messages(&validate_new("ConfigMap", &cm, true)),
+            vec!["[]: Too long: may not be more than 1048576 bytes"]
+        );
+    }
+
+    #[test]
+    fn node_and_immutable_updates() {
+        let old = json!({"metadata": {"name": "n1"}, "spec": {"podCIDR": "10.42.1.0/24", "podCIDRs": ["10.42.1.0/24"]}});
+        let same = old.clone();
+        assert!(validate_update("Node", &same, &old, false).is_empty());
+        let moved = json!({"metadata": {"name": "n1"}, "spec": {"podCIDR": "10.42.2.0/24", "podCIDRs": ["10.42.2.0/24"]}});
+        assert_eq!(
+            messages(&validate_update("Node", &moved, &old, false)),
+            vec![
+                r#"spec.podCIDRs[0]: Forbidden: node updates may not change podCIDR except from "" to valid"#
+            ]
+        );
+        let bad = json!({"metadata": {"name": "n1"}, "spec": {"podCIDRs": ["10.42.1.0/33"]}});
+        assert_eq!(
+            validate_new("Node", &bad, false)[0].field,
+            "spec.podCIDRs[0]"
+        );
+        let unset = json!({"metadata": {"name": "n1"}});
+        assert!(
+            validate_update("Node", &old, &unset, false).is_empty(),
+            "first assignment is allowed"
+        );
+
+        let cm = json!({"metadata": {"name": "c", "namespace": "d"}, "immutable": true, "data": {"a": "1"}});
+        let changed = json!({"metadata": {"name": "c", "namespace": "d"}, "immutable": true, "data": {"a": "2"}});
+        assert_eq!(
+            messages(&validate_update("ConfigMap", &changed, &cm, true)),
+            vec!["data: Forbidden: field is immutable when `immutable` is set"]
         );
     }
 
