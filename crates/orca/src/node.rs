@@ -51,8 +51,7 @@ pub async fn run_agent(client: kube::Client, setup: AgentSetup) -> anyhow::Resul
     // The runtime hands out pod IPs from the node's pod CIDR, which the
     // control plane assigns once the node is registered.
     let pod_cidr = orca_agent::register_node(&client, &config).await?;
-    let mut runtime_config =
-        orca_runtime::RuntimeConfig::new(agent_dir, Arc::new(StoreImages(images)));
+    let mut runtime_config = orca_runtime::RuntimeConfig::new(agent_dir, Arc::new(images));
     runtime_config.pod_cidr = pod_cidr.clone();
     let runtime = orca_runtime::LinuxRuntime::new(runtime_config)
         .context("starting the container runtime")?;
@@ -79,56 +78,6 @@ async fn open_images(data_dir: &Path) -> anyhow::Result<orca_image::ImageStore> 
         images_dir.display()
     );
     Ok(images)
-}
-
-/// The image store as the runtime sees it.
-struct StoreImages(orca_image::ImageStore);
-
-fn runtime_image(image: orca_image::Image) -> orca_runtime::RuntimeImage {
-    orca_runtime::RuntimeImage {
-        reference: image.reference,
-        digest: image.digest,
-        entrypoint: image.config.entrypoint,
-        cmd: image.config.cmd,
-        env: image.config.env,
-        working_dir: image.config.working_dir,
-        user: image.config.user,
-        stop_signal: image.config.stop_signal,
-        layers: image.layers,
-        size: image.size,
-    }
-}
-
-#[async_trait::async_trait]
-impl orca_runtime::ImageProvider for StoreImages {
-    async fn pull(
-        &self,
-        reference: &str,
-        auth: Option<orca_runtime::RegistryAuth>,
-    ) -> orca_runtime::Result<orca_runtime::RuntimeImage> {
-        let credentials = auth.map(|a| orca_image::Credentials {
-            username: a.username,
-            password: a.password,
-        });
-        self.0
-            .pull(reference, credentials)
-            .await
-            .map(runtime_image)
-            .map_err(|e| orca_runtime::Error::ImagePull {
-                image: reference.to_string(),
-                message: e.to_string(),
-            })
-    }
-
-    async fn get(
-        &self,
-        reference: &str,
-    ) -> orca_runtime::Result<Option<orca_runtime::RuntimeImage>> {
-        self.0
-            .get(reference)
-            .map(|image| image.map(runtime_image))
-            .map_err(|e| orca_runtime::Error::Other(e.to_string()))
-    }
 }
 
 fn hostname() -> anyhow::Result<String> {
