@@ -552,7 +552,10 @@ async fn run_session(socket: WebSocket, session: StreamSession, protocol: Protoc
     }
     // A normal closure (1000): client-go treats any other close code, even
     // "no status" (1005), as a failed stream.
-    let close = axum::extract::ws::CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: "".into() };
+    let close = axum::extract::ws::CloseFrame {
+        code: axum::extract::ws::close_code::NORMAL,
+        reason: "".into(),
+    };
     let _ = sink.send(Message::Close(Some(close))).await;
     input.abort();
     finisher.abort();

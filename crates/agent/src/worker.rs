@@ -103,6 +103,8 @@ struct Worker {
     terminal: Option<(String, String, String)>,
     slots: HashMap<String, Slot>,
     observed: Vec<ContainerStatus>,
+    /// Log tails standing in for missing termination messages, by container id.
+    fallback: HashMap<String, String>,
     probe_tx: mpsc::UnboundedSender<ProbeResult>,
     probe_rx: mpsc::UnboundedReceiver<ProbeResult>,
 }
@@ -179,6 +181,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, pod: Pod, rx: watch::Receiver<Option<Pod>
         terminal: None,
         slots: HashMap::new(),
         observed: Vec::new(),
+        fallback: HashMap::new(),
         probe_tx,
         probe_rx,
     };
@@ -271,6 +274,50 @@ impl Worker {
         )
     }
 
+    /// `terminationMessagePolicy: FallbackToLogsOnError`: a container that
+    /// failed without writing a message gets the tail of its log (the last
+    /// 80 lines, at most 2048 bytes, as the kubelet takes).
+    fn fallback_messages(&mut self) {
+        let specs: Vec<Container> = self
+            .init_specs()
+            .into_iter()
+            .chain(self.app_specs())
+            .collect();
+        for o in self.observed.iter_mut() {
+            let Rt::Exited {
+                exit_code, message, ..
+            } = &mut o.state
+            else {
+                continue;
+            };
+            if *exit_code == 0 || message.as_deref().is_some_and(|m| !m.is_empty()) {
+                continue;
+            }
+            let wants = specs.iter().any(|c| {
+                c.name == o.name
+                    && c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+            });
+            if !wants {
+                continue;
+            }
+            let tail = self.fallback.entry(o.id.clone()).or_insert_with(|| {
+                let content = std::fs::read_to_string(&o.log_path).unwrap_or_default();
+                let out = crate::logs::render(
+                    &content,
+                    &crate::logs::LogOptions {
+                        tail_lines: Some(80),
+                        ..Default::default()
+                    },
+                );
+                let start = out.len().saturating_sub(2048);
+                String::from_utf8_lossy(&out[start..]).to_string()
+            });
+            if !tail.is_empty() {
+                *message = Some(tail.clone());
+            }
+        }
+    }
+
     async fn main_loop(&mut self) {
         loop {
             if deleting(&self.pod, self.gone) {
@@ -332,7 +379,10 @@ impl Worker {
             }
         }
         match self.ctx.runtime.list_containers(Some(&self.uid)).await {
-            Ok(list) => self.observed = list,
+            Ok(list) => {
+                self.observed = list;
+                self.fallback_messages();
+            }
             Err(e) => {
                 tracing::warn!(pod = %self.name(), "listing the pod's containers failed: {e}");
                 return RETRY;
@@ -1153,6 +1203,7 @@ impl Worker {
         self.sandbox_ready = false;
         if let Ok(list) = self.ctx.runtime.list_containers(Some(&self.uid)).await {
             self.observed = list;
+            self.fallback_messages();
         }
     }
 

@@ -46,6 +46,16 @@ fn main() {
         ("agent_restart_keeps_pods_running", || {
             Box::pin(agent_restart_keeps_pods_running())
         }),
+        ("config_sources_hooks_and_termination_messages", || {
+            Box::pin(config_sources_hooks_and_termination_messages())
+        }),
+        (
+            "pods_deleted_while_pulling_or_initializing_are_cleaned_up",
+            || Box::pin(pods_deleted_while_pulling_or_initializing_are_cleaned_up()),
+        ),
+        ("active_deadline_fails_the_pod", || {
+            Box::pin(active_deadline_fails_the_pod())
+        }),
         ("streaming_logs_honour_kubectl_options", || {
             Box::pin(streaming_logs_honour_kubectl_options())
         }),
@@ -859,5 +869,214 @@ spec:
         ("out\n", "err\n")
     );
     assert_eq!(out.status.unwrap()["details"]["causes"][0]["message"], "5");
+    env.teardown().await;
+}
+
+async fn config_sources_hooks_and_termination_messages() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let env = Env::new(13).await;
+    let cms: kube::Api<ConfigMap> = kube::Api::namespaced(env.client.clone(), "default");
+    let cm: ConfigMap =
+        serde_yaml::from_str("metadata: {name: settings}\ndata: {color: blue, size: large}")
+            .unwrap();
+    cms.create(&Default::default(), &cm).await.unwrap();
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(env.client.clone(), "default");
+    let secret: Secret =
+        serde_yaml::from_str("metadata: {name: creds}\nstringData: {password: s3cret}").unwrap();
+    secrets.create(&Default::default(), &secret).await.unwrap();
+    let img = busybox();
+    env.create(&format!(
+        r#"
+metadata: {{name: configured, labels: {{tier: front}}}}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {{name: cfg, configMap: {{name: settings, items: [{{key: color, path: dir/color.txt}}]}}}}
+  - {{name: sec, secret: {{secretName: creds, defaultMode: 256}}}}
+  - {{name: info, downwardAPI: {{items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]}}}}
+  containers:
+  - name: main
+    image: "{img}"
+    imagePullPolicy: IfNotPresent
+    envFrom: [{{prefix: CFG_, configMapRef: {{name: settings}}}}]
+    env:
+    - {{name: PASSWORD, valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}}}
+    - {{name: NODE, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
+    - {{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
+    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, "echo started > /tmp/poststart"]}}}}
+    volumeMounts:
+    - {{name: cfg, mountPath: /etc/cfg}}
+    - {{name: sec, mountPath: /etc/sec}}
+    - {{name: info, mountPath: /etc/info}}
+    command:
+    - sh
+    - -c
+    - |
+      sleep 1
+      echo "color=$(cat /etc/cfg/dir/color.txt) size=$CFG_size pw=$PASSWORD/$(cat /etc/sec/password) node=$NODE ip=${{POD_IP:+set}} $(cat /etc/info/labels) $(cat /tmp/poststart)"
+      echo "all done" > /dev/termination-log
+  - name: fallback
+    image: "{img}"
+    imagePullPolicy: IfNotPresent
+    terminationMessagePolicy: FallbackToLogsOnError
+    command: [sh, -c, "echo last words; exit 4"]
+"#
+    ))
+    .await;
+    let p = env
+        .wait("configured", T, "Failed", |p| phase(p) == "Failed")
+        .await;
+    let logs = env
+        .pods()
+        .logs(
+            "configured",
+            &kube::api::LogParams {
+                container: Some("main".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        logs,
+        format!(
+            "color=blue size=large pw=s3cret/s3cret node={} ip=set tier=\"front\" started\n",
+            env.node
+        )
+    );
+    let main = container(&p, "main")
+        .unwrap()
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!(
+        (main.exit_code, main.message.as_deref()),
+        (0, Some("all done\n"))
+    );
+    let fallback = container(&p, "fallback")
+        .unwrap()
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!(
+        (fallback.exit_code, fallback.message.as_deref()),
+        (4, Some("last words\n"))
+    );
+
+    // A missing configMap keeps the pod in ContainerCreating with FailedMount.
+    env.create(&format!(
+        r#"
+metadata: {{name: nocfg}}
+spec:
+  volumes: [{{name: cfg, configMap: {{name: absent}}}}]
+  containers:
+  - {{name: main, image: "{img}", imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}}
+"#
+    ))
+    .await;
+    let t0 = std::time::Instant::now();
+    loop {
+        let events = env.events("nocfg").await;
+        if events.contains(&r#"FailedMount: MountVolume.SetUp failed for volume "cfg" : configmap "absent" not found"#.to_string()) {
+            break;
+        }
+        assert!(t0.elapsed() < T, "no FailedMount event: {events:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let p = env.pods().get("nocfg").await.unwrap();
+    assert_eq!(
+        waiting_reason(&p, "main").as_deref(),
+        Some("ContainerCreating")
+    );
+    env.teardown().await;
+}
+
+async fn pods_deleted_while_pulling_or_initializing_are_cleaned_up() {
+    let env = Env::new(14).await;
+    let img = busybox();
+    env.create(&format!(
+        r#"
+metadata: {{name: initializing}}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {{name: init, image: "{img}", imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}}
+  containers:
+  - {{name: main, image: "{img}", imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}}
+"#
+    ))
+    .await;
+    env.create(&format!(
+        r#"
+metadata: {{name: pulling}}
+spec:
+  containers:
+  - {{name: main, image: "{}/orca/never-there:1.0"}}
+"#,
+        registry()
+    ))
+    .await;
+    env.wait("initializing", T, "init running", |p| is_running(p, "init"))
+        .await;
+    env.wait("pulling", T, "ErrImagePull", |p| {
+        matches!(
+            waiting_reason(p, "main").as_deref(),
+            Some("ErrImagePull" | "ImagePullBackOff")
+        )
+    })
+    .await;
+    for name in ["initializing", "pulling"] {
+        env.pods().delete(name, &Default::default()).await.unwrap();
+    }
+    env.wait_gone("initializing", T).await;
+    env.wait_gone("pulling", T).await;
+    assert!(env.runtime.list_containers(None).await.unwrap().is_empty());
+    assert!(env.runtime.list_sandboxes().await.unwrap().is_empty());
+    env.teardown().await;
+}
+
+async fn active_deadline_fails_the_pod() {
+    let env = Env::new(15).await;
+    env.create(&format!(
+        r#"
+metadata: {{name: deadline}}
+spec:
+  activeDeadlineSeconds: 2
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: main, image: "{}", imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}}
+"#,
+        busybox()
+    ))
+    .await;
+    let p = env
+        .wait("deadline", T, "Failed", |p| phase(p) == "Failed")
+        .await;
+    let st = status(&p);
+    assert_eq!(st.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(
+        st.message.as_deref(),
+        Some("Pod was active on the node longer than the specified deadline")
+    );
+    assert!(container(&p, "main")
+        .unwrap()
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .is_some());
+    let events = env.events("deadline").await;
+    assert!(
+        events.contains(
+            &"DeadlineExceeded: Pod was active on the node longer than the specified deadline"
+                .to_string()
+        ),
+        "{events:?}"
+    );
     env.teardown().await;
 }

@@ -33,6 +33,7 @@ fn runtime_image(i: orca_image::Image) -> RuntimeImage {
     RuntimeImage {
         reference: i.reference,
         digest: i.digest,
+        repo_digest: i.repo_digest,
         entrypoint: i.config.entrypoint,
         cmd: i.config.cmd,
         env: i.config.env,
