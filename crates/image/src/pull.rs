@@ -12,7 +12,7 @@ use oci_client::{Client, Reference};
 use crate::digest::sha256;
 use crate::oci::{is_layer_media_type, pick_platform, ConfigFile, Document};
 use crate::reference::ImageRef;
-use crate::registries::{Credentials, Endpoint};
+use crate::registries::{Credentials, Endpoint, Transport};
 use crate::store::{ImageStore, LayerRecord};
 use crate::{Error, Image, Result};
 
@@ -39,7 +39,15 @@ pub(crate) async fn pull(
         })??;
     let mut failures = Vec::new();
     for endpoint in store.inner.registries.endpoints(&r.registry) {
-        match pull_from(store, r, &endpoint, auth.clone()).await {
+        let mut result = pull_from(store, r, &endpoint, Transport::Https, auth.clone()).await;
+        if endpoint.transport == Transport::Loopback {
+            // Not speaking TLS (or not at all): ask again in plain HTTP,
+            // and report that answer.
+            if let Err(Error::Registry { .. } | Error::RegistryUnreachable { .. }) = &result {
+                result = pull_from(store, r, &endpoint, Transport::Http, auth.clone()).await;
+            }
+        }
+        match result {
             Ok(image) => return Ok(image),
             Err(e) => {
                 tracing::info!(image = %r, endpoint = %endpoint.host, error = %e, "pull attempt failed");
@@ -94,16 +102,16 @@ fn combine(r: &ImageRef, mut failures: Vec<(String, Error)>) -> Error {
     }
 }
 
-fn client_for(store: &ImageStore, endpoint: &Endpoint) -> Result<Client> {
+fn client_for(store: &ImageStore, endpoint: &Endpoint, transport: Transport) -> Result<Client> {
     // reqwest is built without a default TLS provider; pick ring, as the
     // rest of Orca does. Installing twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = ClientConfig {
-        protocol: if endpoint.plain_http {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
+        protocol: match (endpoint.transport, transport) {
+            (Transport::Http, _) | (Transport::Loopback, Transport::Http) => ClientProtocol::Http,
+            _ => ClientProtocol::Https,
         },
+        accept_invalid_certificates: endpoint.transport == Transport::Loopback,
         connect_timeout: Some(std::time::Duration::from_secs(15)),
         read_timeout: Some(std::time::Duration::from_secs(120)),
         platform_resolver: None,
@@ -115,7 +123,7 @@ fn client_for(store: &ImageStore, endpoint: &Endpoint) -> Result<Client> {
         .host_config(&endpoint.host)
         .and_then(|c| c.tls.as_ref())
     {
-        config.accept_invalid_certificates = tls.insecure_skip_verify;
+        config.accept_invalid_certificates |= tls.insecure_skip_verify;
         if let Some(ca) = &tls.ca_file {
             let data = std::fs::read(ca).map_err(|e| {
                 Error::io(
@@ -207,6 +215,15 @@ fn registry_error(r: &ImageRef, host: &str, e: OciDistributionError) -> Error {
             reference,
             detail: format!("{host}: {e}"),
         },
+        OciDistributionError::RequestError(ref re) if error_chain(re).contains("certificate") => {
+            Error::Registry {
+                reference,
+                detail: format!(
+                    "{host}: TLS certificate not trusted: {} (give the registry's CA as configs.\"{host}\".tls.ca_file in registries.yaml, or set insecure_skip_verify)",
+                    error_chain(re)
+                ),
+            }
+        }
         OciDistributionError::RequestError(ref re) if re.is_connect() || re.is_timeout() => {
             Error::RegistryUnreachable {
                 reference,
@@ -257,10 +274,11 @@ async fn pull_from(
     store: &ImageStore,
     r: &ImageRef,
     endpoint: &Endpoint,
+    transport: Transport,
     explicit_auth: Option<Credentials>,
 ) -> Result<Image> {
     let host = endpoint.host.as_str();
-    let client = client_for(store, endpoint)?;
+    let client = client_for(store, endpoint, transport)?;
     let auth = auth_for(store, endpoint, explicit_auth)?;
     let reference = r.to_string();
     let fetch = |digest: Option<String>| {

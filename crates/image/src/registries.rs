@@ -11,8 +11,9 @@
 //!     tls: { insecure_skip_verify: true }
 //! ```
 //! An `http://` endpoint is plain HTTP. After the mirrors, the registry
-//! itself is tried (as k3s does); loopback registries are spoken to over
-//! plain HTTP, as Docker treats 127.0.0.0/8 as insecure by default.
+//! itself is tried (as k3s does). A loopback registry with no TLS settings
+//! is insecure, as Docker treats 127.0.0.0/8: HTTPS without certificate
+//! checks, falling back to plain HTTP.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,7 +87,16 @@ pub struct Credentials {
 pub(crate) struct Endpoint {
     /// `host[:port]` as used in URLs and as the key of `configs`.
     pub host: String,
-    pub plain_http: bool,
+    pub transport: Transport,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Https,
+    Http,
+    /// Docker's default for loopback registries (insecure by default):
+    /// HTTPS without certificate checks, then plain HTTP.
+    Loopback,
 }
 
 impl RegistriesConfig {
@@ -146,9 +156,14 @@ impl RegistriesConfig {
             .iter()
             .any(|e| e.host == upstream || e.host == registry)
         {
+            let configured_tls = self.host_config(upstream).is_some_and(|c| c.tls.is_some());
             endpoints.push(Endpoint {
                 host: upstream.to_string(),
-                plain_http: is_loopback_host(upstream),
+                transport: if is_loopback_host(upstream) && !configured_tls {
+                    Transport::Loopback
+                } else {
+                    Transport::Https
+                },
             });
         }
         endpoints
@@ -203,14 +218,14 @@ impl AuthConfig {
 }
 
 fn parse_endpoint(endpoint: &str) -> Result<Endpoint, String> {
-    let (plain_http, rest) = if let Some(rest) = endpoint.strip_prefix("http://") {
-        (true, rest)
+    let (transport, rest) = if let Some(rest) = endpoint.strip_prefix("http://") {
+        (Transport::Http, rest)
     } else if let Some(rest) = endpoint.strip_prefix("https://") {
-        (false, rest)
+        (Transport::Https, rest)
     } else if endpoint.contains("://") {
         return Err("only http:// and https:// endpoints are supported".to_string());
     } else {
-        (false, endpoint)
+        (Transport::Https, endpoint)
     };
     let host = rest.trim_end_matches('/');
     let host = host.strip_suffix("/v2").unwrap_or(host);
@@ -222,7 +237,7 @@ fn parse_endpoint(endpoint: &str) -> Result<Endpoint, String> {
     }
     Ok(Endpoint {
         host: host.to_string(),
-        plain_http,
+        transport,
     })
 }
 
@@ -270,15 +285,15 @@ configs:
             vec![
                 Endpoint {
                     host: "127.0.0.1:5000".into(),
-                    plain_http: true
+                    transport: Transport::Http
                 },
                 Endpoint {
                     host: "mirror.example.com".into(),
-                    plain_http: false
+                    transport: Transport::Https
                 },
                 Endpoint {
                     host: "registry-1.docker.io".into(),
-                    plain_http: false
+                    transport: Transport::Https
                 },
             ]
         );
@@ -306,11 +321,30 @@ configs:
     }
 
     #[test]
-    fn loopback_registries_default_to_plain_http() {
+    fn loopback_registries_are_insecure_by_default() {
         let cfg = RegistriesConfig::default();
-        assert!(cfg.endpoints("127.0.0.1:5000")[0].plain_http);
-        assert!(cfg.endpoints("localhost:5000")[0].plain_http);
-        assert!(!cfg.endpoints("ghcr.io")[0].plain_http);
+        assert_eq!(
+            cfg.endpoints("127.0.0.1:5000")[0].transport,
+            Transport::Loopback
+        );
+        assert_eq!(
+            cfg.endpoints("localhost:5000")[0].transport,
+            Transport::Loopback
+        );
+        assert_eq!(
+            cfg.endpoints("[::1]:5000")[0].transport,
+            Transport::Loopback
+        );
+        assert_eq!(cfg.endpoints("ghcr.io")[0].transport, Transport::Https);
+        // TLS settings for the host make it an ordinary HTTPS registry.
+        let cfg = RegistriesConfig::parse(
+            "configs:\n  \"127.0.0.1:5000\":\n    tls:\n      ca_file: /x.pem\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.endpoints("127.0.0.1:5000")[0].transport,
+            Transport::Https
+        );
     }
 
     #[test]

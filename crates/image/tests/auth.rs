@@ -3,89 +3,25 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use common::*;
 use orca_image::{Credentials, Error, RegistriesConfig};
 
-/// The registry process, killed (by pid) when the test ends.
-struct Registry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_registry_with_auth(user: &str, password: &str) -> Registry {
-    let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
     let hash = bcrypt::hash(password, 4).unwrap();
-    std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
-    let config = format!(
-        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\nhttp:\n  addr: {addr}\nauth:\n  htpasswd:\n    realm: orca-test\n    path: {root}/htpasswd\n",
-        root = dir.path().display()
-    );
-    std::fs::write(dir.path().join("config.yml"), config).unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(dir.path().join("config.yml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("docker-registry is not installed (scripts/test.sh installs it)");
-    let registry = Registry {
-        child,
-        addr,
-        _dir: dir,
-    };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&registry.addr).is_ok() {
-            return registry;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "docker-registry on {} never started listening",
-        registry.addr
-    );
+    Registry::start(Some(&format!("{user}:{hash}\n")), false)
 }
 
 #[tokio::test]
 async fn basic_auth_from_registries_yaml_or_pull_secrets() {
     let registry = start_registry_with_auth("alice", "s3cret");
-    let status = Command::new("skopeo")
-        .args([
-            "copy",
-            "-q",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "alice:s3cret",
-        ])
-        .arg(format!(
+    let reference = registry.push(
+        &format!(
             "docker-archive:{}",
             test_image("busybox.docker.tar").display()
-        ))
-        .arg(format!("docker://{}/private/busybox:latest", registry.addr))
-        .status()
-        .expect("skopeo is not installed (scripts/test.sh installs it)");
-    assert!(
-        status.success(),
-        "pushing the test image with skopeo failed"
+        ),
+        "private/busybox",
+        Some("alice:s3cret"),
     );
-    let reference = format!("{}/private/busybox:latest", registry.addr);
 
     // Without credentials the registry says no, and we say why.
     let dir = tempfile::tempdir().unwrap();

@@ -266,3 +266,151 @@ pub fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
     std::fs::write(&path, bytes).unwrap();
     path
 }
+
+/// A docker-registry started by a test on a free loopback port (with
+/// basic auth and/or a self-signed TLS certificate), killed by pid when
+/// dropped.
+pub struct Registry {
+    child: std::process::Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    pub fn start(htpasswd: Option<&str>, tls: bool) -> Registry {
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display().to_string();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\nhttp:\n  addr: {addr}\n"
+        );
+        if tls {
+            // A private CA (ca.pem) and a server certificate it signed.
+            let openssl = |args: &[&str]| {
+                let status = Command::new("openssl")
+                    .args(args)
+                    .current_dir(dir.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("openssl is not installed");
+                assert!(status.success(), "openssl {args:?} failed");
+            };
+            let ec = [
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+            ];
+            openssl(
+                &[
+                    &["req", "-x509"][..],
+                    &ec,
+                    &[
+                        "-days",
+                        "1",
+                        "-subj",
+                        "/CN=orca test CA",
+                        "-keyout",
+                        "ca.key",
+                        "-out",
+                        "ca.pem",
+                    ],
+                ]
+                .concat(),
+            );
+            openssl(
+                &[
+                    &["req"][..],
+                    &ec,
+                    &[
+                        "-subj",
+                        "/CN=127.0.0.1",
+                        "-keyout",
+                        "key.pem",
+                        "-out",
+                        "server.csr",
+                    ],
+                ]
+                .concat(),
+            );
+            std::fs::write(dir.path().join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "cert.pem",
+            ]);
+            config.push_str(&format!(
+                "  tls:\n    certificate: {root}/cert.pem\n    key: {root}/key.pem\n"
+            ));
+        }
+        if let Some(htpasswd) = htpasswd {
+            std::fs::write(dir.path().join("htpasswd"), htpasswd).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: orca-test\n    path: {root}/htpasswd\n"
+            ));
+        }
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry is not installed (scripts/test.sh installs it)");
+        let registry = Registry { child, addr, dir };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&registry.addr).is_ok() {
+                return registry;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "docker-registry on {} never started listening",
+            registry.addr
+        );
+    }
+
+    /// Pushes a test archive (`docker-archive:` or `oci-archive:` source) as `repo:latest`.
+    pub fn push(&self, source: &str, repo: &str, creds: Option<&str>) -> String {
+        let mut cmd = std::process::Command::new("skopeo");
+        cmd.args(["copy", "-q", "--dest-tls-verify=false"]);
+        if let Some(creds) = creds {
+            cmd.args(["--dest-creds", creds]);
+        }
+        let reference = format!("{}/{repo}:latest", self.addr);
+        let status = cmd
+            .arg(source)
+            .arg(format!("docker://{reference}"))
+            .status()
+            .expect("skopeo is not installed (scripts/test.sh installs it)");
+        assert!(status.success(), "pushing {source} with skopeo failed");
+        reference
+    }
+}
