@@ -235,6 +235,133 @@ fn volume(v: &mut Volume) {
     }
 }
 
+/// Characters Kubernetes uses for random name suffixes (generateName,
+/// kube-api-access volumes): no vowels, so no words form by accident.
+pub const NAME_SUFFIX_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// Length of the random suffix `generateName` appends.
+pub const GENERATE_NAME_SUFFIX_LEN: usize = 5;
+
+/// Maps caller-supplied random bytes onto [`NAME_SUFFIX_ALPHABET`], one
+/// character per byte (this crate does no I/O, so it takes the entropy).
+pub fn name_suffix(random: &[u8]) -> String {
+    random
+        .iter()
+        .map(|b| char::from(NAME_SUFFIX_ALPHABET[usize::from(*b) % NAME_SUFFIX_ALPHABET.len()]))
+        .collect()
+}
+
+/// Where the ServiceAccount admission plugin mounts the API credentials.
+pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Token lifetime the ServiceAccount admission plugin asks for: an hour
+/// plus 7 s, which kubelets recognise as "may be extended".
+const SERVICE_ACCOUNT_TOKEN_SECONDS: i64 = 3607;
+
+/// The ServiceAccount admission plugin's token volume: unless automounting
+/// is off (the pod's `automountServiceAccountToken`, else the
+/// ServiceAccount's `sa_automount`), adds a `kube-api-access-<suffix>`
+/// projected volume (token, `kube-root-ca.crt`'s ca.crt, namespace) and
+/// mounts it read-only in every container that has nothing at the mount
+/// path. Returns whether the pod now mounts it.
+pub fn mount_service_account_token(
+    pod: &mut Pod,
+    sa_automount: Option<bool>,
+    suffix: &str,
+) -> bool {
+    use k8s_openapi::api::core::v1::{
+        ConfigMapProjection, DownwardAPIProjection, DownwardAPIVolumeFile, KeyToPath,
+        ObjectFieldSelector, ProjectedVolumeSource, ServiceAccountTokenProjection, VolumeMount,
+        VolumeProjection,
+    };
+    let Some(spec) = pod.spec.as_mut() else {
+        return false;
+    };
+    if !spec
+        .automount_service_account_token
+        .or(sa_automount)
+        .unwrap_or(true)
+    {
+        return false;
+    }
+    let existing = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name.starts_with("kube-api-access-"))
+        .map(|v| v.name.clone());
+    let has_volume = existing.is_some();
+    let name = existing.unwrap_or_else(|| format!("kube-api-access-{suffix}"));
+    let mut needs_volume = false;
+    let containers = spec
+        .init_containers
+        .iter_mut()
+        .flatten()
+        .chain(spec.containers.iter_mut());
+    for c in containers {
+        let mounts = c.volume_mounts.get_or_insert_with(Vec::new);
+        if mounts
+            .iter()
+            .any(|m| m.mount_path == SERVICE_ACCOUNT_MOUNT_PATH)
+        {
+            continue;
+        }
+        mounts.push(VolumeMount {
+            name: name.clone(),
+            mount_path: SERVICE_ACCOUNT_MOUNT_PATH.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        needs_volume = true;
+    }
+    if needs_volume && !has_volume {
+        let projected = ProjectedVolumeSource {
+            default_mode: Some(DEFAULT_VOLUME_MODE),
+            sources: Some(vec![
+                VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        expiration_seconds: Some(SERVICE_ACCOUNT_TOKEN_SECONDS),
+                        path: "token".into(),
+                        audience: None,
+                    }),
+                    ..Default::default()
+                },
+                VolumeProjection {
+                    config_map: Some(ConfigMapProjection {
+                        name: "kube-root-ca.crt".into(),
+                        items: Some(vec![KeyToPath {
+                            key: "ca.crt".into(),
+                            path: "ca.crt".into(),
+                            mode: None,
+                        }]),
+                        optional: None,
+                    }),
+                    ..Default::default()
+                },
+                VolumeProjection {
+                    downward_api: Some(DownwardAPIProjection {
+                        items: Some(vec![DownwardAPIVolumeFile {
+                            path: "namespace".into(),
+                            field_ref: Some(ObjectFieldSelector {
+                                api_version: Some("v1".into()),
+                                field_path: "metadata.namespace".into(),
+                            }),
+                            ..Default::default()
+                        }]),
+                    }),
+                    ..Default::default()
+                },
+            ]),
+        };
+        spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+            name,
+            projected: Some(projected),
+            ..Default::default()
+        });
+    }
+    needs_volume || has_volume
+}
+
 /// Namespaces start `Active` with the `kubernetes` finalizer.
 pub fn namespace(ns: &mut Namespace) {
     let spec = ns.spec.get_or_insert_with(NamespaceSpec::default);
@@ -409,6 +536,58 @@ mod tests {
             serde_json::to_value(p.status).unwrap(),
             serde_json::json!({"phase": "Pending", "qosClass": "BestEffort"})
         );
+    }
+
+    #[test]
+    fn service_account_volume_matches_reference() {
+        let mut p = pod_from(serde_json::json!({
+            "metadata": {"name": "ref-running", "namespace": "default"},
+            "spec": {"containers": [{"name": "main", "image": "kref.local/busybox:1.35"}]}
+        }));
+        pod(&mut p);
+        assert!(mount_service_account_token(
+            &mut p,
+            None,
+            &name_suffix(&[10, 20, 30, 40, 50])
+        ));
+        let got = serde_json::to_value(&p).unwrap();
+        let reference: serde_json::Value = serde_yaml::from_str(
+            &std::fs::read_to_string(format!(
+                "{}/testdata/a-running.yaml",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let name = got["spec"]["volumes"][0]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(name.starts_with("kube-api-access-") && name.len() == "kube-api-access-".len() + 5);
+        let mut want_volume = reference["spec"]["volumes"][0].clone();
+        want_volume["name"] = serde_json::json!(name);
+        assert_eq!(got["spec"]["volumes"][0], want_volume);
+        let mut want_mount = reference["spec"]["containers"][0]["volumeMounts"][0].clone();
+        want_mount["name"] = serde_json::json!(name);
+        assert_eq!(got["spec"]["containers"][0]["volumeMounts"][0], want_mount);
+        // Idempotent: a second pass adds nothing.
+        assert!(mount_service_account_token(&mut p, None, "zzzzz"));
+        assert_eq!(p.spec.as_ref().unwrap().volumes.as_ref().unwrap().len(), 1);
+
+        let mut off = pod_from(serde_json::json!({
+            "metadata": {"name": "x"},
+            "spec": {"automountServiceAccountToken": false, "containers": [{"name": "c", "image": "x"}]}
+        }));
+        assert!(!mount_service_account_token(&mut off, Some(true), "abcde"));
+        assert!(off.spec.unwrap().volumes.is_none());
+    }
+
+    #[test]
+    fn suffixes_use_the_kubernetes_alphabet() {
+        let s = name_suffix(&[0, 1, 26, 27, 255]);
+        assert_eq!(s.len(), 5);
+        assert!(s.bytes().all(|b| NAME_SUFFIX_ALPHABET.contains(&b)));
+        assert_eq!(&s[..2], "bc");
     }
 
     #[test]

@@ -487,7 +487,10 @@ fn split_term(term: &str) -> Option<(&str, &str, &str)> {
             continue;
         }
         for op in ["!=", "==", "="] {
-            if term[i..].starts_with(op) {
+            // Compared as bytes: `i` may sit inside a multi-byte character,
+            // but an ASCII operator byte never does, so the slices below are
+            // on character boundaries.
+            if b[i..].starts_with(op.as_bytes()) {
                 return Some((&term[..i], op, &term[i + op.len()..]));
             }
         }
@@ -746,6 +749,52 @@ mod tests {
         );
         let sel = FieldSelector::parse(r"metadata.name=a\,b").unwrap();
         assert_eq!(sel.terms[0].value, "a,b");
+    }
+
+    #[test]
+    fn odd_input_never_panics() {
+        let corpus = [
+            "",
+            ",",
+            "=",
+            "!",
+            "!=",
+            "==",
+            "(",
+            ")",
+            "in",
+            "notin",
+            "a in",
+            "a in (",
+            "a in (b",
+            "a in (b,",
+            "a notin ()",
+            "a,,b",
+            "é=ü",
+            "ключ=значение",
+            "a=é,b!=ß",
+            "\\",
+            "a=\\",
+            "a=\\é",
+            "é\\=x",
+            "a>b",
+            "a<",
+            "x in (in, notin)",
+            "!!a",
+            "a!=",
+            "a===b",
+            "\u{0}=\u{0}",
+            "a b c",
+            "🙂=🙂",
+        ];
+        for s in corpus {
+            let _ = LabelSelector::parse(s);
+            if let Ok(f) = FieldSelector::parse(s) {
+                let _ = f.check_supported("Pod");
+                let _ = f.matches("Pod", &json!({"metadata": {"name": s}}));
+            }
+        }
+        assert_eq!(FieldSelector::parse("é=ü").unwrap().terms[0].value, "ü");
     }
 
     #[test]
