@@ -56,7 +56,7 @@ impl HostFacts {
             })
             .unwrap_or(0);
         let ephemeral_storage_kib = nix::sys::statvfs::statvfs(data_dir)
-            .map(|s| s.blocks() as u64 * s.fragment_size() as u64 / 1024)
+            .map(|s| s.blocks() * s.fragment_size() / 1024)
             .unwrap_or(0);
         let os_image = std::fs::read_to_string("/etc/os-release")
             .ok()

@@ -193,22 +193,19 @@ async fn container_logs(
         },
         _ => None,
     };
-    let parse_int = |name: &str| -> Result<Option<i64>, Response> {
+    let parse_int = |name: &str| -> Result<Option<i64>, String> {
         value(&q, name)
-            .map(|v| {
-                v.parse::<i64>()
-                    .map_err(|e| error(StatusCode::BAD_REQUEST, format!("{name} {v:?}: {e}")))
-            })
+            .map(|v| v.parse::<i64>().map_err(|e| format!("{name} {v:?}: {e}")))
             .transpose()
     };
     let opts = LogOptions {
         tail_lines: match parse_int("tailLines") {
             Ok(v) => v,
-            Err(r) => return r,
+            Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
         },
         limit_bytes: match parse_int("limitBytes") {
             Ok(v) => v,
-            Err(r) => return r,
+            Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
         },
         since,
         timestamps: flag(&q, &["timestamps"]),

@@ -807,19 +807,16 @@ impl Worker {
                 None
             }
         };
-        if policy == "Never" {
-            if present.is_none() {
-                let msg =
-                    format!("Container image {image:?} is not present with pull policy of Never");
-                self.event(
-                    Some((c, init)),
-                    Type::Warning,
-                    "ErrImageNeverPull",
-                    msg.clone(),
-                );
-                self.slot(&c.name).waiting = Some(("ErrImageNeverPull".into(), msg));
-                return Err(RETRY);
-            }
+        if policy == "Never" && present.is_none() {
+            let msg = format!("Container image {image:?} is not present with pull policy of Never");
+            self.event(
+                Some((c, init)),
+                Type::Warning,
+                "ErrImageNeverPull",
+                msg.clone(),
+            );
+            self.slot(&c.name).waiting = Some(("ErrImageNeverPull".into(), msg));
+            return Err(RETRY);
         }
         if present.is_some() && policy != "Always" {
             self.event(

@@ -11,10 +11,12 @@ use common::*;
 use libtest_mimic::{Arguments, Failed, Trial};
 use orca_runtime::Runtime;
 
+type Case = fn() -> futures::future::BoxFuture<'static, ()>;
+
 fn main() {
     orca_runtime::run_internal_command_if_requested();
     let args = Arguments::from_args();
-    let tests: Vec<(&str, fn() -> futures::future::BoxFuture<'static, ()>)> = vec![
+    let tests: Vec<(&str, Case)> = vec![
         ("pod_runs_with_kubernetes_status_and_events", || {
             Box::pin(pod_runs_with_kubernetes_status_and_events())
         }),
