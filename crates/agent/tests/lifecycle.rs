@@ -739,12 +739,12 @@ spec:
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for i in 0..2 {
+    for (i, id) in ids.iter().enumerate().take(2) {
         let p = env.pods().get(&format!("keep-{i}")).await.unwrap();
         let c = container(&p, "main").unwrap();
         assert_eq!(
             c.container_id.as_ref(),
-            Some(&ids[i]),
+            Some(id),
             "keep-{i} got a new container"
         );
         assert_eq!(c.restart_count, 0);
