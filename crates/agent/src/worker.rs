@@ -103,6 +103,8 @@ struct Worker {
     terminal: Option<(String, String, String)>,
     slots: HashMap<String, Slot>,
     observed: Vec<ContainerStatus>,
+    /// `observed` was filled from the runtime's full list.
+    listed: bool,
     /// Log tails standing in for missing termination messages, by container id.
     fallback: HashMap<String, String>,
     probe_tx: mpsc::UnboundedSender<ProbeResult>,
@@ -181,6 +183,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, pod: Pod, rx: watch::Receiver<Option<Pod>
         terminal: None,
         slots: HashMap::new(),
         observed: Vec::new(),
+        listed: false,
         fallback: HashMap::new(),
         probe_tx,
         probe_rx,
@@ -318,6 +321,39 @@ impl Worker {
         }
     }
 
+    /// Brings `observed` up to date: the runtime's full list once (which
+    /// adopts containers from before an agent restart), then only the
+    /// containers that can still change, each read directly, so a worker's
+    /// poll does not grow with the number of pods on the node.
+    async fn refresh(&mut self) -> Result<(), orca_runtime::Error> {
+        if !self.listed {
+            self.observed = self.ctx.runtime.list_containers(Some(&self.uid)).await?;
+            self.listed = true;
+        } else {
+            let live: Vec<String> = self
+                .observed
+                .iter()
+                .filter(|o| matches!(o.state, Rt::Running { .. } | Rt::Created))
+                .map(|o| o.id.clone())
+                .collect();
+            for id in live {
+                match self.ctx.runtime.container_status(&id).await {
+                    Ok(s) => {
+                        if let Some(o) = self.observed.iter_mut().find(|o| o.id == id) {
+                            *o = s;
+                        }
+                    }
+                    Err(orca_runtime::Error::ContainerNotFound(_)) => {
+                        self.observed.retain(|o| o.id != id)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.fallback_messages();
+        Ok(())
+    }
+
     async fn main_loop(&mut self) {
         loop {
             if deleting(&self.pod, self.gone) {
@@ -378,15 +414,9 @@ impl Worker {
                 }
             }
         }
-        match self.ctx.runtime.list_containers(Some(&self.uid)).await {
-            Ok(list) => {
-                self.observed = list;
-                self.fallback_messages();
-            }
-            Err(e) => {
-                tracing::warn!(pod = %self.name(), "listing the pod's containers failed: {e}");
-                return RETRY;
-            }
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(pod = %self.name(), "reading the pod's containers failed: {e}");
+            return RETRY;
         }
         loop {
             match self.state {
@@ -682,8 +712,11 @@ impl Worker {
             mine.iter().skip(1).map(|s| s.id.clone()).collect()
         };
         for id in stale {
-            if let Err(e) = self.ctx.runtime.remove_container(&id).await {
-                tracing::debug!(container = %id, "removing an old attempt: {e}");
+            match self.ctx.runtime.remove_container(&id).await {
+                Ok(()) | Err(orca_runtime::Error::ContainerNotFound(_)) => {
+                    self.observed.retain(|o| o.id != id);
+                }
+                Err(e) => tracing::debug!(container = %id, "removing an old attempt: {e}"),
             }
         }
         let runtime = self.ctx.runtime.clone();
@@ -717,6 +750,8 @@ impl Worker {
             format!("Created container: {}", c.name),
         );
         if let Err(e) = self.ctx.runtime.start_container(&id).await {
+            // A container that never started is not kept: the retry creates it anew.
+            let _ = self.ctx.runtime.remove_container(&id).await;
             let msg = e.to_string();
             self.event(
                 Some((c, init)),
