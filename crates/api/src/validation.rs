@@ -1697,6 +1697,116 @@ pub fn validate_pod_update(new: &Pod, old: &Pod) -> Vec<FieldError> {
     errs
 }
 
+/// `ValidatePodStatusUpdate` (the `pods/status` subresource): metadata
+/// stays, the node binding is not changed here, containers of a pod that
+/// does not restart them do not come back from terminated, and pod/host IPs
+/// are IP addresses with `podIPs[0]` equal to `podIP`.
+pub fn validate_pod_status_update(new: &Pod, old: &Pod) -> Vec<FieldError> {
+    let mut errs = validate_object_meta_update(&new.metadata, &old.metadata);
+    let node = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default()
+    };
+    if node(new) != node(old) {
+        errs.push(FieldError::forbidden(
+            "status.nodeName",
+            "may not be changed directly",
+        ));
+    }
+    let status = new.status.clone().unwrap_or_default();
+    let old_status = old.status.clone().unwrap_or_default();
+    if let Some(n) = status
+        .nominated_node_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+    {
+        if old_status.nominated_node_name.as_deref() != Some(n) {
+            errs.extend(
+                is_dns1123_subdomain(n)
+                    .into_iter()
+                    .map(|m| FieldError::invalid("status.nominatedNodeName", n, m)),
+            );
+        }
+    }
+    let restart_policy = old
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.clone())
+        .unwrap_or_default();
+    for (field, new_cs, old_cs) in [
+        (
+            "containerStatuses",
+            &status.container_statuses,
+            &old_status.container_statuses,
+        ),
+        (
+            "initContainerStatuses",
+            &status.init_container_statuses,
+            &old_status.init_container_statuses,
+        ),
+    ] {
+        for (i, cs) in new_cs.iter().flatten().enumerate() {
+            let Some(prev) = old_cs.iter().flatten().find(|o| o.name == cs.name) else {
+                continue;
+            };
+            let Some(term) = prev.state.as_ref().and_then(|s| s.terminated.as_ref()) else {
+                continue;
+            };
+            let still_terminated = cs.state.as_ref().is_some_and(|s| s.terminated.is_some());
+            // OnFailure restarts only failed containers; init containers of
+            // such pods likewise.
+            let may_restart = restart_policy == "OnFailure" && term.exit_code != 0;
+            if !still_terminated && !may_restart {
+                errs.push(FieldError::forbidden(
+                    format!("status.{field}[{i}].state"),
+                    "may not be transitioned to non-terminated state",
+                ));
+            }
+        }
+    }
+    let pod_ip = status.pod_ip.clone().unwrap_or_default();
+    let ips: Vec<String> = status
+        .pod_ips
+        .iter()
+        .flatten()
+        .map(|p| p.ip.clone())
+        .collect();
+    if !ips.is_empty() && ips[0] != pod_ip {
+        errs.push(FieldError::invalid(
+            "status.podIPs[0].ip",
+            &ips[0],
+            "must be equal to `podIP`",
+        ));
+    }
+    for (i, ip) in ips.iter().enumerate() {
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            errs.push(FieldError::invalid(
+                format!("status.podIPs[{i}].ip"),
+                ip,
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ));
+        }
+    }
+    let host_ips: Vec<String> = status
+        .host_ips
+        .iter()
+        .flatten()
+        .map(|p| p.ip.clone())
+        .collect();
+    for (i, ip) in host_ips.iter().enumerate() {
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            errs.push(FieldError::invalid(
+                format!("status.hostIPs[{i}].ip"),
+                ip,
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ));
+        }
+    }
+    errs
+}
+
 /// JSON form with empty lists and maps dropped: Kubernetes compares specs
 /// semantically, where an empty list equals an absent one.
 fn normalized<T: serde::Serialize>(v: &T) -> Value {
@@ -2399,6 +2509,52 @@ mod tests {
         assert_eq!(
             messages(&validate_pod_update(&extra, &old)),
             vec!["spec.containers: Forbidden: pod updates may not add or remove containers"]
+        );
+    }
+
+    #[test]
+    fn pod_status_updates() {
+        let mut old = pod(json!({"metadata": {"name": "p", "namespace": "default"},
+            "spec": {"nodeName": "n1", "restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}));
+        old.status = Some(
+            serde_json::from_value(json!({"phase": "Failed", "containerStatuses": [{
+            "name": "c", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1}}}]}))
+            .unwrap(),
+        );
+        let mut revived = old.clone();
+        revived
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[0]
+            .state = Some(serde_json::from_value(json!({"running": {}})).unwrap());
+        assert_eq!(
+            messages(&validate_pod_status_update(&revived, &old)),
+            vec!["status.containerStatuses[0].state: Forbidden: may not be transitioned to non-terminated state"]
+        );
+        let mut ips = old.clone();
+        ips.status.as_mut().unwrap().pod_ip = Some("10.42.0.5".into());
+        ips.status.as_mut().unwrap().pod_ips =
+            Some(vec![
+                serde_json::from_value(json!({"ip": "10.42.0.5"})).unwrap()
+            ]);
+        assert!(validate_pod_status_update(&ips, &old).is_empty());
+        ips.status.as_mut().unwrap().pod_ips =
+            Some(vec![
+                serde_json::from_value(json!({"ip": "10.42.0.6"})).unwrap()
+            ]);
+        assert_eq!(
+            validate_pod_status_update(&ips, &old)[0].field,
+            "status.podIPs[0].ip"
+        );
+        let mut moved = old.clone();
+        moved.spec.as_mut().unwrap().node_name = Some("n2".into());
+        assert_eq!(
+            messages(&validate_pod_status_update(&moved, &old)),
+            vec!["status.nodeName: Forbidden: may not be changed directly"]
         );
     }
 
