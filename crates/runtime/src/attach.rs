@@ -135,7 +135,11 @@ pub(crate) async fn attach(dir: &Path, id: &str, stdin: bool, tty: bool) -> Resu
         let (w, r) = tokio::io::duplex(64 * 1024);
         (Some(w), Some(r))
     };
+    // Closing our half of the socket would end the attach on the shim's
+    // side, so the writer keeps it until the output ends.
+    let (output_done_tx, output_done_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
+        let _done = output_done_tx;
         let (mut out, mut err) = (stdout_w, stderr_w);
         let mut buf = Vec::new();
         let mut chunk = vec![0u8; 32 * 1024];
@@ -159,32 +163,30 @@ pub(crate) async fn attach(dir: &Path, id: &str, stdin: bool, tty: bool) -> Resu
     tokio::spawn(async move {
         let mut chunk = vec![0u8; 32 * 1024];
         let mut stdin_open = stdin;
-        loop {
-            tokio::select! {
+        let mut resize_open = true;
+        while stdin_open || resize_open {
+            let frame = tokio::select! {
                 n = stdin_r.read(&mut chunk), if stdin_open => match n {
                     Ok(0) | Err(_) => {
                         stdin_open = false;
-                        if wr.write_all(&Frame::encode(FrameKind::CloseStdin, &[])).await.is_err() {
-                            break;
-                        }
+                        Frame::encode(FrameKind::CloseStdin, &[])
                     }
-                    Ok(n) => {
-                        if wr.write_all(&Frame::encode(FrameKind::Stdin, &chunk[..n])).await.is_err() {
-                            break;
-                        }
+                    Ok(n) => Frame::encode(FrameKind::Stdin, &chunk[..n]),
+                },
+                size = resize_rx.recv(), if resize_open => match size {
+                    Some(size) => Frame::resize(size),
+                    None => {
+                        resize_open = false;
+                        continue;
                     }
                 },
-                size = resize_rx.recv() => match size {
-                    Some(size) => {
-                        if wr.write_all(&Frame::resize(size)).await.is_err() {
-                            break;
-                        }
-                    }
-                    None if !stdin_open => break,
-                    None => {}
-                },
+            };
+            if wr.write_all(&frame).await.is_err() {
+                break;
             }
         }
+        let _ = output_done_rx.await;
+        drop(wr);
     });
     let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
     let (dir, id) = (dir.to_path_buf(), id.to_string());

@@ -25,7 +25,16 @@ pub(crate) async fn create(
         .ok_or_else(|| Error::ImageNotPresent(config.image.clone()))?;
     let uid = pod_uid.to_string();
     let name = config.name.clone();
-    let (id, dir) = blocking(inner, move |i| i.prepare_bundle(&uid, &config, &image)).await?;
+    let (id, dir) = blocking(inner, move |i| {
+        let (id, dir) = i.prepare_bundle(&uid, &config, &image)?;
+        // The image's layers are the container's rootfs: keep them from GC.
+        if let Err(e) = i.images.lease(&id, &image) {
+            i.discard_bundle(&id);
+            return Err(e);
+        }
+        Ok((id, dir))
+    })
+    .await?;
     match spawn_shim(inner, &id, &dir).await {
         Ok(()) => Ok(id),
         Err(message) => {
@@ -199,7 +208,11 @@ impl Inner {
             name: config.name.clone(),
             attempt: config.attempt,
             image: config.image.clone(),
-            image_id: image.digest.clone(),
+            image_id: if image.repo_digest.is_empty() {
+                image.digest.clone()
+            } else {
+                image.repo_digest.clone()
+            },
             log_path,
             stop_signal,
             termination_message_path: config.termination_message_path.clone(),
@@ -211,6 +224,7 @@ impl Inner {
 
     /// Undoes a bundle that never became a container.
     pub(crate) fn discard_bundle(&self, id: &str) {
+        let _ = self.images.release(id);
         let dir = self.layout.container(id);
         let _ = crate::rootfs::unmount(&dir.join(ContainerFiles::ROOTFS));
         let _ = std::fs::remove_dir_all(&dir);

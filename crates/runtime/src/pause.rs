@@ -77,19 +77,20 @@ fn setup(args: &[String]) -> Result<(), String> {
     if flags.contains(CloneFlags::CLONE_NEWPID) {
         std::process::exit(0);
     }
-    // The agent stops reading after the pid: later writes must not hit a dead pipe.
-    redirect_stdio_to_null();
+    // The agent stops reading after the pid: no pipe to it may stay open.
+    redirect_to_null(&[0, 1, 2]);
     Ok(())
 }
 
-pub(crate) fn redirect_stdio_to_null() {
+/// Points the given descriptors at /dev/null.
+pub(crate) fn redirect_to_null(fds: &[i32]) {
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")
     {
         use std::os::fd::AsRawFd;
-        for fd in 0..=1 {
+        for &fd in fds {
             let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
         }
     }

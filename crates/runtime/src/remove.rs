@@ -22,7 +22,7 @@ pub(crate) async fn remove(inner: &Arc<Inner>, id: &str) -> Result<()> {
             .map_err(|e| Error::Other(format!("remove {}: {e}", dir.display())))?;
         // Left behind only if the shim died before cleaning up.
         let _ = std::fs::remove_dir_all(i.layout.youki().join(&owned));
-        Ok(())
+        i.images.release(&owned)
     })
     .await
 }

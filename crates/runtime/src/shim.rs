@@ -210,7 +210,8 @@ impl Shim {
         write_json(&dir.join(ContainerFiles::STATE), &state).map_err(|e| e.to_string())?;
         let mut out = std::io::stdout();
         let _ = writeln!(out, "{pid}").and_then(|()| out.flush());
-        crate::pause::redirect_stdio_to_null();
+        // stderr stays: it is the shim's log file.
+        crate::pause::redirect_to_null(&[0, 1]);
         Ok(Shim {
             dir: dir.to_path_buf(),
             youki: youki.to_path_buf(),

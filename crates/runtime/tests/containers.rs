@@ -10,8 +10,16 @@ use common::*;
 use libtest_mimic::{Arguments, Trial};
 use orca_runtime::{ContainerState, Runtime};
 
+/// Set in a child process that plays a short-lived agent (see
+/// `runtime_reattaches_to_running_containers`): "<test dir> <bridge> <cidr>".
+const AGENT_ROLE: &str = "ORCA_RUNTIME_TEST_AGENT";
+
 fn main() {
     orca_runtime::run_internal_command_if_requested();
+    if let Ok(spec) = std::env::var(AGENT_ROLE) {
+        short_lived_agent(&spec);
+        return;
+    }
     let args = Arguments::from_args();
     // libtest-mimic turns a panicking test into a failure with its message.
     macro_rules! trials {
@@ -33,6 +41,7 @@ fn main() {
         runtime_reattaches_to_running_containers,
         attach_relays_stdin_and_stdout,
         file_volumes_sub_paths_read_only_and_termination_message,
+        shared_pid_host_network_and_capabilities,
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -531,10 +540,14 @@ fn exec_with_and_without_tty_returns_exit_code() {
     });
 }
 
-fn runtime_reattaches_to_running_containers() {
-    let env = Env::new(8);
-    let id = block_on(async {
-        let rt = env.reopen();
+/// Creates a pod with a ticking container, prints its id and pod IP, and
+/// exits: the shim and pause process must outlive this "agent".
+fn short_lived_agent(spec: &str) {
+    let [dir, bridge, cidr] = spec.split(' ').collect::<Vec<_>>()[..] else {
+        panic!("bad {AGENT_ROLE}: {spec:?}");
+    };
+    let rt = runtime_at(std::path::Path::new(dir), bridge, cidr);
+    block_on(async {
         let sb = rt.run_sandbox(&sandbox("pod-8", "again")).await.unwrap();
         let id = rt
             .create_container(
@@ -548,16 +561,34 @@ fn runtime_reattaches_to_running_containers() {
             .unwrap();
         rt.start_container(&id).await.unwrap();
         wait_log(&rt, &id, "tick 1").await;
-        (id, sb.ip)
+        println!("{id} {}", sb.ip.unwrap());
     });
-    // The first runtime (and its tokio runtime) is gone; a new one takes over.
-    let (id, ip) = id;
+}
+
+fn runtime_reattaches_to_running_containers() {
+    let env = Env::new(8);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(
+            AGENT_ROLE,
+            format!("{} {} {}", env.dir.path().display(), env.bridge, env.cidr),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
+    let (id, ip) = out.trim().split_once(' ').unwrap();
+    let id = id.to_string();
+    // The agent process is gone; a new runtime takes over its containers.
     block_on(async {
         let rt = env.reopen();
         let st = rt.container_status(&id).await.unwrap();
         assert!(matches!(st.state, ContainerState::Running { .. }), "{st:?}");
         let sb = rt.run_sandbox(&sandbox("pod-8", "again")).await.unwrap();
-        assert_eq!(sb.ip, ip);
+        assert_eq!(sb.ip.unwrap().to_string(), ip);
         assert!(sb.ready);
         let before = std::fs::read_to_string(&st.log_path).unwrap().len();
         wait_log(&rt, &id, "tick 20").await;
@@ -584,15 +615,22 @@ fn attach_relays_stdin_and_stdout() {
         let id = rt.create_container("pod-9", &c).await.unwrap();
         rt.start_container(&id).await.unwrap();
         wait_log(rt, &id, "ready").await;
+        // One session only watches, the other one types.
+        let mut watcher = rt.attach(&id, false, false).await.unwrap();
+        assert!(watcher.stdin.is_none());
         let mut s = rt.attach(&id, true, false).await.unwrap();
         let mut stdin = s.stdin.take().unwrap();
         stdin.write_all(b"ping\n").await.unwrap();
-        let mut stdout = s.stdout.take().unwrap();
-        let mut buf = [0u8; 5];
-        stdout.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"ping\n");
+        for session in [&mut s, &mut watcher] {
+            let mut stdout = session.stdout.take().unwrap();
+            let mut buf = [0u8; 5];
+            stdout.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"ping\n");
+        }
+        // Closing stdin ends `cat`; both sessions see the exit code.
         drop(stdin);
         assert_eq!(s.exit.await.unwrap(), 0);
+        assert_eq!(watcher.exit.await.unwrap(), 0);
         let st = wait_exited(rt, &id, Duration::from_secs(10)).await;
         assert!(log_lines(&st.log_path).contains(&"stdout F ping".to_string()));
         rt.remove_sandbox("pod-9").await.unwrap();
@@ -676,5 +714,43 @@ fn file_volumes_sub_paths_read_only_and_termination_message() {
         // hostPath content is the host's: never deleted.
         assert!(host_dir.join("from-host").exists());
         env.assert_clean(&[id]);
+    });
+}
+
+fn shared_pid_host_network_and_capabilities() {
+    let env = Env::new(11);
+    block_on(async {
+        let rt = &env.runtime;
+        let mut sb = sandbox("pod-11", "hostnet");
+        sb.host_network = true;
+        sb.share_process_namespace = true;
+        let status = rt.run_sandbox(&sb).await.unwrap();
+        assert_eq!(status.ip, None);
+        let sleeper = rt
+            .create_container("pod-11", &busybox("sleeper", "exec sleep 1000"))
+            .await
+            .unwrap();
+        rt.start_container(&sleeper).await.unwrap();
+        let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let mut c = busybox(
+            "look",
+            "ps -o comm | grep -x sleep; echo pid=$$; readlink /proc/self/ns/net; grep CapEff /proc/self/status",
+        );
+        c.security.capabilities_drop = vec!["ALL".into()];
+        let st = run_to_exit(rt, "pod-11", &c).await;
+        let lines = log_lines(&st.log_path);
+        assert!(lines.contains(&"stdout F sleep".to_string()), "{lines:?}");
+        assert!(!lines.contains(&"stdout F pid=1".to_string()), "{lines:?}");
+        assert!(
+            lines.contains(&format!("stdout F {}", host_net.display())),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"stdout F CapEff:\t0000000000000000".to_string()),
+            "{lines:?}"
+        );
+        let ids = vec![sleeper, st.id.clone()];
+        rt.remove_sandbox("pod-11").await.unwrap();
+        env.assert_clean(&ids);
     });
 }

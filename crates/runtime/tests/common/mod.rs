@@ -3,21 +3,16 @@
 //! its own root, bridge and CIDR, and checks that nothing is left behind.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use orca_image::{ImageStore, RegistriesConfig};
 use orca_runtime::{
-    ContainerConfig, ContainerState, ContainerStatus, ImageProvider, LinuxRuntime, RegistryAuth,
-    Result, Runtime, RuntimeConfig, RuntimeImage, SandboxConfig,
+    ContainerConfig, ContainerState, ContainerStatus, LinuxRuntime, Runtime, RuntimeConfig,
+    SandboxConfig,
 };
-
-/// The test images as scripts/build-test-images.sh builds them.
-pub struct TestImages {
-    images: BTreeMap<String, RuntimeImage>,
-}
 
 fn images_dir() -> PathBuf {
     PathBuf::from(std::env::var("ORCA_TEST_IMAGES").expect(
@@ -25,61 +20,29 @@ fn images_dir() -> PathBuf {
     ))
 }
 
-impl TestImages {
-    pub fn unpack(root: &Path) -> TestImages {
-        let mut images = BTreeMap::new();
-        let path_env = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-        for (name, cmd, stop) in [
-            ("busybox", vec!["sh"], None),
-            ("nginx", vec!["nginx", "-g", "daemon off;"], Some("SIGQUIT")),
-        ] {
-            let tar = images_dir().join(format!("{name}.rootfs.tar"));
-            let layer = root.join("layers").join(name);
-            std::fs::create_dir_all(&layer).unwrap();
-            let st = Command::new("tar")
-                .arg("-xf")
-                .arg(&tar)
-                .arg("-C")
-                .arg(&layer)
-                .status()
-                .unwrap();
-            assert!(st.success(), "unpack {}", tar.display());
-            images.insert(
-                name.to_string(),
-                RuntimeImage {
-                    reference: format!("docker.io/library/{name}:latest"),
-                    digest: format!("sha256:{name}"),
-                    cmd: cmd.iter().map(|s| s.to_string()).collect(),
-                    env: vec![path_env.to_string()],
-                    stop_signal: stop.map(String::from),
-                    layers: vec![layer],
-                    ..Default::default()
-                },
-            );
-        }
-        TestImages { images }
-    }
-}
-
-#[async_trait::async_trait]
-impl ImageProvider for TestImages {
-    async fn pull(&self, reference: &str, _auth: Option<RegistryAuth>) -> Result<RuntimeImage> {
-        self.get(reference)
-            .await?
-            .ok_or_else(|| orca_runtime::Error::ImagePull {
-                image: reference.to_string(),
-                message: "not a test image".into(),
-            })
-    }
-    async fn get(&self, reference: &str) -> Result<Option<RuntimeImage>> {
-        let name = reference.split(':').next().unwrap_or(reference);
-        Ok(self.images.get(name).cloned())
-    }
+/// The node's image store with the test images (busybox, nginx) imported
+/// from their `docker save` archives.
+fn image_store(root: &Path) -> ImageStore {
+    let store = ImageStore::open(root.join("images"), RegistriesConfig::default()).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            for name in ["busybox", "nginx"] {
+                let archive = images_dir().join(format!("{name}.docker.tar"));
+                store
+                    .import_archive(&archive)
+                    .await
+                    .unwrap_or_else(|e| panic!("import {}: {e}", archive.display()));
+            }
+        });
+    store
 }
 
 pub struct Env {
     pub dir: tempfile::TempDir,
-    pub images: Arc<TestImages>,
+    pub images: Arc<ImageStore>,
     pub bridge: String,
     pub cidr: String,
     pub runtime: LinuxRuntime,
@@ -93,7 +56,7 @@ impl Env {
             .prefix("orca-rt-")
             .tempdir()
             .unwrap();
-        let images = Arc::new(TestImages::unpack(dir.path()));
+        let images = Arc::new(image_store(&dir.path().join("agent")));
         let bridge = format!("orcat{n}");
         let cidr = format!("10.250.{n}.0/24");
         let runtime = new_runtime(dir.path(), &bridge, &cidr, images.clone());
@@ -194,7 +157,14 @@ impl Drop for Env {
     }
 }
 
-fn new_runtime(dir: &Path, bridge: &str, cidr: &str, images: Arc<TestImages>) -> LinuxRuntime {
+/// A runtime over an existing test root (its images already imported), as
+/// another agent process would open it.
+pub fn runtime_at(dir: &Path, bridge: &str, cidr: &str) -> LinuxRuntime {
+    let images = ImageStore::open(dir.join("agent/images"), RegistriesConfig::default()).unwrap();
+    new_runtime(dir, bridge, cidr, Arc::new(images))
+}
+
+fn new_runtime(dir: &Path, bridge: &str, cidr: &str, images: Arc<ImageStore>) -> LinuxRuntime {
     let mut config = RuntimeConfig::new(dir.join("agent"), images);
     config.bridge = bridge.to_string();
     config.pod_cidr = cidr.to_string();
