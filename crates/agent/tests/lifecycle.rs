@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::stream;
 use common::*;
 use libtest_mimic::{Arguments, Failed, Trial};
 use orca_runtime::Runtime;
@@ -396,6 +397,34 @@ spec:
             "BackOff: Back-off restarting failed container main in pod crash_default({uid})"
         )),
         "{events:?}"
+    );
+    // Identical events fold into one whose count grows.
+    let all: Vec<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(env.client.clone(), "default")
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items;
+    let started: Vec<_> = all
+        .iter()
+        .filter(|e| {
+            e.involved_object.name.as_deref() == Some("crash")
+                && e.reason.as_deref() == Some("Started")
+        })
+        .collect();
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert!(started[0].count.unwrap_or(0) >= 2, "{:?}", started[0]);
+    assert_eq!(
+        started[0]
+            .source
+            .as_ref()
+            .and_then(|s| s.component.as_deref()),
+        Some("kubelet")
+    );
+    assert_eq!(started[0].reporting_component.as_deref(), Some("kubelet"));
+    assert_eq!(
+        started[0].involved_object.field_path.as_deref(),
+        Some("spec.containers{main}")
     );
     // The next restart waits the back-off out, then the delay doubles.
     let p = env
@@ -871,6 +900,29 @@ spec:
         ("out\n", "err\n")
     );
     assert_eq!(out.status.unwrap()["details"]["causes"][0]["message"], "5");
+    // attach to a container's own stdin and stdout.
+    env.create(&format!(
+        r#"
+metadata: {{name: reader}}
+spec:
+  containers:
+  - {{name: main, image: "{}", imagePullPolicy: IfNotPresent, stdin: true, command: [sh, -c, "read x; echo got $x; sleep 3600"]}}
+"#,
+        busybox()
+    ))
+    .await;
+    env.wait("reader", T, "running", |p| is_running(p, "main"))
+        .await;
+    let mut ws = env
+        .streaming_ws(
+            "/attach/default/reader/main?stdin=true&stdout=true&stderr=true",
+            "v5.channel.k8s.io",
+        )
+        .await;
+    ws.send(0, b"hello\n").await;
+    let mut out = stream::Output::default();
+    ws.read_until(&mut out, "got hello").await;
+    assert!(out.stdout.contains("got hello"), "{out:?}");
     env.teardown().await;
 }
 
