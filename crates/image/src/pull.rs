@@ -37,6 +37,7 @@ pub(crate) async fn pull(
                 std::io::Error::other(e.to_string()),
             )
         })??;
+    let started = std::time::Instant::now();
     let mut failures = Vec::new();
     for endpoint in store.inner.registries.endpoints(&r.registry) {
         let mut result = pull_from(store, r, &endpoint, Transport::Https, auth.clone()).await;
@@ -48,7 +49,10 @@ pub(crate) async fn pull(
             }
         }
         match result {
-            Ok(image) => return Ok(image),
+            Ok(image) => {
+                tracing::info!(image = %r, from = %endpoint.host, id = %image.digest, size = image.size, elapsed = ?started.elapsed(), "pulled image");
+                return Ok(image);
+            }
             Err(e) => {
                 tracing::info!(image = %r, endpoint = %endpoint.host, error = %e, "pull attempt failed");
                 failures.push((endpoint.host, e));

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     /// One lock per layer diff ID, so a layer is downloaded and unpacked
     /// once even when several images share it.
     layer_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Set when a name moved to another image, leaving the old one to collect.
+    orphaned: AtomicBool,
 }
 
 /// What the startup import did with each archive.
@@ -156,6 +158,7 @@ impl ImageStore {
             registries,
             pulls: Mutex::default(),
             layer_locks: Mutex::default(),
+            orphaned: AtomicBool::new(false),
         };
         inner.clean_stale_tmp();
         Ok(ImageStore {
@@ -197,6 +200,11 @@ impl ImageStore {
                 Some((done, image)) if *done >= asked => Ok(image.clone()),
                 _ => {
                     let result = crate::pull::pull(self, &r, auth).await;
+                    if result.is_ok() {
+                        let store = self.clone();
+                        let _ = tokio::task::spawn_blocking(move || store.inner.collect_orphans())
+                            .await;
+                    }
                     if let Ok(image) = &result {
                         *last = Some((Instant::now(), image.clone()));
                     }
@@ -234,8 +242,11 @@ impl ImageStore {
         let store = self.clone();
         let path = tar_path.to_path_buf();
         blocking(move || {
-            let _lock = store.inner.lock(false)?;
-            store.inner.import_rootfs_locked(&path, &r)
+            let lock = store.inner.lock(false)?;
+            let image = store.inner.import_rootfs_locked(&path, &r);
+            drop(lock);
+            store.inner.collect_orphans();
+            image
         })
         .await
     }
@@ -247,7 +258,12 @@ impl ImageStore {
     pub async fn import_dir(&self, dir: &Path) -> Result<ImportDirReport> {
         let store = self.clone();
         let dir = dir.to_path_buf();
-        blocking(move || store.inner.import_dir(&dir)).await
+        blocking(move || {
+            let report = store.inner.import_dir(&dir);
+            store.inner.collect_orphans();
+            report
+        })
+        .await
     }
 
     /// Removes a name, or every name of an image given by ID or digest, then
@@ -640,11 +656,17 @@ impl Inner {
         };
         self.write_json(&self.record_path(&manifest_digest), &record)?;
         for name in names {
+            let path = self.name_path(name);
+            if let Some(old) = self.read_json::<NameRecord>(&path)? {
+                if old.manifest_digest != manifest_digest {
+                    self.orphaned.store(true, Ordering::Relaxed);
+                }
+            }
             let n = NameRecord {
                 name: name.clone(),
                 manifest_digest: manifest_digest.clone(),
             };
-            self.write_json(&self.name_path(name), &n)?;
+            self.write_json(&path, &n)?;
         }
         let all_names = self.names_of(&manifest_digest)?;
         let first = names
@@ -812,6 +834,25 @@ impl Inner {
         }
         self.gc_locked()?;
         Ok(names)
+    }
+
+    /// Collects images a moved name left behind, if no other operation
+    /// holds the store right now (otherwise a later call does it).
+    fn collect_orphans(&self) {
+        if !self.orphaned.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let path = self.root.join("lock");
+        let Ok(file) = OpenOptions::new().write(true).open(&path) else {
+            return;
+        };
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(_lock) => match self.gc_locked() {
+                Ok(stats) => tracing::debug!(?stats, "collected images whose names moved"),
+                Err(e) => tracing::warn!(error = %e, "collecting unused images failed"),
+            },
+            Err(_) => self.orphaned.store(true, Ordering::Relaxed),
+        }
     }
 
     pub fn gc_locked(&self) -> Result<GcStats> {

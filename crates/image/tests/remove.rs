@@ -91,3 +91,20 @@ async fn a_leased_image_keeps_its_layers_until_released() {
     assert_eq!((stats.images, stats.layers), (1, 1));
     assert!(!image.layers[0].exists());
 }
+
+#[tokio::test]
+async fn a_name_moved_to_another_image_leaves_nothing_of_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let old = store
+        .import_rootfs(&test_image("busybox.rootfs.tar"), "app:v1")
+        .await
+        .unwrap();
+    let tar = write(&dir, "new.tar", &layer_tar(&[file("version", "2")]));
+    let new = store.import_rootfs(&tar, "app:v1").await.unwrap();
+    assert_ne!(old.digest, new.digest);
+    assert_eq!(store.get("app:v1").unwrap().unwrap().digest, new.digest);
+    assert!(!old.layers[0].exists());
+    assert_eq!(entries(&store.root().join("layers/sha256")).len(), 1);
+    assert_eq!(entries(&store.root().join("images/by-digest")).len(), 1);
+}
