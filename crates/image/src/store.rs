@@ -35,6 +35,14 @@ pub struct ImageStore {
 /// The last successful pull of a reference and when it finished.
 type PullSlot = Arc<tokio::sync::Mutex<Option<(Instant, Image)>>>;
 
+impl std::fmt::Debug for ImageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageStore")
+            .field("root", &self.inner.root)
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) struct Inner {
     pub root: PathBuf,
     pub registries: RegistriesConfig,
@@ -822,11 +830,20 @@ impl Inner {
             if reference.starts_with("sha256:") {
                 return Err(Error::ImageNotPresent(reference.to_string()));
             }
-            let name = ImageRef::parse(reference)?.to_string();
-            if !self.name_path(&name).exists() {
-                return Err(Error::ImageNotPresent(name));
+            let r = ImageRef::parse(reference)?;
+            let name = r.to_string();
+            if self.name_path(&name).exists() {
+                names.push(name);
+            } else {
+                // `repo@sha256:...` of an image pulled by tag: all its names.
+                names = match &r.digest {
+                    Some(digest) => self.names_of(digest)?,
+                    None => Vec::new(),
+                };
+                if names.is_empty() {
+                    return Err(Error::ImageNotPresent(name));
+                }
             }
-            names.push(name);
         }
         for name in &names {
             let path = self.name_path(name);

@@ -58,6 +58,17 @@ async fn removing_by_id_removes_every_name_and_a_shared_layer_survives_one_name(
     assert!(a.layers[0].exists(), "still used by two/busybox");
 
     store.import_rootfs(&tar, "three/busybox").await.unwrap();
+    let by_repo_digest = store.import_rootfs(&tar, "four/busybox").await.unwrap();
+    assert_eq!(
+        store
+            .remove(&by_repo_digest.repo_digest)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    store.import_rootfs(&tar, "two/busybox").await.unwrap();
+    store.import_rootfs(&tar, "three/busybox").await.unwrap();
     let removed = store.remove(&a.digest[7..19]).await.unwrap();
     assert_eq!(
         removed,
