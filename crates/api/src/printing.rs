@@ -754,10 +754,16 @@ mod tests {
 
     #[test]
     fn pod_tables_match_kubectl_reference_output() {
-        for (file, now) in [
-            ("c1-crashloopbackoff", at(10, 39, 0)),
-            ("b1-init-initializing", at(10, 37, 47)),
-            ("d-terminating", at(10, 37, 55)),
+        for (file, now, check_wide) in [
+            ("a-running", at(10, 37, 55), true),
+            // Its YAML was taken after the pod got its IP.
+            ("b1-init-initializing", at(10, 37, 47), false),
+            ("b2-init-after", at(10, 38, 25), true),
+            ("c0-crash-early", at(10, 37, 47), true),
+            ("c1-crashloopbackoff", at(10, 39, 0), true),
+            ("d-terminating", at(10, 37, 55), true),
+            ("e0-badimage-early", at(10, 37, 47), true),
+            ("e1-badimage-backoff", at(10, 38, 25), true),
         ] {
             let pod = fixture(&format!("{file}.yaml"));
             let t = table("Pod", &[pod], &TableOptions::new(now));
@@ -766,7 +772,42 @@ mod tests {
                 expected(&format!("{file}.get.txt")),
                 "{file}"
             );
+            if check_wide {
+                assert_eq!(
+                    kubectl_text(&t, true),
+                    expected(&format!("{file}.wide.txt")),
+                    "{file} -o wide"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn pod_list_matches_kubectl_get_pods() {
+        let pods: Vec<Value> = [
+            "e1-badimage-backoff",
+            "c1-crashloopbackoff",
+            "b2-init-after",
+            "a-running",
+        ]
+        .iter()
+        .map(|f| fixture(&format!("{f}.yaml")))
+        .collect();
+        let t = table("Pod", &pods, &TableOptions::new(at(10, 39, 0)));
+        let path = format!("{}/testdata/all-pods-t75s.txt", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut sections = text
+            .split("$ kubectl")
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                s.lines()
+                    .skip(1)
+                    .filter(|l| !l.is_empty())
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>()
+            });
+        assert_eq!(kubectl_text(&t, false), sections.next().unwrap());
+        assert_eq!(kubectl_text(&t, true), sections.next().unwrap());
     }
 
     #[test]

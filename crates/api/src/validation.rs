@@ -2256,6 +2256,35 @@ mod tests {
     }
 
     #[test]
+    fn reference_pods_validate_clean() {
+        // Pods as Kubernetes v1.32 stored them: defaulting them again and
+        // validating must find nothing, and an unchanged update is fine.
+        for file in [
+            "a-running",
+            "b1-init-initializing",
+            "c1-crashloopbackoff",
+            "d-terminating",
+            "e1-badimage-backoff",
+        ] {
+            let path = format!("{}/testdata/{file}.yaml", env!("CARGO_MANIFEST_DIR"));
+            let stored: Pod =
+                serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let mut p = stored.clone();
+            crate::defaults::pod_spec(p.spec.as_mut().unwrap());
+            assert_eq!(
+                p.spec, stored.spec,
+                "{file}: defaulting a stored pod changes nothing"
+            );
+            assert_eq!(messages(&validate_pod(&p)), Vec::<String>::new(), "{file}");
+            assert_eq!(
+                messages(&validate_pod_update(&p, &stored)),
+                Vec::<String>::new(),
+                "{file}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_name_has_kubernetes_wording_and_status() {
         let mut v = ok_pod();
         v["metadata"]["name"] = json!("Bad_Name");
