@@ -18,24 +18,24 @@ use crate::selectors::{self, Fields, Labels};
 
 /// How many past events each resource keeps for watches that start from an
 /// older resourceVersion. Older starts fall back to a store watch.
-const HISTORY: usize = 10_000;
+const HISTORY: usize = 2_000;
 /// Events a slow watcher may fall behind before its watch is closed (it
 /// re-watches from its last resourceVersion, as Kubernetes clients do).
-const FANOUT: usize = 16_384;
+const FANOUT: usize = 4_096;
 
 /// What selectors look at, extracted once per object version.
 pub struct ObjMeta {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Box<str>,
+    pub name: Box<str>,
     pub labels: Labels,
     pub fields: Fields,
 }
 
 pub struct CachedObj {
-    pub key: String,
+    pub key: Box<str>,
     /// The object as JSON, resourceVersion included.
     pub bytes: Bytes,
-    pub meta: ObjMeta,
+    pub meta: Arc<ObjMeta>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +61,8 @@ pub struct CacheEvent {
     /// The new version, or for a delete the last version (its
     /// resourceVersion set to the delete's revision).
     pub obj: Arc<CachedObj>,
-    pub prev: Option<Arc<CachedObj>>,
+    /// The previous version's summary (not its bytes, which can go).
+    pub prev: Option<Arc<ObjMeta>>,
 }
 
 struct ResourceState {
@@ -95,29 +96,26 @@ pub fn decode_with_rv(value: &[u8], rev: Revision) -> Option<Value> {
     Some(v)
 }
 
-pub fn meta_of(def: &ResourceDef, v: &Value) -> ObjMeta {
+pub fn meta_of(def: &'static ResourceDef, v: &Value) -> ObjMeta {
     let md = &v["metadata"];
-    let labels = md["labels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
     ObjMeta {
-        namespace: md["namespace"].as_str().unwrap_or_default().to_string(),
-        name: md["name"].as_str().unwrap_or_default().to_string(),
-        labels,
+        namespace: md["namespace"].as_str().unwrap_or_default().into(),
+        name: md["name"].as_str().unwrap_or_default().into(),
+        labels: selectors::labels_of(v),
         fields: selectors::field_set(def, v),
     }
 }
 
-fn build(def: &ResourceDef, key: &str, value: &[u8], rev: Revision) -> Option<Arc<CachedObj>> {
+pub fn build(
+    def: &'static ResourceDef,
+    key: &str,
+    value: &[u8],
+    rev: Revision,
+) -> Option<Arc<CachedObj>> {
     let v = decode_with_rv(value, rev)?;
-    let meta = meta_of(def, &v);
+    let meta = Arc::new(meta_of(def, &v));
     Some(Arc::new(CachedObj {
-        key: key.to_string(),
+        key: key.into(),
         bytes: Bytes::from(serde_json::to_vec(&v).ok()?),
         meta,
     }))
@@ -225,7 +223,7 @@ impl Cache {
         if let Some(def) = resources::by_prefix(&key) {
             let rc = &self.by_name[def.name];
             let mut st = rc.state.write().unwrap_or_else(|e| e.into_inner());
-            let prev = st.objects.get(&key).cloned();
+            let prev = st.objects.get(&key).map(|o| o.meta.clone());
             let event = match ev {
                 WatchEvent::Put { kv, .. } => match build(def, &key, &kv.value, rev) {
                     Some(obj) => {

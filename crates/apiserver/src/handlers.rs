@@ -264,7 +264,11 @@ impl Filter {
     }
 
     fn matches(&self, o: &CachedObj) -> bool {
-        self.labels.matches(&o.meta.labels) && self.fields.matches(&o.meta.fields)
+        self.matches_meta(&o.meta)
+    }
+
+    fn matches_meta(&self, m: &cache::ObjMeta) -> bool {
+        crate::selectors::labels_match(&self.labels, &m.labels) && self.fields.matches(&m.fields)
     }
 }
 
@@ -312,13 +316,12 @@ fn decode_continue(s: &str) -> Result<ContinueToken, ApiError> {
         .ok_or_else(|| ApiError::bad_request("continue key is not valid: malformed token"))
 }
 
-fn list_json(
+fn list_head(
     def: &ResourceDef,
     rv: Revision,
     cont: Option<&str>,
     remaining: Option<usize>,
-    items: &[Bytes],
-) -> Bytes {
+) -> String {
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if let Some(c) = cont {
         meta["continue"] = json!(c);
@@ -326,25 +329,68 @@ fn list_json(
     if let Some(r) = remaining {
         meta["remainingItemCount"] = json!(r);
     }
-    let total: usize = items.iter().map(|b| b.len() + 1).sum();
-    let mut out = BytesMut::with_capacity(total + 128);
-    out.put_slice(
-        format!(
-            "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
-            def.list_kind(),
-            def.api_version(),
-            meta
-        )
-        .as_bytes(),
-    );
-    for (i, b) in items.iter().enumerate() {
-        if i > 0 {
-            out.put_u8(b',');
+    format!(
+        "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+        def.list_kind(),
+        def.api_version(),
+        meta
+    )
+}
+
+/// A list response streamed in chunks of about 64 KiB, so listing ten
+/// thousand pods never holds the whole body in memory at once.
+fn list_body(head: String, items: Vec<Bytes>) -> Body {
+    const CHUNK: usize = 64 * 1024;
+    let state = (Some(head), items.into_iter(), false, true);
+    let stream = futures::stream::unfold(state, |(head, mut items, done, mut first)| async move {
+        if done {
+            return None;
         }
-        out.put_slice(b);
-    }
-    out.put_slice(b"]}");
-    out.freeze()
+        let mut out = BytesMut::with_capacity(CHUNK + 4096);
+        if let Some(h) = &head {
+            out.put_slice(h.as_bytes());
+        }
+        loop {
+            if out.len() >= CHUNK {
+                return Some((
+                    Ok(hyper::body::Frame::data(out.freeze())),
+                    (None, items, false, first),
+                ));
+            }
+            match items.next() {
+                Some(b) => {
+                    if !first {
+                        out.put_u8(b',');
+                    }
+                    first = false;
+                    out.put_slice(&b);
+                }
+                None => {
+                    out.put_slice(b"]}");
+                    return Some((
+                        Ok(hyper::body::Frame::data(out.freeze())),
+                        (None, items, true, first),
+                    ));
+                }
+            }
+        }
+    });
+    http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(stream))
+}
+
+fn list_response(
+    def: &ResourceDef,
+    rv: Revision,
+    cont: Option<&str>,
+    remaining: Option<usize>,
+    items: Vec<Bytes>,
+) -> Response<Body> {
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(list_body(list_head(def, rv, cont, remaining), items))
+        .unwrap_or_else(|_| Response::new(crate::server::full(Bytes::new())))
 }
 
 pub async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
@@ -405,8 +451,13 @@ fn render_list(
         }
         return Ok(json_response(200, &t));
     }
-    let body = list_json(ctx.def, rv, cont.as_deref(), remaining, &items);
-    Ok(bytes_response(200, "application/json", body))
+    Ok(list_response(
+        ctx.def,
+        rv,
+        cont.as_deref(),
+        remaining,
+        items,
+    ))
 }
 
 fn include_object(q: &Query) -> Result<IncludeObject, ApiError> {
@@ -549,7 +600,10 @@ impl WatchOut {
             EventType::Added if cur => EventType::Added,
             EventType::Deleted if cur => EventType::Deleted,
             EventType::Modified => {
-                let prev = ev.prev.as_ref().is_some_and(|p| self.filter.matches(p));
+                let prev = ev
+                    .prev
+                    .as_ref()
+                    .is_some_and(|p| self.filter.matches_meta(p));
                 match (prev, cur) {
                     (true, true) => EventType::Modified,
                     (false, true) => EventType::Added,
@@ -634,7 +688,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let def = ctx.def;
     tokio::spawn(async move {
         let deadline = timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s.max(1)));
-        let sub = if initial && rv.unwrap_or(0) == 0 {
+        let sub = if initial {
             let (objs, at, sub) = rc.snapshot_and_subscribe(&prefix);
             for o in objs.iter().filter(|o| out.filter.matches(o)) {
                 if !out.send("ADDED", &o.bytes).await {
@@ -647,7 +701,11 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
             }
             sub
         } else {
-            let from = rv.unwrap_or(0);
+            // No initial state asked for and no resourceVersion: start now.
+            let from = match rv {
+                None | Some(0) => rc.revision(),
+                Some(r) => r,
+            };
             out.last_rev = from;
             match rc.subscribe(from) {
                 Some(s) => s,
@@ -712,14 +770,7 @@ async fn watch_store(
             return;
         }
     };
-    let build = |key: &str, value: &[u8], rev| -> Option<Arc<CachedObj>> {
-        let v = cache::decode_with_rv(value, rev)?;
-        Some(Arc::new(CachedObj {
-            key: key.to_string(),
-            bytes: Bytes::from(serde_json::to_vec(&v).ok()?),
-            meta: cache::meta_of(def, &v),
-        }))
-    };
+    let build = |key: &str, value: &[u8], rev| cache::build(def, key, value, rev);
     loop {
         let next = match deadline {
             Some(d) => match tokio::time::timeout_at(d, stream.next()).await {
@@ -749,7 +800,9 @@ async fn watch_store(
                     },
                     rev: kv.mod_revision,
                     obj,
-                    prev: prev.and_then(|p| build(&p.key, &p.value, p.mod_revision)),
+                    prev: prev
+                        .and_then(|p| build(&p.key, &p.value, p.mod_revision))
+                        .map(|o| o.meta.clone()),
                 }
             }
             orca_store::WatchEvent::Delete { prev, revision } => {
@@ -808,18 +861,31 @@ fn generate_suffix() -> String {
 async fn namespace_usable(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
     let nsdef = crate::resources::namespaces();
     let key = nsdef.key(None, ns);
-    let obj = match ctx.state.cache.resource(nsdef).get(&key) {
-        Some(o) => Some(serde_json::from_slice::<Value>(&o.bytes).unwrap_or(Value::Null)),
+    // The cache's field summary of a namespace carries its phase.
+    let phase = match ctx.state.cache.resource(nsdef).get(&key) {
+        Some(o) => Some(
+            o.meta
+                .fields
+                .get("status.phase")
+                .unwrap_or_default()
+                .to_string(),
+        ),
         None => ctx
             .state
             .store
             .get(&key)
             .await?
-            .and_then(|kv| serde_json::from_slice(&kv.value).ok()),
+            .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+            .map(|v| {
+                v["status"]["phase"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            }),
     };
-    match obj {
+    match phase {
         None => Err(ApiError::not_found("namespaces", "", ns)),
-        Some(v) if v["status"]["phase"] == "Terminating" => Err(ApiError::forbidden(format!(
+        Some(p) if p == "Terminating" => Err(ApiError::forbidden(format!(
             "{} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
             ctx.def.name
         ))
@@ -1402,7 +1468,7 @@ pub async fn delete_collection(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Bo
             state: ctx.state,
             def: ctx.def,
             namespace: if ctx.def.namespaced {
-                Some(o.meta.namespace.as_str())
+                Some(&*o.meta.namespace)
             } else {
                 None
             },
@@ -1423,11 +1489,7 @@ pub async fn delete_collection(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Bo
         }
     }
     let rv = ctx.state.cache.revision();
-    Ok(bytes_response(
-        200,
-        "application/json",
-        list_json(ctx.def, rv, None, None, &deleted),
-    ))
+    Ok(list_response(ctx.def, rv, None, None, deleted))
 }
 
 /// pods/binding: assigns a pod to a node, once.

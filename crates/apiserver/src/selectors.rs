@@ -10,9 +10,51 @@ use serde_json::Value;
 
 use crate::resources::ResourceDef;
 
-pub type Labels = BTreeMap<String, String>;
-/// (field path, value) pairs a field selector can match, per kind.
-pub type Fields = Vec<(&'static str, String)>;
+/// An object's labels, sorted by key; compact because the watch cache keeps
+/// one per object.
+pub type Labels = Box<[(Box<str>, Box<str>)]>;
+
+/// The values of the kind's selectable fields, in the order of
+/// `orca_api::selectors::supported_fields(kind)`, joined by NUL (one
+/// allocation per object instead of one per field).
+pub struct Fields {
+    kind: &'static str,
+    joined: Box<str>,
+}
+
+impl Fields {
+    pub fn get(&self, field: &str) -> Option<&str> {
+        let i = api::supported_fields(self.kind)
+            .iter()
+            .position(|f| *f == field)?;
+        self.joined.split('\0').nth(i)
+    }
+}
+
+pub fn labels_of(v: &Value) -> Labels {
+    let mut l: Vec<(Box<str>, Box<str>)> = v["metadata"]["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.as_str().into(), v.as_str().unwrap_or_default().into()))
+                .collect()
+        })
+        .unwrap_or_default();
+    l.sort();
+    l.into_boxed_slice()
+}
+
+/// Matches a label selector against compact labels.
+pub fn labels_match(sel: &LabelSelector, labels: &Labels) -> bool {
+    if sel.is_empty() {
+        return true;
+    }
+    let map: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    sel.matches(&map)
+}
 
 pub use api::LabelSelector;
 
@@ -32,20 +74,24 @@ impl FieldSelector {
 
     pub fn matches(&self, fields: &Fields) -> bool {
         self.0.terms.iter().all(|t| {
-            let have = fields
-                .iter()
-                .find(|(f, _)| *f == t.field)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or("");
+            let have = fields.get(&t.field).unwrap_or("");
             (have == t.value) != t.negated
         })
     }
 }
 
 /// The selectable fields of one object.
-pub fn field_set(def: &ResourceDef, v: &Value) -> Fields {
-    api::supported_fields(def.kind)
+pub fn field_set(def: &'static ResourceDef, v: &Value) -> Fields {
+    let vals: Vec<String> = api::supported_fields(def.kind)
         .iter()
-        .map(|f| (*f, api::field_value(def.kind, v, f).unwrap_or_default()))
-        .collect()
+        .map(|f| {
+            api::field_value(def.kind, v, f)
+                .unwrap_or_default()
+                .replace('\0', "")
+        })
+        .collect();
+    Fields {
+        kind: def.kind,
+        joined: vals.join("\0").into_boxed_str(),
+    }
 }

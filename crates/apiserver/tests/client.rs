@@ -194,3 +194,142 @@ async fn streaming_list_and_paginated_list() {
     let lp = kube::api::ListParams::default().labels("batch=k,step");
     assert_eq!(pods.list(&lp).await.expect("list").items.len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_a_compacted_revision_gets_410() {
+    use kube::api::{WatchEvent, WatchParams};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = common::open_store(dir.path()).await;
+    let config = orca_apiserver::Config {
+        data_dir: dir.path().to_path_buf(),
+        bind_address: "127.0.0.1".into(),
+        https_port: 0,
+        tls_sans: vec![],
+    };
+    let connect = |server: &orca_apiserver::ApiServer| {
+        let path = server.kubeconfig_path().to_path_buf();
+        async move {
+            let kc = kube::config::Kubeconfig::read_from(path).expect("kubeconfig");
+            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .expect("config");
+            Api::<Pod>::namespaced(kube::Client::try_from(cfg).expect("client"), "default")
+        }
+    };
+    let server = orca_apiserver::start(config.clone(), store.clone())
+        .await
+        .expect("start");
+    let pods = connect(&server).await;
+    let first = pods
+        .create(&PostParams::default(), &pod("old"))
+        .await
+        .expect("create");
+    let first_rv = first.metadata.resource_version.clone().expect("rv");
+    for i in 0..3 {
+        let patch = serde_json::json!({"metadata": {"labels": {"n": i.to_string()}}});
+        pods.patch("old", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patch");
+    }
+    server.shutdown().await;
+    let now = store.current_revision().await.expect("revision");
+    store.compact(now - 1).await.expect("compact");
+
+    // A restarted server's cache starts after that history; the store no
+    // longer has it either.
+    let server = orca_apiserver::start(config, store.clone())
+        .await
+        .expect("restart");
+    let pods = connect(&server).await;
+    let mut stream = pods
+        .watch(&WatchParams::default(), &first_rv)
+        .await
+        .expect("watch")
+        .boxed();
+    match stream.try_next().await.expect("event") {
+        Some(WatchEvent::Error(e)) => {
+            assert_eq!(e.code, 410, "{e:?}");
+            assert!(
+                e.message.contains("too old resource version"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_kinds_and_deletecollection() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
+    let h = common::Harness::start().await;
+    let client = h.client().await;
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "node-a"}, "spec": {"holderIdentity": "node-a", "leaseDurationSeconds": 40},
+    }))
+    .expect("lease");
+    let created = leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("create lease");
+    let mut renewed = created.clone();
+    renewed.spec.as_mut().expect("spec").lease_duration_seconds = Some(41);
+    let renewed = leases
+        .replace("node-a", &PostParams::default(), &renewed)
+        .await
+        .expect("renew lease");
+    assert!(renewed.metadata.resource_version > created.metadata.resource_version);
+
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"a": "b"}})).expect("cm");
+    cms.create(&PostParams::default(), &cm)
+        .await
+        .expect("configmap");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let s: Secret = serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec"}, "stringData": {"k": "v"}})).expect("secret");
+    let s = secrets
+        .create(&PostParams::default(), &s)
+        .await
+        .expect("secret");
+    assert_eq!(s.type_.as_deref(), Some("Opaque"));
+
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let ev: Event = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Event", "metadata": {"name": "web.1"},
+        "involvedObject": {"kind": "Pod", "namespace": "default", "name": "web", "uid": "u1"},
+        "reason": "Scheduled", "message": "assigned", "type": "Normal",
+        "source": {"component": "default-scheduler"},
+    }))
+    .expect("event");
+    events
+        .create(&PostParams::default(), &ev)
+        .await
+        .expect("event");
+    let lp =
+        kube::api::ListParams::default().fields("involvedObject.uid=u1,involvedObject.name=web");
+    assert_eq!(events.list(&lp).await.expect("events").items.len(), 1);
+
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    for i in 0..3 {
+        pods.create(&PostParams::default(), &pod(&format!("d{i}")))
+            .await
+            .expect("create");
+    }
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &kube::api::ListParams::default().labels("batch=k"),
+    )
+    .await
+    .expect("deletecollection");
+    assert!(pods
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+        .is_empty());
+}
