@@ -57,18 +57,24 @@ fn main() {
         .build()
         .unwrap();
     let mut times = Vec::with_capacity(RUNS);
+    let mut phases = [Vec::new(), Vec::new(), Vec::new()];
     let mut memory = None;
     tokio.block_on(async {
         for i in 0..RUNS {
             let uid = format!("bench-{i}");
             let t = Instant::now();
             rt.run_sandbox(&sandbox(&uid, "bench")).await.unwrap();
+            let t_sandbox = t.elapsed();
             let id = rt
                 .create_container(&uid, &busybox("main", "exec sleep 1000"))
                 .await
                 .unwrap();
+            let t_create = t.elapsed();
             rt.start_container(&id).await.unwrap();
             times.push(t.elapsed());
+            phases[0].push(t_sandbox);
+            phases[1].push(t_create - t_sandbox);
+            phases[2].push(t.elapsed() - t_create);
             if i == RUNS - 1 {
                 let dir = env.root().join("containers").join(&id);
                 let shim = find_process(&["__orca-shim", dir.to_str().unwrap()]).unwrap();
@@ -88,6 +94,13 @@ fn main() {
         ms(times[0]),
         ms(times[RUNS - 1])
     );
+    for (name, p) in ["run_sandbox", "create_container", "start_container"]
+        .iter()
+        .zip(phases.iter_mut())
+    {
+        p.sort();
+        println!("  {name}: median {:.1} ms", ms(percentile(p, 0.5)));
+    }
     println!("shim:  Pss {shim_pss} KiB, private {shim_private} KiB");
     println!("pause: Pss {pause_pss} KiB, private {pause_private} KiB");
 }
