@@ -6,7 +6,7 @@
 #   OUT_DIR/NAME.rootfs.tar   plain root filesystem (orca images import --rootfs)
 #   OUT_DIR/NAME.oci.tar      OCI image-layout archive
 #   OUT_DIR/NAME.docker.tar   `docker save` archive
-# and pushes REGISTRY/NAME:latest when a registry is given.
+# and pushes REGISTRY/NAME:latest and REGISTRY/library/NAME:latest when a registry is given.
 set -euo pipefail
 OUT=${1:?usage: build-test-images.sh OUT_DIR [REGISTRY]}
 REGISTRY=${2:-}
@@ -61,7 +61,10 @@ oci_image() { # name rootfs config-json-fragment
   rm -f "$OUT/$name.docker.tar"
   skopeo copy -q "oci:$layout:latest" "docker-archive:$OUT/$name.docker.tar:$name:latest"
   if [ -n "$REGISTRY" ]; then
-    skopeo copy -q --dest-tls-verify=false "oci:$layout:latest" "docker://$REGISTRY/$name:latest"
+    # Also as library/NAME, the path a docker.io mirror is asked for (`busybox` -> library/busybox).
+    for path in "$name" "library/$name"; do
+      skopeo copy -q --dest-tls-verify=false "oci:$layout:latest" "docker://$REGISTRY/$path:latest"
+    done
   fi
   echo "built $name (sha256:$manifest)"
 }
