@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::validation::{is_qualified_name, is_valid_label_value};
+use crate::validation::{go_quote, is_qualified_name, is_valid_label_value};
 
 /// A selector the server cannot use; the text is what kube-apiserver says
 /// (it answers 400 Bad Request with it).
@@ -230,8 +230,8 @@ impl Parser {
         let key_errs = is_qualified_name(&key);
         if !key_errs.is_empty() {
             return Err(format!(
-                "<nil>: Invalid value: {:?}: {}",
-                key,
+                "<nil>: Invalid value: {}: {}",
+                go_quote(&key),
                 key_errs.join("; ")
             ));
         }
@@ -279,7 +279,8 @@ impl Parser {
             for (i, v) in values.iter().enumerate() {
                 if v.parse::<i64>().is_err() {
                     errs.push(format!(
-                        "values[{i}]: Invalid value: {v:?}: for 'Gt', 'Lt' operators, the value must be an integer"
+                        "values[{i}]: Invalid value: {}: for 'Gt', 'Lt' operators, the value must be an integer",
+                        go_quote(v)
                     ));
                 }
             }
@@ -288,7 +289,8 @@ impl Parser {
             let ve = is_valid_label_value(v);
             if !ve.is_empty() {
                 errs.push(format!(
-                    "values[{i}][{key}]: Invalid value: {v:?}: {}",
+                    "values[{i}][{key}]: Invalid value: {}: {}",
+                    go_quote(v),
                     ve.join("; ")
                 ));
             }
@@ -717,6 +719,14 @@ mod tests {
         assert_eq!(
             err("a@b=c"),
             "unable to parse requirement: <nil>: Invalid value: \"a@b\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+        );
+        assert_eq!(
+            err("a=b@c"),
+            "unable to parse requirement: values[0][a]: Invalid value: \"b@c\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+        );
+        assert_eq!(
+            err("n>x"),
+            "unable to parse requirement: values[0]: Invalid value: \"x\": for 'Gt', 'Lt' operators, the value must be an integer"
         );
     }
 

@@ -225,7 +225,7 @@ impl fmt::Display for FieldError {
 impl std::error::Error for FieldError {}
 
 /// Go's `%q` for the strings we meet: double quotes, backslash escapes.
-fn go_quote(s: &str) -> String {
+pub(crate) fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
