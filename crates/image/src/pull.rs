@@ -263,12 +263,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 fn oci_reference(endpoint: &Endpoint, r: &ImageRef, digest: Option<&str>) -> Reference {
     match digest.or(r.digest.as_deref()) {
-        Some(d) => {
-            Reference::with_digest(endpoint.host.clone(), r.repository.clone(), d.to_string())
-        }
+        Some(d) => Reference::with_digest(
+            endpoint.host.clone(),
+            endpoint.repository(&r.repository),
+            d.to_string(),
+        ),
         None => Reference::with_tag(
             endpoint.host.clone(),
-            r.repository.clone(),
+            endpoint.repository(&r.repository),
             r.tag_or_digest().to_string(),
         ),
     }

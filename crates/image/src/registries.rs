@@ -36,7 +36,8 @@ pub struct RegistriesConfig {
 pub struct Mirror {
     #[serde(default)]
     pub endpoint: Vec<String>,
-    /// k3s's repository rewrites; not applied yet (a warning says so).
+    /// Repository rewrites for this mirror's endpoints: regex -> replacement
+    /// (`"^library/(.*)": "hub/$1"`); the first matching rule applies.
     #[serde(default)]
     pub rewrite: BTreeMap<String, String>,
 }
@@ -88,6 +89,22 @@ pub(crate) struct Endpoint {
     /// `host[:port]` as used in URLs and as the key of `configs`.
     pub host: String,
     pub transport: Transport,
+    /// The mirror's rewrite rules (validated when the config was parsed).
+    pub rewrite: Vec<(String, String)>,
+}
+
+impl Endpoint {
+    /// The repository path to ask this endpoint for.
+    pub fn repository(&self, repository: &str) -> String {
+        for (pattern, replacement) in &self.rewrite {
+            if let Ok(re) = regex::Regex::new(pattern) {
+                if re.is_match(repository) {
+                    return re.replace(repository, replacement.as_str()).into_owned();
+                }
+            }
+        }
+        repository.to_string()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,8 +135,9 @@ impl RegistriesConfig {
         }
         let config: Self = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
         for (registry, mirror) in &config.mirrors {
-            if !mirror.rewrite.is_empty() {
-                tracing::warn!(registry = %registry, "registries.yaml: mirror rewrites are not supported and are ignored");
+            for pattern in mirror.rewrite.keys() {
+                regex::Regex::new(pattern)
+                    .map_err(|e| format!("mirrors.{registry}.rewrite {pattern:?}: {e}"))?;
             }
             for endpoint in &mirror.endpoint {
                 parse_endpoint(endpoint)
@@ -144,6 +162,14 @@ impl RegistriesConfig {
                 m.endpoint
                     .iter()
                     .filter_map(|e| parse_endpoint(e).ok())
+                    .map(|e| Endpoint {
+                        rewrite: m
+                            .rewrite
+                            .iter()
+                            .map(|(p, r)| (p.clone(), r.clone()))
+                            .collect(),
+                        ..e
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -164,6 +190,7 @@ impl RegistriesConfig {
                 } else {
                     Transport::Https
                 },
+                rewrite: Vec::new(),
             });
         }
         endpoints
@@ -238,6 +265,7 @@ fn parse_endpoint(endpoint: &str) -> Result<Endpoint, String> {
     Ok(Endpoint {
         host: host.to_string(),
         transport,
+        rewrite: Vec::new(),
     })
 }
 
@@ -285,15 +313,18 @@ configs:
             vec![
                 Endpoint {
                     host: "127.0.0.1:5000".into(),
-                    transport: Transport::Http
+                    transport: Transport::Http,
+                    rewrite: vec![]
                 },
                 Endpoint {
                     host: "mirror.example.com".into(),
-                    transport: Transport::Https
+                    transport: Transport::Https,
+                    rewrite: vec![]
                 },
                 Endpoint {
                     host: "registry-1.docker.io".into(),
-                    transport: Transport::Https
+                    transport: Transport::Https,
+                    rewrite: vec![]
                 },
             ]
         );
@@ -318,6 +349,24 @@ configs:
                 .unwrap()
                 .insecure_skip_verify
         );
+    }
+
+    #[test]
+    fn mirror_rewrites_apply_to_mirror_endpoints_only() {
+        let cfg = RegistriesConfig::parse(
+            "mirrors:\n  docker.io:\n    endpoint: [\"http://m:5000\"]\n    rewrite:\n      \"^library/(.*)$\": \"hub/$1\"\n",
+        )
+        .unwrap();
+        let endpoints = cfg.endpoints("docker.io");
+        assert_eq!(endpoints[0].repository("library/busybox"), "hub/busybox");
+        assert_eq!(endpoints[0].repository("user/app"), "user/app");
+        assert_eq!(
+            endpoints[1].repository("library/busybox"),
+            "library/busybox"
+        );
+        let err = RegistriesConfig::parse("mirrors:\n  docker.io:\n    rewrite:\n      \"(\": x\n")
+            .unwrap_err();
+        assert!(err.contains("mirrors.docker.io.rewrite"), "{err}");
     }
 
     #[test]

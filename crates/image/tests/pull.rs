@@ -178,3 +178,20 @@ async fn an_image_index_resolves_to_linux_on_this_architecture() {
         "amd64"
     );
 }
+
+#[tokio::test]
+async fn mirror_rewrites_map_repositories() {
+    let registry = env("ORCA_TEST_REGISTRY");
+    let dir = tempfile::tempdir().unwrap();
+    // The test registry has no team/ repositories: only the rewrite finds busybox.
+    let config = RegistriesConfig::parse(&format!(
+        "mirrors:\n  docker.io:\n    endpoint: [\"http://{registry}\"]\n    rewrite:\n      \"^team/(.*)$\": \"$1\"\n"
+    ))
+    .unwrap();
+    let image = store_with(&dir, config)
+        .pull("team/busybox", None)
+        .await
+        .unwrap();
+    assert_eq!(image.reference, "docker.io/team/busybox:latest");
+    assert!(image.layers[0].join("bin/busybox").exists());
+}
