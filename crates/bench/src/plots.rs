@@ -55,8 +55,10 @@ pub fn render(report: &Report, dir: &Path) -> anyhow::Result<Vec<String>> {
         if let Some(st) = &report.startup {
             groups.push((
                 "1 pod (p50)".to_string(),
-                percentile(&st.orca_ms, 50.0),
-                percentile(&st.podman_ms, 50.0),
+                vec![
+                    percentile(&st.orca_ms, 50.0),
+                    percentile(&st.podman_ms, 50.0),
+                ],
             ));
         }
         for b in &report.batches {
@@ -64,16 +66,20 @@ pub fn render(report: &Report, dir: &Path) -> anyhow::Result<Vec<String>> {
                 let v: Vec<f64> = runs.iter().map(|r| r.all_ready_ms).collect();
                 percentile(&v, 50.0)
             };
-            groups.push((format!("{} pods", b.pods), med(&b.orca), med(&b.podman)));
+            groups.push((
+                format!("{} pods", b.pods),
+                vec![med(&b.orca), med(&b.podman)],
+            ));
         }
-        let groups: Vec<(String, Option<f64>, Option<f64>)> = groups
+        let groups: Vec<Group> = groups
             .into_iter()
-            .map(|(n, a, b)| (n, a.map(|v| v / 1000.0), b.map(|v| v / 1000.0)))
+            .map(|(n, v)| (n, v.into_iter().map(|x| x.map(|ms| ms / 1000.0)).collect()))
             .collect();
         bars(
             &out("batches.svg"),
             "Create → all Ready (median)",
             "seconds",
+            &TWO,
             &groups,
             None,
         )?;
@@ -83,22 +89,25 @@ pub fn render(report: &Report, dir: &Path) -> anyhow::Result<Vec<String>> {
             let v: Vec<f64> = runs.iter().map(|r| r.gone_ms / 1000.0).collect();
             percentile(&v, 50.0)
         };
+        let pair = |p: &crate::results::DeletionPair| {
+            vec![med(&p.orca), med(&p.podman), med(&p.podman_stop)]
+        };
         let groups = vec![
-            (
-                "exits on SIGTERM".to_string(),
-                med(&d.cooperative.orca),
-                med(&d.cooperative.podman),
-            ),
+            ("exits on SIGTERM".to_string(), pair(&d.cooperative)),
             (
                 format!("ignores SIGTERM (grace {} s)", d.grace_seconds),
-                med(&d.ignoring.orca),
-                med(&d.ignoring.podman),
+                pair(&d.ignoring),
             ),
         ];
         bars(
             &out("deletion.svg"),
             "Delete → pod gone (median)",
             "seconds",
+            &[
+                ("Orca: DELETE", ORCA),
+                ("podman kube down", PODMAN),
+                ("podman pod stop + rm", THIRD),
+            ],
             &groups,
             Some(f64::from(d.grace_seconds)),
         )?;
@@ -108,25 +117,34 @@ pub fn render(report: &Report, dir: &Path) -> anyhow::Result<Vec<String>> {
     }
     if let Some(m) = &report.memory {
         let mib = |kib: u64| kib as f64 / 1024.0;
-        let mut groups = vec![(
-            "control plane idle".to_string(),
-            Some(mib(m.orca_idle.pss_kib)),
-            Some(0.0),
-        )];
         let podman_total = m.podman_pod_overhead.as_ref().map(|p| mib(p.total.pss_kib));
-        groups.push((
-            format!("{} pods: helpers only", m.real_pods),
-            Some(mib(m.orca_pod_overhead.total.pss_kib)),
-            podman_total,
-        ));
-        groups.push((
-            format!("{} pods: control plane + helpers", m.real_pods),
-            Some(mib(
-                m.orca_with_pods.pss_kib + m.orca_pod_overhead.total.pss_kib
-            )),
-            podman_total,
-        ));
-        bars(&out("memory.svg"), "Memory (PSS)", "MiB", &groups, None)?;
+        let groups: Vec<Group> = vec![
+            (
+                "control plane idle".to_string(),
+                vec![Some(mib(m.orca_idle.pss_kib)), Some(0.0)],
+            ),
+            (
+                format!("{} pods: per-pod helpers", m.real_pods),
+                vec![Some(mib(m.orca_pod_overhead.total.pss_kib)), podman_total],
+            ),
+            (
+                format!("{} pods: control plane + helpers", m.real_pods),
+                vec![
+                    Some(mib(
+                        m.orca_with_pods.pss_kib + m.orca_pod_overhead.total.pss_kib
+                    )),
+                    podman_total,
+                ],
+            ),
+        ];
+        bars(
+            &out("memory.svg"),
+            "Memory (PSS)",
+            "MiB",
+            &TWO,
+            &groups,
+            None,
+        )?;
         memory_timeline(
             &out("memory_timeline.svg"),
             &m.timeline_real,
@@ -196,18 +214,23 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
 
 /// Grouped bars, Orca beside podman, with the value written on each bar
 /// and an optional dashed reference line (e.g. the grace period).
+type Group = (String, Vec<Option<f64>>);
+
+const TWO: [(&str, RGBColor); 2] = [("Orca", ORCA), ("podman kube play", PODMAN)];
+
 fn bars(
     path: &Path,
     title: &str,
     unit: &str,
-    groups: &[(String, Option<f64>, Option<f64>)],
+    series: &[(&str, RGBColor)],
+    groups: &[Group],
     reference: Option<f64>,
 ) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(e)?;
     let ymax = groups
         .iter()
-        .flat_map(|(_, a, b)| [*a, *b])
+        .flat_map(|(_, values)| values.iter().copied())
         .flatten()
         .chain(reference)
         .fold(0.001, f64::max)
@@ -219,7 +242,8 @@ fn bars(
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
-        .build_cartesian_2d((0..n).into_segmented(), 0f64..ymax)
+        // An integer range 0..k has k + 1 values, hence k + 1 segments.
+        .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0f64..ymax)
         .map_err(e)?;
     chart
         .configure_mesh()
@@ -236,12 +260,13 @@ fn bars(
     let plotting = chart.plotting_area();
     let width = plotting.get_pixel_range().0;
     let seg = (width.end - width.start) as f64 / n.max(1) as f64;
-    for (i, (_, orca, podman)) in groups.iter().enumerate() {
-        for (slot, value, color) in [(0, orca, ORCA), (1, podman, PODMAN)] {
+    let k = series.len().max(1) as f64;
+    for (i, (_, values)) in groups.iter().enumerate() {
+        for (slot, (value, (_, color))) in values.iter().zip(series).enumerate() {
             let Some(v) = value else { continue };
-            // Two bars in the middle 70% of the segment, in pixels from its left.
-            let left = seg * (0.15 + 0.35 * slot as f64);
-            let right = left + seg * 0.33;
+            // The bars share the middle 80% of the segment, in pixels from its left.
+            let left = seg * (0.1 + 0.8 * slot as f64 / k);
+            let right = left + seg * 0.8 / k - 3.0;
             let x0 = plotting.get_pixel_range().0.start + (seg * i as f64 + left) as i32;
             let x1 = plotting.get_pixel_range().0.start + (seg * i as f64 + right) as i32;
             let (_, ytop) = plotting.map_coordinate(&(SegmentValue::CenterOf(i), *v));

@@ -107,6 +107,15 @@ impl Podman {
         Ok(start.elapsed())
     }
 
+    /// `podman pod stop NAME` (SIGTERM, SIGKILL after podman's own stop
+    /// timeout) then `podman pod rm NAME`.
+    pub fn stop_and_remove(&self, pod: &str) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        self.run(&["pod", "stop", pod])?;
+        self.run(&["pod", "rm", pod])?;
+        Ok(start.elapsed())
+    }
+
     /// Memory of podman's per-pod helpers: conmon (one per container,
     /// infra included) and the infra container's catatonit. The
     /// containers' own processes are not counted, as for Orca.

@@ -110,6 +110,25 @@ pub fn fmt_ratio(r: Option<f64>) -> String {
     }
 }
 
+/// "3", "1 run", "5 runs".
+fn runs(n: usize) -> String {
+    if n == 1 {
+        "1 run".to_string()
+    } else {
+        format!("{n} runs")
+    }
+}
+
+pub fn fmt_bytes(bytes: usize) -> String {
+    if bytes < 10 * 1024 {
+        format!("{bytes} B")
+    } else if bytes < 10 * 1024 * 1024 {
+        format!("{:.0} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / 1024.0 / 1024.0)
+    }
+}
+
 pub fn fmt_mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
@@ -270,66 +289,88 @@ pub fn section(r: &Report, results_file: &str) -> String {
             "### 3. Deleting a pod (terminationGracePeriodSeconds: {})\n",
             d.grace_seconds
         );
-        let mut rows = Vec::new();
-        for (name, pair) in [
-            ("exits on SIGTERM", &d.cooperative),
-            ("ignores SIGTERM", &d.ignoring),
-        ] {
-            let k = |runs: &[DeleteRun]| median_of(runs, |x| x.killed_ms);
-            let kmax = |runs: &[DeleteRun]| max_of(runs, |x| x.killed_ms);
-            let g = |runs: &[DeleteRun]| median_of(runs, |x| Some(x.gone_ms));
-            let gmax = |runs: &[DeleteRun]| max_of(runs, |x| Some(x.gone_ms));
-            let kmin = |runs: &[DeleteRun]| {
-                runs.iter()
-                    .filter_map(|x| x.killed_ms)
-                    .fold(f64::NAN, f64::min)
-            };
-            rows.push(vec![
-                format!("{name} ({} runs)", pair.orca.len()),
-                format!(
-                    "{} … {} (median {})",
-                    fmt_ms(kmin(&pair.orca)),
-                    fmt_ms(kmax(&pair.orca)),
-                    fmt_ms(k(&pair.orca))
-                ),
-                format!(
-                    "{} (max {})",
-                    fmt_ms(g(&pair.orca)),
-                    fmt_ms(gmax(&pair.orca))
-                ),
-                format!(
-                    "{} … {} (median {})",
-                    fmt_ms(kmin(&pair.podman)),
-                    fmt_ms(kmax(&pair.podman)),
-                    fmt_ms(k(&pair.podman))
-                ),
-                format!(
-                    "{} (max {})",
-                    fmt_ms(g(&pair.podman)),
-                    fmt_ms(gmax(&pair.podman))
-                ),
-                fmt_ratio(ratio(g(&pair.orca), g(&pair.podman))),
-            ]);
-        }
+        let killed = |runs: &[DeleteRun]| {
+            let v: Vec<f64> = runs.iter().filter_map(|x| x.killed_ms).collect();
+            if v.is_empty() {
+                return "–".to_string();
+            }
+            let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = v.iter().copied().fold(0.0, f64::max);
+            format!("{} … {}", fmt_ms(min), fmt_ms(max))
+        };
+        let gone = |runs: &[DeleteRun]| {
+            if runs.is_empty() {
+                return "–".to_string();
+            }
+            format!(
+                "{} (max {})",
+                fmt_ms(median_of(runs, |x| Some(x.gone_ms))),
+                fmt_ms(max_of(runs, |x| Some(x.gone_ms)))
+            )
+        };
+        let (c, i) = (&d.cooperative, &d.ignoring);
+        let rows = vec![
+            vec![
+                "Orca: `DELETE` (the pod's grace period)".to_string(),
+                killed(&c.orca),
+                gone(&c.orca),
+                killed(&i.orca),
+                gone(&i.orca),
+            ],
+            vec![
+                "podman kube down".to_string(),
+                killed(&c.podman),
+                gone(&c.podman),
+                killed(&i.podman),
+                gone(&i.podman),
+            ],
+            vec![
+                "podman pod stop + pod rm".to_string(),
+                killed(&c.podman_stop),
+                gone(&c.podman_stop),
+                killed(&i.podman_stop),
+                gone(&i.podman_stop),
+            ],
+            vec![
+                "Orca / podman kube down (pod gone, median)".to_string(),
+                String::new(),
+                fmt_ratio(ratio(
+                    median_of(&c.orca, |x| Some(x.gone_ms)),
+                    median_of(&c.podman, |x| Some(x.gone_ms)),
+                )),
+                String::new(),
+                fmt_ratio(ratio(
+                    median_of(&i.orca, |x| Some(x.gone_ms)),
+                    median_of(&i.podman, |x| Some(x.gone_ms)),
+                )),
+            ],
+        ];
         s.push_str(&table(
             &[
-                "pod",
-                "Orca: process gone (min … max)",
-                "Orca: object gone",
-                "podman: process gone (min … max)",
-                "podman: `kube down` done",
-                "Orca / podman (gone)",
+                "",
+                &format!(
+                    "exits on SIGTERM ({}): process gone, min … max",
+                    runs(c.orca.len())
+                ),
+                "pod gone, median",
+                &format!(
+                    "ignores SIGTERM ({}): process gone, min … max",
+                    runs(i.orca.len())
+                ),
+                "pod gone, median",
             ],
             &rows,
         ));
         let _ = writeln!(
             s,
-            "\nTimed from the delete (Orca: `DELETE` without a grace override, so the pod's {g} s \
-             apply; podman: `podman kube down`). \"Process gone\" is when the container's shell \
-             stopped running (polled in /proc every 2 ms); \"object gone\" is the watch's DELETED \
-             event. For the pod that ignores SIGTERM, a process gone before {g} s would mean the \
-             grace period was cut short, and much after it that SIGKILL came late. podman ignores \
-             terminationGracePeriodSeconds and always waits its own 10 s stop timeout.\n\n\
+            "\nTimed from the delete. Orca: an API `DELETE` without a grace override, so the pod's \
+             {g} s apply; \"pod gone\" is the watch's DELETED event. podman: the command's wall \
+             time. \"Process gone\" is when the container's shell stopped running (its pid polled \
+             in /proc every 2 ms). For the pod that ignores SIGTERM, a process gone before {g} s \
+             means the grace period was cut short, and long after it that SIGKILL came late. \
+             podman does not read terminationGracePeriodSeconds: `kube down` removes the pods \
+             with force (SIGKILL at once, no SIGTERM grace at all), and `pod stop` waits its own \
+             10 s stop timeout.\n\n\
              ![deletion](bench/plots/deletion.svg)\n",
             g = d.grace_seconds
         );
@@ -365,7 +406,7 @@ pub fn section(r: &Report, results_file: &str) -> String {
                 vec![
                     l.what.clone(),
                     l.items.to_string(),
-                    fmt_mib((l.bytes / 1024) as u64),
+                    fmt_bytes(l.bytes),
                     x.map(|x| fmt_ms(x.p50)).unwrap_or_default(),
                     x.map(|x| fmt_ms(x.max)).unwrap_or_default(),
                     l.ms.len().to_string(),
@@ -548,27 +589,39 @@ fn reading(r: &Report) -> String {
     }
     if let Some(d) = &r.deletion {
         let grace = f64::from(d.grace_seconds) * 1000.0;
-        let kills: Vec<f64> = d.ignoring.orca.iter().filter_map(|x| x.killed_ms).collect();
-        let min = kills.iter().copied().fold(f64::NAN, f64::min);
-        let max = kills.iter().copied().fold(f64::NAN, f64::max);
-        let honoured = min >= grace;
-        let _ =
-            writeln!(
+        let kills = |runs: &[DeleteRun]| -> (f64, f64) {
+            let v: Vec<f64> = runs.iter().filter_map(|x| x.killed_ms).collect();
+            (
+                v.iter().copied().fold(f64::NAN, f64::min),
+                v.iter().copied().fold(f64::NAN, f64::max),
+            )
+        };
+        let (min, max) = kills(&d.ignoring.orca);
+        let (_, down_max) = kills(&d.ignoring.podman);
+        let (stop_min, _) = kills(&d.ignoring.podman_stop);
+        let _ = writeln!(
             s,
-            "- **Deletion:** a cooperative pod is gone in {} (podman {}). The pod that ignores \
-             SIGTERM was killed between {} and {} after the delete: the {} s grace is {}{}. \
-             podman takes its fixed 10 s whatever the pod asks for.",
+            "- **Deletion:** a cooperative pod is gone in {} (podman `kube down` {}). The pod \
+             that ignores SIGTERM was killed between {} and {} after the delete: the {} s grace \
+             is {}{}. podman cannot express a grace period per pod: `kube down` killed it within \
+             {}, before any grace, and `pod stop` after {} (its fixed 10 s).",
             fmt_ms(median_of(&d.cooperative.orca, |x| Some(x.gone_ms))),
             fmt_ms(median_of(&d.cooperative.podman, |x| Some(x.gone_ms))),
             fmt_ms(min),
             fmt_ms(max),
             d.grace_seconds,
-            if honoured { "honoured" } else { "**not** honoured (killed early)" },
+            if min >= grace {
+                "honoured"
+            } else {
+                "**not** honoured (killed early)"
+            },
             if max - grace < 500.0 {
-                format!(" and not exceeded by more than {}", fmt_ms(max - grace))
+                format!(" and exceeded by at most {}", fmt_ms(max - grace))
             } else {
                 format!(", but SIGKILL came up to {} late", fmt_ms(max - grace))
             },
+            fmt_ms(down_max),
+            fmt_ms(stop_min),
         );
     }
     if let Some(sc) = &r.scale {
@@ -662,6 +715,10 @@ mod tests {
         assert_eq!(fmt_ratio(Some(0.0123)), "0.012×");
         assert_eq!(fmt_ratio(None), "–");
         assert_eq!(fmt_mib(2048), "2.0 MiB");
+        assert_eq!(fmt_bytes(2213), "2213 B");
+        assert_eq!(fmt_bytes(2_128_607), "2079 KiB");
+        assert_eq!(fmt_bytes(21_286_070), "20.3 MiB");
+        assert_eq!(runs(1), "1 run");
         assert_eq!(speed(Some(0.5)), "2.0× faster than podman");
         assert_eq!(speed(Some(1.5)), "1.5× slower than podman");
     }

@@ -65,7 +65,11 @@ pub struct Deletion {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DeletionPair {
     pub orca: Vec<DeleteRun>,
+    /// `podman kube down`, the counterpart of deleting the pod.
     pub podman: Vec<DeleteRun>,
+    /// `podman pod stop` then `podman pod rm`: podman's graceful stop.
+    #[serde(default)]
+    pub podman_stop: Vec<DeleteRun>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
@@ -73,7 +77,7 @@ pub struct DeleteRun {
     /// Until the container's main process was gone.
     pub killed_ms: Option<f64>,
     /// Until the pod was gone: the watch's DELETED event for Orca, the end
-    /// of `podman kube down` for podman.
+    /// of the podman commands for podman.
     pub gone_ms: f64,
 }
 

@@ -312,8 +312,12 @@ pub async fn deletion(
             let name = format!("del-{kind}-{i}");
             pair.orca.push(orca_delete(orca, &name, script).await?);
             if let Some(p) = podman {
-                pair.podman
-                    .push(blocking(|| podman_delete(p, &name, script))?);
+                pair.podman.push(blocking(|| {
+                    podman_delete(p, &name, script, PodmanDelete::KubeDown)
+                })?);
+                pair.podman_stop.push(blocking(|| {
+                    podman_delete(p, &name, script, PodmanDelete::StopRm)
+                })?);
             }
         }
         let show = |runs: &[DeleteRun]| {
@@ -323,9 +327,10 @@ pub async fn deletion(
                 .join(" ")
         };
         eprintln!(
-            "   {kind}: orca gone after [{}] ms, podman [{}] ms",
+            "   {kind}: orca gone after [{}] ms, podman kube down [{}] ms, pod stop+rm [{}] ms",
             show(&pair.orca),
-            show(&pair.podman)
+            show(&pair.podman),
+            show(&pair.podman_stop)
         );
         if kind == "coop" {
             out.cooperative = pair;
@@ -369,14 +374,28 @@ async fn orca_delete(orca: &OrcaServer, name: &str, script: &str) -> anyhow::Res
     })
 }
 
-fn podman_delete(podman: &Podman, name: &str, script: &str) -> anyhow::Result<DeleteRun> {
+#[derive(Clone, Copy)]
+enum PodmanDelete {
+    KubeDown,
+    StopRm,
+}
+
+fn podman_delete(
+    podman: &Podman,
+    name: &str,
+    script: &str,
+    how: PodmanDelete,
+) -> anyhow::Result<DeleteRun> {
     let file = podman.manifest(name, &manifest(&[pod_json(name, name, script, false)]))?;
     podman.play(&file)?;
     let pid = procs::find_by_marker(&marker(name))
         .with_context(|| format!("no process of podman pod {name} found"))?;
     let t0 = Instant::now();
     let killed = std::thread::spawn(move || procs::wait_dead(pid, t0, Duration::from_secs(60)));
-    podman.down(&file)?;
+    match how {
+        PodmanDelete::KubeDown => podman.down(&file)?,
+        PodmanDelete::StopRm => podman.stop_and_remove(name)?,
+    };
     let gone = t0.elapsed();
     Ok(DeleteRun {
         killed_ms: killed.join().ok().flatten().map(ms),
