@@ -82,7 +82,6 @@ pub struct Env {
     pub node: String,
     pub bridge: String,
     pub cidr: String,
-    n: u8,
 }
 
 fn new_runtime(dir: &Path, bridge: &str, cidr: &str) -> LinuxRuntime {
@@ -136,7 +135,6 @@ impl Env {
             node: format!("node-{n}"),
             bridge,
             cidr,
-            n,
         };
         env.start_agent();
         env.wait_node_ready().await;
@@ -309,6 +307,21 @@ impl Env {
             a.abort();
             let _ = a.await;
         }
+        // The agent removed everything of the deleted pods.
+        let containers = self.runtime.list_containers(None).await.unwrap_or_default();
+        let sandboxes = self.runtime.list_sandboxes().await.unwrap_or_default();
+        let root = self.dir.path().display().to_string();
+        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&root))
+            .map(String::from)
+            .collect();
+        let leaks = format!(
+            "left behind: {} containers, {} sandboxes, mounts {mounts:?}",
+            containers.len(),
+            sandboxes.len()
+        );
         // Whatever the agent could not stop, stop here.
         for s in self.runtime.list_sandboxes().await.unwrap_or_default() {
             let _ = self.runtime.stop_sandbox(&s.pod_uid).await;
@@ -320,7 +333,10 @@ impl Env {
         let _ = std::process::Command::new("ip")
             .args(["link", "del", &self.bridge])
             .status();
-        let _ = self.n;
+        assert!(
+            containers.is_empty() && sandboxes.is_empty() && mounts.is_empty(),
+            "{leaks}"
+        );
     }
 }
 
