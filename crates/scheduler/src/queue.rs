@@ -4,7 +4,7 @@
 //! (a node added or changed, a pod removed) instead of polling.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::podinfo::PodInfo;
@@ -65,6 +65,8 @@ pub struct Queue {
     entries: HashMap<String, Entry>,
     active: BinaryHeap<Ready>,
     backoff: BinaryHeap<Reverse<(Instant, u64, String)>>,
+    /// UIDs in [`State::Unschedulable`], so a cluster event touches only them.
+    parked: HashSet<String>,
     next_token: u64,
 }
 
@@ -89,6 +91,7 @@ impl Queue {
         self.next_token += 1;
         e.token = self.next_token;
         e.state = State::Active;
+        self.parked.remove(uid);
         self.active.push(Ready {
             priority: e.pod.priority(),
             token: e.token,
@@ -103,6 +106,7 @@ impl Queue {
         self.next_token += 1;
         e.token = self.next_token;
         e.state = State::Backoff;
+        self.parked.remove(uid);
         self.backoff
             .push(Reverse((e.backoff_until, e.token, uid.to_string())));
     }
@@ -166,10 +170,13 @@ impl Queue {
     pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
         self.entries
             .retain(|uid, e| e.state == State::Assumed || keep(uid));
+        let entries = &self.entries;
+        self.parked.retain(|uid| entries.contains_key(uid));
     }
 
     pub fn remove(&mut self, uid: &str) {
         self.entries.remove(uid);
+        self.parked.remove(uid);
     }
 
     /// Moves a waiting pod to backoff or active, depending on its backoff.
@@ -238,6 +245,7 @@ impl Queue {
             self.push_backoff(uid);
         } else {
             e.state = State::Unschedulable;
+            self.parked.insert(uid.to_string());
         }
     }
 
@@ -254,12 +262,7 @@ impl Queue {
     /// A cluster change may let parked pods fit: retry them all. Returns
     /// how many moved.
     pub fn move_all_unschedulable(&mut self, now: Instant) -> usize {
-        let parked: Vec<String> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.state == State::Unschedulable)
-            .map(|(uid, _)| uid.clone())
-            .collect();
+        let parked: Vec<String> = self.parked.drain().collect();
         for uid in &parked {
             self.requeue(uid, now);
         }
@@ -269,13 +272,14 @@ impl Queue {
     /// Retries pods parked for longer than [`MAX_UNSCHEDULABLE_WAIT`].
     pub fn flush_stale_unschedulable(&mut self, now: Instant) -> usize {
         let stale: Vec<String> = self
-            .entries
+            .parked
             .iter()
-            .filter(|(_, e)| {
-                e.state == State::Unschedulable
-                    && now.duration_since(e.since) >= MAX_UNSCHEDULABLE_WAIT
+            .filter(|uid| {
+                self.entries
+                    .get(*uid)
+                    .is_some_and(|e| now.duration_since(e.since) >= MAX_UNSCHEDULABLE_WAIT)
             })
-            .map(|(uid, _)| uid.clone())
+            .cloned()
             .collect();
         for uid in &stale {
             self.requeue(uid, now);

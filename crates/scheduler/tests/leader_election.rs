@@ -42,7 +42,12 @@ async fn scheduled_events(c: &Cluster, n: usize) -> HashMap<String, Vec<String>>
 async fn list_scheduled(c: &Cluster) -> HashMap<String, Vec<String>> {
     let api: Api<Event> = Api::namespaced(c.client.clone(), "default");
     let mut per_pod: HashMap<String, Vec<String>> = HashMap::new();
-    for e in api.list(&ListParams::default()).await.expect("list events").items {
+    for e in api
+        .list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+    {
         if e.reason.as_deref() == Some("Scheduled") {
             per_pod
                 .entry(e.involved_object.name.clone().unwrap_or_default())
@@ -54,7 +59,8 @@ async fn list_scheduled(c: &Cluster) -> HashMap<String, Vec<String>> {
 }
 
 async fn create_and_wait(c: &Cluster, prefix: &str, n: usize) {
-    futures::future::join_all((0..n).map(|i| c.create_pod(pod(&format!("{prefix}-{i}"), None)))).await;
+    futures::future::join_all((0..n).map(|i| c.create_pod(pod(&format!("{prefix}-{i}"), None))))
+        .await;
     let pods = c.pods();
     wait_for(&format!("all {prefix} pods bound"), || async {
         let list = pods.list(&ListParams::default()).await.ok()?;
@@ -100,9 +106,16 @@ async fn two_elected_schedulers_bind_each_pod_once_and_fail_over() {
     let events = scheduled_events(&c, 300).await;
     assert_eq!(events.len(), 300);
     for (pod, messages) in &events {
-        assert_eq!(messages.len(), 1, "{pod} was reported scheduled {messages:?}");
+        assert_eq!(
+            messages.len(),
+            1,
+            "{pod} was reported scheduled {messages:?}"
+        );
         let node = c.pod(pod).await.spec.unwrap().node_name.unwrap();
-        assert!(messages[0].ends_with(&format!(" to {node}")), "{pod}: {messages:?} vs {node}");
+        assert!(
+            messages[0].ends_with(&format!(" to {node}")),
+            "{pod}: {messages:?} vs {node}"
+        );
     }
     drop((a, b));
 }
@@ -123,7 +136,11 @@ async fn two_unelected_schedulers_still_bind_each_pod_once() {
     let events = scheduled_events(&c, 300).await;
     assert_eq!(events.len(), 300);
     for (pod, messages) in &events {
-        assert_eq!(messages.len(), 1, "{pod} was reported scheduled {messages:?}");
+        assert_eq!(
+            messages.len(),
+            1,
+            "{pod} was reported scheduled {messages:?}"
+        );
         let node = c.pod(pod).await.spec.unwrap().node_name.unwrap();
         assert!(messages[0].ends_with(&format!(" to {node}")));
     }
