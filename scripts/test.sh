@@ -10,7 +10,7 @@ ROOT=$PWD
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for pkg in etcd-server docker-registry skopeo busybox-static nginx-light iproute2 \
-           protobuf-compiler libseccomp-dev pkg-config iptables; do
+           protobuf-compiler libseccomp-dev pkg-config iptables openssl; do
   have "$pkg" || need+=("$pkg")
 done
 if ((${#need[@]})); then
