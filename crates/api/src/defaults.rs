@@ -3,7 +3,6 @@
 //! DefaultTolerationSeconds) and the pod strategy add. Server bookkeeping
 //! (uid, resourceVersion, timestamps) is the API server's job.
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, Namespace, NamespaceSpec, NamespaceStatus, Node, Pod,
     PodSecurityContext, PodSpec, PodStatus, Probe, ResourceRequirements, Secret, Toleration,
@@ -385,9 +384,6 @@ pub fn node(node: &mut Node) {
 pub fn secret(secret: &mut Secret) {
     set_str(&mut secret.type_, "Opaque");
 }
-
-/// Leases have no defaults; kept so callers can default every kind alike.
-pub fn lease(_lease: &mut Lease) {}
 
 fn set_str(field: &mut Option<String>, value: &str) {
     if field.as_deref().unwrap_or("").is_empty() {

@@ -1072,7 +1072,7 @@ fn validate_containers(
         if !names.insert(c.name.as_str()) {
             errs.push(FieldError::duplicate(format!("{idx}.name"), &c.name));
         }
-        errs.extend(validate_probes(c, &idx, false));
+        errs.extend(validate_probes(c, &idx));
         if c.restart_policy.is_some() {
             errs.push(FieldError::forbidden(
                 format!("{idx}.restartPolicy"),
@@ -1112,7 +1112,7 @@ fn validate_init_containers(
             names.insert(c.name.as_str());
         }
         if sidecar {
-            errs.extend(validate_probes(c, &idx, false));
+            errs.extend(validate_probes(c, &idx));
         } else {
             const WHY: &str = "may not be set for init containers without restartPolicy=Always";
             let set = [
@@ -1394,7 +1394,7 @@ fn validate_resources(r: &ResourceRequirements, path: &str) -> Vec<FieldError> {
     errs
 }
 
-fn validate_probes(c: &Container, idx: &str, _init: bool) -> Vec<FieldError> {
+fn validate_probes(c: &Container, idx: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     for (field, probe) in [
         ("livenessProbe", &c.liveness_probe),
