@@ -72,11 +72,13 @@ async fn open_images(data_dir: &Path) -> anyhow::Result<orca_image::ImageStore> 
     let images = orca_image::ImageStore::open(&images_dir, registries)
         .with_context(|| format!("opening the image store {}", images_dir.display()))?;
     let report = images.import_dir(&images_dir).await?;
-    tracing::info!(
-        ?report,
-        "imported image archives from {}",
-        images_dir.display()
-    );
+    for (archive, imported) in &report.imported {
+        let names: Vec<&str> = imported.iter().map(|i| i.reference.as_str()).collect();
+        tracing::info!(archive = %archive.display(), images = ?names, "imported image archive");
+    }
+    for (archive, err) in &report.failed {
+        tracing::warn!(archive = %archive.display(), %err, "could not import image archive; fix or remove it");
+    }
     Ok(images)
 }
 
