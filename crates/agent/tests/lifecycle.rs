@@ -582,6 +582,7 @@ async fn liveness_failure_restarts_and_readiness_flips_ready() {
         r#"
 metadata: {{name: probed}}
 spec:
+  terminationGracePeriodSeconds: 1
   containers:
   - name: live
     image: "{img}"
