@@ -25,6 +25,9 @@ events_logger = "file"
 pub struct Podman {
     dir: tempfile::TempDir,
     pub version: String,
+    /// netavark's iptables rules that existed before we started podman
+    /// (ours are removed at the end, anyone else's are left alone).
+    rules_before: Vec<(String, String)>,
 }
 
 impl Podman {
@@ -39,6 +42,7 @@ impl Podman {
         let mut podman = Podman {
             dir,
             version: String::new(),
+            rules_before: netavark_rules(),
         };
         let version = podman.run(&["--version"])?;
         podman.version = String::from_utf8_lossy(&version.stdout)
@@ -154,10 +158,21 @@ impl Podman {
         }
     }
 
-    /// Removes every pod (at once, no grace) and everything in the private store.
+    /// Removes every pod (at once, no grace), everything in the private
+    /// store, and the iptables chains netavark added for them.
     pub fn cleanup(&self) {
         let _ = self.run(&["pod", "rm", "-a", "-f", "-t", "0"]);
         let _ = self.run(&["system", "reset", "-f"]);
+        let added: Vec<(String, String)> = netavark_rules()
+            .into_iter()
+            .filter(|r| !self.rules_before.contains(r))
+            .collect();
+        for (table, args) in undo_rules(&added) {
+            let _ = Command::new("iptables")
+                .args(["-t", &table])
+                .args(&args)
+                .output();
+        }
     }
 }
 
@@ -165,6 +180,76 @@ impl Drop for Podman {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// netavark's rules as `iptables -S` prints them, per table.
+fn netavark_rules() -> Vec<(String, String)> {
+    let mut rules = Vec::new();
+    for table in ["filter", "nat"] {
+        let Ok(out) = Command::new("iptables").args(["-t", table, "-S"]).output() else {
+            continue;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if line.contains("NETAVARK") {
+                rules.push((table.to_string(), line.to_string()));
+            }
+        }
+    }
+    rules
+}
+
+/// The iptables commands that remove `rules` (lines of `iptables -S`):
+/// the rules first, newest first, then the chains they left empty.
+pub fn undo_rules(rules: &[(String, String)]) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for (table, line) in rules.iter().rev() {
+        let mut args = split_iptables(line);
+        if args.first().map(String::as_str) == Some("-A") {
+            args[0] = "-D".to_string();
+            out.push((table.clone(), args));
+        }
+    }
+    for (table, line) in rules {
+        let args = split_iptables(line);
+        if let [flag, chain] = args.as_slice() {
+            if flag != "-N" {
+                continue;
+            }
+            out.push((table.clone(), vec!["-F".to_string(), chain.clone()]));
+            out.push((table.clone(), vec!["-X".to_string(), chain.clone()]));
+        }
+    }
+    out
+}
+
+/// Splits an `iptables -S` line into arguments (double quotes group words).
+fn split_iptables(line: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut started = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                started = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if started {
+                    args.push(std::mem::take(&mut current));
+                    started = false;
+                }
+            }
+            c => {
+                current.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        args.push(current);
+    }
+    args
 }
 
 fn install_if_missing() -> anyhow::Result<()> {
@@ -195,4 +280,53 @@ fn install_if_missing() -> anyhow::Result<()> {
         bail!("apt-get install podman catatonit runc failed");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iptables_lines_split_with_quotes() {
+        assert_eq!(
+            split_iptables(
+                r#"-A FORWARD -m comment --comment "netavark firewall plugin rules" -j X"#
+            ),
+            vec![
+                "-A",
+                "FORWARD",
+                "-m",
+                "comment",
+                "--comment",
+                "netavark firewall plugin rules",
+                "-j",
+                "X"
+            ]
+        );
+    }
+
+    #[test]
+    fn undo_deletes_rules_newest_first_then_chains() {
+        let rules = vec![
+            ("nat".to_string(), "-N NETAVARK-DNAT".to_string()),
+            ("nat".to_string(), "-A OUTPUT -j NETAVARK-DNAT".to_string()),
+            (
+                "nat".to_string(),
+                "-A NETAVARK-DNAT -m mark --mark 0x2000/0x2000 -j MASQUERADE".to_string(),
+            ),
+        ];
+        let undo: Vec<String> = undo_rules(&rules)
+            .into_iter()
+            .map(|(t, a)| format!("{t} {}", a.join(" ")))
+            .collect();
+        assert_eq!(
+            undo,
+            vec![
+                "nat -D NETAVARK-DNAT -m mark --mark 0x2000/0x2000 -j MASQUERADE",
+                "nat -D OUTPUT -j NETAVARK-DNAT",
+                "nat -F NETAVARK-DNAT",
+                "nat -X NETAVARK-DNAT",
+            ]
+        );
+    }
 }
