@@ -107,30 +107,39 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
             config.renew_deadline, config.lease_duration
         )));
     }
-    if !config.leader_elect {
-        schedule(client, &config).await;
-        return Ok(());
-    }
-    let mut lock = LeaseLock::new(
-        client.clone(),
-        LeaderElectionConfig {
-            namespace: config.lease_namespace.clone(),
-            name: config.lease_name.clone(),
-            identity: config.identity.clone(),
-            lease_duration: config.lease_duration,
-            renew_deadline: config.renew_deadline,
-            retry_period: config.retry_period,
-        },
-    );
-    loop {
-        lock.acquire().await;
-        tokio::select! {
-            _ = schedule(client.clone(), &config) => return Ok(()),
-            _ = lock.hold() => {
-                tracing::warn!(identity = %config.identity, "lost scheduler leadership; waiting to re-acquire it");
+    // Outcome reports outlive a leadership term: a bind that succeeded
+    // before stepping down is still reported.
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let writer = Writer::new(client.clone(), &config.scheduler_name, &config.identity);
+    let reports = writer.run(rx, config.write_parallelism);
+    let scheduling = async {
+        if !config.leader_elect {
+            schedule(client, &config, tx).await;
+            return;
+        }
+        let mut lock = LeaseLock::new(
+            client.clone(),
+            LeaderElectionConfig {
+                namespace: config.lease_namespace.clone(),
+                name: config.lease_name.clone(),
+                identity: config.identity.clone(),
+                lease_duration: config.lease_duration,
+                renew_deadline: config.renew_deadline,
+                retry_period: config.retry_period,
+            },
+        );
+        loop {
+            lock.acquire().await;
+            tokio::select! {
+                _ = schedule(client.clone(), &config, tx.clone()) => return,
+                _ = lock.hold() => {
+                    tracing::warn!(identity = %config.identity, "lost scheduler leadership; waiting to re-acquire it");
+                }
             }
         }
-    }
+    };
+    tokio::join!(reports, scheduling);
+    Ok(())
 }
 
 struct Shared {
@@ -148,17 +157,14 @@ impl Shared {
 
 /// One leadership term: fresh informers and cache, so nothing decided by a
 /// previous term (or another leader meanwhile) is trusted.
-async fn schedule(client: Client, config: &Config) {
+async fn schedule(client: Client, config: &Config, tx: UnboundedSender<Write>) {
     let shared = Arc::new(Shared {
         cache: Mutex::new(Cache::new(&config.scheduler_name)),
         wake: Notify::new(),
     });
-    let (tx, rx) = futures::channel::mpsc::unbounded();
-    let writer = Writer::new(client.clone(), &config.scheduler_name, &config.identity);
     tokio::join!(
         watch_nodes(client.clone(), &shared),
         watch_pods(client.clone(), &shared),
-        writer.run(rx, config.write_parallelism),
         schedule_loop(client, &shared, tx, config.bind_parallelism),
     );
 }

@@ -91,6 +91,9 @@ async fn two_elected_schedulers_bind_each_pod_once_and_fail_over() {
     let mut b = Some(c.scheduler(elected("sched-b")));
 
     create_and_wait(&c, "first", 200).await;
+    // Reports of the first batch are written asynchronously; a killed
+    // process would lose its unsent ones, which is not what this test is about.
+    scheduled_events(&c, 200).await;
     let leader = holder(&c).await.expect("a leader holds the Lease");
 
     // Kill the leader; the other takes over once the Lease expires.
