@@ -1016,7 +1016,9 @@ impl Worker {
             "Killing",
             message.unwrap_or_else(|| format!("Stopping container {}", c.name)),
         );
-        stop_with_pre_stop(&self.ctx, c, id, self.pod_ip, grace).await;
+        if let Some(msg) = stop_with_pre_stop(&self.ctx, c, id, self.pod_ip, grace).await {
+            self.event(Some((c, init)), Type::Warning, "FailedPreStopHook", msg);
+        }
     }
 
     fn ensure_probes(&mut self, c: &Container, id: &str, started_at: SystemTime) {
@@ -1215,9 +1217,16 @@ impl Worker {
             );
             let ctx = self.ctx.clone();
             let (id, ip) = (s.id.clone(), self.pod_ip);
-            stops.push(async move { stop_with_pre_stop(&ctx, &c, &id, ip, grace).await });
+            stops.push(async move {
+                let failed = stop_with_pre_stop(&ctx, &c, &id, ip, grace).await;
+                (c, init, failed)
+            });
         }
-        futures::future::join_all(stops).await;
+        for (c, init, failed) in futures::future::join_all(stops).await {
+            if let Some(msg) = failed {
+                self.event(Some((&c, init)), Type::Warning, "FailedPreStopHook", msg);
+            }
+        }
         if let Ok(list) = self.ctx.runtime.list_containers(Some(&self.uid)).await {
             self.observed = list;
         }
@@ -1402,12 +1411,13 @@ async fn stop_with_pre_stop(
     id: &str,
     pod_ip: Option<IpAddr>,
     grace: Duration,
-) {
+) -> Option<String> {
     let t0 = Instant::now();
+    let mut hook_error = None;
     if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()) {
         let action = probe::Action::of_handler(&hook);
         if let Err(msg) = probe::run(&ctx.runtime, id, c, pod_ip, &action, grace).await {
-            tracing::info!(container = %c.name, "preStop hook failed: {msg}");
+            hook_error = Some(format!("PreStopHook failed: {msg}"));
         }
     }
     let remaining = grace.saturating_sub(t0.elapsed());
@@ -1419,4 +1429,5 @@ async fn stop_with_pre_stop(
             tracing::warn!(container = %c.name, "stopping the container: {e}");
         }
     }
+    hook_error
 }

@@ -545,7 +545,7 @@ metadata: {{name: stubborn}}
 spec:
   terminationGracePeriodSeconds: 3
   containers:
-  - {{name: main, image: "{}", imagePullPolicy: IfNotPresent, command: [sh, -c, "trap '' TERM; while true; do sleep 0.1; done"]}}
+  - {{name: main, image: "{}", imagePullPolicy: IfNotPresent, command: [sh, -c, "trap '' TERM; while true; do sleep 0.1; done"], lifecycle: {{preStop: {{exec: {{command: [sh, -c, "exit 7"]}}}}}}}}
 "#,
         busybox()
     ))
@@ -567,6 +567,13 @@ spec:
         .expect("still terminating");
     assert!(p.metadata.deletion_timestamp.is_some());
     env.wait_gone("stubborn", Duration::from_secs(30)).await;
+    let events = env.events("stubborn").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("FailedPreStopHook: PreStopHook failed: ")),
+        "{events:?}"
+    );
     assert!(
         t0.elapsed() >= Duration::from_secs(3),
         "gone after {:?}",
