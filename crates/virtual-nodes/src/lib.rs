@@ -97,7 +97,10 @@ impl Default for Config {
             taints: vec![virtual_taint()],
             lease_duration_seconds: 40,
             lease_renew_interval: Duration::from_secs(10),
-            status_report_interval: Duration::from_secs(60),
+            // A kubelet's nodeStatusReportFrequency: liveness comes from the
+            // Lease, so full status writes can be rare (5,000 nodes would
+            // otherwise add a steady stream of large writes).
+            status_report_interval: Duration::from_secs(300),
             parallelism: 32,
             termination: Termination::AfterGrace,
         }
