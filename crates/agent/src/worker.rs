@@ -188,6 +188,11 @@ pub(crate) async fn run(ctx: Arc<Ctx>, pod: Pod, rx: watch::Receiver<Option<Pod>
         probe_tx,
         probe_rx,
     };
+    // Like the kubelet, show a new pod as ContainerCreating before the first
+    // (possibly long) image pull instead of leaving it without status.
+    if !deleting(&w.pod, w.gone) && w.refresh().await.is_ok() && w.observed.is_empty() {
+        w.write_status().await;
+    }
     w.main_loop().await;
     if let Ok(mut pods) = ctx.pods.lock() {
         if pods.get(&key) == Some(&uid) {
