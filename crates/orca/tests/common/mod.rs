@@ -220,10 +220,21 @@ fn nix_kill(pid: u32) -> std::io::Result<()> {
     }
 }
 
-/// A plain HTTP/1.1 GET, returning the whole response.
+/// A plain HTTP/1.1 GET, returning the whole response. A container counts as
+/// ready once it runs (no readiness probe), which can be a moment before it
+/// listens, so refused connections are retried for a while.
 pub fn http_get(addr: &str, path: &str) -> String {
-    let mut stream =
-        TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stream = loop {
+        match TcpStream::connect(addr) {
+            Ok(stream) => break stream,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("connecting to {addr}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("connecting to {addr}: {e}"),
+        }
+    };
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
