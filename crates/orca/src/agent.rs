@@ -60,6 +60,7 @@ async fn join(args: AgentArgs) -> anyhow::Result<()> {
             node_ip: args.node_ip,
             node_name: args.node_name,
             streaming_port: args.agent_port,
+            pod_bridge: args.pod_bridge,
             cluster_ca_pem: ca_pem,
         },
     )

@@ -49,6 +49,9 @@ pub struct ServerArgs {
     /// Also register this many simulated nodes (for scale tests).
     #[arg(long, default_value_t = 0)]
     pub virtual_nodes: u32,
+    /// The range node pod CIDRs (a /24 each) are carved from.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
     /// Name of this node (default: the hostname).
     #[arg(long)]
     pub node_name: Option<String>,
@@ -58,6 +61,9 @@ pub struct ServerArgs {
     /// HTTPS port of the node agent's logs/exec/attach server (the kubelet's 10250).
     #[arg(long, default_value_t = 10250)]
     pub agent_port: u16,
+    /// The bridge this node's pods are attached to.
+    #[arg(long, default_value = "orca0")]
+    pub pod_bridge: String,
 }
 
 #[derive(Args, Debug)]
@@ -80,6 +86,9 @@ pub struct AgentArgs {
     /// HTTPS port of the node agent's logs/exec/attach server (the kubelet's 10250).
     #[arg(long, default_value_t = 10250)]
     pub agent_port: u16,
+    /// The bridge this node's pods are attached to.
+    #[arg(long, default_value = "orca0")]
+    pub pod_bridge: String,
 }
 
 #[derive(Args, Debug)]

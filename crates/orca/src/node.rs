@@ -13,6 +13,7 @@ pub struct AgentSetup {
     pub node_ip: Option<String>,
     pub node_name: Option<String>,
     pub streaming_port: u16,
+    pub pod_bridge: String,
     pub cluster_ca_pem: Vec<u8>,
 }
 
@@ -53,6 +54,7 @@ pub async fn run_agent(client: kube::Client, setup: AgentSetup) -> anyhow::Resul
     let pod_cidr = orca_agent::register_node(&client, &config).await?;
     let mut runtime_config = orca_runtime::RuntimeConfig::new(agent_dir, Arc::new(images));
     runtime_config.pod_cidr = pod_cidr.clone();
+    runtime_config.bridge = setup.pod_bridge;
     let runtime = orca_runtime::LinuxRuntime::new(runtime_config)
         .context("starting the container runtime")?;
     config.pod_cidr = Some(pod_cidr);

@@ -39,9 +39,20 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let client = node::client_from_kubeconfig(api.kubeconfig_path()).await?;
 
     let mut tasks = tokio::task::JoinSet::new();
+    let cluster_cidr =
+        orca_controllers::ipam::parse_cidr(&args.cluster_cidr).with_context(|| {
+            format!(
+                "--cluster-cidr {}: expected an IPv4 CIDR such as 10.42.0.0/16",
+                args.cluster_cidr
+            )
+        })?;
+    let controllers = orca_controllers::Config {
+        cluster_cidr,
+        ..Default::default()
+    };
     tasks.spawn(named(
         "controllers",
-        orca_controllers::run(client.clone(), orca_controllers::Config::default()),
+        orca_controllers::run(client.clone(), controllers),
     ));
     if !args.disable_scheduler {
         let config = orca_scheduler::Config::default();
@@ -68,6 +79,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             node_ip: args.node_ip.clone(),
             node_name: args.node_name.clone(),
             streaming_port: args.agent_port,
+            pod_bridge: args.pod_bridge.clone(),
             cluster_ca_pem: ca,
         };
         tasks.spawn(named("node agent", node::run_agent(client.clone(), agent)));

@@ -78,6 +78,8 @@ impl Cluster {
                 &node_name,
             ])
             .args(["--agent-port", &agent_port])
+            // Its own bridge and range, apart from any other Orca on this machine.
+            .args(["--pod-bridge", "orcae2e", "--cluster-cidr", "10.252.0.0/16"])
             .args(extra_args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
