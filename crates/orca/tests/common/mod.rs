@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The test node's bridge, apart from any other Orca on this machine.
+const BRIDGE: &str = "orcae2e";
+
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
@@ -78,8 +81,7 @@ impl Cluster {
                 &node_name,
             ])
             .args(["--agent-port", &agent_port])
-            // Its own bridge and range, apart from any other Orca on this machine.
-            .args(["--pod-bridge", "orcae2e", "--cluster-cidr", "10.252.0.0/16"])
+            .args(["--pod-bridge", BRIDGE, "--cluster-cidr", "10.252.0.0/16"])
             .args(extra_args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -200,14 +202,13 @@ impl Drop for Cluster {
         ]);
         let _ = nix_kill(self.server.id());
         let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.server.try_wait() {
-                return;
-            }
+        while Instant::now() < deadline && !matches!(self.server.try_wait(), Ok(Some(_))) {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = self.server.kill();
         let _ = self.server.wait();
+        // A node keeps its bridge across restarts; this test node is gone for good.
+        let _ = Command::new("ip").args(["link", "delete", BRIDGE]).status();
     }
 }
 
