@@ -57,10 +57,7 @@ async fn join(args: AgentArgs) -> anyhow::Result<()> {
         client,
         node::AgentSetup {
             data_dir: args.data_dir,
-            node_ip: args.node_ip,
-            node_name: args.node_name,
-            streaming_port: args.agent_port,
-            pod_bridge: args.pod_bridge,
+            node: args.node,
             cluster_ca_pem: ca_pem,
         },
     )

@@ -52,6 +52,13 @@ pub struct ServerArgs {
     /// The range node pod CIDRs (a /24 each) are carved from.
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// How this machine's node agent presents itself (`orca server` and `orca agent`).
+#[derive(Args, Debug)]
+pub struct NodeArgs {
     /// Name of this node (default: the hostname).
     #[arg(long)]
     pub node_name: Option<String>,
@@ -77,18 +84,8 @@ pub struct AgentArgs {
     /// Where the agent keeps images, pods and logs.
     #[arg(long, default_value = "/var/lib/orca")]
     pub data_dir: PathBuf,
-    /// Name of this node (default: the hostname).
-    #[arg(long)]
-    pub node_name: Option<String>,
-    /// IP address this node advertises (default: the address of the default route's interface).
-    #[arg(long)]
-    pub node_ip: Option<String>,
-    /// HTTPS port of the node agent's logs/exec/attach server (the kubelet's 10250).
-    #[arg(long, default_value_t = 10250)]
-    pub agent_port: u16,
-    /// The bridge this node's pods are attached to.
-    #[arg(long, default_value = "orca0")]
-    pub pod_bridge: String,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 #[derive(Args, Debug)]

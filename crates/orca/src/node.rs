@@ -7,13 +7,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use crate::cli::NodeArgs;
+
 /// How to run this machine's node agent.
 pub struct AgentSetup {
     pub data_dir: PathBuf,
-    pub node_ip: Option<String>,
-    pub node_name: Option<String>,
-    pub streaming_port: u16,
-    pub pod_bridge: String,
+    pub node: NodeArgs,
     pub cluster_ca_pem: Vec<u8>,
 }
 
@@ -27,11 +26,11 @@ pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client>
 }
 
 pub async fn run_agent(client: kube::Client, setup: AgentSetup) -> anyhow::Result<()> {
-    let node_name = match setup.node_name {
+    let node_name = match setup.node.node_name {
         Some(name) => name,
         None => hostname()?,
     };
-    let node_ip = match setup.node_ip {
+    let node_ip = match setup.node.node_ip {
         Some(ip) => ip
             .parse()
             .with_context(|| format!("--node-ip {ip} is not an IP address"))?,
@@ -43,7 +42,7 @@ pub async fn run_agent(client: kube::Client, setup: AgentSetup) -> anyhow::Resul
         node_name,
         node_ip,
         data_dir: setup.data_dir.clone(),
-        streaming_port: setup.streaming_port,
+        streaming_port: setup.node.agent_port,
         cluster_ca_pem: setup.cluster_ca_pem,
         ..Default::default()
     };
@@ -54,7 +53,7 @@ pub async fn run_agent(client: kube::Client, setup: AgentSetup) -> anyhow::Resul
     let pod_cidr = orca_agent::register_node(&client, &config).await?;
     let mut runtime_config = orca_runtime::RuntimeConfig::new(agent_dir, Arc::new(images));
     runtime_config.pod_cidr = pod_cidr.clone();
-    runtime_config.bridge = setup.pod_bridge;
+    runtime_config.bridge = setup.node.pod_bridge;
     let runtime = orca_runtime::LinuxRuntime::new(runtime_config)
         .context("starting the container runtime")?;
     config.pod_cidr = Some(pod_cidr);

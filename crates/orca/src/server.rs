@@ -76,10 +76,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             std::fs::read(args.data_dir.join("tls/ca.crt")).context("reading the cluster CA")?;
         let agent = node::AgentSetup {
             data_dir: args.data_dir.clone(),
-            node_ip: args.node_ip.clone(),
-            node_name: args.node_name.clone(),
-            streaming_port: args.agent_port,
-            pod_bridge: args.pod_bridge.clone(),
+            node: args.node,
             cluster_ca_pem: ca,
         };
         tasks.spawn(named("node agent", node::run_agent(client.clone(), agent)));

@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use orca_runtime::{
-    ImageProvider, LinuxRuntime, RegistryAuth, Runtime, RuntimeConfig, RuntimeImage,
-};
+use orca_runtime::{LinuxRuntime, Runtime, RuntimeConfig};
 
 pub fn registry() -> String {
     std::env::var("ORCA_TEST_REGISTRY").expect(
@@ -24,53 +22,6 @@ pub fn registry() -> String {
 
 pub fn busybox() -> String {
     format!("{}/busybox:latest", registry())
-}
-
-/// orca-image's store as the runtime's image provider.
-pub struct StoreImages(pub orca_image::ImageStore);
-
-fn runtime_image(i: orca_image::Image) -> RuntimeImage {
-    RuntimeImage {
-        reference: i.reference,
-        digest: i.digest,
-        repo_digest: i.repo_digest,
-        entrypoint: i.config.entrypoint,
-        cmd: i.config.cmd,
-        env: i.config.env,
-        working_dir: i.config.working_dir,
-        user: i.config.user,
-        stop_signal: i.config.stop_signal,
-        layers: i.layers,
-        size: i.size,
-    }
-}
-
-#[async_trait::async_trait]
-impl ImageProvider for StoreImages {
-    async fn pull(
-        &self,
-        reference: &str,
-        auth: Option<RegistryAuth>,
-    ) -> orca_runtime::Result<RuntimeImage> {
-        let creds = auth.map(|a| orca_image::Credentials {
-            username: a.username,
-            password: a.password,
-        });
-        self.0
-            .pull(reference, creds)
-            .await
-            .map(runtime_image)
-            .map_err(|e| orca_runtime::Error::ImagePull {
-                image: reference.to_string(),
-                message: e.to_string(),
-            })
-    }
-    async fn get(&self, reference: &str) -> orca_runtime::Result<Option<RuntimeImage>> {
-        self.0
-            .get(reference)
-            .map(|o| o.map(runtime_image))
-            .map_err(|e| orca_runtime::Error::Other(e.to_string()))
-    }
 }
 
 pub struct Env {
@@ -87,7 +38,7 @@ pub struct Env {
 fn new_runtime(dir: &Path, bridge: &str, cidr: &str) -> LinuxRuntime {
     let images = orca_image::ImageStore::open(dir.join("agent/images"), Default::default())
         .expect("open the image store");
-    let mut config = RuntimeConfig::new(dir.join("agent"), Arc::new(StoreImages(images)));
+    let mut config = RuntimeConfig::new(dir.join("agent"), Arc::new(images));
     config.pod_cidr = cidr.to_string();
     config.bridge = bridge.to_string();
     LinuxRuntime::new(config).expect("start the runtime")
