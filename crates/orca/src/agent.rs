@@ -5,6 +5,8 @@
 //! agent fetches the CA from `/cacerts` and trusts it only if its hash
 //! matches, then authenticates with the whole token as a bearer token.
 
+use std::path::Path;
+
 use anyhow::{bail, Context};
 
 use crate::cli::AgentArgs;
@@ -32,27 +34,7 @@ pub fn token_ca_hash(token: &str) -> anyhow::Result<&str> {
 }
 
 async fn join(args: AgentArgs) -> anyhow::Result<()> {
-    let token = std::fs::read_to_string(&args.token_file)
-        .with_context(|| format!("reading the node token {}", args.token_file.display()))?;
-    let token = token.trim().to_string();
-    let expected = token_ca_hash(&token)?;
-    let ca_pem = fetch_ca(&args.server).await?;
-    let actual = sha256_hex(&ca_pem);
-    if actual != expected {
-        bail!(
-            "the server at {} presented a CA whose hash {actual} does not match the token's {expected}: \
-             wrong server or wrong token",
-            args.server
-        );
-    }
-    let url: http::Uri = args
-        .server
-        .parse()
-        .with_context(|| format!("--server {}", args.server))?;
-    let mut config = kube::Config::new(url);
-    config.root_cert = Some(pem_certificates(&ca_pem)?);
-    config.auth_info.token = Some(token.into());
-    let client = kube::Client::try_from(config)?;
+    let (client, ca_pem) = join_client(&args.server, &args.token_file).await?;
     node::run_agent(
         client,
         node::AgentSetup {
@@ -62,6 +44,34 @@ async fn join(args: AgentArgs) -> anyhow::Result<()> {
         },
     )
     .await
+}
+
+/// An API client for `server` authenticated with the node token in
+/// `token_file`, trusting only the CA the token pins; also returns that CA.
+pub async fn join_client(
+    server: &str,
+    token_file: &Path,
+) -> anyhow::Result<(kube::Client, Vec<u8>)> {
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("reading the node token {}", token_file.display()))?;
+    let token = token.trim().to_string();
+    let expected = token_ca_hash(&token)?;
+    let ca_pem = fetch_ca(server).await?;
+    let actual = sha256_hex(&ca_pem);
+    if actual != expected {
+        bail!(
+            "the server at {server} presented a CA whose hash {actual} does not match the token's {expected}: \
+             wrong server or wrong token"
+        );
+    }
+    let url: http::Uri = server
+        .parse()
+        .with_context(|| format!("--server {server}"))?;
+    let mut config = kube::Config::new(url);
+    config.root_cert = Some(pem_certificates(&ca_pem)?);
+    config.auth_info.token = Some(token.into());
+    let client = kube::Client::try_from(config)?;
+    Ok((client, ca_pem))
 }
 
 /// Downloads the server's CA certificate. The connection is not verified:

@@ -17,6 +17,8 @@ enum Command {
     Server(ServerArgs),
     /// Run a node agent that joins a control plane on another machine.
     Agent(AgentArgs),
+    /// Register simulated nodes (like kwok) with a control plane, for scale tests.
+    VirtualNodes(VirtualNodesArgs),
     /// Manage the node's image store.
     Images(ImagesArgs),
     /// Print the version.
@@ -88,6 +90,53 @@ pub struct AgentArgs {
     pub node: NodeArgs,
 }
 
+/// Simulated nodes against a running control plane: either `--server` with
+/// the server's node token, or a kubeconfig.
+#[derive(Args, Debug)]
+pub struct VirtualNodesArgs {
+    /// How many nodes to register.
+    #[arg(long)]
+    pub count: usize,
+    /// URL of the API server, e.g. https://10.0.0.1:6443 (with --token-file).
+    #[arg(long, requires = "token_file", conflicts_with = "kubeconfig")]
+    pub server: Option<String>,
+    /// File holding the server's node token (DATA_DIR/token on the server).
+    #[arg(long, requires = "server")]
+    pub token_file: Option<PathBuf>,
+    /// Kubeconfig to connect with instead of --server and --token-file.
+    #[arg(long, required_unless_present = "server")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Nodes are named PREFIX0, PREFIX1, ...
+    #[arg(long, default_value = "virtual-node-")]
+    pub name_prefix: String,
+    /// Node i gets the /24 pod range at this address plus 256 * i.
+    #[arg(long, default_value = "10.128.0.0")]
+    pub pod_cidr_base: std::net::Ipv4Addr,
+    /// Each node's cpu capacity.
+    #[arg(long, default_value = "32")]
+    pub cpu: String,
+    /// Each node's memory capacity.
+    #[arg(long, default_value = "256Gi")]
+    pub memory: String,
+    /// Each node's pod capacity.
+    #[arg(long, default_value = "110")]
+    pub max_pods: String,
+    /// Extra node labels, KEY=VALUE (comma-separated); type=virtual is always set.
+    #[arg(long = "node-labels", value_delimiter = ',')]
+    pub node_labels: Vec<String>,
+    /// Node taints KEY[=VALUE]:EFFECT (comma-separated), replacing the default
+    /// orca.dev/virtual-node=true:NoSchedule; pass "" for untainted nodes
+    /// that take any pod.
+    #[arg(long = "register-with-taints", value_delimiter = ',')]
+    pub register_with_taints: Option<Vec<String>>,
+    /// Remove deleted pods at once instead of at the end of their grace period.
+    #[arg(long)]
+    pub immediate_termination: bool,
+    /// API writes in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub parallelism: usize,
+}
+
 #[derive(Args, Debug)]
 pub struct ImagesArgs {
     /// The data directory whose image store to manage.
@@ -125,6 +174,7 @@ impl Cli {
             }
             Command::Server(args) => crate::server::run(args),
             Command::Agent(args) => crate::agent::run(args),
+            Command::VirtualNodes(args) => crate::virtual_nodes::run(args),
             Command::Images(args) => crate::images::run(args),
         }
     }
@@ -148,6 +198,61 @@ mod tests {
     #[test]
     fn rootfs_import_requires_a_name() {
         assert!(Cli::try_parse_from(["orca", "images", "import", "--rootfs", "x.tar"]).is_err());
+    }
+
+    #[test]
+    fn virtual_nodes_take_a_server_and_token_or_a_kubeconfig() {
+        let cli = Cli::try_parse_from([
+            "orca",
+            "virtual-nodes",
+            "--count",
+            "3",
+            "--server",
+            "https://127.0.0.1:6443",
+            "--token-file",
+            "/tmp/token",
+        ])
+        .unwrap();
+        let Command::VirtualNodes(args) = cli.command else {
+            panic!("not virtual-nodes")
+        };
+        assert_eq!(args.count, 3);
+        assert_eq!(args.server.as_deref(), Some("https://127.0.0.1:6443"));
+        assert_eq!(args.name_prefix, "virtual-node-");
+        assert_eq!(args.register_with_taints, None);
+        let with_kubeconfig = [
+            "orca",
+            "virtual-nodes",
+            "--count",
+            "1",
+            "--kubeconfig",
+            "kc",
+        ];
+        assert!(Cli::try_parse_from(with_kubeconfig).is_ok());
+        // One way to connect, and a complete one.
+        assert!(Cli::try_parse_from(["orca", "virtual-nodes", "--count", "1"]).is_err());
+        assert!(Cli::try_parse_from([
+            "orca",
+            "virtual-nodes",
+            "--count",
+            "1",
+            "--server",
+            "https://127.0.0.1:6443"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from([
+            "orca",
+            "virtual-nodes",
+            "--count",
+            "1",
+            "--kubeconfig",
+            "kc",
+            "--server",
+            "https://127.0.0.1:6443",
+            "--token-file",
+            "t"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod cli;
 mod images;
 mod node;
 mod server;
+mod virtual_nodes;
 
 use clap::Parser;
 
