@@ -21,6 +21,7 @@ mod images;
 mod internal;
 mod linux;
 mod logs;
+mod netlink;
 mod network;
 mod pause;
 mod remove;

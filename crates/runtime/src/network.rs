@@ -3,15 +3,16 @@
 //! pod's network namespace, and IPs allocated from the CIDR. Allocations are
 //! persisted so a restarted agent does not hand out an IP twice.
 //!
-//! Links are configured with iproute2's `ip -batch` (one process per side).
+//! Links are configured over rtnetlink from this process: the host side on
+//! the caller's thread, the pod side from a thread inside the pod's namespace.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
+
+use crate::netlink::{self, Netlink};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum NetworkError {
@@ -19,8 +20,11 @@ pub(crate) enum NetworkError {
     BadCidr(String),
     #[error("pod CIDR {0} has no free IP left")]
     Exhausted(String),
-    #[error("{what}: {message}")]
-    Command { what: String, message: String },
+    #[error("{what}: {source}")]
+    Link {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("IP allocations in {path}: {source}")]
     Store {
         path: PathBuf,
@@ -75,37 +79,8 @@ pub(crate) struct Network {
     pub cidr: Cidr,
     allocations: PathBuf,
     lock: Mutex<()>,
-    bridge_ready: AtomicBool,
-}
-
-fn run_ip(what: &str, args: &[&str], batch: &str) -> Result<(), NetworkError> {
-    let err = |message: String| NetworkError::Command {
-        what: what.to_string(),
-        message,
-    };
-    let mut child = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            err(format!(
-                "cannot run {}: {e} (is iproute2 installed?)",
-                args[0]
-            ))
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(batch.as_bytes())
-            .map_err(|e| err(e.to_string()))?;
-    }
-    let out = child.wait_with_output().map_err(|e| err(e.to_string()))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()))
-    }
+    /// The bridge's index once set up (0: not yet).
+    bridge_ready: AtomicU32,
 }
 
 impl Network {
@@ -115,39 +90,34 @@ impl Network {
             bridge: bridge.to_string(),
             cidr: Cidr::parse(cidr)?,
             lock: Mutex::new(()),
-            bridge_ready: AtomicBool::new(false),
+            bridge_ready: AtomicU32::new(0),
         })
     }
 
     /// Creates the bridge with the gateway address (idempotent) and turns on
-    /// IP forwarding so pods reach beyond the node.
-    fn ensure_bridge(&self) -> Result<(), NetworkError> {
-        if self.bridge_ready.load(Ordering::Acquire) {
-            return Ok(());
-        }
+    /// IP forwarding so pods reach beyond the node; returns its index.
+    fn ensure_bridge(&self, nl: &mut Netlink) -> Result<u32, NetworkError> {
         let b = &self.bridge;
-        let mut batch = String::new();
-        if !std::path::Path::new("/sys/class/net").join(b).exists() {
-            batch.push_str(&format!("link add name {b} type bridge\n"));
+        let ready = self.bridge_ready.load(Ordering::Acquire);
+        if ready != 0 {
+            return Ok(ready);
         }
-        batch.push_str(&format!(
-            "addr replace {}/{} dev {b}\nlink set {b} up\n",
-            self.cidr.gateway(),
-            self.cidr.prefix
-        ));
-        run_ip(
-            &format!("set up bridge {b}"),
-            &["ip", "-batch", "-"],
-            &batch,
-        )?;
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| {
-            NetworkError::Command {
+        let err = |source| NetworkError::Link {
+            what: format!("set up bridge {b}"),
+            source,
+        };
+        let index = nl.ensure_bridge(b).map_err(err)?;
+        nl.add_address(index, self.cidr.gateway(), self.cidr.prefix, true)
+            .map_err(err)?;
+        nl.set_up(index).map_err(err)?;
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|source| {
+            NetworkError::Link {
                 what: "enable ip_forward".into(),
-                message: e.to_string(),
+                source,
             }
         })?;
-        self.bridge_ready.store(true, Ordering::Release);
-        Ok(())
+        self.bridge_ready.store(index, Ordering::Release);
+        Ok(index)
     }
 
     fn load(&self) -> Result<BTreeMap<Ipv4Addr, String>, NetworkError> {
@@ -205,45 +175,51 @@ impl Network {
         Ok(())
     }
 
-    /// Connects the network namespace of `pid` to the bridge with `ip`.
+    /// Connects the network namespace of `pid` to the bridge: a veth pair
+    /// with `eth0` inside, its address, loopback and the default route.
     pub fn attach(&self, pid: i32, veth: &str, ip: Ipv4Addr) -> Result<(), NetworkError> {
-        self.ensure_bridge()?;
-        let host = format!(
-            "link add {veth} type veth peer name eth0 netns {pid}\nlink set {veth} master {} up\n",
-            self.bridge
-        );
-        run_ip(
-            &format!("create veth {veth}"),
-            &["ip", "-batch", "-"],
-            &host,
-        )?;
-        let pod = format!(
-            "link set lo up\naddr add {ip}/{} dev eth0\nlink set eth0 up\nroute add default via {}\n",
-            self.cidr.prefix,
-            self.cidr.gateway()
-        );
-        let target = pid.to_string();
-        run_ip(
-            "configure eth0 in the pod's network namespace",
-            &["nsenter", "-t", &target, "-n", "ip", "-batch", "-"],
-            &pod,
-        )
+        let err = |what: String| {
+            move |source| NetworkError::Link {
+                what: what.clone(),
+                source,
+            }
+        };
+        let mut nl = Netlink::open().map_err(err("open a netlink socket".into()))?;
+        let bridge = match self.ensure_bridge(&mut nl) {
+            // The bridge was deleted behind our back: create it again.
+            Ok(index) if netlink::link_index(&self.bridge).ok() != Some(index) => {
+                self.bridge_ready.store(0, Ordering::Release);
+                self.ensure_bridge(&mut nl)?
+            }
+            other => other?,
+        };
+        let ns_path = format!("/proc/{pid}/ns/net");
+        let ns = std::fs::File::open(&ns_path).map_err(err(format!("open {ns_path}")))?;
+        nl.add_veth(veth, bridge, "eth0", &ns)
+            .map_err(err(format!("create veth {veth} on {}", self.bridge)))?;
+        let (prefix, gateway) = (self.cidr.prefix, self.cidr.gateway());
+        netlink::in_netns(&ns, || {
+            let mut pod = Netlink::open()?;
+            pod.set_up(netlink::link_index("lo")?)?;
+            let eth0 = netlink::link_index("eth0")?;
+            pod.add_address(eth0, ip, prefix, false)?;
+            pod.set_up(eth0)?;
+            pod.add_default_route(gateway)
+        })
+        .map_err(err("configure eth0 in the pod's network namespace".into()))
     }
 
     /// Deletes the host end of a pod's veth (the pod end goes with it).
     /// Already gone (its namespace died) is fine.
     pub fn detach(&self, veth: &str) -> Result<(), NetworkError> {
-        if !std::path::Path::new("/sys/class/net").join(veth).exists() {
-            return Ok(());
-        }
-        match run_ip(
-            &format!("delete veth {veth}"),
-            &["ip", "-batch", "-"],
-            &format!("link del {veth}\n"),
-        ) {
-            Err(_) if !std::path::Path::new("/sys/class/net").join(veth).exists() => Ok(()),
-            other => other,
-        }
+        let err = |source| NetworkError::Link {
+            what: format!("delete veth {veth}"),
+            source,
+        };
+        Netlink::open()
+            .and_then(|mut nl| nl.delete_link(veth))
+            .map(|_| ())
+            .map_err(err)
     }
 }
 
