@@ -437,7 +437,16 @@ impl Worker {
                 },
                 State::Init(i) => match self.step_init(i).await {
                     InitStep::Next => self.state = State::Init(i + 1),
-                    InitStep::Done => self.state = State::Running,
+                    InitStep::Done => {
+                        self.state = State::Running;
+                        // Like the kubelet, report the initialized pod with its
+                        // app containers still waiting (PodInitializing) before
+                        // starting them.
+                        self.write_status().await;
+                        if deleting(&self.pod, self.gone) {
+                            return Duration::ZERO;
+                        }
+                    }
                     InitStep::Wait(d) => return d,
                     InitStep::Failed => {
                         self.finish().await;
