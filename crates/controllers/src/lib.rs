@@ -1,7 +1,8 @@
 //! Control loops over the API, each a small reconciler in its own module:
 //! - [`ipam`] gives every node a pod CIDR from the cluster CIDR,
-//! - [`lifecycle`] marks nodes whose agent stopped reporting as `Unknown`
-//!   and their pods as not ready,
+//! - [`lifecycle`] marks nodes whose agent stopped reporting as `Unknown`,
+//!   taints them unreachable, marks their pods not ready and evicts pods
+//!   that do not tolerate a node's NoExecute taints,
 //! - [`serviceaccounts`] keeps a `default` ServiceAccount in every namespace.
 
 pub mod ipam;
@@ -18,8 +19,12 @@ pub struct Config {
     pub cluster_cidr: (Ipv4Addr, u8),
     /// Prefix length of each node's pod CIDR.
     pub node_cidr_prefix: u8,
-    /// How long a node may go without renewing its Lease before it is `Unknown`.
+    /// How long a node may go without renewing its Lease before it is
+    /// `Unknown` (kube-controller-manager's --node-monitor-grace-period).
     pub node_monitor_grace: Duration,
+    /// How often node health and evictions are checked
+    /// (kube-controller-manager's --node-monitor-period).
+    pub node_monitor_period: Duration,
 }
 
 impl Default for Config {
@@ -27,7 +32,9 @@ impl Default for Config {
         Config {
             cluster_cidr: (Ipv4Addr::new(10, 42, 0, 0), 16),
             node_cidr_prefix: 24,
-            node_monitor_grace: Duration::from_secs(40),
+            // Kubernetes 1.32's defaults.
+            node_monitor_grace: Duration::from_secs(50),
+            node_monitor_period: Duration::from_secs(5),
         }
     }
 }
