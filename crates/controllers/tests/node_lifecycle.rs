@@ -211,6 +211,17 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Waits for an event about `name` (events follow the change they report).
+    async fn wait_event(&self, name: &str, type_: &str, reason: &str, message: &str, source: &str) {
+        let expected = (type_.into(), reason.into(), message.into(), source.into());
+        wait_for(&format!("a {reason} event about {name}"), || async {
+            self.events(name).await.contains(&expected).then_some(())
+        })
+        .await;
+    }
+}
+
 fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
     pod.status
         .as_ref()?
@@ -272,6 +283,21 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_evicted() 
         )
         .await;
 
+    // No tolerations of its own: admission gives it Kubernetes' default,
+    // the unreachable taint tolerated for 300 s.
+    cluster.running_pod("plain", serde_json::Value::Null).await;
+    let plain = cluster.pod("plain").await;
+    let defaulted = plain
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_ref())
+        .and_then(|t| {
+            t.iter()
+                .find(|t| t.key.as_deref() == Some(UNREACHABLE_TAINT))
+        })
+        .expect("the default unreachable toleration");
+    assert_eq!(defaulted.toleration_seconds, Some(300));
+
     // While the Lease is renewed for longer than the grace period, nothing
     // happens to the node.
     let renewing_until = tokio::time::Instant::now() + GRACE + Duration::from_secs(1);
@@ -329,27 +355,33 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_evicted() 
         .find(|t| t.effect == "NoExecute")
         .and_then(|t| t.time_added.clone())
         .unwrap();
-    assert!(cluster.events(NODE).await.contains(&(
-        "Normal".into(),
-        "NodeNotReady".into(),
-        format!("Node {NODE} status is now: NodeNotReady"),
-        "node-controller".into(),
-    )));
+    cluster
+        .wait_event(
+            NODE,
+            "Normal",
+            "NodeNotReady",
+            &format!("Node {NODE} status is now: NodeNotReady"),
+            "node-controller",
+        )
+        .await;
 
     // Every pod on the node is marked not ready (only the Ready condition).
-    for name in ["short", "stays"] {
+    for name in ["short", "stays", "plain"] {
         let pod = wait_for(&format!("pod {name} to turn not ready"), || async {
             let pod = cluster.pod(name).await;
             (condition(&pod, "Ready")?.status == "False").then_some(pod)
         })
         .await;
         assert_eq!(condition(&pod, "ContainersReady").unwrap().status, "True");
-        assert!(cluster.events(name).await.contains(&(
-            "Warning".into(),
-            "NodeNotReady".into(),
-            "Node is not ready".into(),
-            "node-controller".into(),
-        )));
+        cluster
+            .wait_event(
+                name,
+                "Warning",
+                "NodeNotReady",
+                "Node is not ready",
+                "node-controller",
+            )
+            .await;
     }
 
     // Once its toleration runs out, "short" is evicted: marked as a
@@ -372,18 +404,24 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_evicted() 
         target.last_transition_time.as_ref().unwrap().0.timestamp() >= tainted_at.0.timestamp() + 2
     );
     assert_eq!(short.metadata.deletion_grace_period_seconds, Some(30));
-    assert!(cluster.events("short").await.contains(&(
-        "Normal".into(),
-        "TaintManagerEviction".into(),
-        "Marking for deletion Pod default/short".into(),
-        "taint-eviction-controller".into(),
-    )));
+    cluster
+        .wait_event(
+            "short",
+            "Normal",
+            "TaintManagerEviction",
+            "Marking for deletion Pod default/short",
+            "taint-eviction-controller",
+        )
+        .await;
 
-    // "stays" tolerates the taint for ever: a few more passes leave it be.
+    // "stays" tolerates the taint for ever and "plain" for 300 s: a few more
+    // passes leave them be.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let stays = cluster.pod("stays").await;
-    assert!(stays.metadata.deletion_timestamp.is_none(), "{stays:?}");
-    assert!(condition(&stays, "DisruptionTarget").is_none());
+    for name in ["stays", "plain"] {
+        let pod = cluster.pod(name).await;
+        assert!(pod.metadata.deletion_timestamp.is_none(), "{pod:?}");
+        assert!(condition(&pod, "DisruptionTarget").is_none());
+    }
 
     // The kubelet comes back: the unreachable taints go.
     cluster.renew_lease().await;
@@ -394,6 +432,8 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_evicted() 
             .then_some(())
     })
     .await;
-    let stays = cluster.pod("stays").await;
-    assert!(stays.metadata.deletion_timestamp.is_none(), "{stays:?}");
+    for name in ["stays", "plain"] {
+        let pod = cluster.pod(name).await;
+        assert!(pod.metadata.deletion_timestamp.is_none(), "{pod:?}");
+    }
 }
