@@ -34,7 +34,10 @@ async fn serve(args: VirtualNodesArgs) -> anyhow::Result<()> {
     tokio::pin!(nodes);
     tokio::select! {
         result = &mut nodes => return result.context("virtual nodes stopped"),
-        Ok(()) = ready_rx => tracing::info!(count, "registered virtual nodes {prefix}0..{prefix}{}", count.saturating_sub(1)),
+        Ok(()) = ready_rx => {
+            let last = count.saturating_sub(1);
+            tracing::info!(count, "registered virtual nodes {prefix}0..{prefix}{last}");
+        }
     }
     tokio::select! {
         result = nodes => result.context("virtual nodes stopped"),
