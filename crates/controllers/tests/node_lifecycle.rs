@@ -437,3 +437,68 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_evicted() 
         assert!(pod.metadata.deletion_timestamp.is_none(), "{pod:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noexecute_taint_on_a_live_node_evicts_the_pods_that_do_not_tolerate_it() {
+    let cluster = Cluster::start().await;
+    cluster.register_node(Time(Utc::now())).await;
+    // The kubelet keeps renewing: this node stays reachable throughout.
+    let leases = cluster.leases();
+    let kubelet = tokio::spawn(async move {
+        loop {
+            let patch = serde_json::json!({"spec": {"renewTime": MicroTime(Utc::now())}});
+            let _ = leases
+                .patch(NODE, &PatchParams::default(), &Patch::Merge(&patch))
+                .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    cluster
+        .running_pod("intolerant", serde_json::Value::Null)
+        .await;
+    cluster
+        .running_pod(
+            "brief",
+            serde_json::json!([{"key": "maintenance", "operator": "Exists",
+                                "effect": "NoExecute", "tolerationSeconds": 1}]),
+        )
+        .await;
+    cluster
+        .running_pod(
+            "patient",
+            serde_json::json!([{"key": "maintenance", "operator": "Equal", "value": "true",
+                                "effect": "NoExecute"}]),
+        )
+        .await;
+
+    // As `kubectl taint node lost-node maintenance=true:NoExecute` does.
+    let patch = serde_json::json!({"spec": {"taints": [
+        {"key": "maintenance", "value": "true", "effect": "NoExecute"}
+    ]}});
+    cluster
+        .nodes()
+        .patch(NODE, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("tainting the node");
+
+    for name in ["intolerant", "brief"] {
+        let pod = wait_for(&format!("pod {name} to be evicted"), || async {
+            let pod = cluster.pod(name).await;
+            pod.metadata.deletion_timestamp.is_some().then_some(pod)
+        })
+        .await;
+        assert_eq!(
+            condition(&pod, "DisruptionTarget").map(|c| c.status.as_str()),
+            Some("True")
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let patient = cluster.pod("patient").await;
+    assert!(patient.metadata.deletion_timestamp.is_none(), "{patient:?}");
+    // The node itself is fine: Ready as its kubelet said, never unreachable,
+    // and its pods were not marked not ready.
+    let node = cluster.node().await;
+    assert!(unreachable_taints(&node).is_empty(), "{node:?}");
+    assert_eq!(condition(&patient, "Ready").unwrap().status, "True");
+    kubelet.abort();
+}
