@@ -149,7 +149,9 @@ spec:
     assert!(c.ready);
     assert_eq!(c.started, Some(true));
     assert!(!c.image_id.is_empty());
-    let events = env.events("web").await;
+    let events = env
+        .events_with("web", &["Pulling:", "Pulled:", "Created:", "Started:"])
+        .await;
     let want = [
         format!("Pulling: Pulling image \"{}\"", busybox()),
         "Created: Created container: main".to_string(),
@@ -475,7 +477,7 @@ spec:
         .expect("lastState terminated");
     assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
     assert_eq!(c.restart_count, 1);
-    let events = env.events("crash").await;
+    let events = env.events_with("crash", &["BackOff:"]).await;
     assert!(
         events.contains(&format!(
             "BackOff: Back-off restarting failed container main in pod crash_default({uid})"
@@ -612,7 +614,7 @@ spec:
         "took {:?}",
         t0.elapsed()
     );
-    let events = env.events("coop").await;
+    let events = env.events_with("coop", &["Killing:"]).await;
     assert!(
         events.contains(&"Killing: Stopping container main".to_string()),
         "{events:?}"
@@ -651,7 +653,7 @@ spec:
         .expect("still terminating");
     assert!(p.metadata.deletion_timestamp.is_some());
     env.wait_gone("stubborn", Duration::from_secs(30)).await;
-    let events = env.events("stubborn").await;
+    let events = env.events_with("stubborn", &["FailedPreStopHook:"]).await;
     assert!(
         events
             .iter()
@@ -735,7 +737,7 @@ spec:
         .unwrap()
         .terminated
         .is_some());
-    let events = env.events("probed").await;
+    let events = env.events_with("probed", &["Killing:", "Unhealthy:"]).await;
     assert!(
         events.contains(
             &"Killing: Container live failed liveness probe, will be restarted".to_string()
@@ -789,7 +791,18 @@ spec:
         )),
         "{msg}"
     );
-    let events = env.events("badimage").await;
+    let events = env
+        .events_with(
+            "badimage",
+            &[
+                "Pulling:",
+                "Failed: Failed to pull",
+                "Failed: Error: ErrImagePull",
+                "BackOff:",
+                "Failed: Error: ImagePullBackOff",
+            ],
+        )
+        .await;
     assert!(
         events.contains(&format!("Pulling: Pulling image \"{image}\"")),
         "{events:?}"
@@ -1012,10 +1025,17 @@ spec:
         )
         .await;
     ws.send(4, br#"{"Width":100,"Height":40}"#).await;
-    ws.send(0, b"stty size; echo hi; exit 3\n").await;
+    // The resize reaches the terminal on its own path, so under load the
+    // typed line can overtake it (as in Kubernetes): wait for a size first.
+    // The terminal echoes the input, hence output matched with line ends.
+    ws.send(
+        0,
+        b"for i in $(seq 50); do stty size >/dev/null 2>&1 && break; sleep 0.1; done; stty size; echo hi; exit 3\n",
+    )
+    .await;
     let out = ws.finish().await;
-    assert!(out.stdout.contains("40 100"), "{out:?}");
-    assert!(out.stdout.contains("hi"), "{out:?}");
+    assert!(out.stdout.contains("\n40 100\r\n"), "{out:?}");
+    assert!(out.stdout.contains("\nhi\r\n"), "{out:?}");
     let status = out.status.expect("exit status on the error channel");
     assert_eq!(status["status"], "Failure");
     assert_eq!(status["details"]["causes"][0]["message"], "3");
@@ -1268,7 +1288,7 @@ spec:
         .unwrap()
         .terminated
         .is_some());
-    let events = env.events("deadline").await;
+    let events = env.events_with("deadline", &["DeadlineExceeded:"]).await;
     assert!(
         events.contains(
             &"DeadlineExceeded: Pod was active on the node longer than the specified deadline"

@@ -225,6 +225,23 @@ impl Env {
             .collect()
     }
 
+    /// Events about a pod once one starts with each of `prefixes` (the
+    /// agent posts events asynchronously, after the status that caused
+    /// them); the list as it is after 30 s otherwise, for the caller's asserts.
+    pub async fn events_with(&self, name: &str, prefixes: &[&str]) -> Vec<String> {
+        let t0 = Instant::now();
+        loop {
+            let events = self.events(name).await;
+            let all = prefixes
+                .iter()
+                .all(|p| events.iter().any(|e| e.starts_with(p)));
+            if all || t0.elapsed() > Duration::from_secs(30) {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn ca(&self) -> PathBuf {
         self.dir.path().join("tls/ca.crt")
     }
