@@ -547,6 +547,14 @@ async fn read(ctx: &Ctx<'_>, name: &str) -> Result<(Value, Revision), ApiError> 
     Ok((v, kv.mod_revision))
 }
 
+/// The watch cache's copy of `key` and its revision, if it has one.
+fn cached_current(ctx: &Ctx<'_>, key: &str) -> Option<(Value, Revision)> {
+    let obj = ctx.state.cache.resource(ctx.def).get(key)?;
+    let v: Value = serde_json::from_slice(&obj.bytes).ok()?;
+    let rev = v["metadata"]["resourceVersion"].as_str()?.parse().ok()?;
+    Some((v, rev))
+}
+
 pub async fn get(ctx: &Ctx<'_>, name: &str) -> Result<Response<Body>, ApiError> {
     check_accept(ctx.headers)?;
     let (v, _) = read(ctx, name).await?;
@@ -1003,10 +1011,29 @@ where
 {
     let key = key_for(ctx, name);
     let dry = dry_run(ctx.query)?;
-    for _ in 0..16 {
-        let (current, rev) = read(ctx, name).await?;
-        let (write, pinned) = f(&current)?;
+    for attempt in 0..16 {
+        // The first try starts from the watch cache, as kube-apiserver's
+        // GuaranteedUpdate does: the write is a compare-and-swap on the
+        // revision read, so a stale copy cannot be written over. Anything
+        // but a successful write from a cached copy (a conflict, an error or
+        // "nothing to change" decided on old data) is redone from the store.
+        let cached = if attempt == 0 && !dry {
+            cached_current(ctx, &key)
+        } else {
+            None
+        };
+        let from_cache = cached.is_some();
+        let (current, rev) = match cached {
+            Some(c) => c,
+            None => read(ctx, name).await?,
+        };
+        let (write, pinned) = match f(&current) {
+            Ok(w) => w,
+            Err(_) if from_cache => continue,
+            Err(e) => return Err(e),
+        };
         match write {
+            Write::Unchanged if from_cache => continue,
             Write::Unchanged => {
                 return Ok(with_warnings(
                     object_response(200, ctx.headers, &current),
@@ -1023,7 +1050,10 @@ where
                 // An object being deleted whose last finalizer went away is
                 // removed (pods only once their grace period is over).
                 if finished_deleting(ctx.def, &new) {
-                    return remove(ctx, &key, name, rev, warnings).await;
+                    match remove(ctx, &key, name, rev, warnings).await {
+                        Err(e) if e.code == 409 && from_cache => continue,
+                        other => return other,
+                    }
                 }
                 match ctx
                     .state
@@ -1034,6 +1064,11 @@ where
                     Ok(kv) => {
                         set_rv(&mut new, kv.mod_revision);
                         return Ok(written(ctx, 200, &new, kv.mod_revision, warnings).await);
+                    }
+                    Err(orca_store::Error::Conflict { .. } | orca_store::Error::NotFound(_))
+                        if from_cache =>
+                    {
+                        continue
                     }
                     Err(orca_store::Error::Conflict { .. }) if !pinned => continue,
                     Err(orca_store::Error::Conflict { .. }) => {
@@ -1051,7 +1086,7 @@ where
                     ));
                 }
                 match remove(ctx, &key, name, rev, warnings).await {
-                    Err(e) if e.code == 409 && !pinned => continue,
+                    Err(e) if e.code == 409 && (from_cache || !pinned) => continue,
                     other => return other,
                 }
             }

@@ -27,6 +27,10 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use orca_store::sqlite::{SqliteOptions, SqliteStore};
 
+// The allocator the `orca` binary uses, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     nodes: usize,
     pods: usize,
