@@ -141,9 +141,12 @@ impl Network {
                 source,
             })?;
         }
-        crate::state::write_json(&self.allocations, map).map_err(|source| NetworkError::Store {
-            path: self.allocations.clone(),
-            source,
+        // Durable: allocations outlive a reboot until the agent frees them.
+        crate::state::write_json_durable(&self.allocations, map).map_err(|source| {
+            NetworkError::Store {
+                path: self.allocations.clone(),
+                source,
+            }
         })
     }
 

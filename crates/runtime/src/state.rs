@@ -140,12 +140,26 @@ pub(crate) struct ShimState {
     pub oom_killed: bool,
 }
 
-/// Writes through a temporary file and a rename, so readers never see half a file.
+/// Writes through a temporary file and a rename, so readers never see half
+/// a file. Not synced to disk: these records describe processes that do not
+/// survive the machine, and an fsync per record cost milliseconds per
+/// container start. An agent restart sees them in the page cache.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    write_file(path, value, false)
+}
+
+/// [`write_json`] synced to disk, for what must survive a reboot.
+pub(crate) fn write_json_durable<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    write_file(path, value, true)
+}
+
+fn write_file<T: Serialize>(path: &Path, value: &T, sync: bool) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(&serde_json::to_vec(value).map_err(std::io::Error::other)?)?;
-    f.sync_data()?;
+    if sync {
+        f.sync_data()?;
+    }
     std::fs::rename(&tmp, path)
 }
 
