@@ -31,6 +31,11 @@ fn status(rec: &SandboxRecord) -> SandboxStatus {
     }
 }
 
+struct PreparedPod {
+    ip: Option<std::net::Ipv4Addr>,
+    volumes: std::collections::BTreeMap<String, crate::state::VolumeRecord>,
+}
+
 pub(crate) fn pause_alive(rec: &SandboxRecord) -> bool {
     process_start_time(rec.pause_pid) == Some(rec.pause_start_time)
 }
@@ -94,11 +99,29 @@ pub(crate) async fn run(inner: &Arc<Inner>, config: SandboxConfig) -> Result<San
     if let Some(s) = existing {
         return Ok(s);
     }
-    let pid = spawn_pause(inner, &config).await?;
+    // The pause process starts (an exec of this binary) while the pod's IP,
+    // files and mounts are prepared: neither needs the other.
+    let pause = spawn_pause(inner, &config);
+    let prepared = {
+        let config = config.clone();
+        blocking(inner, move |i| i.prepare_pod(&config))
+    };
+    let (pid, prepared) = tokio::join!(pause, prepared);
     blocking(inner, move |i| {
-        let result = i.finish_sandbox(&config, pid);
-        if result.is_err() {
+        let kill_pause = |pid: i32| {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        };
+        let result = match (pid, prepared) {
+            (Ok(pid), Ok(prepared)) => i
+                .finish_sandbox(&config, pid, prepared)
+                .inspect_err(|_| kill_pause(pid)),
+            (Ok(pid), Err(e)) => {
+                kill_pause(pid);
+                Err(e)
+            }
+            (Err(e), _) => Err(e),
+        };
+        if result.is_err() {
             let _ = i.network.release(&config.pod_uid);
             let _ = i.cleanup_pod_mounts(&i.layout.pod(&config.pod_uid));
         }
@@ -145,21 +168,16 @@ pub(crate) async fn remove(inner: &Arc<Inner>, pod_uid: &str) -> Result<()> {
 }
 
 impl Inner {
-    fn finish_sandbox(&self, config: &SandboxConfig, pid: i32) -> Result<SandboxStatus> {
+    /// What a sandbox needs besides its pause process: the pod's IP,
+    /// volumes, shared /dev/shm and /etc files.
+    fn prepare_pod(&self, config: &SandboxConfig) -> Result<PreparedPod> {
         let uid = &config.pod_uid;
         let dir = self.layout.pod(uid);
         std::fs::create_dir_all(&dir).map_err(other)?;
-        let pause_start_time = process_start_time(pid)
-            .ok_or_else(|| other(format!("pod {uid}: the pause process {pid} died")))?;
-        let (ip, veth) = if config.host_network {
-            (None, None)
+        let ip = if config.host_network {
+            None
         } else {
-            let ip = self.network.allocate(uid).map_err(other)?;
-            let veth = veth_name(uid);
-            self.network
-                .attach(pid, &veth, ip)
-                .map_err(|e| other(format!("pod {}/{}: {e}", config.namespace, config.pod_name)))?;
-            (Some(std::net::IpAddr::V4(ip)), Some(veth))
+            Some(self.network.allocate(uid).map_err(other)?)
         };
         let volumes = crate::volumes::prepare(&dir.join("volumes"), &config.volumes)
             .map_err(|e| other(format!("pod {}/{}: {e}", config.namespace, config.pod_name)))?;
@@ -175,7 +193,30 @@ impl Inner {
             )
             .map_err(|e| other(format!("pod {uid}: mount /dev/shm: {e}")))?;
         }
-        write_etc_files(&dir.join("etc"), config, ip).map_err(other)?;
+        write_etc_files(&dir.join("etc"), config, ip.map(std::net::IpAddr::V4)).map_err(other)?;
+        Ok(PreparedPod { ip, volumes })
+    }
+
+    /// Connects the pause process's network namespace and records the sandbox.
+    fn finish_sandbox(
+        &self,
+        config: &SandboxConfig,
+        pid: i32,
+        prepared: PreparedPod,
+    ) -> Result<SandboxStatus> {
+        let uid = &config.pod_uid;
+        let pause_start_time = process_start_time(pid)
+            .ok_or_else(|| other(format!("pod {uid}: the pause process {pid} died")))?;
+        let veth = match prepared.ip {
+            Some(ip) => {
+                let veth = veth_name(uid);
+                self.network.attach(pid, &veth, ip).map_err(|e| {
+                    other(format!("pod {}/{}: {e}", config.namespace, config.pod_name))
+                })?;
+                Some(veth)
+            }
+            None => None,
+        };
         let rec = SandboxRecord {
             pod_uid: uid.clone(),
             namespace: config.namespace.clone(),
@@ -185,10 +226,10 @@ impl Inner {
             share_pid: config.share_process_namespace,
             pause_pid: pid,
             pause_start_time,
-            ip,
+            ip: prepared.ip.map(std::net::IpAddr::V4),
             veth,
             bridge: self.network.bridge.clone(),
-            volumes,
+            volumes: prepared.volumes,
             created_at: SystemTime::now(),
             stopped: false,
         };
