@@ -1,12 +1,12 @@
 //! create_container: the bundle (overlay rootfs + OCI spec) and a shim that
 //! creates the container, which then waits for `start`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::linux::{blocking, Inner};
 use crate::spec::{BindMount, PodNamespaces, SpecInputs};
@@ -23,46 +23,85 @@ pub(crate) async fn create(
         .get(&config.image)
         .await?
         .ok_or_else(|| Error::ImageNotPresent(config.image.clone()))?;
-    let uid = pod_uid.to_string();
     let name = config.name.clone();
-    let (id, dir) = blocking(inner, move |i| {
-        let (id, dir) = i.prepare_bundle(&uid, &config, &image)?;
-        // The image's layers are the container's rootfs: keep them from GC.
-        if let Err(e) = i.images.lease(&id, &image) {
-            i.discard_bundle(&id);
-            return Err(e);
-        }
-        Ok((id, dir))
-    })
-    .await?;
-    match spawn_shim(inner, &id, &dir).await {
-        Ok(()) => Ok(id),
+    let fail = |message: String| Error::CreateContainer {
+        name: name.clone(),
+        message,
+    };
+    let id = random_id().map_err(|e| fail(e.to_string()))?;
+    let dir = inner.layout.container(&id);
+    std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+    // The shim starts (an exec of this binary) while the bundle is
+    // prepared; it waits for the word to go before reading it.
+    let shim = match spawn_shim(inner, &dir) {
+        Ok(shim) => shim,
         Err(message) => {
-            let cleanup_id = id.clone();
-            blocking(inner, move |i| {
-                i.discard_bundle(&cleanup_id);
-                Ok(())
-            })
-            .await?;
-            Err(Error::CreateContainer { name, message })
+            inner.discard_bundle(&id);
+            return Err(fail(message));
         }
+    };
+    // The image's layers are the container's rootfs: keep them from GC. The
+    // lease is written while the bundle is prepared.
+    let leased = {
+        let (id, image) = (id.clone(), image.clone());
+        blocking(inner, move |i| i.images.lease(&id, &image))
+    };
+    let bundled = {
+        let (uid, id) = (pod_uid.to_string(), id.clone());
+        blocking(inner, move |i| i.prepare_bundle(&uid, &id, &config, &image))
+    };
+    let prepared = match tokio::join!(leased, bundled) {
+        (Ok(()), bundled) => bundled,
+        (Err(e), _) => Err(e),
+    };
+    let result = match prepared {
+        Ok(()) => wait_for_shim(inner, &id, &dir, shim).await.map_err(fail),
+        Err(e) => {
+            // No "go": the shim reads end of file and leaves.
+            let mut shim = shim;
+            drop(shim.stdin.take());
+            let _ = shim.wait().await;
+            Err(e)
+        }
+    };
+    if result.is_err() {
+        let cleanup_id = id.clone();
+        blocking(inner, move |i| {
+            i.discard_bundle(&cleanup_id);
+            Ok(())
+        })
+        .await?;
     }
+    result.map(|()| id)
 }
 
-/// Starts the shim and waits for its first line: the container's pid once
-/// it is created, or the error.
-async fn spawn_shim(inner: &Inner, id: &str, dir: &Path) -> Result<(), String> {
+/// Starts the shim for the container in `dir`; it waits for "go" on its stdin.
+fn spawn_shim(inner: &Inner, dir: &Path) -> Result<tokio::process::Child, String> {
     let shim_log = std::fs::File::create(dir.join(ContainerFiles::SHIM_LOG))
         .map_err(|e| format!("create shim log: {e}"))?;
-    let mut child = tokio::process::Command::new(&inner.shim_exe)
+    tokio::process::Command::new(&inner.shim_exe)
         .arg(crate::shim::SHIM)
         .arg(dir)
         .arg(inner.layout.youki())
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(shim_log)
         .spawn()
-        .map_err(|e| format!("start shim {}: {e}", inner.shim_exe.display()))?;
+        .map_err(|e| format!("start shim {}: {e}", inner.shim_exe.display()))
+}
+
+/// Tells the shim to go and waits for its first line: the container's pid
+/// once it is created, or the error.
+async fn wait_for_shim(
+    inner: &Inner,
+    id: &str,
+    dir: &Path,
+    mut child: tokio::process::Child,
+) -> Result<(), String> {
+    if let Some(mut stdin) = child.stdin.take() {
+        // A shim that already died shows up below, through its stdout.
+        let _ = stdin.write_all(crate::shim::GO).await;
+    }
     let mut line = String::new();
     if let Some(out) = child.stdout.take() {
         let _ = BufReader::new(out).read_line(&mut line).await;
@@ -88,24 +127,17 @@ impl Inner {
     fn prepare_bundle(
         &self,
         pod_uid: &str,
+        id: &str,
         config: &ContainerConfig,
         image: &RuntimeImage,
-    ) -> Result<(String, PathBuf)> {
+    ) -> Result<()> {
         let sandbox = self.sandbox(pod_uid)?;
-        let id = random_id().map_err(|e| Error::Other(e.to_string()))?;
-        let dir = self.layout.container(&id);
-        let fail = |message: String| Error::CreateContainer {
-            name: config.name.clone(),
-            message,
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
-        match self.write_bundle(&id, &dir, &sandbox, config, image) {
-            Ok(()) => Ok((id, dir)),
-            Err(message) => {
-                self.discard_bundle(&id);
-                Err(fail(message))
-            }
-        }
+        let dir = self.layout.container(id);
+        self.write_bundle(id, &dir, &sandbox, config, image)
+            .map_err(|message| Error::CreateContainer {
+                name: config.name.clone(),
+                message,
+            })
     }
 
     fn write_bundle(

@@ -1,8 +1,9 @@
 //! The per-container shim (conmon's role), a re-exec of the agent's binary:
 //! `SHIM_EXE __orca-shim <container dir> <libcontainer root>`.
 //!
-//! It runs single-threaded, because libcontainer clones the calling process
-//! and changes process-wide state. It creates the container with its stdio
+//! It waits for `go` on stdin (the runtime starts it while it still writes
+//! the bundle), then runs single-threaded, because libcontainer clones the
+//! calling process and changes process-wide state. It creates the container with its stdio
 //! on pipes (or a pty), prints the container's pid (or `error: ...`) on
 //! stdout, then serves a control socket and writes the logs until the
 //! container exits; it records the exit in `state.json` and leaves. It has
@@ -34,6 +35,8 @@ use crate::logs::{CriLog, Stream};
 use crate::state::{read_json, write_json, ContainerFiles, ContainerRecord, ShimState, Status};
 
 pub(crate) const SHIM: &str = "__orca-shim";
+/// What the runtime writes on the shim's stdin when the bundle is ready.
+pub(crate) const GO: &[u8; 3] = b"go\n";
 /// How long output is still collected after the container's init exited
 /// (a process that escaped into the pod's PID namespace may hold the pipes).
 const DRAIN: Duration = Duration::from_secs(2);
@@ -43,6 +46,12 @@ pub(crate) fn shim_main(args: &[String]) -> ! {
         eprintln!("usage: {SHIM} <container dir> <libcontainer root>");
         std::process::exit(2)
     };
+    // The runtime starts the shim before the bundle is ready and says "go"
+    // once it is; end of file means the container is not to be created.
+    let mut go = [0u8; 3];
+    if std::io::stdin().read_exact(&mut go).is_err() || go[..] != GO[..] {
+        std::process::exit(0)
+    }
     match Shim::create(Path::new(dir), Path::new(youki)) {
         Ok(mut shim) => {
             shim.serve();
