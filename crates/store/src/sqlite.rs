@@ -18,8 +18,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::types::Value;
 use rusqlite::config::DbConfig;
+use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{broadcast, oneshot};
 
@@ -102,6 +102,9 @@ struct Inner {
     events: broadcast::Sender<Arc<Vec<WatchEvent>>>,
     requests: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// An exclusive lock on `<db>.lock` for the store's lifetime: two
+    /// processes writing one log would each hand out the same revisions.
+    _lock: std::fs::File,
 }
 
 /// State shared by the writer thread, readers and watchers.
@@ -236,6 +239,30 @@ fn prefix_condition(prefix: &str, params: &mut Vec<Value>) -> String {
     }
 }
 
+fn lock_database(path: &Path) -> Result<std::fs::File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::Unavailable(format!("opening {}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Unavailable(format!(
+            "{} is in use by another process (is an orca server already running on this \
+             data directory?); stop it or choose another --data-dir",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Unavailable(format!(
+            "locking {}: {e}",
+            lock_path.display()
+        ))),
+    }
+}
+
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     // Readers never block in WAL mode; the timeout only covers checkpoints
@@ -288,6 +315,7 @@ impl SqliteStore {
                 Error::Unavailable(format!("creating directory {}: {e}", dir.display()))
             })?;
         }
+        let lock = lock_database(path)?;
         let conn = open_connection(path).map_err(|e| db_err(path, "opening", e))?;
         init_schema(path, &conn)?;
         let (revision, compact_revision) =
@@ -337,6 +365,7 @@ impl SqliteStore {
                 events,
                 requests: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
+                _lock: lock,
             }),
         })
     }

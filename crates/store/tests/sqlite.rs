@@ -10,6 +10,25 @@ use orca_store::{Error, Store, WatchEvent};
 const STREAM_WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_in_use_cannot_be_opened_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db/state.db");
+    let first = SqliteStore::open(&db, SqliteOptions::default()).unwrap();
+    let kv = first.create("/r/a", b"1".to_vec()).await.unwrap();
+    match SqliteStore::open(&db, SqliteOptions::default()) {
+        Err(Error::Unavailable(msg)) => assert!(msg.contains("in use by another process"), "{msg}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a second store opened a database in use"),
+    }
+    // The refused open changed nothing, and once the first closes the
+    // database opens again with its data.
+    assert_eq!(first.get("/r/a").await.unwrap(), Some(kv.clone()));
+    drop(first);
+    let again = SqliteStore::open(&db, SqliteOptions::default()).unwrap();
+    assert_eq!(again.get("/r/a").await.unwrap(), Some(kv));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopen_keeps_data_history_and_revisions() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db/state.db");
