@@ -16,6 +16,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             bind_address: "127.0.0.1".into(),
             https_port: port,
             tls_sans: vec![],
+            ..Default::default()
         },
         Arc::new(store),
     )

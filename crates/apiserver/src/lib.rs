@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 mod admission;
 mod cache;
+mod compactor;
 mod discovery;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -65,6 +66,11 @@ pub struct Config {
     pub https_port: u16,
     /// Extra names and IPs for the serving certificate.
     pub tls_sans: Vec<String>,
+    /// How often the store's history is compacted (kube-apiserver's
+    /// `--etcd-compaction-interval`, 5 min); each run forgets revisions older
+    /// than the previous run's, so watches can resume up to one interval back.
+    /// Zero disables compaction.
+    pub compaction_interval: std::time::Duration,
 }
 
 impl Default for Config {
@@ -74,6 +80,7 @@ impl Default for Config {
             bind_address: "127.0.0.1".into(),
             https_port: 6443,
             tls_sans: Vec::new(),
+            compaction_interval: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -158,6 +165,13 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
     let kubeconfig = tls::write_kubeconfig(&config.data_dir, &server_url)?;
 
     let cache = cache::Cache::start(store.clone()).await?;
+    if !config.compaction_interval.is_zero() {
+        tokio::spawn(compactor::run(
+            Arc::downgrade(&store),
+            Arc::downgrade(&cache),
+            config.compaction_interval,
+        ));
+    }
     let state = Arc::new(server::State {
         store,
         cache,

@@ -205,6 +205,7 @@ async fn watch_from_a_compacted_revision_gets_410() {
         bind_address: "127.0.0.1".into(),
         https_port: 0,
         tls_sans: vec![],
+        ..Default::default()
     };
     let connect = |server: &orca_apiserver::ApiServer| {
         let path = server.kubeconfig_path().to_path_buf();
@@ -257,6 +258,82 @@ async fn watch_from_a_compacted_revision_gets_410() {
         }
         other => panic!("expected a 410 ERROR event, got {other:?}"),
     }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_compacts_history_older_than_one_interval() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = common::open_store(dir.path()).await;
+    let server = orca_apiserver::start(
+        orca_apiserver::Config {
+            data_dir: dir.path().to_path_buf(),
+            https_port: 0,
+            compaction_interval: std::time::Duration::from_millis(300),
+            ..Default::default()
+        },
+        store.clone(),
+    )
+    .await
+    .expect("start");
+    let kc = kube::config::Kubeconfig::read_from(server.kubeconfig_path()).expect("kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    let pods = Api::<Pod>::namespaced(kube::Client::try_from(cfg).expect("client"), "default");
+    let first = pods
+        .create(&PostParams::default(), &pod("churn"))
+        .await
+        .expect("create");
+    let first_rv: i64 = first.metadata.resource_version.unwrap().parse().unwrap();
+    let mut last = first_rv;
+    for i in 0..3 {
+        let patch = serde_json::json!({"metadata": {"labels": {"n": i.to_string()}}});
+        let p = pods
+            .patch("churn", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patch");
+        last = p.metadata.resource_version.unwrap().parse().unwrap();
+    }
+
+    // Two intervals later everything up to the last write is history.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let compacted = store.status().await.expect("status").compact_revision;
+        if compacted >= last {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never compacted past {last} (at {compacted})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The old revisions are gone from the store (watchers within the watch
+    // cache's window are still served from memory, as in Kubernetes).
+    let old = store
+        .list(
+            "/registry/pods/",
+            orca_store::ListOptions {
+                revision: Some(first_rv),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(old, Err(orca_store::Error::Compacted { .. })),
+        "{old:?}"
+    );
+    // The current state is intact and still served, and still writable.
+    let got = pods.get("churn").await.expect("get");
+    assert_eq!(got.metadata.labels.unwrap()["n"], "2");
+    pods.patch(
+        "churn",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"labels": {"n": "3"}}})),
+    )
+    .await
+    .expect("patch after compaction");
     server.shutdown().await;
 }
 

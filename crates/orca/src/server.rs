@@ -26,6 +26,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             bind_address: args.bind_address.clone(),
             https_port: args.https_port,
             tls_sans: args.tls_san.clone(),
+            // The embedded store compacts its own log; etcd needs the API
+            // server to do it, as kube-apiserver does.
+            compaction_interval: if args.datastore_endpoint.is_empty() {
+                std::time::Duration::ZERO
+            } else {
+                orca_apiserver::Config::default().compaction_interval
+            },
         },
         store,
     )

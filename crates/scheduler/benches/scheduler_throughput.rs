@@ -216,6 +216,7 @@ async fn bench(a: Args) {
             bind_address: "127.0.0.1".into(),
             https_port: 0,
             tls_sans: vec![],
+            ..Default::default()
         },
         Arc::new(store),
     )

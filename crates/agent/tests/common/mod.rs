@@ -63,6 +63,7 @@ impl Env {
                 bind_address: "127.0.0.1".into(),
                 https_port: 0,
                 tls_sans: vec![],
+                ..Default::default()
             },
             Arc::new(store),
         )

@@ -109,6 +109,7 @@ pub async fn start_in(dir: PathBuf) -> ApiServer {
             bind_address: "127.0.0.1".into(),
             https_port: 0,
             tls_sans: vec![],
+            ..Default::default()
         },
         store,
     )
