@@ -5,6 +5,9 @@
 //!
 //!   ORCA_TEST_IMAGES=DIR cargo bench -p orca-runtime --bench sandbox_start
 //!
+//! With ORCA_BENCH_SHIM_EXE=PATH, PATH (e.g. target/release/orca) is the
+//! shim and pause binary instead of the bench itself.
+//!
 //! Reports; asserts nothing. The bench binary doubles as shim and pause.
 
 #[path = "../tests/common/mod.rs"]
@@ -13,7 +16,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use orca_runtime::Runtime;
+use orca_runtime::{LinuxRuntime, Runtime, RuntimeConfig};
 
 const RUNS: usize = 100;
 const MEMORY_PODS: usize = 10;
@@ -63,7 +66,16 @@ fn main() {
     orca_runtime::run_internal_command_if_requested();
     // `cargo bench` passes --bench; nothing else is accepted.
     let env = Env::new(200);
-    let rt = &env.runtime;
+    // ORCA_BENCH_SHIM_EXE=target/release/orca measures the shim and pause of
+    // the real binary (its size and allocator) instead of this one.
+    let custom = std::env::var_os("ORCA_BENCH_SHIM_EXE").map(|exe| {
+        let mut config = RuntimeConfig::new(env.root(), env.images.clone());
+        config.bridge = env.bridge.clone();
+        config.pod_cidr = env.cidr.clone();
+        config.shim_exe = exe.into();
+        LinuxRuntime::new(config).unwrap()
+    });
+    let rt = custom.as_ref().unwrap_or(&env.runtime);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
