@@ -4,8 +4,8 @@
 //! thousand watchers cost one store watch.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -22,6 +22,11 @@ const HISTORY: usize = 2_000;
 /// Events a slow watcher may fall behind before its watch is closed (it
 /// re-watches from its last resourceVersion, as Kubernetes clients do).
 const FANOUT: usize = 4_096;
+/// Snapshots of paginated lists kept per resource, and for how long: later
+/// pages are cut from them. A continue token whose snapshot is gone is
+/// served from the store at the token's revision instead.
+const SNAPSHOTS: usize = 4;
+const SNAPSHOT_TTL: Duration = Duration::from_secs(60);
 
 /// What selectors look at, extracted once per object version.
 pub struct ObjMeta {
@@ -72,9 +77,34 @@ struct ResourceState {
     history_floor: Revision,
 }
 
+/// The objects under a prefix at one revision, sorted by key.
+pub struct Snapshot {
+    pub rev: Revision,
+    prefix: Box<str>,
+    objs: Vec<Arc<CachedObj>>,
+    taken: Instant,
+}
+
+impl Snapshot {
+    /// The objects under `prefix` (which must lie within this snapshot's
+    /// prefix) whose keys sort after `after`.
+    pub fn range(&self, prefix: &str, after: Option<&str>) -> &[Arc<CachedObj>] {
+        let lo = self
+            .objs
+            .partition_point(|o| &*o.key < prefix || after.is_some_and(|a| &*o.key <= a));
+        let rest = &self.objs[lo..];
+        &rest[..rest.partition_point(|o| o.key.starts_with(prefix))]
+    }
+
+    fn covers(&self, prefix: &str, rev: Revision) -> bool {
+        self.rev == rev && prefix.starts_with(&*self.prefix) && self.taken.elapsed() < SNAPSHOT_TTL
+    }
+}
+
 pub struct ResourceCache {
     pub def: &'static ResourceDef,
     state: RwLock<ResourceState>,
+    snapshots: Mutex<VecDeque<Arc<Snapshot>>>,
     tx: broadcast::Sender<Arc<CacheEvent>>,
     /// Shared with [`Cache`]; bumped while the resource lock is held so a
     /// snapshot and the revision read under that lock agree.
@@ -138,6 +168,7 @@ impl Cache {
                             history_floor: 0,
                         }),
                         tx: broadcast::channel(FANOUT).0,
+                        snapshots: Mutex::new(VecDeque::new()),
                         revision: revision.clone(),
                     }),
                 )
@@ -205,14 +236,19 @@ impl Cache {
     /// Waits until the cache has seen revision `rev` (a write we just made),
     /// so a client that got our answer then lists sees its own write.
     pub async fn wait_for(&self, rev: Revision) {
-        let mut rx = self.revision.subscribe();
-        let wait = rx.wait_for(|r| *r >= rev);
-        if tokio::time::timeout(Duration::from_secs(5), wait)
-            .await
-            .is_err()
-        {
+        if !self.wait_until(rev, Duration::from_secs(5)).await {
             tracing::warn!(rev, "watch cache did not catch up with the store within 5s");
         }
+    }
+
+    /// Waits at most `timeout` for the cache to reach revision `rev`; false
+    /// if it did not.
+    pub async fn wait_until(&self, rev: Revision, timeout: Duration) -> bool {
+        let mut rx = self.revision.subscribe();
+        let wait = rx.wait_for(|r| *r >= rev);
+        tokio::time::timeout(timeout, wait)
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     fn apply(&self, ev: WatchEvent) {
@@ -321,6 +357,61 @@ impl ResourceCache {
 
     pub fn revision(&self) -> Revision {
         *self.revision.borrow()
+    }
+
+    /// The objects under `prefix` now, as a snapshot (a kept one when
+    /// nothing changed since it was taken, saving the copy).
+    pub fn snapshot(&self, prefix: &str) -> Arc<Snapshot> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let rev = *self.revision.borrow();
+        self.kept(prefix, rev)
+            .unwrap_or_else(|| Arc::new(Self::collect(&st, prefix, rev)))
+    }
+
+    /// The objects under `prefix` at revision `rev`: a kept snapshot, or the
+    /// live objects if the cache is still at `rev`. `None` when the cache
+    /// cannot answer for that revision (the caller reads the store).
+    pub fn snapshot_at(&self, prefix: &str, rev: Revision) -> Option<Arc<Snapshot>> {
+        if let Some(s) = self.kept(prefix, rev) {
+            return Some(s);
+        }
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        // Under the resource lock: every change to this resource bumps the
+        // revision while holding it, so an unchanged revision means
+        // unchanged objects.
+        (*self.revision.borrow() == rev).then(|| Arc::new(Self::collect(&st, prefix, rev)))
+    }
+
+    /// Keeps `snap` for the later pages of its list.
+    pub fn keep(&self, snap: &Arc<Snapshot>) {
+        let mut kept = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+        kept.retain(|s| s.taken.elapsed() < SNAPSHOT_TTL);
+        if kept.iter().any(|s| Arc::ptr_eq(s, snap)) {
+            return;
+        }
+        if kept.len() == SNAPSHOTS {
+            kept.pop_front();
+        }
+        kept.push_back(snap.clone());
+    }
+
+    fn kept(&self, prefix: &str, rev: Revision) -> Option<Arc<Snapshot>> {
+        let kept = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+        kept.iter().rev().find(|s| s.covers(prefix, rev)).cloned()
+    }
+
+    fn collect(st: &ResourceState, prefix: &str, rev: Revision) -> Snapshot {
+        Snapshot {
+            rev,
+            prefix: prefix.into(),
+            objs: st
+                .objects
+                .range(prefix.to_string()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(_, v)| v.clone())
+                .collect(),
+            taken: Instant::now(),
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<CachedObj>> {

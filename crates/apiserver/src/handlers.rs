@@ -393,43 +393,225 @@ fn list_response(
         .unwrap_or_else(|_| Response::new(crate::server::full(Bytes::new())))
 }
 
+/// How a list without a continue token picks its revision, per
+/// https://kubernetes.io/docs/reference/using-api/api-concepts/#semantics-for-get-and-list
+enum ListAt {
+    /// No resourceVersion: the store's current revision (a consistent read).
+    Latest,
+    /// resourceVersion=0: whatever the cache holds.
+    Any,
+    NotOlderThan(Revision),
+    Exact(Revision),
+}
+
+/// How long a consistent list waits for the cache to reach the store's
+/// revision before reading the store instead, and how long a NotOlderThan
+/// list waits before answering 504 (kube-apiserver's 3 s).
+const CONSISTENT_WAIT: Duration = Duration::from_secs(1);
+const NOT_OLDER_THAN_WAIT: Duration = Duration::from_secs(3);
+
+const LIST_EXPIRED: &str = "The resourceVersion for the provided list is too old.";
+const CONTINUE_EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.";
+
+/// kube-apiserver's checks of ListOptions (422), then the revision to read.
+fn list_at(ctx: &Ctx<'_>, limit: usize, has_continue: bool) -> Result<ListAt, ApiError> {
+    let rv = q1(ctx.query, "resourceVersion").unwrap_or("");
+    let m = q1(ctx.query, "resourceVersionMatch").unwrap_or("");
+    let field = "resourceVersionMatch".to_string();
+    let mut causes = Vec::new();
+    if !m.is_empty() {
+        let forbidden = |msg: &str| {
+            (
+                "FieldValueForbidden".to_string(),
+                field.clone(),
+                format!("Forbidden: {msg}"),
+            )
+        };
+        if rv.is_empty() {
+            causes.push(forbidden(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ));
+        }
+        if has_continue {
+            causes.push(forbidden(
+                "resourceVersionMatch is forbidden when continue is provided",
+            ));
+        }
+        if m != "Exact" && m != "NotOlderThan" {
+            causes.push((
+                "FieldValueNotSupported".to_string(),
+                field.clone(),
+                format!(
+                    "Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\", \"\""
+                ),
+            ));
+        }
+        if m == "Exact" && rv == "0" {
+            causes.push(forbidden(
+                "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+            ));
+        }
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid("ListOptions", "meta.k8s.io", "", causes));
+    }
+    if has_continue {
+        if !rv.is_empty() && rv != "0" {
+            return Err(ApiError::bad_request(
+                "specifying resource version is not allowed when using continue",
+            ));
+        }
+        return Ok(ListAt::Latest);
+    }
+    Ok(match parse_rv(ctx.query)? {
+        None => ListAt::Latest,
+        Some(0) => ListAt::Any,
+        // A limit with a resourceVersion and no match is the legacy exact read.
+        Some(n) if m == "Exact" || (m.is_empty() && limit > 0) => ListAt::Exact(n),
+        Some(n) => ListAt::NotOlderThan(n),
+    })
+}
+
+/// kube-apiserver's answer when a resourceVersion is ahead of what it has.
+fn too_large_rv(requested: Revision, current: Revision) -> ApiError {
+    ApiError::new(
+        504,
+        "Timeout",
+        format!("Too large resource version: {requested}, current: {current}"),
+    )
+    .with_details(json!({
+        "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+        "retryAfterSeconds": 1,
+    }))
+}
+
+/// A page: its items, its revision, a continue token when more follow, and
+/// how many follow (only without selectors, as Kubernetes does).
+type Page = (Vec<Bytes>, Revision, Option<String>, Option<usize>);
+
+/// Lists are served from the watch cache (kube-apiserver's
+/// ConsistentListFromCache): a consistent read first waits for the cache to
+/// reach the store's revision. A paginated list keeps its snapshot so every
+/// page comes from the same revision; pages the cache cannot answer (an
+/// exact revision it no longer holds) are read from the store at that
+/// revision.
 pub async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     check_accept(ctx.headers)?;
     let filter = Filter::from_query(ctx)?;
     let limit: usize = parse_num(ctx.query, "limit")?.unwrap_or(0);
     let prefix = ctx.def.ns_prefix(ctx.namespace);
-    let (items, rv, cont, remaining): (Vec<Bytes>, Revision, Option<String>, Option<usize>) =
-        match q1(ctx.query, "continue").filter(|c| !c.is_empty()) {
-            Some(c) => {
-                let tok = decode_continue(c)?;
-                if !tok.start.starts_with(&prefix) {
-                    return Err(ApiError::bad_request(
-                        "continue key is not valid: it belongs to another list",
-                    ));
-                }
-                list_from_store(ctx, &prefix, &filter, limit, tok).await?
+    let cont = q1(ctx.query, "continue").filter(|c| !c.is_empty());
+    let at = list_at(ctx, limit, cont.is_some())?;
+    let cache = &ctx.state.cache;
+    let rc = cache.resource(ctx.def);
+    let (items, rv, cont, remaining) = if let Some(c) = cont {
+        let tok = decode_continue(c)?;
+        if !tok.start.starts_with(&prefix) {
+            return Err(ApiError::bad_request(
+                "continue key is not valid: it belongs to another list",
+            ));
+        }
+        match rc.snapshot_at(&prefix, tok.rv) {
+            Some(snap) => {
+                not_compacted(ctx, &snap, CONTINUE_EXPIRED).await?;
+                page_from_cache(rc, &snap, &prefix, Some(&tok.start), &filter, limit)
             }
-            None => {
-                let rc = ctx.state.cache.resource(ctx.def);
-                let (objs, rv) = rc.list(&prefix);
-                let mut matching = objs.into_iter().filter(|o| filter.matches(o));
-                let mut items = Vec::new();
-                let mut last = None;
-                for o in matching.by_ref() {
-                    if limit > 0 && items.len() == limit {
-                        // One more exists: hand out a continuation.
-                        let rest = 1 + matching.count();
-                        let c = encode_continue(rv, last.as_deref().unwrap_or(""));
-                        let remaining = filter.is_empty().then_some(rest);
-                        return render_list(ctx, rv, Some(c), remaining, items);
-                    }
-                    last = Some(o.key.clone());
-                    items.push(o.bytes.clone());
+            None => list_from_store(ctx, &prefix, &filter, limit, Some(tok.start), Some(tok.rv))
+                .await
+                .map_err(|e| expired_as(e, CONTINUE_EXPIRED))?,
+        }
+    } else {
+        let snap = match at {
+            ListAt::Latest => {
+                let rev = ctx.state.store.current_revision().await?;
+                if cache.wait_until(rev, CONSISTENT_WAIT).await {
+                    Some(rc.snapshot(&prefix))
+                } else {
+                    tracing::warn!(
+                        rev,
+                        "watch cache behind the store; list read from the store"
+                    );
+                    None
                 }
-                (items, rv, None, None)
             }
+            ListAt::Any => Some(rc.snapshot(&prefix)),
+            ListAt::NotOlderThan(n) => {
+                if !cache.wait_until(n, NOT_OLDER_THAN_WAIT).await {
+                    return Err(too_large_rv(n, cache.revision()));
+                }
+                Some(rc.snapshot(&prefix))
+            }
+            ListAt::Exact(n) => match rc.snapshot_at(&prefix, n) {
+                Some(snap) => {
+                    not_compacted(ctx, &snap, LIST_EXPIRED).await?;
+                    Some(snap)
+                }
+                None => None,
+            },
         };
+        match snap {
+            Some(snap) => page_from_cache(rc, &snap, &prefix, None, &filter, limit),
+            None => {
+                let exact = match at {
+                    ListAt::Exact(n) => Some(n),
+                    _ => None,
+                };
+                list_from_store(ctx, &prefix, &filter, limit, None, exact)
+                    .await
+                    .map_err(|e| expired_as(e, LIST_EXPIRED))?
+            }
+        }
+    };
     render_list(ctx, rv, cont, remaining, items)
+}
+
+/// A kept snapshot expires with its revision: once the store has compacted
+/// it, the list answers 410 as Kubernetes does.
+async fn not_compacted(
+    ctx: &Ctx<'_>,
+    snap: &cache::Snapshot,
+    expired: &str,
+) -> Result<(), ApiError> {
+    if snap.rev < ctx.state.cache.revision()
+        && ctx.state.store.status().await?.compact_revision > snap.rev
+    {
+        return Err(ApiError::gone(expired));
+    }
+    Ok(())
+}
+
+/// A page cut from a cache snapshot, using the precomputed summaries for
+/// selectors; the snapshot is kept when pages follow.
+fn page_from_cache(
+    rc: &cache::ResourceCache,
+    snap: &Arc<cache::Snapshot>,
+    prefix: &str,
+    after: Option<&str>,
+    filter: &Filter,
+    limit: usize,
+) -> Page {
+    let objs = snap.range(prefix, after);
+    let mut items = Vec::new();
+    for (i, o) in objs.iter().enumerate() {
+        if !filter.matches(o) {
+            continue;
+        }
+        if limit > 0 && items.len() == limit {
+            // Another match follows: continue after the last one returned,
+            // which is just before this one.
+            let last = &objs[i - 1].key;
+            let remaining = filter.is_empty().then_some(objs.len() - i);
+            rc.keep(snap);
+            return (
+                items,
+                snap.rev,
+                Some(encode_continue(snap.rev, last)),
+                remaining,
+            );
+        }
+        items.push(o.bytes.clone());
+    }
+    (items, snap.rev, None, None)
 }
 
 fn render_list(
@@ -475,17 +657,19 @@ fn table(def: &ResourceDef, objs: &[Value], include: IncludeObject) -> Value {
     orca_api::printing::table(def.kind, objs, &opts)
 }
 
-/// A continuation page, read from the store at the first page's revision so
-/// the whole list is one consistent snapshot.
+/// A page read from the store: after `start` (a continuation), at
+/// `revision` (the token's or an exact request's; `None` for the newest).
 async fn list_from_store(
     ctx: &Ctx<'_>,
     prefix: &str,
     filter: &Filter,
     limit: usize,
-    tok: ContinueToken,
-) -> Result<(Vec<Bytes>, Revision, Option<String>, Option<usize>), ApiError> {
+    mut start: Option<String>,
+    revision: Option<Revision>,
+) -> Result<Page, orca_store::Error> {
     let mut items = Vec::new();
-    let mut start = tok.start;
+    let mut at = revision;
+    let rc = ctx.state.cache.resource(ctx.def);
     loop {
         let page = ctx
             .state
@@ -494,35 +678,41 @@ async fn list_from_store(
                 prefix,
                 orca_store::ListOptions {
                     limit: if limit == 0 { 0 } else { limit + 1 },
-                    start_after: Some(start.clone()),
-                    revision: Some(tok.rv),
+                    start_after: start.clone(),
+                    revision: at,
                 },
             )
-            .await
-            .map_err(|e| match e {
-                orca_store::Error::Compacted { .. } => ApiError::gone(
-                    "The provided continue parameter is too old to display a consistent list result. Start a new list without the continue parameter.",
-                ),
-                other => other.into(),
-            })?;
-        let rc = ctx.state.cache.resource(ctx.def);
+            .await?;
+        // Later reads of this list stay at the first one's revision.
+        let rv = *at.get_or_insert(page.revision);
         for kv in &page.kvs {
             let Some(o) = rc.build_obj(&kv.key, &kv.value, kv.mod_revision) else {
                 continue;
             };
-            if !filter.matches(&o) {
-                start = kv.key.clone();
-                continue;
+            if filter.matches(&o) {
+                if limit > 0 && items.len() == limit {
+                    let last = start.as_deref().unwrap_or(prefix);
+                    return Ok((items, rv, Some(encode_continue(rv, last)), None));
+                }
+                items.push(o.bytes.clone());
             }
-            if limit > 0 && items.len() == limit {
-                return Ok((items, tok.rv, Some(encode_continue(tok.rv, &start)), None));
-            }
-            start = kv.key.clone();
-            items.push(o.bytes.clone());
+            start = Some(kv.key.clone());
         }
         if !page.more || page.kvs.is_empty() {
-            return Ok((items, tok.rv, None, None));
+            return Ok((items, rv, None, None));
         }
+    }
+}
+
+/// Store errors for a list: a compacted revision is 410 with `expired`, a
+/// future one is kube-apiserver's "too large" 504.
+fn expired_as(e: orca_store::Error, expired: &str) -> ApiError {
+    match e {
+        orca_store::Error::Compacted { .. } => ApiError::gone(expired),
+        orca_store::Error::FutureRevision { requested, current } => {
+            too_large_rv(requested, current)
+        }
+        other => other.into(),
     }
 }
 
