@@ -15,6 +15,7 @@ mod resources;
 mod status;
 mod streaming;
 mod tls;
+mod volumes;
 mod worker;
 
 use std::collections::HashMap;

@@ -377,6 +377,9 @@ fn downward_files(
     Ok(())
 }
 
+/// The lifetime asked for when a projected token sets none.
+const TOKEN_TTL: i64 = 3607;
+
 async fn service_account_token(
     client: &kube::Client,
     pod: &Pod,
@@ -392,7 +395,7 @@ async fn service_account_token(
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: audience.into_iter().collect(),
-            expiration_seconds: Some(expiration.unwrap_or(3607)),
+            expiration_seconds: Some(expiration.unwrap_or(TOKEN_TTL)),
             bound_object_ref: Some(BoundObjectReference {
                 kind: Some("Pod".into()),
                 api_version: Some("v1".into()),
@@ -419,12 +422,29 @@ async fn service_account_token(
     }
 }
 
+/// Service account tokens already fetched for a pod's projected volumes,
+/// by (volume, path): reused on resync until 80% of their lifetime is
+/// over, when the kubelet fetches a fresh one.
+#[derive(Default)]
+pub struct TokenCache(HashMap<(String, String), (String, std::time::Instant, std::time::Duration)>);
+
+/// Whether a volume holds files made from API data (configMap, secret,
+/// downwardAPI, projected): the agent writes and refreshes those, and they
+/// are mounted read-only, as the kubelet does.
+pub fn is_api_data(v: &k8s_openapi::api::core::v1::Volume) -> bool {
+    v.config_map.is_some()
+        || v.secret.is_some()
+        || v.downward_api.is_some()
+        || v.projected.is_some()
+}
+
 /// Resolves the pod's volumes for the runtime. The error is the FailedMount
 /// event message.
 pub async fn volumes(
     client: &kube::Client,
     pod: &Pod,
     rt: &Runtime,
+    tokens: &mut TokenCache,
 ) -> Result<BTreeMap<String, VolumeSource>, String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut out = BTreeMap::new();
@@ -541,11 +561,38 @@ pub async fn volumes(
                     .map_err(failed)?;
                 }
                 if let Some(t) = &src.service_account_token {
-                    if let Some(token) =
-                        service_account_token(client, pod, t.audience.clone(), t.expiration_seconds)
+                    let key = (v.name.clone(), t.path.clone());
+                    let cached = tokens
+                        .0
+                        .get(&key)
+                        .filter(|(_, at, ttl)| at.elapsed() < ttl.mul_f64(0.8))
+                        .map(|(token, _, _)| token.clone());
+                    let token = match cached {
+                        Some(token) => Some(token),
+                        None => {
+                            let ttl = t.expiration_seconds.unwrap_or(TOKEN_TTL).max(0) as u64;
+                            let fresh = service_account_token(
+                                client,
+                                pod,
+                                t.audience.clone(),
+                                t.expiration_seconds,
+                            )
                             .await
-                            .map_err(failed)?
-                    {
+                            .map_err(failed)?;
+                            if let Some(token) = &fresh {
+                                tokens.0.insert(
+                                    key,
+                                    (
+                                        token.clone(),
+                                        std::time::Instant::now(),
+                                        std::time::Duration::from_secs(ttl),
+                                    ),
+                                );
+                            }
+                            fresh
+                        }
+                    };
+                    if let Some(token) = token {
                         files.insert(
                             t.path.clone(),
                             (token.into_bytes(), 0o600.min(default_mode)),

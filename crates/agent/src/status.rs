@@ -120,6 +120,9 @@ fn container_status(
     }
     if let Some(cur) = &obs.current {
         status.container_id = Some(container_id(&cur.id));
+        // The image the container runs, which lags the spec until a
+        // changed image's restart.
+        status.image = cur.image.clone();
         if !cur.image_id.is_empty() {
             status.image_id = cur.image_id.clone();
         }

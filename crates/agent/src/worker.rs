@@ -30,6 +30,12 @@ const POLL_INIT: Duration = Duration::from_millis(100);
 const IDLE: Duration = Duration::from_secs(60);
 /// Retry delay for volume, sandbox and container-config failures.
 const RETRY: Duration = Duration::from_secs(5);
+/// How often configMap, secret, downwardAPI and projected volumes are
+/// re-read and rewritten when changed. The kubelet's pod sync period is 1
+/// min; 10 s keeps updates prompt at one GET per referenced object per
+/// pod, which a node's worth of pods makes cheap. Changes to the pod's own
+/// labels and annotations do not wait for it: they arrive on the pod watch.
+const VOLUME_RESYNC: Duration = Duration::from_secs(10);
 /// The kubelet's floor for a pod's grace period.
 const MIN_GRACE: Duration = Duration::from_secs(2);
 /// Default `terminationGracePeriodSeconds`.
@@ -109,6 +115,12 @@ struct Worker {
     fallback: HashMap<String, String>,
     probe_tx: mpsc::UnboundedSender<ProbeResult>,
     probe_rx: mpsc::UnboundedReceiver<ProbeResult>,
+    tokens: crate::resolve::TokenCache,
+    /// When the API-data volumes were last written.
+    volumes_synced: Option<Instant>,
+    /// [`Worker::sync_key`] at the last sync: a pod update that changes it
+    /// needs a sync now rather than at the next poll.
+    synced_key: String,
 }
 
 fn rv(pod: &Pod) -> Option<u64> {
@@ -187,6 +199,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>, pod: Pod, rx: watch::Receiver<Option<Pod>
         fallback: HashMap::new(),
         probe_tx,
         probe_rx,
+        tokens: Default::default(),
+        volumes_synced: None,
+        synced_key: String::new(),
     };
     // Like the kubelet, show a new pod as ContainerCreating before the first
     // (possibly long) image pull instead of leaving it without status.
@@ -217,6 +232,7 @@ pub(crate) async fn clean_orphan(ctx: &Ctx, uid: &str) {
     if let Err(e) = ctx.runtime.remove_sandbox(uid).await {
         tracing::warn!(pod_uid = %uid, "removing the sandbox of a deleted pod: {e}");
     }
+    crate::volumes::remove_pod(&ctx.config.agent_dir(), uid);
 }
 
 impl Worker {
@@ -384,8 +400,9 @@ impl Worker {
                             Err(_) => return,
                         }
                         // Our own status writes come back here: only a
-                        // deletion or a spec change needs a sync now.
-                        if deleting(&self.pod, self.gone) {
+                        // deletion, an image or a label/annotation change
+                        // needs a sync now.
+                        if deleting(&self.pod, self.gone) || self.sync_key() != self.synced_key {
                             break;
                         }
                     }
@@ -423,6 +440,16 @@ impl Worker {
             tracing::warn!(pod = %self.name(), "reading the pod's containers failed: {e}");
             return RETRY;
         }
+        let key = self.sync_key();
+        if matches!(self.state, State::Init(_) | State::Running)
+            && (key != self.synced_key
+                || self
+                    .volumes_synced
+                    .is_none_or(|t| t.elapsed() >= VOLUME_RESYNC))
+        {
+            self.update_volumes().await;
+        }
+        self.synced_key = key;
         loop {
             match self.state {
                 State::Sandbox => match self.ensure_sandbox().await {
@@ -510,15 +537,72 @@ impl Worker {
         }
     }
 
+    /// What, besides a deletion, makes a pod update worth a sync at once:
+    /// its labels and annotations (downwardAPI volumes) and its images.
+    fn sync_key(&self) -> String {
+        let images: Vec<Option<&String>> = self
+            .pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter())
+            .map(|c| c.image.as_ref())
+            .collect();
+        serde_json::json!([
+            self.pod.metadata.labels,
+            self.pod.metadata.annotations,
+            images
+        ])
+        .to_string()
+    }
+
+    /// Resolves the volumes; writes the API-data ones (configMap, secret,
+    /// downwardAPI, projected) under the agent's directory and hands them
+    /// to the runtime as host paths, so they can be updated in place.
+    async fn resolve_volumes(
+        &mut self,
+    ) -> Result<std::collections::BTreeMap<String, orca_runtime::VolumeSource>, String> {
+        let mut volumes = crate::resolve::volumes(
+            &self.ctx.client,
+            &self.pod,
+            &self.downward(),
+            &mut self.tokens,
+        )
+        .await?;
+        let dir = crate::volumes::pod_dir(&self.ctx.config.agent_dir(), &self.uid);
+        for (name, source) in volumes.iter_mut() {
+            if let orca_runtime::VolumeSource::Files { files, .. } = source {
+                let path = dir.join(name);
+                crate::volumes::write(&path, files).map_err(|e| {
+                    format!(
+                        "MountVolume.SetUp failed for volume {name:?} : writing {}: {e}",
+                        path.display()
+                    )
+                })?;
+                *source = orca_runtime::VolumeSource::HostPath { path };
+            }
+        }
+        self.volumes_synced = Some(Instant::now());
+        Ok(volumes)
+    }
+
+    /// The periodic and label-triggered refresh of a running pod's
+    /// API-data volumes. A failure keeps the files as they are.
+    async fn update_volumes(&mut self) {
+        if let Err(msg) = self.resolve_volumes().await {
+            tracing::warn!(pod = %self.name(), "refreshing volumes: {msg}");
+            // Try again at the next resync, not at every poll.
+            self.volumes_synced = Some(Instant::now());
+        }
+    }
+
     async fn ensure_sandbox(&mut self) -> Result<(), Duration> {
-        let volumes =
-            match crate::resolve::volumes(&self.ctx.client, &self.pod, &self.downward()).await {
-                Ok(v) => v,
-                Err(msg) => {
-                    self.event(None, Type::Warning, "FailedMount", msg);
-                    return Err(RETRY);
-                }
-            };
+        let volumes = match self.resolve_volumes().await {
+            Ok(v) => v,
+            Err(msg) => {
+                self.event(None, Type::Warning, "FailedMount", msg);
+                return Err(RETRY);
+            }
+        };
         let config = self.sandbox_config(volumes);
         let runtime = self.ctx.runtime.clone();
         let result = unless_deleted(&mut self.rx, &mut self.pod, &mut self.gone, async move {
@@ -590,6 +674,10 @@ impl Worker {
         let mut all_done = true;
         for c in self.app_specs() {
             let (cur, _) = self.attempts(&c.name);
+            // `image` is the one mutable part of a container's spec.
+            let changed = cur
+                .as_ref()
+                .is_some_and(|s| Some(&s.image) != c.image.as_ref());
             match cur.map(|s| (s.id.clone(), s.attempt, s.state)) {
                 None => {
                     all_done = false;
@@ -600,6 +688,34 @@ impl Worker {
                 Some((id, _, Rt::Created)) => {
                     all_done = false;
                     self.start_created(&c, false, &id).await;
+                }
+                Some((id, attempt, Rt::Running { .. })) if changed => {
+                    // The kubelet restarts a container whose definition
+                    // changed whatever the restart policy, with a back-off
+                    // of its own (keyed by the new definition).
+                    all_done = false;
+                    let slot = self.slot(&c.name);
+                    slot.stop_probes();
+                    slot.ready = false;
+                    slot.crash = Backoff::default();
+                    self.kill_container(
+                        &c,
+                        false,
+                        &id,
+                        self.grace_period(),
+                        Some(format!(
+                            "Container {} definition changed, will be restarted",
+                            c.name
+                        )),
+                    )
+                    .await;
+                    if let Ok(s) = self.ctx.runtime.container_status(&id).await {
+                        self.observed.retain(|o| o.id != s.id);
+                        self.observed.push(s);
+                    }
+                    if let Err(d) = self.start_container(&c, false, attempt + 1).await {
+                        wake = wake.min(d);
+                    }
                 }
                 Some((id, _, Rt::Running { started_at })) => {
                     all_done = false;
@@ -620,6 +736,11 @@ impl Worker {
                         slot.stop_probes();
                     }
                     slot.ready = false;
+                    if changed {
+                        // A new image is a new definition: its back-off
+                        // starts afresh.
+                        slot.crash = Backoff::default();
+                    }
                     let restart = policy == "Always" || (policy == "OnFailure" && exit_code != 0);
                     if !restart {
                         continue;
@@ -954,6 +1075,13 @@ impl Worker {
                 .collect()
         };
         let spec = self.pod.spec.clone().unwrap_or_default();
+        let api_data: Vec<&str> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .filter(|v| crate::resolve::is_api_data(v))
+            .map(|v| v.name.as_str())
+            .collect();
         let psc = spec.security_context.clone().unwrap_or_default();
         let csc = c.security_context.clone().unwrap_or_default();
         let caps = csc.capabilities.clone().unwrap_or_default();
@@ -973,7 +1101,7 @@ impl Worker {
                     volume: m.name.clone(),
                     container_path: m.mount_path.clone(),
                     sub_path: m.sub_path.clone().filter(|s| !s.is_empty()),
-                    read_only: m.read_only.unwrap_or(false),
+                    read_only: m.read_only.unwrap_or(false) || api_data.contains(&m.name.as_str()),
                 })
                 .collect(),
             resources: crate::resources::runtime_resources(c),
@@ -1306,6 +1434,7 @@ impl Worker {
                 tracing::warn!(pod = %self.name(), "removing the sandbox: {e}");
             }
         }
+        crate::volumes::remove_pod(&self.ctx.config.agent_dir(), &self.uid);
     }
 
     fn observation(&self) -> PodObservation {

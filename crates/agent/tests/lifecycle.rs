@@ -62,6 +62,12 @@ fn main() {
         ("active_deadline_fails_the_pod", || {
             Box::pin(active_deadline_fails_the_pod())
         }),
+        ("image_update_restarts_only_that_container", || {
+            Box::pin(image_update_restarts_only_that_container())
+        }),
+        ("api_data_volumes_follow_their_sources", || {
+            Box::pin(api_data_volumes_follow_their_sources())
+        }),
         ("streaming_logs_honour_kubectl_options", || {
             Box::pin(streaming_logs_honour_kubectl_options())
         }),
@@ -1296,5 +1302,178 @@ spec:
         ),
         "{events:?}"
     );
+    env.teardown().await;
+}
+
+/// `kubectl set image` on a running pod: the changed container is killed and
+/// started again from the new image; its sibling keeps running untouched.
+async fn image_update_restarts_only_that_container() {
+    use kube::api::{Patch, PatchParams};
+    let env = Env::new(17).await;
+    let img = busybox();
+    env.create(&format!(
+        r#"
+metadata: {{name: imgupd}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: changed, image: "{img}", imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}}
+  - {{name: kept, image: "{img}", imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}}
+"#
+    ))
+    .await;
+    let before = env
+        .wait("imgupd", T, "both containers running", |p| {
+            is_running(p, "changed") && is_running(p, "kept")
+        })
+        .await;
+    let id = |p: &k8s_openapi::api::core::v1::Pod, c: &str| {
+        container(p, c)
+            .and_then(|s| s.container_id.clone())
+            .unwrap()
+    };
+    // The same image under a second name the registry serves.
+    let new_img = format!("{}/library/busybox:latest", registry());
+    env.pods()
+        .patch(
+            "imgupd",
+            &PatchParams::default(),
+            &Patch::Strategic(serde_json::json!({
+                "spec": {"containers": [{"name": "changed", "image": new_img}]}
+            })),
+        )
+        .await
+        .expect("the API server accepts an image update");
+    let after = env
+        .wait("imgupd", T, "the changed container restarted", |p| {
+            container(p, "changed").is_some_and(|c| c.restart_count == 1)
+                && is_running(p, "changed")
+        })
+        .await;
+    let changed = container(&after, "changed").unwrap();
+    assert_ne!(changed.container_id, Some(id(&before, "changed")));
+    assert_eq!(changed.image, new_img);
+    assert!(
+        changed
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .is_some(),
+        "the killed run is the last state: {changed:?}"
+    );
+    let kept = container(&after, "kept").unwrap();
+    assert_eq!(kept.container_id, Some(id(&before, "kept")));
+    assert_eq!((kept.restart_count, kept.image.as_str()), (0, img.as_str()));
+    assert!(is_running(&after, "kept"));
+    let events = env
+        .events_with("imgupd", &["Killing: Container changed definition changed"])
+        .await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "Killing: Container changed definition changed, will be restarted"),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.contains("Stopping container kept")),
+        "{events:?}"
+    );
+    env.teardown().await;
+}
+
+/// configMap and downwardAPI volumes follow their sources while the pod
+/// runs (the kubelet's `..data` layout, swapped atomically); an optional
+/// configMap created later fills its volume; a subPath mount keeps the
+/// content it started with.
+async fn sh(env: &Env, pod: &str, script: &str) -> (String, Option<i32>) {
+    exec(env, pod, &["sh", "-c", script]).await
+}
+
+/// Runs `script` in the pod until it prints `want`; panics after `T`.
+async fn wait_output(env: &Env, pod: &str, script: &str, want: &str) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let (out, _) = sh(env, pod, script).await;
+        if out == want {
+            return;
+        }
+        assert!(
+            t0.elapsed() < T,
+            "{script:?} printed {out:?} after {T:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn api_data_volumes_follow_their_sources() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Patch, PatchParams};
+    let env = Env::new(18).await;
+    let cms: kube::Api<ConfigMap> = kube::Api::namespaced(env.client.clone(), "default");
+    let cm: ConfigMap = serde_yaml::from_str("metadata: {name: live}\ndata: {key: one}").unwrap();
+    cms.create(&Default::default(), &cm).await.unwrap();
+    let img = busybox();
+    env.create(&format!(
+        r#"
+metadata: {{name: volupd, labels: {{version: one}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - {{name: cfg, configMap: {{name: live}}}}
+  - {{name: later, configMap: {{name: later, optional: true}}}}
+  - {{name: info, downwardAPI: {{items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]}}}}
+  containers:
+  - name: main
+    image: "{img}"
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+    volumeMounts:
+    - {{name: cfg, mountPath: /etc/cfg}}
+    - {{name: cfg, mountPath: /etc/pinned, subPath: key}}
+    - {{name: later, mountPath: /etc/later}}
+    - {{name: info, mountPath: /etc/info}}
+"#
+    ))
+    .await;
+    env.wait("volupd", T, "running", |p| is_running(p, "main"))
+        .await;
+    assert_eq!(
+        sh(&env, "volupd", "cat /etc/cfg/key; echo; readlink /etc/cfg/key; cat /etc/pinned; echo; cat /etc/info/labels").await,
+        ("one\n..data/key\none\nversion=\"one\"".to_string(), Some(0))
+    );
+    assert_eq!(
+        sh(&env, "volupd", "ls /etc/later | wc -l").await.0.trim(),
+        "0"
+    );
+    let (_, code) = sh(&env, "volupd", "echo x > /etc/cfg/new").await;
+    assert_ne!(code, Some(0), "API-data volumes are mounted read-only");
+
+    // The configMaps change with the pod untouched: the agent notices on
+    // its own.
+    let mut cm = cms.get("live").await.unwrap();
+    cm.data = Some([("key".to_string(), "two".to_string())].into());
+    cms.replace("live", &Default::default(), &cm).await.unwrap();
+    let later: ConfigMap =
+        serde_yaml::from_str("metadata: {name: later}\ndata: {extra: here}").unwrap();
+    cms.create(&Default::default(), &later).await.unwrap();
+    let script = "cat /etc/cfg/key; echo; cat /etc/later/extra; echo; cat /etc/info/labels";
+    wait_output(&env, "volupd", script, "two\nhere\nversion=\"one\"").await;
+
+    env.pods()
+        .patch(
+            "volupd",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"version": "two"}}})),
+        )
+        .await
+        .unwrap();
+    wait_output(&env, "volupd", script, "two\nhere\nversion=\"two\"").await;
+    assert_eq!(
+        sh(&env, "volupd", "cat /etc/pinned").await.0,
+        "one",
+        "subPath mounts are never updated"
+    );
+    let p = env.pods().get("volupd").await.unwrap();
+    assert_eq!(container(&p, "main").unwrap().restart_count, 0);
     env.teardown().await;
 }
