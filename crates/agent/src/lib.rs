@@ -18,16 +18,16 @@ mod tls;
 mod volumes;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::Api;
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use orca_runtime::Runtime;
 use tokio::sync::watch;
 
@@ -175,6 +175,27 @@ pub async fn run(
 
 struct Handle {
     tx: watch::Sender<Option<Pod>>,
+    /// Wakes the worker to rewrite its volumes at once.
+    poke: Arc<tokio::sync::Notify>,
+    /// The configMaps and secrets its volumes show.
+    refs: HashSet<resolve::SourceRef>,
+}
+
+/// Wakes the workers whose volumes show the changed object, so an update
+/// reaches the files without waiting for the periodic resync.
+fn poke(workers: &HashMap<String, Handle>, changed: resolve::SourceRef) {
+    for h in workers.values().filter(|h| h.refs.contains(&changed)) {
+        h.poke.notify_one();
+    }
+}
+
+fn source_ref<K: kube::Resource>(secret: bool, o: &K) -> resolve::SourceRef {
+    let meta = o.meta();
+    resolve::SourceRef {
+        secret,
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+    }
 }
 
 /// Watches the pods bound to this node and hands each to its worker.
@@ -192,6 +213,19 @@ async fn dispatch(ctx: Arc<Ctx>) -> Result<(), Error> {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let selector = format!("spec.nodeName={}", ctx.config.node_name);
     let mut stream = watcher(pods, watcher::Config::default().fields(&selector)).boxed();
+    // Changes only: the initial lists are what the workers read anyway.
+    let mut config_maps = watcher(
+        Api::<ConfigMap>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .boxed();
+    let mut secrets = watcher(
+        Api::<Secret>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .boxed();
     let mut workers: HashMap<String, Handle> = HashMap::new();
     // Owning the workers here ties them to the agent: when `run` is
     // cancelled they stop where they are, leaving their containers running.
@@ -202,6 +236,16 @@ async fn dispatch(ctx: Arc<Ctx>) -> Result<(), Error> {
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Ok(uid) = done {
                     workers.remove(&uid);
+                }
+            }
+            Some(ev) = config_maps.next() => {
+                if let Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) = ev {
+                    poke(&workers, source_ref(false, &o));
+                }
+            }
+            Some(ev) = secrets.next() => {
+                if let Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) = ev {
+                    poke(&workers, source_ref(true, &o));
                 }
             }
             ev = stream.next() => {
@@ -264,15 +308,24 @@ fn deliver(
     let Some(uid) = pod.metadata.uid.clone() else {
         return;
     };
-    if let Some(h) = workers.get(&uid) {
+    if let Some(h) = workers.get_mut(&uid) {
+        h.refs = resolve::volume_sources(&pod);
         let _ = h.tx.send(Some(pod));
         return;
     }
     let (tx, rx) = watch::channel(Some(pod.clone()));
-    workers.insert(uid.clone(), Handle { tx });
+    let poke = Arc::new(tokio::sync::Notify::new());
+    workers.insert(
+        uid.clone(),
+        Handle {
+            tx,
+            poke: poke.clone(),
+            refs: resolve::volume_sources(&pod),
+        },
+    );
     let ctx = ctx.clone();
     tasks.spawn(async move {
-        worker::run(ctx, pod, rx).await;
+        worker::run(ctx, pod, rx, poke).await;
         uid
     });
 }

@@ -438,6 +438,43 @@ pub fn is_api_data(v: &k8s_openapi::api::core::v1::Volume) -> bool {
         || v.projected.is_some()
 }
 
+/// A configMap (or secret) a pod's volumes show.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SourceRef {
+    pub secret: bool,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// The configMaps and secrets behind a pod's volumes (environment
+/// variables are fixed at container start, as in Kubernetes).
+pub fn volume_sources(pod: &Pod) -> std::collections::HashSet<SourceRef> {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let at = |secret: bool, name: &str| SourceRef {
+        secret,
+        namespace: namespace.clone(),
+        name: name.to_string(),
+    };
+    let mut out = std::collections::HashSet::new();
+    for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        if let Some(c) = &v.config_map {
+            out.insert(at(false, &c.name));
+        }
+        if let Some(name) = v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) {
+            out.insert(at(true, name));
+        }
+        for src in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(c) = &src.config_map {
+                out.insert(at(false, &c.name));
+            }
+            if let Some(s) = &src.secret {
+                out.insert(at(true, &s.name));
+            }
+        }
+    }
+    out
+}
+
 /// Resolves the pod's volumes for the runtime. The error is the FailedMount
 /// event message.
 pub async fn volumes(

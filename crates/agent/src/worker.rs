@@ -31,10 +31,13 @@ const IDLE: Duration = Duration::from_secs(60);
 /// Retry delay for volume, sandbox and container-config failures.
 const RETRY: Duration = Duration::from_secs(5);
 /// How often configMap, secret, downwardAPI and projected volumes are
-/// re-read and rewritten when changed. The kubelet's pod sync period is 1
-/// min; 10 s keeps updates prompt at one GET per referenced object per
-/// pod, which a node's worth of pods makes cheap. Changes to the pod's own
-/// labels and annotations do not wait for it: they arrive on the pod watch.
+/// re-read and rewritten when changed. Changes normally arrive sooner: the
+/// agent watches configMaps and secrets and wakes the pods that show them,
+/// and the pod's own labels and annotations come on the pod watch. The
+/// resync bounds the delay when a watch event is missed (a reconnect) and
+/// refreshes what has no watch (service account tokens). The kubelet's
+/// pod sync period is 1 min; 10 s costs one GET per referenced object per
+/// pod, cheap for a node's worth of pods.
 const VOLUME_RESYNC: Duration = Duration::from_secs(10);
 /// The kubelet's floor for a pod's grace period.
 const MIN_GRACE: Duration = Duration::from_secs(2);
@@ -116,6 +119,8 @@ struct Worker {
     probe_tx: mpsc::UnboundedSender<ProbeResult>,
     probe_rx: mpsc::UnboundedReceiver<ProbeResult>,
     tokens: crate::resolve::TokenCache,
+    /// A configMap or secret the volumes show changed.
+    poke: Arc<tokio::sync::Notify>,
     /// When the API-data volumes were last written.
     volumes_synced: Option<Instant>,
     /// [`Worker::sync_key`] at the last sync: a pod update that changes it
@@ -166,7 +171,12 @@ async fn unless_deleted<T>(
     }
 }
 
-pub(crate) async fn run(ctx: Arc<Ctx>, pod: Pod, rx: watch::Receiver<Option<Pod>>) {
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    pod: Pod,
+    rx: watch::Receiver<Option<Pod>>,
+    poke: Arc<tokio::sync::Notify>,
+) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let key = (
         pod.metadata.namespace.clone().unwrap_or_default(),
@@ -200,6 +210,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, pod: Pod, rx: watch::Receiver<Option<Pod>
         probe_tx,
         probe_rx,
         tokens: Default::default(),
+        poke,
         volumes_synced: None,
         synced_key: String::new(),
     };
@@ -405,6 +416,10 @@ impl Worker {
                         if deleting(&self.pod, self.gone) || self.sync_key() != self.synced_key {
                             break;
                         }
+                    }
+                    _ = self.poke.notified() => {
+                        self.volumes_synced = None;
+                        break;
                     }
                     Some(r) = self.probe_rx.recv() => {
                         if self.on_probe(r).await {

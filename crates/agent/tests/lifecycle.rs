@@ -1406,12 +1406,16 @@ async fn wait_output(env: &Env, pod: &str, script: &str, want: &str) {
 }
 
 async fn api_data_volumes_follow_their_sources() {
-    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
     use kube::api::{Patch, PatchParams};
     let env = Env::new(18).await;
     let cms: kube::Api<ConfigMap> = kube::Api::namespaced(env.client.clone(), "default");
     let cm: ConfigMap = serde_yaml::from_str("metadata: {name: live}\ndata: {key: one}").unwrap();
     cms.create(&Default::default(), &cm).await.unwrap();
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(env.client.clone(), "default");
+    let secret: Secret =
+        serde_yaml::from_str("metadata: {name: pw}\nstringData: {password: old}").unwrap();
+    secrets.create(&Default::default(), &secret).await.unwrap();
     let img = busybox();
     env.create(&format!(
         r#"
@@ -1422,12 +1426,14 @@ spec:
   - {{name: cfg, configMap: {{name: live}}}}
   - {{name: later, configMap: {{name: later, optional: true}}}}
   - {{name: info, downwardAPI: {{items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]}}}}
+  - {{name: proj, projected: {{sources: [{{secret: {{name: pw}}}}]}}}}
   containers:
   - name: main
     image: "{img}"
     imagePullPolicy: IfNotPresent
     command: [sleep, "3600"]
     volumeMounts:
+    - {{name: proj, mountPath: /etc/proj}}
     - {{name: cfg, mountPath: /etc/cfg}}
     - {{name: cfg, mountPath: /etc/pinned, subPath: key}}
     - {{name: later, mountPath: /etc/later}}
@@ -1456,8 +1462,15 @@ spec:
     let later: ConfigMap =
         serde_yaml::from_str("metadata: {name: later}\ndata: {extra: here}").unwrap();
     cms.create(&Default::default(), &later).await.unwrap();
-    let script = "cat /etc/cfg/key; echo; cat /etc/later/extra; echo; cat /etc/info/labels";
-    wait_output(&env, "volupd", script, "two\nhere\nversion=\"one\"").await;
+    let mut secret = secrets.get("pw").await.unwrap();
+    secret.data = None;
+    secret.string_data = Some([("password".to_string(), "new".to_string())].into());
+    secrets
+        .replace("pw", &Default::default(), &secret)
+        .await
+        .unwrap();
+    let script = "cat /etc/cfg/key /etc/later/extra /etc/proj/password; echo; cat /etc/info/labels";
+    wait_output(&env, "volupd", script, "twoherenew\nversion=\"one\"").await;
 
     env.pods()
         .patch(
@@ -1467,7 +1480,7 @@ spec:
         )
         .await
         .unwrap();
-    wait_output(&env, "volupd", script, "two\nhere\nversion=\"two\"").await;
+    wait_output(&env, "volupd", script, "twoherenew\nversion=\"two\"").await;
     assert_eq!(
         sh(&env, "volupd", "cat /etc/pinned").await.0,
         "one",
