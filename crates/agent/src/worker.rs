@@ -69,6 +69,9 @@ struct Slot {
     crash: Backoff,
     pull: Backoff,
     pull_error: String,
+    /// The image `pull` and `pull_error` are about: a new image (a fixed
+    /// typo) gets its own back-off, as the kubelet keys it by image.
+    pull_image: String,
     waiting: Option<(String, String)>,
     /// Probes run for this container id.
     probed_id: Option<String>,
@@ -961,6 +964,12 @@ impl Worker {
             .clone()
             .unwrap_or_else(|| orca_api::default_image_pull_policy(&image).to_string());
         let now = SystemTime::now();
+        let slot = self.slot(&c.name);
+        if slot.pull_image != image {
+            slot.pull = Backoff::default();
+            slot.pull_error.clear();
+            slot.pull_image = image.clone();
+        }
         if let Some((_, until)) = self.slot(&c.name).pull.in_backoff_since_update(now) {
             let slot = self.slot(&c.name);
             let first = slot.waiting_reason() != Some("ImagePullBackOff");

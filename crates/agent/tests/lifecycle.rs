@@ -766,8 +766,9 @@ async fn missing_image_shows_err_image_pull_then_back_off() {
         r#"
 metadata: {{name: badimage}}
 spec:
+  terminationGracePeriodSeconds: 1
   containers:
-  - {{name: main, image: "{image}"}}
+  - {{name: main, image: "{image}", command: [sleep, "3600"]}}
 "#
     ))
     .await;
@@ -830,6 +831,31 @@ spec:
     assert!(
         events.contains(&"Failed: Error: ImagePullBackOff".to_string()),
         "{events:?}"
+    );
+
+    // Fixing the image: the new one is pulled without the old one's
+    // back-off and the container starts.
+    use kube::api::{Patch, PatchParams};
+    let good = busybox();
+    env.pods()
+        .patch(
+            "badimage",
+            &PatchParams::default(),
+            &Patch::Strategic(serde_json::json!({
+                "spec": {"containers": [{"name": "main", "image": good}]}
+            })),
+        )
+        .await
+        .expect("the API server accepts an image update");
+    let p = env
+        .wait("badimage", T, "running the fixed image", |p| {
+            is_running(p, "main")
+        })
+        .await;
+    let main = container(&p, "main").unwrap();
+    assert_eq!(
+        (main.image.as_str(), main.restart_count),
+        (good.as_str(), 0)
     );
     env.teardown().await;
 }
