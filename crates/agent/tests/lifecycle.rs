@@ -65,6 +65,9 @@ fn main() {
         ("image_update_restarts_only_that_container", || {
             Box::pin(image_update_restarts_only_that_container())
         }),
+        ("image_update_resets_the_crash_back_off", || {
+            Box::pin(image_update_resets_the_crash_back_off())
+        }),
         ("api_data_volumes_follow_their_sources", || {
             Box::pin(api_data_volumes_follow_their_sources())
         }),
@@ -1413,6 +1416,56 @@ spec:
 /// content it started with.
 async fn sh(env: &Env, pod: &str, script: &str) -> (String, Option<i32>) {
     exec(env, pod, &["sh", "-c", script]).await
+}
+
+/// Kubernetes' "auto-restart back-off timer reset on image update": a
+/// crash-looping container whose image changes starts over at the first
+/// back-off step.
+async fn image_update_resets_the_crash_back_off() {
+    use kube::api::{Patch, PatchParams};
+    let env = Env::new(19).await;
+    let img = busybox();
+    env.create(&format!(
+        r#"
+metadata: {{name: backoff}}
+spec:
+  containers:
+  - {{name: crash, image: "{img}", imagePullPolicy: IfNotPresent, command: [sh, -c, "exit 1"]}}
+"#
+    ))
+    .await;
+    let message = |p: &k8s_openapi::api::core::v1::Pod| {
+        container(p, "crash")
+            .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.message.clone())
+            .unwrap_or_default()
+    };
+    env.wait("backoff", T, "the second back-off step", |p| {
+        message(p).starts_with("back-off 20s ")
+    })
+    .await;
+    let new_img = format!("{}/library/busybox:latest", registry());
+    env.pods()
+        .patch(
+            "backoff",
+            &PatchParams::default(),
+            &Patch::Strategic(serde_json::json!({
+                "spec": {"containers": [{"name": "crash", "image": new_img}]}
+            })),
+        )
+        .await
+        .unwrap();
+    let p = env
+        .wait("backoff", T, "the new image crash-looping", |p| {
+            container(p, "crash").is_some_and(|c| c.image == new_img)
+                && waiting_reason(p, "crash").as_deref() == Some("CrashLoopBackOff")
+        })
+        .await;
+    assert!(
+        message(&p).starts_with("back-off 10s "),
+        "the back-off starts over: {}",
+        message(&p)
+    );
+    env.teardown().await;
 }
 
 /// Runs `script` in the pod until it prints `want`; panics after `T`.
