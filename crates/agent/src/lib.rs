@@ -210,6 +210,7 @@ async fn dispatch(ctx: Arc<Ctx>) -> Result<(), Error> {
             .map(|s| s.pod_uid)
             .collect(),
     );
+    let mut leftover_volumes = Some(volumes::pod_uids(&ctx.config.agent_dir()));
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let selector = format!("spec.nodeName={}", ctx.config.node_name);
     let mut stream = watcher(pods, watcher::Config::default().fields(&selector)).boxed();
@@ -279,6 +280,14 @@ async fn dispatch(ctx: Arc<Ctx>) -> Result<(), Error> {
                         for (uid, h) in &workers {
                             if !listed.contains(uid) {
                                 let _ = h.tx.send(None);
+                            }
+                        }
+                        if let Some(uids) = leftover_volumes.take() {
+                            // Written for a pod that went away before its
+                            // sandbox was made (or before a crash).
+                            let agent_dir = ctx.config.agent_dir();
+                            for uid in uids.iter().filter(|u| !listed.contains(*u) && !workers.contains_key(*u)) {
+                                volumes::remove_pod(&agent_dir, uid);
                             }
                         }
                         if let Some(uids) = leftovers.take() {

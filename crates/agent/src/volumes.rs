@@ -131,6 +131,16 @@ pub fn write(dir: &Path, files: &Files) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// The pods that have volume files here.
+pub fn pod_uids(agent_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(agent_dir.join("volumes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 /// Removes the volumes of a pod that is gone.
 pub fn remove_pod(agent_dir: &Path, uid: &str) {
     let dir = pod_dir(agent_dir, uid);

@@ -126,6 +126,8 @@ struct Worker {
     poke: Arc<tokio::sync::Notify>,
     /// When the API-data volumes were last written.
     volumes_synced: Option<Instant>,
+    /// The last failure to refresh them, reported once.
+    volume_error: Option<String>,
     /// [`Worker::sync_key`] at the last sync: a pod update that changes it
     /// needs a sync now rather than at the next poll.
     synced_key: String,
@@ -215,6 +217,7 @@ pub(crate) async fn run(
         tokens: Default::default(),
         poke,
         volumes_synced: None,
+        volume_error: None,
         synced_key: String::new(),
     };
     // Like the kubelet, show a new pod as ContainerCreating before the first
@@ -606,10 +609,17 @@ impl Worker {
     /// The periodic and label-triggered refresh of a running pod's
     /// API-data volumes. A failure keeps the files as they are.
     async fn update_volumes(&mut self) {
-        if let Err(msg) = self.resolve_volumes().await {
-            tracing::warn!(pod = %self.name(), "refreshing volumes: {msg}");
-            // Try again at the next resync, not at every poll.
-            self.volumes_synced = Some(Instant::now());
+        match self.resolve_volumes().await {
+            Ok(_) => self.volume_error = None,
+            Err(msg) => {
+                // One event per distinct failure, not one per resync.
+                if self.volume_error.as_ref() != Some(&msg) {
+                    self.event(None, Type::Warning, "FailedMount", msg.clone());
+                    self.volume_error = Some(msg);
+                }
+                // Try again at the next resync, not at every poll.
+                self.volumes_synced = Some(Instant::now());
+            }
         }
     }
 

@@ -946,13 +946,16 @@ spec:
         .await
         .unwrap();
     env.wait_gone("gone", T).await;
+    // Volume files of a pod that vanished before it got a sandbox.
+    let stray = env.dir.path().join("agent/volumes/no-such-pod/cfg");
+    std::fs::create_dir_all(&stray).unwrap();
     env.restart_agent().await;
     env.wait_node_ready().await;
     let t0 = std::time::Instant::now();
-    while env.runtime.list_sandboxes().await.unwrap().len() != PODS {
+    while env.runtime.list_sandboxes().await.unwrap().len() != PODS || stray.exists() {
         assert!(
             t0.elapsed() < T,
-            "the deleted pod's sandbox was not removed"
+            "the deleted pod's sandbox or the stray volume files were not removed"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -1560,6 +1563,24 @@ spec:
         .await
         .unwrap();
     wait_output(&env, "volupd", script, "twoherenew\nversion=\"two\"").await;
+
+    // A source that disappears: the files stay as they were, and the
+    // failure is reported.
+    cms.delete("live", &Default::default()).await.unwrap();
+    let events = env
+        .events_with(
+            "volupd",
+            &["FailedMount: MountVolume.SetUp failed for volume \"cfg\""],
+        )
+        .await;
+    assert!(
+        events.contains(
+            &r#"FailedMount: MountVolume.SetUp failed for volume "cfg" : configmap "live" not found"#
+                .to_string()
+        ),
+        "{events:?}"
+    );
+    assert_eq!(sh(&env, "volupd", "cat /etc/cfg/key").await.0, "two");
     assert_eq!(
         sh(&env, "volupd", "cat /etc/pinned").await.0,
         "one",
