@@ -239,16 +239,22 @@ async fn dispatch(ctx: Arc<Ctx>) -> Result<(), Error> {
                     workers.remove(&uid);
                 }
             }
-            Some(ev) = config_maps.next() => {
-                if let Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) = ev {
-                    poke(&workers, source_ref(false, &o));
+            // A failing watch (retried with back-off) only delays volume
+            // updates to the periodic resync.
+            Some(ev) = config_maps.next() => match ev {
+                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
+                    poke(&workers, source_ref(false, &o))
                 }
-            }
-            Some(ev) = secrets.next() => {
-                if let Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) = ev {
-                    poke(&workers, source_ref(true, &o));
+                Ok(_) => {}
+                Err(e) => tracing::debug!("watching configmaps failed, retrying: {e}"),
+            },
+            Some(ev) = secrets.next() => match ev {
+                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
+                    poke(&workers, source_ref(true, &o))
                 }
-            }
+                Ok(_) => {}
+                Err(e) => tracing::debug!("watching secrets failed, retrying: {e}"),
+            },
             ev = stream.next() => {
                 let Some(ev) = ev else { return Ok(()) };
                 let ev = match ev {
@@ -286,8 +292,10 @@ async fn dispatch(ctx: Arc<Ctx>) -> Result<(), Error> {
                             // Written for a pod that went away before its
                             // sandbox was made (or before a crash).
                             let agent_dir = ctx.config.agent_dir();
-                            for uid in uids.iter().filter(|u| !listed.contains(*u) && !workers.contains_key(*u)) {
-                                volumes::remove_pod(&agent_dir, uid);
+                            for uid in uids {
+                                if !listed.contains(&uid) && !workers.contains_key(&uid) {
+                                    volumes::remove_pod(&agent_dir, &uid);
+                                }
                             }
                         }
                         if let Some(uids) = leftovers.take() {
