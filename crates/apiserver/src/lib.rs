@@ -86,6 +86,7 @@ impl Default for Config {
 }
 
 pub struct ApiServer {
+    state: Arc<server::State>,
     addr: SocketAddr,
     kubeconfig: PathBuf,
     node_token: String,
@@ -107,6 +108,20 @@ impl ApiServer {
     /// The node join token (also in DATA_DIR/token).
     pub fn node_token(&self) -> &str {
         &self.node_token
+    }
+
+    /// A client for components running in this process (scheduler,
+    /// controllers, node agent): the same API, routing and handlers as over
+    /// HTTPS, minus TLS and TCP, with the admin certificate's trust. Streaming
+    /// subresources that need a protocol upgrade (exec, attach) are not
+    /// available through it.
+    pub fn local_client(&self) -> kube::Client {
+        let state = self.state.clone();
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let state = state.clone();
+            async move { Ok::<_, std::convert::Infallible>(server::handle_local(state, req).await) }
+        });
+        kube::Client::new(service, "default")
     }
 
     /// Stops accepting, closes connections (watches end) and waits.
@@ -183,9 +198,10 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
     namespaces::bootstrap(&state).await?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let acceptor = tokio_rustls::TlsAcceptor::from(material.server_config.clone());
-    let task = tokio::spawn(server::serve(listener, acceptor, state, rx));
+    let task = tokio::spawn(server::serve(listener, acceptor, state.clone(), rx));
     tracing::info!(%addr, "API server listening");
     Ok(ApiServer {
+        state,
         addr,
         kubeconfig,
         node_token: material.node_token,

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, Request, Response};
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use crate::resources;
-use crate::server::{q1, Body, Query, State, Target};
+use crate::server::{q1, Body, Query, RequestBody, State, Target};
 use crate::status::ApiError;
 
 /// Query parameters forwarded to the agent for each subresource.
@@ -87,9 +86,9 @@ fn container_for(pod: &Value, name: &str, asked: Option<&str>) -> Result<String,
     }
 }
 
-pub async fn pod_stream(
+pub async fn pod_stream<B: RequestBody>(
     state: &Arc<State>,
-    mut req: Request<Incoming>,
+    mut req: Request<B>,
     t: &Target,
     q: &Query,
 ) -> Result<Response<Body>, ApiError> {

@@ -102,7 +102,9 @@ pub async fn serve(
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
-    conns.abort_all();
+    // Waits for the aborted connections to drop what they hold (the store
+    // among it), so a restarted server in this process can reopen it.
+    conns.shutdown().await;
 }
 
 fn is_anonymous(path: &str) -> bool {
@@ -164,7 +166,29 @@ fn text(code: u16, s: &str) -> Response<Body> {
     )
 }
 
-async fn route(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+/// Serves a request from a component in this process (see
+/// [`crate::ApiServer::local_client`]): same routing and handlers, no TLS,
+/// trusted like the admin certificate.
+pub async fn handle_local<B: RequestBody>(state: Arc<State>, req: Request<B>) -> Response<Body> {
+    route(&state, req)
+        .await
+        .unwrap_or_else(|e| error_response(&e))
+}
+
+/// A request body from the network or from an in-process client.
+pub trait RequestBody:
+    http_body::Body<Data = Bytes, Error: std::fmt::Display> + Send + Unpin + 'static
+{
+}
+impl<B> RequestBody for B where
+    B: http_body::Body<Data = Bytes, Error: std::fmt::Display> + Send + Unpin + 'static
+{
+}
+
+async fn route<B: RequestBody>(
+    state: &Arc<State>,
+    req: Request<B>,
+) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let get = req.method() == Method::GET;
@@ -325,7 +349,10 @@ fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target, Api
 /// Reads the request body, refusing more than [`MAX_BODY`] bytes. An
 /// oversized body is still drained (up to a bound) so the client gets our
 /// 413 instead of a reset connection.
-pub async fn read_body(mut body: Incoming, _headers: &HeaderMap) -> Result<Bytes, ApiError> {
+pub async fn read_body<B: RequestBody>(
+    mut body: B,
+    _headers: &HeaderMap,
+) -> Result<Bytes, ApiError> {
     const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0usize;
@@ -351,9 +378,9 @@ pub async fn read_body(mut body: Incoming, _headers: &HeaderMap) -> Result<Bytes
     Ok(buf.freeze())
 }
 
-async fn dispatch(
+async fn dispatch<B: RequestBody>(
     state: &Arc<State>,
-    req: Request<Incoming>,
+    req: Request<B>,
     t: Target,
 ) -> Result<Response<Body>, ApiError> {
     let q = parse_query(req.uri().query());

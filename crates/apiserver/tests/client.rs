@@ -338,6 +338,55 @@ async fn the_server_compacts_history_older_than_one_interval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_client_speaks_the_same_api() {
+    let h = common::Harness::start().await;
+    let local: Api<Pod> = Api::namespaced(h.server.local_client(), "default");
+    let remote: Api<Pod> = Api::namespaced(h.client().await, "default");
+
+    // A watch through the local client sees writes made over HTTPS.
+    let mut events = local
+        .watch(&kube::api::WatchParams::default(), "0")
+        .await
+        .expect("local watch")
+        .boxed();
+    let created = remote
+        .create(&PostParams::default(), &pod("via-https"))
+        .await
+        .expect("create over HTTPS");
+    match events.try_next().await.expect("event") {
+        Some(kube::api::WatchEvent::Added(p)) => {
+            assert_eq!(p.metadata.uid, created.metadata.uid)
+        }
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+
+    // Writes, stale-write conflicts and errors come back as over HTTPS.
+    let mut stale = local.get("via-https").await.expect("local get");
+    let patch = serde_json::json!({"metadata": {"labels": {"by": "local"}}});
+    local
+        .patch("via-https", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("local patch");
+    stale.metadata.labels = None;
+    match local
+        .replace("via-https", &PostParams::default(), &stale)
+        .await
+    {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 409, "{e:?}"),
+        other => panic!("expected 409 Conflict, got {other:?}"),
+    }
+    match local.get("missing").await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 404);
+            assert_eq!(e.message, "pods \"missing\" not found");
+        }
+        other => panic!("expected 404, got {other:?}"),
+    }
+    let seen = remote.get("via-https").await.expect("get over HTTPS");
+    assert_eq!(seen.metadata.labels.unwrap()["by"], "local");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_kinds_and_deletecollection() {
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::cli::NodeArgs;
 
@@ -14,15 +13,6 @@ pub struct AgentSetup {
     pub data_dir: PathBuf,
     pub node: NodeArgs,
     pub cluster_ca_pem: Vec<u8>,
-}
-
-pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
-    let kubeconfig = Kubeconfig::read_from(path)
-        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .with_context(|| format!("loading kubeconfig {}", path.display()))?;
-    Ok(kube::Client::try_from(config)?)
 }
 
 pub async fn run_agent(client: kube::Client, setup: AgentSetup) -> anyhow::Result<()> {

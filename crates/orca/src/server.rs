@@ -43,7 +43,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         kubeconfig = %api.kubeconfig_path().display(),
         "API server ready"
     );
-    let client = node::client_from_kubeconfig(api.kubeconfig_path()).await?;
+    // The in-process components use the API like any client, without the
+    // TLS and TCP round trip a loopback connection would cost.
+    let client = api.local_client();
 
     let mut tasks = tokio::task::JoinSet::new();
     let cluster_cidr =

@@ -22,7 +22,7 @@ pub fn run(args: VirtualNodesArgs) -> anyhow::Result<()> {
 async fn serve(args: VirtualNodesArgs) -> anyhow::Result<()> {
     let config = library_config(&args)?;
     let client = match (&args.kubeconfig, &args.server, &args.token_file) {
-        (Some(kubeconfig), _, _) => crate::node::client_from_kubeconfig(kubeconfig).await?,
+        (Some(kubeconfig), _, _) => client_from_kubeconfig(kubeconfig).await?,
         (None, Some(server), Some(token_file)) => {
             crate::agent::join_client(server, token_file).await?.0
         }
@@ -110,6 +110,18 @@ fn parse_taint(spec: &str) -> anyhow::Result<Taint> {
         effect: effect.to_string(),
         time_added: None,
     })
+}
+
+async fn client_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .with_context(|| format!("loading kubeconfig {}", path.display()))?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Scheduling throughput at cluster scale, in one process: the API server
-//! (SQLite store on a temp dir), N virtual nodes, the scheduler and a load
-//! generator, all through HTTPS like separate processes would be.
+//! (SQLite store on a temp dir), N virtual nodes and the scheduler on the
+//! API server's in-process client (as in `orca server --virtual-nodes N`),
+//! and a load generator and observer over HTTPS, like kubectl.
 //!
 //! `cargo bench -p orca-scheduler --bench scheduler_throughput -- --nodes 1000 --pods 10000`
 //!
@@ -240,7 +241,11 @@ async fn bench(a: Args) {
 
     let t = Instant::now();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let vn_client = client.clone();
+    // The virtual nodes and the scheduler use the in-process client, as in
+    // `orca server --virtual-nodes N`; the load generator and the observer
+    // come over HTTPS like kubectl.
+    let local = server.local_client();
+    let vn_client = local.clone();
     let nodes = a.nodes;
     tokio::spawn(async move {
         let config = orca_virtual_nodes::Config {
@@ -263,7 +268,7 @@ async fn bench(a: Args) {
     let mut peak = rss_kib().0;
 
     // Phase 1: end to end.
-    let scheduler = start_scheduler(client.clone());
+    let scheduler = start_scheduler(local.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t0 = Instant::now();
     let cpu0 = cpu_seconds();
@@ -309,7 +314,7 @@ async fn bench(a: Args) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let t2 = Instant::now();
     let cpu2 = cpu_seconds();
-    let _scheduler = start_scheduler(client.clone());
+    let _scheduler = start_scheduler(local.clone());
     wait_count(&bound, 2 * a.pods as u64, &mut peak).await;
     let alone = t2.elapsed().as_secs_f64();
     println!(
