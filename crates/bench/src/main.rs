@@ -89,7 +89,7 @@ impl Plan {
             }
         } else {
             Plan {
-                startup_runs: 50,
+                startup_runs: 100,
                 batch_sizes: vec![20, 100],
                 batch_rounds: 2,
                 delete_cooperative: 10,
