@@ -83,6 +83,7 @@ fn spawn_shim(inner: &Inner, dir: &Path) -> Result<tokio::process::Child, String
         .arg(crate::shim::SHIM)
         .arg(dir)
         .arg(inner.layout.youki())
+        .envs(crate::internal::LEAN_ENV)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(shim_log)

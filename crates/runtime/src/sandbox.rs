@@ -51,6 +51,7 @@ async fn spawn_pause(inner: &Inner, config: &SandboxConfig) -> Result<i32> {
     }
     let mut child = tokio::process::Command::new(&inner.shim_exe)
         .args([crate::pause::PAUSE, &kinds.join(","), &config.hostname])
+        .envs(crate::internal::LEAN_ENV)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

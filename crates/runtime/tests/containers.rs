@@ -285,7 +285,9 @@ fn env_args_working_dir_and_user_are_applied() {
             image: "busybox".into(),
             command: vec!["sh".into(), "-c".into()],
             args: vec![
-                "echo \"$GREETING $0\"; pwd; id -u; id -g; echo home=$HOME".into(),
+                // MIMALLOC_ARENA_RESERVE is set for the shim: the container
+                // must not inherit it.
+                "echo \"$GREETING $0\"; pwd; id -u; id -g; echo home=$HOME; echo inherited=$MIMALLOC_ARENA_RESERVE".into(),
                 "zero".into(),
             ],
             env: vec![("GREETING".into(), "hello".into())],
@@ -305,7 +307,8 @@ fn env_args_working_dir_and_user_are_applied() {
                 "stdout F /work/dir",
                 "stdout F 33",
                 "stdout F 44",
-                "stdout F home=/var/www"
+                "stdout F home=/var/www",
+                "stdout F inherited="
             ]
         );
         // No command: the image's Cmd (`sh`) runs, reads an empty stdin and exits.
