@@ -4,8 +4,6 @@
 //! does is observed through the API, and checked against what Kubernetes'
 //! node lifecycle and taint eviction controllers do.
 
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use orca_controllers::lifecycle::UNREACHABLE_TAINT;
+use orca_testkit::wait_for;
 
 /// Generous: tests run in parallel on a 2-core machine.
 const WAIT: Duration = Duration::from_secs(60);
@@ -37,28 +36,8 @@ impl Drop for Cluster {
 impl Cluster {
     async fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let store = orca_store::sqlite::SqliteStore::open(
-            &dir.path().join("db/state.db"),
-            Default::default(),
-        )
-        .expect("opening the SQLite store");
-        let server = orca_apiserver::start(
-            orca_apiserver::Config {
-                data_dir: dir.path().to_path_buf(),
-                bind_address: "127.0.0.1".into(),
-                https_port: 0,
-                tls_sans: vec![],
-                ..Default::default()
-            },
-            Arc::new(store),
-        )
-        .await
-        .expect("the API server starts");
-        let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig_path()).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .unwrap();
-        let client = Client::try_from(config).unwrap();
+        let server = orca_testkit::api_server(dir.path()).await;
+        let client = orca_testkit::admin_client(&server).await;
         let config = orca_controllers::Config {
             node_monitor_grace: GRACE,
             node_monitor_period: Duration::from_millis(200),
@@ -216,7 +195,7 @@ impl Cluster {
     /// Waits for an event about `name` (events follow the change they report).
     async fn wait_event(&self, name: &str, type_: &str, reason: &str, message: &str, source: &str) {
         let expected = (type_.into(), reason.into(), message.into(), source.into());
-        wait_for(&format!("a {reason} event about {name}"), || async {
+        wait_for(&format!("a {reason} event about {name}"), WAIT, || async {
             self.events(name).await.contains(&expected).then_some(())
         })
         .await;
@@ -240,25 +219,6 @@ fn unreachable_taints(node: &Node) -> Vec<Taint> {
         .into_iter()
         .filter(|t| t.key == UNREACHABLE_TAINT)
         .collect()
-}
-
-/// Polls `check` until it returns `Some`, failing the test after [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,17 +270,21 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_evicted() 
     assert!(unreachable_taints(&node).is_empty(), "{node:?}");
 
     // The kubelet stops: no more renewals.
-    let node = wait_for("the node's Ready condition to turn Unknown", || async {
-        let node = cluster.node().await;
-        let ready = node
-            .status
-            .as_ref()?
-            .conditions
-            .as_ref()?
-            .iter()
-            .find(|c| c.type_ == "Ready")?;
-        (ready.status == "Unknown").then_some(node)
-    })
+    let node = wait_for(
+        "the node's Ready condition to turn Unknown",
+        WAIT,
+        || async {
+            let node = cluster.node().await;
+            let ready = node
+                .status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "Ready")?;
+            (ready.status == "Unknown").then_some(node)
+        },
+    )
     .await;
     let ready = node
         .status
@@ -340,7 +304,7 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_evicted() 
     );
     assert!(ready.last_transition_time.as_ref().unwrap().0 > heartbeat.0);
 
-    let taints = wait_for("the unreachable taints", || async {
+    let taints = wait_for("the unreachable taints", WAIT, || async {
         let taints = unreachable_taints(&cluster.node().await);
         (taints.len() == 2).then_some(taints)
     })
@@ -368,7 +332,7 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_evicted() 
 
     // Every pod on the node is marked not ready (only the Ready condition).
     for name in ["short", "stays", "plain"] {
-        let pod = wait_for(&format!("pod {name} to turn not ready"), || async {
+        let pod = wait_for(&format!("pod {name} to turn not ready"), WAIT, || async {
             let pod = cluster.pod(name).await;
             (condition(&pod, "Ready")?.status == "False").then_some(pod)
         })
@@ -388,7 +352,7 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_evicted() 
     // Once its toleration runs out, "short" is evicted: marked as a
     // disruption target and deleted with its grace period. With its node
     // unreachable nobody confirms that it stopped, so it stays Terminating.
-    let short = wait_for("pod short to be evicted", || async {
+    let short = wait_for("pod short to be evicted", WAIT, || async {
         let pod = cluster.pod("short").await;
         pod.metadata.deletion_timestamp.is_some().then_some(pod)
     })
@@ -426,7 +390,7 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_evicted() 
 
     // The kubelet comes back: the unreachable taints go.
     cluster.renew_lease().await;
-    wait_for("the unreachable taints to be removed", || async {
+    wait_for("the unreachable taints to be removed", WAIT, || async {
         cluster.renew_lease().await;
         unreachable_taints(&cluster.node().await)
             .is_empty()
@@ -483,7 +447,7 @@ async fn a_noexecute_taint_on_a_live_node_evicts_the_pods_that_do_not_tolerate_i
         .expect("tainting the node");
 
     for name in ["intolerant", "brief"] {
-        let pod = wait_for(&format!("pod {name} to be evicted"), || async {
+        let pod = wait_for(&format!("pod {name} to be evicted"), WAIT, || async {
             let pod = cluster.pod(name).await;
             pod.metadata.deletion_timestamp.is_some().then_some(pod)
         })

@@ -26,7 +26,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
-use orca_store::sqlite::{SqliteOptions, SqliteStore};
 
 // The allocator the `orca` binary uses, so the figures are the binary's.
 #[global_allocator]
@@ -209,25 +208,8 @@ fn main() {
 
 async fn bench(a: Args) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("db/state.db"), SqliteOptions::default())
-        .expect("open store");
-    let server = orca_apiserver::start(
-        orca_apiserver::Config {
-            data_dir: dir.path().to_path_buf(),
-            bind_address: "127.0.0.1".into(),
-            https_port: 0,
-            tls_sans: vec![],
-            ..Default::default()
-        },
-        Arc::new(store),
-    )
-    .await
-    .expect("API server starts");
-    let kc = kube::config::Kubeconfig::read_from(server.kubeconfig_path()).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("client config");
-    let client = Client::try_from(cfg).expect("client");
+    let server = orca_testkit::api_server(dir.path()).await;
+    let client = orca_testkit::admin_client(&server).await;
     println!(
         "scheduler_throughput: {} virtual nodes, {} pods per phase, create parallelism {}",
         a.nodes, a.pods, a.create_parallelism

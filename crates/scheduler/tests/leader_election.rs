@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{pod, wait_for, Cluster, Pool};
+use common::{pod, wait_for, Cluster, Pool, WAIT};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::ListParams;
@@ -26,7 +26,7 @@ fn elected(identity: &str) -> orca_scheduler::Config {
 
 /// Scheduled events per pod (their messages), once `n` pods have one.
 async fn scheduled_events(c: &Cluster, n: usize) -> HashMap<String, Vec<String>> {
-    let events = wait_for(&format!("Scheduled events for {n} pods"), || async {
+    let events = wait_for(&format!("Scheduled events for {n} pods"), WAIT, || async {
         let e = list_scheduled(c).await;
         (e.len() >= n).then_some(e)
     })
@@ -62,7 +62,7 @@ async fn create_and_wait(c: &Cluster, prefix: &str, n: usize) {
     futures::future::join_all((0..n).map(|i| c.create_pod(pod(&format!("{prefix}-{i}"), None))))
         .await;
     let pods = c.pods();
-    wait_for(&format!("all {prefix} pods bound"), || async {
+    wait_for(&format!("all {prefix} pods bound"), WAIT, || async {
         let list = pods.list(&ListParams::default()).await.ok()?;
         list.items
             .iter()

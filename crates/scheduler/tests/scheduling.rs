@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{pod, wait_for, Cluster, Pool};
+use common::{pod, wait_for, Cluster, Pool, WAIT};
 use kube::api::{DeleteParams, ListParams};
 use serde_json::json;
 
@@ -50,7 +50,7 @@ async fn unschedulable_pod_reports_why_then_binds_when_a_node_is_added() {
 
     // The virtual node runs it: Running, Ready, an IP from big-0's /24.
     let pods = c.pods();
-    let status = wait_for("web to run on the virtual node", || async {
+    let status = wait_for("web to run on the virtual node", WAIT, || async {
         let s = pods.get("web").await.ok()?.status?;
         (s.phase.as_deref() == Some("Running")).then_some(s)
     })
@@ -80,7 +80,7 @@ async fn unschedulable_pod_reports_why_then_binds_when_a_node_is_added() {
         .delete("web", &DeleteParams::default().grace_period(1))
         .await
         .expect("delete");
-    wait_for("web to disappear", || async {
+    wait_for("web to disappear", WAIT, || async {
         pods.get_opt("web")
             .await
             .ok()
@@ -247,7 +247,7 @@ async fn requests_fill_nodes_exactly_and_the_rest_wait_for_a_new_node() {
     let node_of =
         |p: &k8s_openapi::api::core::v1::Pod| p.spec.as_ref().and_then(|s| s.node_name.clone());
     // 2 nodes x 2 cpu: exactly four 1-cpu pods fit, two per node.
-    let list = wait_for("four pods bound and three parked", || async {
+    let list = wait_for("four pods bound and three parked", WAIT, || async {
         let list = pods.list(&ListParams::default()).await.ok()?.items;
         let parked = list
             .iter()
@@ -282,7 +282,7 @@ async fn requests_fill_nodes_exactly_and_the_rest_wait_for_a_new_node() {
 
     // A 2-cpu node takes two of the three waiting pods; one still waits.
     c.add_pool(Pool::new("extra-", 1, "2", 2)).await;
-    let list = wait_for("two waiting pods to land on extra-0", || async {
+    let list = wait_for("two waiting pods to land on extra-0", WAIT, || async {
         let list = pods.list(&ListParams::default()).await.ok()?.items;
         let on_extra = list
             .iter()

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use orca_runtime::{LinuxRuntime, Runtime, RuntimeConfig};
 
 pub fn registry() -> String {
@@ -52,29 +51,8 @@ impl Env {
             .prefix("orca-agent-")
             .tempdir()
             .unwrap();
-        let store = orca_store::sqlite::SqliteStore::open(
-            &dir.path().join("db/state.db"),
-            Default::default(),
-        )
-        .expect("open the store");
-        let api = orca_apiserver::start(
-            orca_apiserver::Config {
-                data_dir: dir.path().to_path_buf(),
-                bind_address: "127.0.0.1".into(),
-                https_port: 0,
-                tls_sans: vec![],
-                ..Default::default()
-            },
-            Arc::new(store),
-        )
-        .await
-        .expect("start the API server");
-        let kubeconfig = Kubeconfig::read_from(api.kubeconfig_path()).unwrap();
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        let api = orca_testkit::api_server(dir.path()).await;
+        let client = orca_testkit::admin_client(&api).await;
         let bridge = format!("orcag{n}");
         let cidr = format!("10.249.{n}.0/24");
         let runtime = Arc::new(new_runtime(dir.path(), &bridge, &cidr));

@@ -4,15 +4,13 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Pod, Taint};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
-use orca_apiserver::{ApiServer, Config};
-use orca_store::sqlite::{SqliteOptions, SqliteStore};
+use orca_apiserver::ApiServer;
+pub use orca_testkit::wait_for;
 use tokio::task::JoinHandle;
 
 /// Generous: the suite runs tests in parallel on a 2-core machine.
@@ -49,21 +47,8 @@ impl Drop for Cluster {
 impl Cluster {
     pub async fn start() -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(&dir.path().join("db/state.db"), SqliteOptions::default())
-            .expect("open sqlite store");
-        let server = orca_apiserver::start(
-            Config {
-                data_dir: dir.path().to_path_buf(),
-                bind_address: "127.0.0.1".into(),
-                https_port: 0,
-                tls_sans: vec![],
-                ..Default::default()
-            },
-            Arc::new(store),
-        )
-        .await
-        .expect("API server starts");
-        let client = client_for(&server).await;
+        let server = orca_testkit::api_server(dir.path()).await;
+        let client = orca_testkit::admin_client(&server).await;
         Cluster {
             dir,
             server: Some(server),
@@ -139,7 +124,7 @@ impl Cluster {
     /// Waits until the pod is bound and returns its node.
     pub async fn wait_bound(&self, name: &str) -> String {
         let pods = self.pods();
-        wait_for(&format!("pod {name} to be bound"), || async {
+        wait_for(&format!("pod {name} to be bound"), WAIT, || async {
             pods.get(name)
                 .await
                 .ok()
@@ -153,6 +138,7 @@ impl Cluster {
         let pods = self.pods();
         wait_for(
             &format!("pod {name} to be marked unschedulable"),
+            WAIT,
             || async {
                 let p = pods.get(name).await.ok()?;
                 let c = p
@@ -183,40 +169,13 @@ impl Cluster {
     }
 
     pub async fn wait_event(&self, pod: &str, reason: &str) -> Event {
-        wait_for(&format!("a {reason} event for pod {pod}"), || async {
+        wait_for(&format!("a {reason} event for pod {pod}"), WAIT, || async {
             self.events_for(pod)
                 .await
                 .into_iter()
                 .find(|e| e.reason.as_deref() == Some(reason))
         })
         .await
-    }
-}
-
-pub async fn client_for(server: &ApiServer) -> Client {
-    let kc = kube::config::Kubeconfig::read_from(server.kubeconfig_path()).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("client config");
-    Client::try_from(cfg).expect("client")
-}
-
-/// Polls `check` until it returns `Some`, failing the test after [`WAIT`].
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

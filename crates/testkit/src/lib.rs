@@ -1,0 +1,57 @@
+//! Test setup shared by the crates' integration tests (a dev-dependency
+//! only): a real API server over the SQLite store in a directory the test
+//! owns, an admin client for it over HTTPS, and polling with a deadline.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orca_apiserver::ApiServer;
+
+/// Starts an API server keeping its store, certificates and kubeconfig in
+/// `dir`, on a free loopback port.
+pub async fn api_server(dir: &Path) -> ApiServer {
+    let store = orca_store::sqlite::SqliteStore::open(&dir.join("db/state.db"), Default::default())
+        .expect("opening the SQLite store");
+    orca_apiserver::start(
+        orca_apiserver::Config {
+            data_dir: dir.to_path_buf(),
+            https_port: 0,
+            ..Default::default()
+        },
+        Arc::new(store),
+    )
+    .await
+    .expect("the API server starts")
+}
+
+/// A client with the server's admin kubeconfig, as kubectl would connect.
+pub async fn admin_client(server: &ApiServer) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig_path())
+        .expect("reading the kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("loading the kubeconfig");
+    kube::Client::try_from(config).expect("building the client")
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, failing the test
+/// after `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
