@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodSpec, PodStatus,
     VolumeMountStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -294,6 +294,30 @@ fn condition(
     }
 }
 
+/// Why the pod's readiness gates hold it back, in the kubelet's words
+/// (`None` when every gate's condition, set by whoever owns it, is True).
+fn unready_gates(spec: &PodSpec, conditions: &[PodCondition]) -> Option<String> {
+    let messages: Vec<String> = spec
+        .readiness_gates
+        .iter()
+        .flatten()
+        .filter_map(|g| {
+            match conditions.iter().find(|c| c.type_ == g.condition_type) {
+                None => Some(format!(
+                    "corresponding condition of pod readiness gate \"{}\" does not exist.",
+                    g.condition_type
+                )),
+                Some(c) if c.status != "True" => Some(format!(
+                    "the status of pod readiness gate \"{}\" is not \"True\", but {}",
+                    g.condition_type, c.status
+                )),
+                Some(_) => None,
+            }
+        })
+        .collect();
+    (!messages.is_empty()).then(|| messages.join(", "))
+}
+
 /// Go's `%v` of a string slice: `[a b]`.
 fn go_list(names: &[String]) -> String {
     format!("[{}]", names.join(" "))
@@ -406,8 +430,22 @@ pub fn compute(pod: &Pod, obs: &PodObservation, now: SystemTime) -> PodStatus {
             condition(type_, true, None, None, &old_conditions, now)
         }
     };
-    let ready = readiness("Ready");
     let containers_ready = readiness("ContainersReady");
+    let ready = if containers_ready.status == "True" {
+        match unready_gates(&spec, &old_conditions) {
+            Some(message) => condition(
+                "Ready",
+                false,
+                Some("ReadinessGatesNotReady"),
+                Some(message),
+                &old_conditions,
+                now,
+            ),
+            None => readiness("Ready"),
+        }
+    } else {
+        readiness("Ready")
+    };
     let scheduled = old_conditions
         .iter()
         .find(|c| c.type_ == "PodScheduled")
@@ -811,5 +849,61 @@ mod tests {
         assert_eq!(get("Ready").status, "False");
         assert_eq!(get("Initialized").reason.as_deref(), Some("PodCompleted"));
         assert_eq!(get("PodReadyToStartContainers").status, "False");
+    }
+
+    #[test]
+    fn readiness_gates_hold_ready_until_their_conditions_are_true() {
+        let mut pod = load("a-running.yaml");
+        pod.spec.as_mut().unwrap().readiness_gates = Some(vec![
+            k8s_openapi::api::core::v1::PodReadinessGate {
+                condition_type: "example.com/lb".into(),
+            },
+            k8s_openapi::api::core::v1::PodReadinessGate {
+                condition_type: "example.com/dns".into(),
+            },
+        ]);
+        let obs = ref_running_obs(&pod, "abc");
+        let now = at("2026-11-28T10:40:00Z");
+        let get = |st: &PodStatus, t: &str| {
+            st.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == t)
+                .unwrap()
+                .clone()
+        };
+        let gate = |t: &str, status: &str| PodCondition {
+            type_: t.into(),
+            status: status.into(),
+            ..Default::default()
+        };
+        let mut input = input(&pod);
+        let conds = input.status.as_mut().unwrap().conditions.get_or_insert_default();
+        conds.push(gate("example.com/lb", "False"));
+
+        let st = compute(&input, &obs, now);
+        let ready = get(&st, "Ready");
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason.as_deref(), Some("ReadinessGatesNotReady"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some(
+                "the status of pod readiness gate \"example.com/lb\" is not \"True\", but False, \
+                 corresponding condition of pod readiness gate \"example.com/dns\" does not exist."
+            )
+        );
+        // The containers are ready all the same, and the gates' own
+        // conditions are kept as their owner wrote them.
+        assert_eq!(get(&st, "ContainersReady").status, "True");
+        assert_eq!(get(&st, "example.com/lb").status, "False");
+
+        let conds = input.status.as_mut().unwrap().conditions.as_mut().unwrap();
+        conds.retain(|c| !c.type_.starts_with("example.com/"));
+        conds.push(gate("example.com/lb", "True"));
+        conds.push(gate("example.com/dns", "True"));
+        let st = compute(&input, &obs, now);
+        assert_eq!(get(&st, "Ready").status, "True");
+        assert_eq!(get(&st, "Ready").reason, None);
     }
 }

@@ -422,6 +422,11 @@ impl Worker {
                         if deleting(&self.pod, self.gone) || self.sync_key() != self.synced_key {
                             break;
                         }
+                        // Readiness gates' conditions are set by others and
+                        // decide Ready: recompute (a no-op if nothing moved).
+                        if has_readiness_gates(&self.pod) {
+                            self.write_status().await;
+                        }
                     }
                     _ = self.poke.notified() => {
                         self.volumes_synced = None;
@@ -1607,4 +1612,11 @@ async fn stop_with_pre_stop(
         }
     }
     hook_error
+}
+
+fn has_readiness_gates(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_ref())
+        .is_some_and(|g| !g.is_empty())
 }

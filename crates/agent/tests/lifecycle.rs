@@ -62,6 +62,9 @@ fn main() {
         ("active_deadline_fails_the_pod", || {
             Box::pin(active_deadline_fails_the_pod())
         }),
+        ("readiness_gates_decide_ready", || {
+            Box::pin(readiness_gates_decide_ready())
+        }),
         ("image_update_restarts_only_that_container", || {
             Box::pin(image_update_restarts_only_that_container())
         }),
@@ -1334,6 +1337,58 @@ spec:
         ),
         "{events:?}"
     );
+    env.teardown().await;
+}
+
+/// A readiness gate holds Ready at False until whoever owns its condition
+/// sets it True through pods/status; the agent then flips Ready.
+async fn readiness_gates_decide_ready() {
+    use kube::api::{Patch, PatchParams};
+    let env = Env::new(20).await;
+    env.create(&format!(
+        r#"
+metadata: {{name: gated}}
+spec:
+  readinessGates: [{{conditionType: "example.com/lb"}}]
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: main, image: "{}", imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}}
+"#,
+        busybox()
+    ))
+    .await;
+    let p = env
+        .wait("gated", T, "containers ready", |p| {
+            condition(p, "ContainersReady").as_deref() == Some("True")
+        })
+        .await;
+    let ready = status(&p)
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .cloned()
+        .unwrap();
+    assert_eq!(ready.status, "False");
+    assert_eq!(ready.reason.as_deref(), Some("ReadinessGatesNotReady"));
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("corresponding condition of pod readiness gate \"example.com/lb\" does not exist.")
+    );
+
+    let patch = serde_json::json!({"status": {"conditions": [
+        {"type": "example.com/lb", "status": "True"}
+    ]}});
+    env.pods()
+        .patch_status("gated", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .expect("set the gate's condition");
+    let p = env
+        .wait("gated", T, "Ready", |p| {
+            condition(p, "Ready").as_deref() == Some("True")
+        })
+        .await;
+    assert_eq!(condition(&p, "example.com/lb").as_deref(), Some("True"));
     env.teardown().await;
 }
 
