@@ -14,6 +14,7 @@ mod resolve;
 mod resources;
 mod status;
 mod streaming;
+mod sysctls;
 mod tls;
 mod volumes;
 mod worker;

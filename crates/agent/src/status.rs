@@ -301,8 +301,8 @@ fn unready_gates(spec: &PodSpec, conditions: &[PodCondition]) -> Option<String> 
         .readiness_gates
         .iter()
         .flatten()
-        .filter_map(|g| {
-            match conditions.iter().find(|c| c.type_ == g.condition_type) {
+        .filter_map(
+            |g| match conditions.iter().find(|c| c.type_ == g.condition_type) {
                 None => Some(format!(
                     "corresponding condition of pod readiness gate \"{}\" does not exist.",
                     g.condition_type
@@ -312,8 +312,8 @@ fn unready_gates(spec: &PodSpec, conditions: &[PodCondition]) -> Option<String> 
                     g.condition_type, c.status
                 )),
                 Some(_) => None,
-            }
-        })
+            },
+        )
         .collect();
     (!messages.is_empty()).then(|| messages.join(", "))
 }
@@ -879,7 +879,12 @@ mod tests {
             ..Default::default()
         };
         let mut input = input(&pod);
-        let conds = input.status.as_mut().unwrap().conditions.get_or_insert_default();
+        let conds = input
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .get_or_insert_default();
         conds.push(gate("example.com/lb", "False"));
 
         let st = compute(&input, &obs, now);

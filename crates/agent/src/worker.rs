@@ -448,6 +448,13 @@ impl Worker {
     /// to look again.
     async fn sync(&mut self) -> Duration {
         let now = SystemTime::now();
+        if self.state != State::Terminal && !self.sandbox_ready {
+            let forbidden = self.pod.spec.as_ref().and_then(crate::sysctls::forbidden);
+            if let Some(msg) = forbidden {
+                self.reject(crate::sysctls::FORBIDDEN_REASON, msg).await;
+                return IDLE;
+            }
+        }
         if self.state != State::Terminal {
             if let Some(secs) = self
                 .pod
@@ -525,6 +532,7 @@ impl Worker {
     ) -> orca_runtime::SandboxConfig {
         let spec = self.pod.spec.clone().unwrap_or_default();
         let dns = spec.dns_config.clone().unwrap_or_default();
+        let sysctls = crate::sysctls::of(&spec);
         orca_runtime::SandboxConfig {
             pod_uid: self.uid.clone(),
             namespace: self.namespace(),
@@ -552,6 +560,7 @@ impl Worker {
                 .collect(),
             volumes,
             share_process_namespace: spec.share_process_namespace.unwrap_or(false),
+            sysctls,
         }
     }
 
@@ -1351,6 +1360,14 @@ impl Worker {
             }
             _ => false,
         }
+    }
+
+    /// Refuses the pod at admission, as the kubelet does: it fails with
+    /// the reason, and nothing of it runs.
+    async fn reject(&mut self, reason: &str, msg: String) {
+        self.event(None, Type::Warning, reason, &msg);
+        self.terminal = Some(("Failed".into(), reason.into(), msg));
+        self.finish().await;
     }
 
     async fn deadline_exceeded(&mut self) {

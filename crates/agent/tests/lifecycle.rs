@@ -65,6 +65,9 @@ fn main() {
         ("readiness_gates_decide_ready", || {
             Box::pin(readiness_gates_decide_ready())
         }),
+        ("safe_sysctls_apply_and_unsafe_ones_are_refused", || {
+            Box::pin(safe_sysctls_apply_and_unsafe_ones_are_refused())
+        }),
         ("image_update_restarts_only_that_container", || {
             Box::pin(image_update_restarts_only_that_container())
         }),
@@ -1389,6 +1392,75 @@ spec:
         })
         .await;
     assert_eq!(condition(&p, "example.com/lb").as_deref(), Some("True"));
+    env.teardown().await;
+}
+
+/// Pod sysctls from the kubelet's safe set are set in the pod's namespaces;
+/// any other one makes the node refuse the pod (SysctlForbidden).
+async fn safe_sysctls_apply_and_unsafe_ones_are_refused() {
+    let env = Env::new(21).await;
+    env.create(&format!(
+        r#"
+metadata: {{name: tuned}}
+spec:
+  restartPolicy: Never
+  securityContext:
+    sysctls: [{{name: kernel.shm_rmid_forced, value: "1"}}, {{name: net.ipv4.ip_local_port_range, value: "20000 30000"}}]
+  containers:
+  - {{name: main, image: "{}", imagePullPolicy: IfNotPresent,
+     command: [sh, -c, "cat /proc/sys/kernel/shm_rmid_forced /proc/sys/net/ipv4/ip_local_port_range"]}}
+"#,
+        busybox()
+    ))
+    .await;
+    env.wait("tuned", T, "Succeeded", |p| phase(p) == "Succeeded")
+        .await;
+    let logs = env
+        .pods()
+        .logs("tuned", &Default::default())
+        .await
+        .expect("logs");
+    // ip_local_port_range separates its two numbers with a tab.
+    let lines: Vec<String> = logs
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(lines, ["1", "20000 30000"], "{logs:?}");
+
+    env.create(&format!(
+        r#"
+metadata: {{name: greedy}}
+spec:
+  securityContext:
+    sysctls: [{{name: kernel.msgmax, value: "10000"}}]
+  containers:
+  - {{name: main, image: "{}", imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}}
+"#,
+        busybox()
+    ))
+    .await;
+    let p = env
+        .wait("greedy", T, "Failed", |p| phase(p) == "Failed")
+        .await;
+    let st = status(&p);
+    assert_eq!(st.reason.as_deref(), Some("SysctlForbidden"));
+    assert_eq!(
+        st.message.as_deref(),
+        Some("forbidden sysctl: \"kernel.msgmax\" not allowlisted")
+    );
+    assert!(env
+        .runtime
+        .list_containers(Some(p.metadata.uid.as_deref().unwrap()))
+        .await
+        .unwrap()
+        .is_empty());
+    let events = env.events_with("greedy", &["SysctlForbidden:"]).await;
+    assert!(
+        events.contains(
+            &"SysctlForbidden: forbidden sysctl: \"kernel.msgmax\" not allowlisted".to_string()
+        ),
+        "{events:?}"
+    );
     env.teardown().await;
 }
 

@@ -34,6 +34,7 @@ mod state;
 mod status;
 mod stop;
 mod sys;
+mod sysctl;
 mod volumes;
 
 pub use images::{ImageProvider, RuntimeImage};
@@ -58,6 +59,10 @@ pub struct SandboxConfig {
     pub volumes: BTreeMap<String, VolumeSource>,
     /// Share one PID namespace among the pod's containers.
     pub share_process_namespace: bool,
+    /// Namespaced sysctls set in the pod's network and IPC namespaces
+    /// (`spec.securityContext.sysctls`), names dot-separated. Net ones are
+    /// refused for host-network pods: they would change the node.
+    pub sysctls: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -218,6 +218,8 @@ impl Inner {
             }
             None => None,
         };
+        crate::sysctl::apply(pid, &config.sysctls, config.host_network)
+            .map_err(|e| other(format!("pod {}/{}: {e}", config.namespace, config.pod_name)))?;
         let rec = SandboxRecord {
             pod_uid: uid.clone(),
             namespace: config.namespace.clone(),

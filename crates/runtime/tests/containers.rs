@@ -42,6 +42,7 @@ fn main() {
         attach_relays_stdin_and_stdout,
         file_volumes_sub_paths_read_only_and_termination_message,
         shared_pid_host_network_and_capabilities,
+        pod_sysctls_are_set_in_the_pod_namespaces_only,
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -755,5 +756,53 @@ fn shared_pid_host_network_and_capabilities() {
         let ids = vec![sleeper, st.id.clone()];
         rt.remove_sandbox("pod-11").await.unwrap();
         env.assert_clean(&ids);
+    });
+}
+
+fn pod_sysctls_are_set_in_the_pod_namespaces_only() {
+    let env = Env::new(12);
+    block_on(async {
+        let rt = &env.runtime;
+        let host_shm = std::fs::read_to_string("/proc/sys/kernel/shm_rmid_forced").unwrap();
+        let host_start =
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+        let mut sb = sandbox("pod-12", "sysctl");
+        sb.sysctls = vec![
+            ("kernel.shm_rmid_forced".into(), "1".into()),
+            ("net.ipv4.ip_unprivileged_port_start".into(), "80".into()),
+        ];
+        rt.run_sandbox(&sb).await.unwrap();
+        let st = run_to_exit(
+            rt,
+            "pod-12",
+            &busybox(
+                "read",
+                "cat /proc/sys/kernel/shm_rmid_forced /proc/sys/net/ipv4/ip_unprivileged_port_start",
+            ),
+        )
+        .await;
+        assert_eq!(log_lines(&st.log_path), ["stdout F 1", "stdout F 80"]);
+        // The node keeps its own values.
+        assert_eq!(
+            std::fs::read_to_string("/proc/sys/kernel/shm_rmid_forced").unwrap(),
+            host_shm
+        );
+        assert_eq!(
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap(),
+            host_start
+        );
+        rt.stop_sandbox("pod-12").await.unwrap();
+        rt.remove_sandbox("pod-12").await.unwrap();
+
+        // A host-network pod may not change the node's network settings.
+        let mut host = sandbox("pod-12h", "sysctl-host");
+        host.host_network = true;
+        host.sysctls = vec![("net.ipv4.ip_unprivileged_port_start".into(), "80".into())];
+        let err = rt.run_sandbox(&host).await.unwrap_err().to_string();
+        assert!(
+            err.contains("would change the node's own network settings"),
+            "{err}"
+        );
+        let _ = rt.remove_sandbox("pod-12h").await;
     });
 }
