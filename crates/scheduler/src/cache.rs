@@ -163,8 +163,9 @@ impl Cache {
             self.node_deleted(n);
         }
         self.nodes_synced = true;
-        // Anything may have changed while the watch was down.
-        self.queue.move_all_unschedulable(now) > 0
+        // Anything may have changed while the watch was down; and pods that
+        // arrived before the nodes were known are waiting for this moment.
+        self.queue.move_all_unschedulable(now) > 0 || !self.queue.is_empty()
     }
 
     // ---- pod events ----
@@ -428,6 +429,20 @@ mod tests {
         );
         c.nodes_relist_done(now);
         (c, now)
+    }
+
+    #[test]
+    fn finishing_the_node_list_wakes_pods_queued_before_it() {
+        let now = Instant::now();
+        let mut c = Cache::new("default-scheduler");
+        c.pods_relist_started();
+        c.pod_applied(pod("early", "100m"), now);
+        c.pods_relist_done(now);
+        c.nodes_relist_started();
+        c.node_applied(&node("a", "1", vec![]), now);
+        // Nothing was unschedulable, but "early" waited for the nodes: the
+        // loop must wake now, not at its next periodic flush.
+        assert!(c.nodes_relist_done(now));
     }
 
     #[test]
