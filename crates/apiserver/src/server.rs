@@ -251,13 +251,7 @@ async fn route<B: RequestBody>(
     let (group, version, rest) = match segs.as_slice() {
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => {
-            return Err(ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ))
-        }
+        _ => return Err(not_found_resource()),
     };
     let target = parse_target(group, version, rest)?;
     dispatch(state, req, target).await
@@ -271,12 +265,17 @@ pub struct Target {
     pub sub: Option<String>,
 }
 
+/// kube-apiserver's answer for a path it does not serve. Its empty
+/// `details` matter: kubectl reads `details.name` to tell a missing
+/// subresource (e.g. `kubectl debug` on a cluster without ephemeral
+/// containers) from a missing object.
 fn not_found_resource() -> ApiError {
     ApiError::new(
         404,
         "NotFound",
         "the server could not find the requested resource",
     )
+    .with_details(serde_json::json!({}))
 }
 
 fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
