@@ -389,7 +389,15 @@ async fn debug_reports_missing_ephemeral_containers_instead_of_crashing_kubectl(
         .await;
     let out = h
         .kubectl_out(
-            &["debug", "target", "--image=busybox", "-c", "dbg", "--", "true"],
+            &[
+                "debug",
+                "target",
+                "--image=busybox",
+                "-c",
+                "dbg",
+                "--",
+                "true",
+            ],
             None,
         )
         .await;
