@@ -265,22 +265,14 @@ async fn watch_from_a_compacted_revision_gets_410() {
 async fn the_server_compacts_history_older_than_one_interval() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = common::open_store(dir.path()).await;
-    let server = orca_apiserver::start(
-        orca_apiserver::Config {
-            data_dir: dir.path().to_path_buf(),
-            https_port: 0,
-            compaction_interval: std::time::Duration::from_millis(300),
-            ..Default::default()
-        },
+    let server = common::start_compacting(
+        dir.path(),
         store.clone(),
+        std::time::Duration::from_millis(300),
     )
-    .await
-    .expect("start");
-    let kc = kube::config::Kubeconfig::read_from(server.kubeconfig_path()).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("config");
-    let pods = Api::<Pod>::namespaced(kube::Client::try_from(cfg).expect("client"), "default");
+    .await;
+    let h = common::Harness { dir, server };
+    let pods = Api::<Pod>::namespaced(h.client().await, "default");
     let first = pods
         .create(&PostParams::default(), &pod("churn"))
         .await
@@ -334,7 +326,7 @@ async fn the_server_compacts_history_older_than_one_interval() {
     )
     .await
     .expect("patch after compaction");
-    server.shutdown().await;
+    h.server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

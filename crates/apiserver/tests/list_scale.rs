@@ -290,18 +290,9 @@ async fn selectors_list_exactly_the_matching_pods() {
 async fn continue_and_exact_reads_from_before_a_compaction_get_410() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = common::open_store(dir.path()).await;
-    let server = orca_apiserver::start(
-        orca_apiserver::Config {
-            data_dir: dir.path().to_path_buf(),
-            https_port: 0,
-            // Only this test compacts.
-            compaction_interval: std::time::Duration::ZERO,
-            ..Default::default()
-        },
-        store.clone(),
-    )
-    .await
-    .expect("API server starts");
+    // Only this test compacts.
+    let server =
+        common::start_compacting(dir.path(), store.clone(), std::time::Duration::ZERO).await;
     let h = common::Harness { dir, server };
     let client = h.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

@@ -101,6 +101,26 @@ pub async fn open_store(dir: &std::path::Path) -> Arc<dyn Store> {
     Arc::new(store)
 }
 
+/// A server over `store` in `dir` whose own compactor runs every
+/// `compaction_interval` (zero: never).
+pub async fn start_compacting(
+    dir: &std::path::Path,
+    store: Arc<dyn Store>,
+    compaction_interval: std::time::Duration,
+) -> ApiServer {
+    orca_apiserver::start(
+        Config {
+            data_dir: dir.to_path_buf(),
+            https_port: 0,
+            compaction_interval,
+            ..Default::default()
+        },
+        store,
+    )
+    .await
+    .expect("API server starts")
+}
+
 pub async fn start_in(dir: PathBuf) -> ApiServer {
     let store = open_store(&dir).await;
     orca_apiserver::start(
