@@ -1,5 +1,6 @@
 //! Where a container's cgroup lives and what it says after the container
-//! ended. libcontainer creates and removes the cgroups; we only read them.
+//! ended. libcontainer creates and removes the cgroups; we only read them,
+//! and start the kernel's wait that moving a process into one costs early.
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,68 @@ fn oom_kill_count(contents: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Moving a process into a cgroup (writing `cgroup.procs`, as libcontainer
+/// does for every new container) takes the kernel's cgroup threadgroup
+/// lock, and its first writer waits out an RCU grace period: 8 ms on an idle
+/// host, 25 ms on a busy one, half of a container's start. Writers that come
+/// while that wait is under way, or within about one grace period after it,
+/// pass at once. So when a pod or container starts being set up, this
+/// rewrites this process's own membership (a move to where it already is,
+/// which changes nothing) to start the wait in parallel with that setup.
+/// Blocks for the wait: call it on a thread of its own. Best effort.
+pub(crate) fn start_migration_grace_period() {
+    let Ok(own) = std::fs::read_to_string("/proc/self/cgroup") else {
+        return;
+    };
+    if let Some(procs) = own_procs_file(&own, unified_mount()) {
+        if let Ok(mut file) = std::fs::OpenOptions::new().write(true).open(procs) {
+            use std::io::Write;
+            // "0" is the writing process itself.
+            let _ = file.write_all(b"0");
+        }
+    }
+}
+
+/// Where the cgroup2 hierarchy is mounted: the root on a unified host, or
+/// `unified` beside the v1 hierarchies on a hybrid one.
+fn unified_mount() -> Option<PathBuf> {
+    if unified_mounted_at_root() {
+        return Some(PathBuf::from(CGROUP_ROOT));
+    }
+    let hybrid = Path::new(CGROUP_ROOT).join("unified");
+    hybrid.join("cgroup.procs").exists().then_some(hybrid)
+}
+
+/// The `cgroup.procs` of this process's own cgroup, from /proc/self/cgroup:
+/// in the cgroup2 hierarchy if mounted, else in the first v1 hierarchy (the
+/// lock is one for all hierarchies).
+fn own_procs_file(proc_self_cgroup: &str, unified: Option<PathBuf>) -> Option<PathBuf> {
+    let mut v1 = None;
+    for line in proc_self_cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let rel = path.trim_start_matches('/');
+        if id == "0" && controllers.is_empty() {
+            if let Some(mount) = &unified {
+                return Some(mount.join(rel).join("cgroup.procs"));
+            }
+        } else if v1.is_none() && !controllers.is_empty() {
+            let name = controllers.trim_start_matches("name=");
+            v1 = Some(
+                Path::new(CGROUP_ROOT)
+                    .join(name)
+                    .join(rel)
+                    .join("cgroup.procs"),
+            );
+        }
+    }
+    v1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +122,19 @@ mod tests {
             0
         );
         assert_eq!(container_path("abc"), "/orca/abc");
+    }
+
+    #[test]
+    fn finds_own_procs_file() {
+        let hybrid = "9:name=systemd:/\n4:memory:/a/b\n0::/svc\n";
+        assert_eq!(
+            own_procs_file(hybrid, Some("/sys/fs/cgroup/unified".into())),
+            Some(PathBuf::from("/sys/fs/cgroup/unified/svc/cgroup.procs"))
+        );
+        assert_eq!(
+            own_procs_file(hybrid, None),
+            Some(PathBuf::from("/sys/fs/cgroup/systemd/cgroup.procs"))
+        );
+        assert_eq!(own_procs_file("", None), None);
     }
 }
