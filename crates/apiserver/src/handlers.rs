@@ -2,6 +2,7 @@
 //! deletecollection and pods/binding, over any resource in
 //! [`crate::resources::RESOURCES`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -1040,12 +1041,17 @@ fn set_rv(v: &mut Value, rev: Revision) {
     v["metadata"]["resourceVersion"] = json!(rev.to_string());
 }
 
-fn storage_bytes(v: &Value) -> Result<Vec<u8>, ApiError> {
-    let mut v = v.clone();
-    if let Some(m) = v["metadata"].as_object_mut() {
-        m.remove("resourceVersion");
+/// The stored form: the object without its resourceVersion (the store's
+/// revision is the version). Taken out and put back rather than cloning.
+fn storage_bytes(v: &mut Value) -> Result<Vec<u8>, ApiError> {
+    let rv = v["metadata"]
+        .as_object_mut()
+        .and_then(|m| m.remove("resourceVersion"));
+    let bytes = serde_json::to_vec(&*v);
+    if let (Some(rv), Some(m)) = (rv, v["metadata"].as_object_mut()) {
+        m.insert("resourceVersion".into(), rv);
     }
-    serde_json::to_vec(&v).map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
+    bytes.map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
 }
 
 const GENERATE_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -1155,7 +1161,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
             ));
         }
         let key = key_for(ctx, &name);
-        match ctx.state.store.create(&key, storage_bytes(&obj)?).await {
+        match ctx.state.store.create(&key, storage_bytes(&mut obj)?).await {
             Ok(kv) => {
                 set_rv(&mut obj, kv.mod_revision);
                 return Ok(written(ctx, 201, &obj, kv.mod_revision, &warnings).await);
@@ -1248,7 +1254,7 @@ where
                 match ctx
                     .state
                     .store
-                    .update(&key, storage_bytes(&new)?, rev)
+                    .update(&key, storage_bytes(&mut new)?, rev)
                     .await
                 {
                     Ok(kv) => {
@@ -1331,22 +1337,40 @@ fn finished_deleting(def: &ResourceDef, v: &Value) -> bool {
     }
 }
 
+/// Whether two objects are equal but for metadata.resourceVersion (compared
+/// in place: cloning two whole objects cost more than the comparison).
 fn same_ignoring_rv(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v["metadata"].as_object_mut() {
-            m.remove("resourceVersion");
-        }
-        v
-    };
-    strip(a) == strip(b)
+    fn same_except(
+        a: &serde_json::Map<String, Value>,
+        b: &serde_json::Map<String, Value>,
+        skip: &str,
+        same: impl Fn(&str, &Value, &Value) -> bool,
+    ) -> bool {
+        let count = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != skip).count();
+        count(a) == count(b)
+            && a.iter()
+                .filter(|(k, _)| *k != skip)
+                .all(|(k, va)| b.get(k).is_some_and(|vb| same(k, va, vb)))
+    }
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => same_except(a, b, "", |k, va, vb| {
+            match (k, va.as_object(), vb.as_object()) {
+                ("metadata", Some(ma), Some(mb)) => {
+                    same_except(ma, mb, "resourceVersion", |_, x, y| x == y)
+                }
+                _ => va == vb,
+            }
+        }),
+        _ => a == b,
+    }
 }
 
-/// Builds the new stored version from a client's full object.
+/// Builds the new stored version from a client's full object, borrowed
+/// when the caller may need it again (a retried PUT), owned otherwise.
 fn merge_update(
     ctx: &Ctx<'_>,
     sub: Option<&str>,
-    mut new: Value,
+    new: Cow<'_, Value>,
     current: &Value,
 ) -> Result<(Write, bool), ApiError> {
     let name = name_of(current).to_string();
@@ -1359,12 +1383,17 @@ fn merge_update(
         }
         _ => false,
     };
-    if sub == Some("status") {
+    let mut new = if sub == Some("status") {
         // Only the status changes through /status.
-        let status = new["status"].take();
-        new = current.clone();
+        let status = match new {
+            Cow::Borrowed(v) => v["status"].clone(),
+            Cow::Owned(mut v) => v["status"].take(),
+        };
+        let mut new = current.clone();
         new["status"] = status;
+        new
     } else {
+        let mut new = new.into_owned();
         // Status has its own subresource for kinds that have one.
         if ctx.def.subresources.contains(&"status") {
             new["status"] = current["status"].clone();
@@ -1391,7 +1420,8 @@ fn merge_update(
             let g = current["metadata"]["generation"].as_i64().unwrap_or(1);
             new["metadata"]["generation"] = json!(g + 1);
         }
-    }
+        new
+    };
     if let Some(m) = new["metadata"].as_object_mut() {
         m.remove("managedFields");
         m.remove("selfLink");
@@ -1428,7 +1458,7 @@ pub async fn update(
     guaranteed_update(
         ctx,
         name,
-        |cur| merge_update(ctx, sub, new.clone(), cur),
+        |cur| merge_update(ctx, sub, Cow::Borrowed(&new), cur),
         &warnings,
     )
     .await
@@ -1507,7 +1537,7 @@ pub async fn patch(
             // The patched object carries the current resourceVersion, so it
             // is pinned only when the patch itself names one; otherwise a
             // concurrent write is retried, as Kubernetes does.
-            let (w, _) = merge_update(ctx, sub, normalized, cur)?;
+            let (w, _) = merge_update(ctx, sub, Cow::Owned(normalized), cur)?;
             let pinned = patch["metadata"]["resourceVersion"]
                 .as_str()
                 .is_some_and(|rv| !rv.is_empty());
@@ -1766,4 +1796,38 @@ pub async fn bind(ctx: &Ctx<'_>, name: &str, body: &[u8]) -> Result<Response<Bod
     )
     .await?;
     Ok(json_response(201, &success_status(None)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sameness_ignores_only_the_resource_version() {
+        let a = json!({"kind": "Pod", "metadata": {"name": "a", "resourceVersion": "1"}, "spec": {"x": 1}});
+        let same = json!({"kind": "Pod", "metadata": {"name": "a", "resourceVersion": "9"}, "spec": {"x": 1}});
+        let no_rv = json!({"kind": "Pod", "metadata": {"name": "a"}, "spec": {"x": 1}});
+        assert!(same_ignoring_rv(&a, &same));
+        assert!(same_ignoring_rv(&a, &no_rv));
+        assert!(same_ignoring_rv(&no_rv, &a));
+        let relabeled =
+            json!({"kind": "Pod", "metadata": {"name": "a", "labels": {}}, "spec": {"x": 1}});
+        assert!(!same_ignoring_rv(&a, &relabeled));
+        assert!(!same_ignoring_rv(&relabeled, &a));
+        let respec = json!({"kind": "Pod", "metadata": {"name": "a"}, "spec": {"x": 2}});
+        assert!(!same_ignoring_rv(&a, &respec));
+        let extra =
+            json!({"kind": "Pod", "metadata": {"name": "a"}, "spec": {"x": 1}, "status": {}});
+        assert!(!same_ignoring_rv(&a, &extra));
+        assert!(!same_ignoring_rv(&extra, &a));
+    }
+
+    #[test]
+    fn stored_bytes_leave_out_the_resource_version_and_keep_the_object() {
+        let mut v = json!({"metadata": {"name": "a", "resourceVersion": "7"}, "spec": {}});
+        let bytes = storage_bytes(&mut v).unwrap();
+        let stored: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(stored, json!({"metadata": {"name": "a"}, "spec": {}}));
+        assert_eq!(v["metadata"]["resourceVersion"], "7");
+    }
 }
