@@ -25,6 +25,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 
 // The allocator the `orca` binary uses, so the figures are the binary's.
@@ -131,13 +132,16 @@ fn pod(name: &str) -> Pod {
     .expect("pod manifest")
 }
 
-/// Counts pods with a node, by UID, from one watch.
-fn count_bound(client: Client) -> Arc<AtomicU64> {
+/// Counts pods with a node, by UID, from one watch, until aborted.
+fn count_bound(client: Client) -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
     let bound = Arc::new(AtomicU64::new(0));
     let counter = bound.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut seen: HashSet<String> = HashSet::new();
-        let stream = watcher::watcher(Api::<Pod>::all(client), watcher::Config::default());
+        // With back-off: once the server is gone, reconnecting fails at once,
+        // and a watcher without it would retry in a loop that never yields.
+        let stream =
+            watcher::watcher(Api::<Pod>::all(client), watcher::Config::default()).default_backoff();
         futures::pin_mut!(stream);
         while let Some(ev) = stream.next().await {
             if let Ok(Event::Apply(p) | Event::InitApply(p)) = ev {
@@ -151,7 +155,7 @@ fn count_bound(client: Client) -> Arc<AtomicU64> {
             }
         }
     });
-    bound
+    (bound, task)
 }
 
 async fn create_pods(client: &Client, prefix: &str, n: usize, parallelism: usize) {
@@ -246,7 +250,7 @@ async fn bench(a: Args) {
         rss_kib().0 / 1024
     );
 
-    let bound = count_bound(client.clone());
+    let (bound, observer) = count_bound(client.clone());
     let mut peak = rss_kib().0;
 
     // Phase 1: end to end.
@@ -309,5 +313,6 @@ async fn bench(a: Args) {
         peak / 1024,
         rss_kib().1 / 1024
     );
+    observer.abort();
     server.shutdown().await;
 }
