@@ -3,6 +3,7 @@
 //! and start the kernel's wait that moving a process into one costs early.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -53,8 +54,21 @@ fn oom_kill_count(contents: &str) -> u64 {
 /// pass at once. So when a pod or container starts being set up, this
 /// rewrites this process's own membership (a move to where it already is,
 /// which changes nothing) to start the wait in parallel with that setup.
-/// Blocks for the wait: call it on a thread of its own. Best effort.
+/// The write waits on a blocking thread; while one waits, further calls
+/// (many pods starting at once) join its grace period and start nothing.
+/// Best effort. Call from within the runtime's tokio context.
 pub(crate) fn start_migration_grace_period() {
+    static WAITING: AtomicBool = AtomicBool::new(false);
+    if WAITING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    tokio::task::spawn_blocking(|| {
+        rewrite_own_membership();
+        WAITING.store(false, Ordering::Release);
+    });
+}
+
+fn rewrite_own_membership() {
     let Ok(own) = std::fs::read_to_string("/proc/self/cgroup") else {
         return;
     };

@@ -30,7 +30,7 @@ pub(crate) async fn create(
     };
     // The container's move into its cgroup waits on the kernel: that wait
     // starts now, while the shim starts and the bundle is written.
-    tokio::task::spawn_blocking(crate::cgroups::start_migration_grace_period);
+    crate::cgroups::start_migration_grace_period();
     let id = random_id().map_err(|e| fail(e.to_string()))?;
     let dir = inner.layout.container(&id);
     std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;

@@ -102,7 +102,7 @@ pub(crate) async fn run(inner: &Arc<Inner>, config: SandboxConfig) -> Result<San
     }
     // The first container's move into its cgroup waits on the kernel: that
     // wait starts now, while the sandbox is made.
-    tokio::task::spawn_blocking(crate::cgroups::start_migration_grace_period);
+    crate::cgroups::start_migration_grace_period();
     // The pause process starts (an exec of this binary) while the pod's IP,
     // files and mounts are prepared: neither needs the other.
     let pause = spawn_pause(inner, &config);
