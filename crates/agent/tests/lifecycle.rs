@@ -430,9 +430,7 @@ spec:
 "#
     ))
     .await;
-    let p = env
-        .wait("badinit", T, "Failed", |p| phase(p) == "Failed")
-        .await;
+    let p = env.wait_phase("badinit", T, "Failed").await;
     let t = container(&p, "init")
         .unwrap()
         .state
@@ -581,13 +579,9 @@ spec:
         ))
         .await;
     }
-    let p = env
-        .wait("onfailure-ok", T, "Succeeded", |p| phase(p) == "Succeeded")
-        .await;
+    let p = env.wait_phase("onfailure-ok", T, "Succeeded").await;
     assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
-    let p = env
-        .wait("never-bad", T, "Failed", |p| phase(p) == "Failed")
-        .await;
+    let p = env.wait_phase("never-bad", T, "Failed").await;
     let t = container(&p, "main")
         .unwrap()
         .state
@@ -597,8 +591,7 @@ spec:
         .unwrap();
     assert_eq!((t.exit_code, t.reason.as_deref()), (1, Some("Error")));
     assert_eq!(container(&p, "main").unwrap().restart_count, 0);
-    env.wait("never-ok", T, "Succeeded", |p| phase(p) == "Succeeded")
-        .await;
+    env.wait_phase("never-ok", T, "Succeeded").await;
     env.teardown().await;
 }
 
@@ -1186,9 +1179,7 @@ spec:
 "#
     ))
     .await;
-    let p = env
-        .wait("configured", T, "Failed", |p| phase(p) == "Failed")
-        .await;
+    let p = env.wait_phase("configured", T, "Failed").await;
     let logs = env
         .pods()
         .logs(
@@ -1316,9 +1307,7 @@ spec:
         busybox()
     ))
     .await;
-    let p = env
-        .wait("deadline", T, "Failed", |p| phase(p) == "Failed")
-        .await;
+    let p = env.wait_phase("deadline", T, "Failed").await;
     let st = status(&p);
     assert_eq!(st.reason.as_deref(), Some("DeadlineExceeded"));
     assert_eq!(
@@ -1413,8 +1402,7 @@ spec:
         busybox()
     ))
     .await;
-    env.wait("tuned", T, "Succeeded", |p| phase(p) == "Succeeded")
-        .await;
+    env.wait_phase("tuned", T, "Succeeded").await;
     let logs = env
         .pods()
         .logs("tuned", &Default::default())
@@ -1439,9 +1427,7 @@ spec:
         busybox()
     ))
     .await;
-    let p = env
-        .wait("greedy", T, "Failed", |p| phase(p) == "Failed")
-        .await;
+    let p = env.wait_phase("greedy", T, "Failed").await;
     let st = status(&p);
     assert_eq!(st.reason.as_deref(), Some("SysctlForbidden"));
     assert_eq!(

@@ -176,6 +176,11 @@ impl Env {
         }
     }
 
+    /// Polls the pod until its phase is `want`.
+    pub async fn wait_phase(&self, name: &str, timeout: Duration, want: &str) -> Pod {
+        self.wait(name, timeout, want, |p| phase(p) == want).await
+    }
+
     pub async fn wait_gone(&self, name: &str, timeout: Duration) {
         let t0 = Instant::now();
         while self.pods().get_opt(name).await.unwrap().is_some() {
