@@ -2112,15 +2112,7 @@ pub fn validate_new(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldError
 /// metadata.
 pub fn validate_update(kind: &str, new: &Value, old: &Value, namespaced: bool) -> Vec<FieldError> {
     if kind == "Pod" {
-        return match (
-            serde_json::from_value::<Pod>(new.clone()),
-            serde_json::from_value::<Pod>(old.clone()),
-        ) {
-            (Ok(n), Ok(o)) => validate_pod_update(&n, &o),
-            (Err(e), _) | (_, Err(e)) => {
-                vec![FieldError::invalid("", BadValue::Omit, e.to_string())]
-            }
-        };
+        return with_pods(new, old, validate_pod_update);
     }
     let meta = |v: &Value| -> ObjectMeta {
         v.get("metadata")
@@ -2139,6 +2131,30 @@ pub fn validate_update(kind: &str, new: &Value, old: &Value, namespaced: bool) -
         _ => {}
     }
     errs
+}
+
+/// Validates a write through the `status` subresource, which keeps the
+/// stored spec: pods by [`validate_pod_status_update`] (as Kubernetes' pod
+/// status strategy), other kinds as [`validate_update`].
+pub fn validate_status_update(
+    kind: &str,
+    new: &Value,
+    old: &Value,
+    namespaced: bool,
+) -> Vec<FieldError> {
+    if kind == "Pod" {
+        return with_pods(new, old, validate_pod_status_update);
+    }
+    validate_update(kind, new, old, namespaced)
+}
+
+/// Decodes both pods straight from the JSON (no copy) and validates them.
+fn with_pods(new: &Value, old: &Value, f: fn(&Pod, &Pod) -> Vec<FieldError>) -> Vec<FieldError> {
+    use serde::Deserialize;
+    match (Pod::deserialize(new), Pod::deserialize(old)) {
+        (Ok(n), Ok(o)) => f(&n, &o),
+        (Err(e), _) | (_, Err(e)) => vec![FieldError::invalid("", BadValue::Omit, e.to_string())],
+    }
 }
 
 /// A node's podCIDRs and providerID may be set once, never changed (the

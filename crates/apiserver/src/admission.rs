@@ -5,7 +5,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use orca_api::validation::{invalid_message, validate_new, validate_update, FieldError};
+use orca_api::validation::{
+    invalid_message, validate_new, validate_status_update, validate_update, FieldError,
+};
 
 use crate::resources::ResourceDef;
 use crate::status::ApiError;
@@ -52,10 +54,21 @@ pub fn on_create(def: &ResourceDef, v: &mut Value) -> Result<(), ApiError> {
     invalid(def, v, validate_new(def.kind, v, def.namespaced))
 }
 
-/// Defaults the spec of an updated object and validates the change.
-pub fn on_update(def: &ResourceDef, new: &mut Value, old: &Value) -> Result<(), ApiError> {
+/// Defaults the spec of an updated object and validates the change. Through
+/// the `status` subresource the stored spec is kept (already defaulted), so
+/// only what a status write may change is validated, as Kubernetes does.
+pub fn on_update(
+    def: &ResourceDef,
+    new: &mut Value,
+    old: &Value,
+    status_only: bool,
+) -> Result<(), ApiError> {
+    if status_only {
+        let errs = validate_status_update(def.kind, new, old, def.namespaced);
+        return invalid(def, new, errs);
+    }
     if def.kind == "Pod" && new["spec"].is_object() {
-        let mut spec = new["spec"].clone();
+        let mut spec = new["spec"].take();
         typed::<k8s_openapi::api::core::v1::PodSpec>(&mut spec, orca_api::defaults::pod_spec)?;
         new["spec"] = spec;
     }

@@ -1427,7 +1427,7 @@ fn merge_update(
         m.remove("selfLink");
     }
     new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-    admission::on_update(ctx.def, &mut new, current)?;
+    admission::on_update(ctx.def, &mut new, current, sub == Some("status"))?;
     if same_ignoring_rv(&new, current) {
         return Ok((Write::Unchanged, pinned));
     }

@@ -149,6 +149,70 @@ async fn stale_update_conflicts() {
     );
 }
 
+/// `pods/status` is validated as Kubernetes' pod status strategy does:
+/// status changes are checked, the spec sent along is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_writes_are_validated_as_status() {
+    let h = common::Harness::start().await;
+    let pods: Api<Pod> = Api::namespaced(h.client().await, "default");
+    let mut p = pod("s1");
+    p.spec.as_mut().expect("spec").restart_policy = Some("Never".into());
+    pods.create(&PostParams::default(), &p)
+        .await
+        .expect("create");
+    let status = |body: serde_json::Value| {
+        let pods = pods.clone();
+        async move {
+            pods.patch_status("s1", &PatchParams::default(), &Patch::Merge(&body))
+                .await
+        }
+    };
+    let code = |r: Result<Pod, kube::Error>| match r {
+        Err(kube::Error::Api(s)) => (s.code, s.message),
+        Ok(_) => (200, String::new()),
+        Err(e) => panic!("{e}"),
+    };
+    let terminated = serde_json::json!({"status": {"containerStatuses": [{
+        "name": "c", "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}});
+    status(terminated).await.expect("terminated status");
+    // A container of a pod that never restarts cannot come back.
+    let revived = serde_json::json!({"status": {"containerStatuses": [{
+        "name": "c", "image": "busybox", "imageID": "", "ready": true, "restartCount": 0,
+        "state": {"running": {}}}]}});
+    let (c, msg) = code(status(revived).await);
+    assert_eq!(c, 422, "{msg}");
+    assert!(
+        msg.contains("may not be transitioned to non-terminated state"),
+        "{msg}"
+    );
+    let bad_ip =
+        serde_json::json!({"status": {"podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.2"}]}});
+    let (c, msg) = code(status(bad_ip).await);
+    assert_eq!(c, 422, "{msg}");
+    assert!(msg.contains("must be equal to `podIP`"), "{msg}");
+    // A spec change sent to /status is ignored, not an error.
+    let mut with_spec = pods.get("s1").await.expect("get");
+    with_spec.spec.as_mut().expect("spec").containers[0].image = Some("other".into());
+    with_spec.status.as_mut().expect("status").pod_ip = Some("10.0.0.9".into());
+    let stored = pods
+        .replace_status(
+            "s1",
+            &PostParams::default(),
+            serde_json::to_vec(&with_spec).expect("json"),
+        )
+        .await
+        .expect("status write with a changed spec");
+    assert_eq!(
+        stored.spec.expect("spec").containers[0].image.as_deref(),
+        Some("busybox")
+    );
+    assert_eq!(
+        stored.status.expect("status").pod_ip.as_deref(),
+        Some("10.0.0.9")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_list_and_paginated_list() {
     let h = common::Harness::start().await;
