@@ -142,12 +142,31 @@ pub fn build(
     value: &[u8],
     rev: Revision,
 ) -> Option<Arc<CachedObj>> {
-    let v = decode_with_rv(value, rev)?;
-    let meta = Arc::new(meta_of(def, &v));
+    // Only the summary's fields are decoded; the stored bytes get the
+    // resourceVersion spliced in. Objects stored with one (not written by
+    // this server) take the slow path that replaces it.
+    let mut paths = vec![
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.labels",
+        "metadata.resourceVersion",
+    ];
+    paths.extend(orca_api::selectors::supported_fields(def.kind));
+    let summary = crate::rawjson::pruned(value, &paths).ok()?;
+    let spliced = match summary["metadata"].get("resourceVersion") {
+        None => {
+            crate::rawjson::insert_first(value, "metadata", "resourceVersion", &rev.to_string())
+        }
+        Some(_) => None,
+    };
+    let bytes = match spliced {
+        Some(b) => b,
+        None => serde_json::to_vec(&decode_with_rv(value, rev)?).ok()?,
+    };
     Some(Arc::new(CachedObj {
         key: key.into(),
-        bytes: Bytes::from(serde_json::to_vec(&v).ok()?),
-        meta,
+        bytes: Bytes::from(bytes),
+        meta: Arc::new(meta_of(def, &summary)),
     }))
 }
 

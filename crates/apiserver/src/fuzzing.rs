@@ -39,6 +39,19 @@ pub fn exercise(data: &[u8]) {
             let _ = orca_api::patch::apply("Pod", &base, t, &v);
         }
     }
+    // The watch cache's partial reads of stored objects (which a shared
+    // etcd may hold from other writers).
+    let _ = crate::rawjson::pruned(body, &["metadata.name", "spec.nodeName", "status"]);
+    if let Some(out) = crate::rawjson::insert_first(body, "metadata", "resourceVersion", "1") {
+        if let Ok(before) = serde_json::from_slice::<serde_json::Value>(body) {
+            let v: serde_json::Value =
+                serde_json::from_slice(&out).expect("splicing into valid JSON keeps it valid");
+            // The cache splices only where there is no resourceVersion yet.
+            if before["metadata"].get("resourceVersion").is_none() {
+                assert_eq!(v["metadata"]["resourceVersion"], "1");
+            }
+        }
+    }
     if let Ok(s) = std::str::from_utf8(body) {
         let _ = crate::selectors::LabelSelector::parse(s);
         let _ = crate::selectors::FieldSelector::parse(s, crate::resources::pods());
@@ -61,6 +74,9 @@ mod tests {
             b"\x02k8s\x00\x12\xff\xff\xff\xff\x0f",
             b"\x03{\"metadata\":{\"labels\":null}}",
             b"\x00a in (b,,c), !, =x",
+            b"\x00{\"metadata\":{\"a\\\"\":1}, \"metadata\":{}}",
+            b"\x00{\"metadata\":{\"resourceVersion\":\"9\"}}",
+            b"\x00{\"metadata\"",
         ];
         for c in cases {
             super::exercise(c);

@@ -22,6 +22,7 @@ mod namespaces;
 mod openapi;
 mod protobuf;
 mod proxy;
+mod rawjson;
 mod resources;
 mod selectors;
 mod server;
