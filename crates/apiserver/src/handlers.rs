@@ -78,14 +78,16 @@ fn check_accept(h: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Serialises `v` as JSON or YAML as the client asked.
-fn object_response(code: u16, h: &HeaderMap, v: &Value) -> Response<Body> {
-    let a = accept(h);
-    let yaml_first = a
+fn yaml_first(h: &HeaderMap) -> bool {
+    accept(h)
         .split(',')
         .next()
-        .is_some_and(|m| m.trim().starts_with("application/yaml"));
-    if yaml_first {
+        .is_some_and(|m| m.trim().starts_with("application/yaml"))
+}
+
+/// Serialises `v` as JSON or YAML as the client asked.
+fn object_response(code: u16, h: &HeaderMap, v: &Value) -> Response<Body> {
+    if yaml_first(h) {
         if let Ok(s) = serde_yaml::to_string(v) {
             return bytes_response(code, "application/yaml", Bytes::from(s));
         }
@@ -1037,6 +1039,28 @@ async fn written(
     with_warnings(object_response(code, ctx.headers, v), warnings)
 }
 
+/// The response to a create or update: the stored bytes with the new
+/// resourceVersion spliced in, rather than encoding the object again.
+async fn stored(
+    ctx: &Ctx<'_>,
+    code: u16,
+    v: &mut Value,
+    kv: &orca_store::KeyValue,
+    warnings: &[String],
+) -> Response<Body> {
+    let rv = kv.mod_revision.to_string();
+    if !yaml_first(ctx.headers) {
+        if let Some(b) = crate::rawjson::insert_first(&kv.value, "metadata", "resourceVersion", &rv)
+        {
+            ctx.state.cache.wait_for(kv.mod_revision).await;
+            let resp = bytes_response(code, "application/json", Bytes::from(b));
+            return with_warnings(resp, warnings);
+        }
+    }
+    set_rv(v, kv.mod_revision);
+    written(ctx, code, v, kv.mod_revision, warnings).await
+}
+
 fn set_rv(v: &mut Value, rev: Revision) {
     v["metadata"]["resourceVersion"] = json!(rev.to_string());
 }
@@ -1162,10 +1186,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
         }
         let key = key_for(ctx, &name);
         match ctx.state.store.create(&key, storage_bytes(&mut obj)?).await {
-            Ok(kv) => {
-                set_rv(&mut obj, kv.mod_revision);
-                return Ok(written(ctx, 201, &obj, kv.mod_revision, &warnings).await);
-            }
+            Ok(kv) => return Ok(stored(ctx, 201, &mut obj, &kv, &warnings).await),
             Err(orca_store::Error::AlreadyExists(_))
                 if !generate.is_empty() && name_of(&v).is_empty() =>
             {
@@ -1257,10 +1278,7 @@ where
                     .update(&key, storage_bytes(&mut new)?, rev)
                     .await
                 {
-                    Ok(kv) => {
-                        set_rv(&mut new, kv.mod_revision);
-                        return Ok(written(ctx, 200, &new, kv.mod_revision, warnings).await);
-                    }
+                    Ok(kv) => return Ok(stored(ctx, 200, &mut new, &kv, warnings).await),
                     Err(orca_store::Error::Conflict { .. } | orca_store::Error::NotFound(_))
                         if from_cache =>
                     {
