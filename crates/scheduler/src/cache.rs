@@ -3,7 +3,7 @@
 //! that a decision, the assumption it makes and the queue move are atomic
 //! with respect to watch events.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::filter::{self, Diagnosis, Reason};
+use crate::node::HashMap;
 use crate::node::{NodeFacts, NodeInfo};
 use crate::podinfo::{PodInfo, Usage};
 use crate::queue::Queue;
@@ -61,10 +62,10 @@ impl Cache {
     pub fn new(scheduler_name: &str) -> Cache {
         Cache {
             scheduler_name: scheduler_name.to_string(),
-            nodes: HashMap::new(),
+            nodes: HashMap::default(),
             order: Vec::new(),
-            position: HashMap::new(),
-            assigned: HashMap::new(),
+            position: HashMap::default(),
+            assigned: HashMap::default(),
             queue: Queue::default(),
             next_start: 0,
             rng: StdRng::from_os_rng(),

@@ -3,7 +3,9 @@
 //! TaintToleration, NodeAffinity (nodeSelector + required affinity),
 //! NodePorts, NodeResourcesFit. A node is refused by the first failing filter.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::node::HashMap;
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Taint, Toleration};
@@ -345,7 +347,7 @@ pub fn fit_error_message(d: &Diagnosis, post_filter_msg: Option<&str>) -> String
     if let Some(pre) = &d.pre_filter_msg {
         msg.push_str(&format!(" {pre}."));
     } else {
-        let mut counts: HashMap<String, usize> = HashMap::new();
+        let mut counts: HashMap<String, usize> = HashMap::default();
         for (_, reasons) in &d.node_reasons {
             for r in reasons {
                 *counts.entry(r.to_string()).or_default() += 1;
@@ -694,7 +696,7 @@ mod tests {
                 ("c".into(), vec![Reason::Insufficient("cpu")]),
             ],
         };
-        let mut nodes = HashMap::new();
+        let mut nodes = HashMap::default();
         for name in ["a", "b", "c"] {
             let (n, f) = node(name, 1000, 1 << 30, 110);
             nodes.insert(

@@ -1,7 +1,7 @@
 //! A node as the scheduler sees it: the facts from its Node object plus the
 //! sum of what the pods bound (or assumed bound) to it request.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -9,6 +9,11 @@ use k8s_openapi::api::core::v1::{Node, Taint};
 
 use crate::podinfo::{HostPort, Resources, Usage};
 use crate::quantity::parse_units;
+
+/// The scheduler's maps, keyed by node names and pod UIDs and read for
+/// every node a pod is filtered against: a fast non-cryptographic hash
+/// (per-process random seed) instead of SipHash.
+pub type HashMap<K, V> = foldhash::HashMap<K, V>;
 
 /// The taints the node lifecycle controller puts on a node that is not
 /// Ready. The scheduler applies them itself when a node is not Ready but

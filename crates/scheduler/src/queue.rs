@@ -4,7 +4,9 @@
 //! (a node added or changed, a pod removed) instead of polling.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashSet};
+
+use crate::node::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::podinfo::PodInfo;
