@@ -656,10 +656,11 @@ pub fn field_value(kind: &str, obj: &Value, field: &str) -> Option<String> {
         ("Node", "spec.unschedulable") => b("/spec/unschedulable"),
         ("Event", "source") => s("/source/component"),
         ("Event", "reportingComponent") => s("/reportingComponent"),
-        _ => {
-            let ptr = format!("/{}", field.replace('.', "/"));
-            s(&ptr)
-        }
+        _ => field
+            .split('.')
+            .try_fold(obj, |v, k| v.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string),
     }
 }
 

@@ -2080,7 +2080,8 @@ pub fn validate_new(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldError
         obj: &Value,
         f: fn(&T) -> Vec<FieldError>,
     ) -> Vec<FieldError> {
-        match serde_json::from_value::<T>(obj.clone()) {
+        // Straight from the JSON tree, without copying it first.
+        match T::deserialize(obj) {
             Ok(t) => f(&t),
             Err(e) => vec![FieldError::invalid("", BadValue::Omit, e.to_string())],
         }

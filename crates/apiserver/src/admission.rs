@@ -16,7 +16,7 @@ fn typed<T: DeserializeOwned + Serialize>(
     v: &mut Value,
     f: impl FnOnce(&mut T),
 ) -> Result<(), ApiError> {
-    let mut t: T = serde_json::from_value(v.clone())
+    let mut t = T::deserialize(&*v)
         .map_err(|e| ApiError::bad_request(format!("cannot decode object: {e}")))?;
     f(&mut t);
     *v = serde_json::to_value(t)

@@ -278,28 +278,31 @@ pub fn unknown_fields(schema_name: &str, value: &Value) -> Vec<String> {
     let mut out = Vec::new();
     let shapes = shapes();
     if let Some(s) = shapes.get(schema_name) {
-        walk(s, value, "", shapes, &mut out, 0);
+        walk(s, value, &mut String::new(), shapes, &mut out, 0);
     }
     out
 }
 
+/// `path` is one buffer, extended and cut back around each step, so that
+/// known fields (nearly all) cost no allocation.
 fn walk(
     shape: &Shape,
     value: &Value,
-    path: &str,
+    path: &mut String,
     shapes: &HashMap<String, Shape>,
     out: &mut Vec<String>,
     depth: usize,
 ) {
+    use std::fmt::Write;
     if depth > 64 || out.len() > 100 {
         return;
     }
-    let join = |k: &str| {
-        if path.is_empty() {
-            k.to_string()
-        } else {
-            format!("{path}.{k}")
+    let len = path.len();
+    let push_key = |path: &mut String, k: &str| {
+        if !path.is_empty() {
+            path.push('.');
         }
+        path.push_str(k);
     };
     match (shape, value) {
         (Shape::Ref(name), _) => {
@@ -309,20 +312,26 @@ fn walk(
         }
         (Shape::Object(props), Value::Object(map)) => {
             for (k, v) in map {
+                push_key(path, k);
                 match props.get(k) {
-                    Some(s) => walk(s, v, &join(k), shapes, out, depth + 1),
-                    None => out.push(join(k)),
+                    Some(s) => walk(s, v, path, shapes, out, depth + 1),
+                    None => out.push(path.clone()),
                 }
+                path.truncate(len);
             }
         }
         (Shape::Map(inner), Value::Object(map)) => {
             for (k, v) in map {
-                walk(inner, v, &join(k), shapes, out, depth + 1);
+                push_key(path, k);
+                walk(inner, v, path, shapes, out, depth + 1);
+                path.truncate(len);
             }
         }
         (Shape::Array(inner), Value::Array(items)) => {
             for (i, v) in items.iter().enumerate() {
-                walk(inner, v, &format!("{path}[{i}]"), shapes, out, depth + 1);
+                let _ = write!(path, "[{i}]");
+                walk(inner, v, path, shapes, out, depth + 1);
+                path.truncate(len);
             }
         }
         _ => {}
