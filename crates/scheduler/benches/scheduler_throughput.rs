@@ -202,6 +202,15 @@ fn start_scheduler(client: Client) -> tokio::task::JoinHandle<()> {
 }
 
 fn main() {
+    // Warnings (e.g. a watcher falling behind) explain odd runs; RUST_LOG
+    // overrides.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let a = args();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -233,7 +242,7 @@ async fn bench(a: Args) {
     let local = server.local_client();
     let vn_client = local.clone();
     let nodes = a.nodes;
-    tokio::spawn(async move {
+    let virtual_nodes = tokio::spawn(async move {
         let config = orca_virtual_nodes::Config {
             count: nodes,
             ..Default::default()
@@ -300,7 +309,7 @@ async fn bench(a: Args) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let t2 = Instant::now();
     let cpu2 = cpu_seconds();
-    let _scheduler = start_scheduler(local.clone());
+    let scheduler = start_scheduler(local.clone());
     wait_count(&bound, 2 * a.pods as u64, &mut peak).await;
     let alone = t2.elapsed().as_secs_f64();
     println!(
@@ -313,6 +322,11 @@ async fn bench(a: Args) {
         peak / 1024,
         rss_kib().1 / 1024
     );
-    observer.abort();
+    // Stopped before the server, so that their writes in flight do not fail
+    // (and warn) as it goes away.
+    for task in [observer, virtual_nodes, scheduler] {
+        task.abort();
+        let _ = task.await;
+    }
     server.shutdown().await;
 }
