@@ -98,6 +98,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             result?;
         }
     }
+    // The components stop before the API server, so that their requests in
+    // flight do not fail (and log) as it goes away.
+    tasks.shutdown().await;
     api.shutdown().await;
     Ok(())
 }
