@@ -1385,6 +1385,19 @@ fn same_ignoring_rv(a: &Value, b: &Value) -> bool {
 
 /// Builds the new stored version from a client's full object, borrowed
 /// when the caller may need it again (a retried PUT), owned otherwise.
+/// Sets `metadata.<field>` of `new` to the current object's (absent if
+/// absent there): fields that only the server changes.
+fn restore(new: &mut Value, current: &Value, field: &str) {
+    match current["metadata"].get(field) {
+        Some(x) => new["metadata"][field] = x.clone(),
+        None => {
+            if let Some(m) = new["metadata"].as_object_mut() {
+                m.remove(field);
+            }
+        }
+    }
+}
+
 fn merge_update(
     ctx: &Ctx<'_>,
     sub: Option<&str>,
@@ -1402,44 +1415,45 @@ fn merge_update(
         _ => false,
     };
     let mut new = if sub == Some("status") {
-        // Only the status changes through /status.
-        let status = match new {
-            Cow::Borrowed(v) => v["status"].clone(),
-            Cow::Owned(mut v) => v["status"].take(),
-        };
-        let mut new = current.clone();
-        new["status"] = status;
-        new
+        // Kubernetes' status strategies: through /status the stored spec
+        // (and for pods the owner references) stay, while the status and
+        // metadata such as labels and annotations change as in an update.
+        let mut out = current.clone();
+        for part in ["metadata", "status"] {
+            out[part] = new.get(part).cloned().unwrap_or_default();
+        }
+        if ctx.def.special == Special::Pod {
+            restore(&mut out, current, "ownerReferences");
+            // Set at creation; a writer that drops it does not clear it.
+            if out["status"]["qosClass"].as_str().is_none_or(str::is_empty) {
+                if let Some(q) = current["status"].get("qosClass") {
+                    out["status"]["qosClass"] = q.clone();
+                }
+            }
+        }
+        out
     } else {
         let mut new = new.into_owned();
         // Status has its own subresource for kinds that have one.
         if ctx.def.subresources.contains(&"status") {
             new["status"] = current["status"].clone();
         }
-        let md = &current["metadata"];
-        for f in [
-            "uid",
-            "creationTimestamp",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "namespace",
-            "generation",
-        ] {
-            match md.get(f) {
-                Some(x) => new["metadata"][f] = x.clone(),
-                None => {
-                    if let Some(m) = new["metadata"].as_object_mut() {
-                        m.remove(f);
-                    }
-                }
-            }
-        }
-        if ctx.def.special == Special::Pod && new["spec"] != current["spec"] {
-            let g = current["metadata"]["generation"].as_i64().unwrap_or(1);
-            new["metadata"]["generation"] = json!(g + 1);
-        }
         new
     };
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "namespace",
+        "generation",
+    ] {
+        restore(&mut new, current, f);
+    }
+    if ctx.def.special == Special::Pod && new["spec"] != current["spec"] {
+        let g = current["metadata"]["generation"].as_i64().unwrap_or(1);
+        new["metadata"]["generation"] = json!(g + 1);
+    }
     if let Some(m) = new["metadata"].as_object_mut() {
         m.remove("managedFields");
         m.remove("selfLink");

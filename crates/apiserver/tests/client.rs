@@ -207,10 +207,27 @@ async fn status_writes_are_validated_as_status() {
         stored.spec.expect("spec").containers[0].image.as_deref(),
         Some("busybox")
     );
-    assert_eq!(
-        stored.status.expect("status").pod_ip.as_deref(),
-        Some("10.0.0.9")
-    );
+    let st = stored.status.expect("status");
+    assert_eq!(st.pod_ip.as_deref(), Some("10.0.0.9"));
+    let qos = st.qos_class.clone();
+    assert_eq!(qos.as_deref(), Some("BestEffort"));
+    // As the conformance test "should patch a pod status" does: metadata
+    // changes through /status; owner references and qosClass stay.
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {"patchedstatus": "true"},
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "u"}]},
+        "status": {"message": "Patched by e2e test", "reason": "E2E", "qosClass": null},
+    });
+    let patched = status(patch).await.expect("patch /status");
+    let ann = patched.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(ann.get("patchedstatus").map(String::as_str), Some("true"));
+    assert!(patched.metadata.owner_references.is_none());
+    let st = patched.status.expect("status");
+    assert_eq!(st.message.as_deref(), Some("Patched by e2e test"));
+    assert_eq!(st.reason.as_deref(), Some("E2E"));
+    assert_eq!(st.qos_class, qos);
+    let labels = patched.metadata.labels.unwrap_or_default();
+    assert_eq!(labels.get("batch").map(String::as_str), Some("k"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
