@@ -1383,8 +1383,6 @@ fn same_ignoring_rv(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Builds the new stored version from a client's full object, borrowed
-/// when the caller may need it again (a retried PUT), owned otherwise.
 /// Sets `metadata.<field>` of `new` to the current object's (absent if
 /// absent there): fields that only the server changes.
 fn restore(new: &mut Value, current: &Value, field: &str) {
@@ -1398,6 +1396,8 @@ fn restore(new: &mut Value, current: &Value, field: &str) {
     }
 }
 
+/// Builds the new stored version from a client's full object, borrowed
+/// when the caller may need it again (a retried PUT), owned otherwise.
 fn merge_update(
     ctx: &Ctx<'_>,
     sub: Option<&str>,
