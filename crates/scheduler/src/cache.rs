@@ -42,11 +42,17 @@ pub enum Decision {
 
 pub struct Cache {
     pub scheduler_name: String,
-    nodes: HashMap<String, NodeInfo>,
-    /// Names of nodes whose Node object exists, in a stable order for the
-    /// rotating start index.
-    order: Vec<String>,
-    position: HashMap<String, usize>,
+    /// Every node known by name or by the pods accounted to it, in one
+    /// contiguous slab: a decision walks hundreds of nodes, and reading them
+    /// from adjacent memory instead of through a hash lookup each is what
+    /// keeps it fast once the rest of the process has evicted them from
+    /// the CPU caches.
+    nodes: Vec<NodeInfo>,
+    /// Slab index of each node, by name.
+    slots: HashMap<String, usize>,
+    /// Slab indexes of the nodes whose Node object exists, in a stable
+    /// order for the rotating start index.
+    order: Vec<usize>,
     /// Node of every pod accounted for, by pod UID.
     assigned: HashMap<String, String>,
     pub queue: Queue,
@@ -62,9 +68,9 @@ impl Cache {
     pub fn new(scheduler_name: &str) -> Cache {
         Cache {
             scheduler_name: scheduler_name.to_string(),
-            nodes: HashMap::default(),
+            nodes: Vec::new(),
+            slots: HashMap::default(),
             order: Vec::new(),
-            position: HashMap::default(),
             assigned: HashMap::default(),
             queue: Queue::default(),
             next_start: 0,
@@ -82,17 +88,42 @@ impl Cache {
 
     /// Pods requested on `node` as (cpu millicores, memory bytes, pods).
     pub fn node_usage(&self, node: &str) -> Option<(i64, i64, i64)> {
-        self.nodes
-            .get(node)
+        self.node(node)
             .map(|n| (n.requested.cpu, n.requested.memory, n.pod_count))
+    }
+
+    fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.slots.get(name).map(|&slot| &self.nodes[slot])
+    }
+
+    /// The node's slab index, adding an empty entry for a new name.
+    fn slot(&mut self, name: &str) -> usize {
+        if let Some(&slot) = self.slots.get(name) {
+            return slot;
+        }
+        self.nodes.push(NodeInfo::new(name));
+        self.slots.insert(name.to_string(), self.nodes.len() - 1);
+        self.nodes.len() - 1
+    }
+
+    /// Drops the entry of a node that has neither a Node object nor pods.
+    /// The slab's last entry moves into the hole.
+    fn drop_node(&mut self, slot: usize) {
+        let gone = self.nodes.swap_remove(slot);
+        self.slots.remove(&gone.name);
+        let moved_from = self.nodes.len();
+        if slot < moved_from {
+            self.slots.insert(self.nodes[slot].name.clone(), slot);
+            if let Some(o) = self.order.iter_mut().find(|o| **o == moved_from) {
+                *o = slot;
+            }
+        }
     }
 
     fn add_assigned(&mut self, uid: &str, node: &str, usage: Arc<Usage>) {
         self.assigned.insert(uid.to_string(), node.to_string());
-        self.nodes
-            .entry(node.to_string())
-            .or_insert_with(|| NodeInfo::new(node))
-            .add_pod(uid, usage);
+        let slot = self.slot(node);
+        self.nodes[slot].add_pod(uid, usage);
     }
 
     /// Returns true if the pod was accounted somewhere (resources freed).
@@ -100,10 +131,11 @@ impl Cache {
         let Some(node) = self.assigned.remove(uid) else {
             return false;
         };
-        if let Some(n) = self.nodes.get_mut(&node) {
+        if let Some(&slot) = self.slots.get(&node) {
+            let n = &mut self.nodes[slot];
             n.remove_pod(uid);
             if n.facts.is_none() && n.pods.is_empty() {
-                self.nodes.remove(&node);
+                self.drop_node(slot);
             }
         }
         true
@@ -120,31 +152,27 @@ impl Cache {
             seen.insert(name.clone());
         }
         let facts = NodeFacts::from_node(node);
-        let entry = self
-            .nodes
-            .entry(name.clone())
-            .or_insert_with(|| NodeInfo::new(&name));
+        let slot = self.slot(&name);
+        let entry = &mut self.nodes[slot];
         let changed = entry.facts.as_ref().map(|f| f.fingerprint) != Some(facts.fingerprint);
-        entry.facts = Some(Arc::new(facts));
-        if !self.position.contains_key(&name) {
-            self.position.insert(name.clone(), self.order.len());
-            self.order.push(name);
+        if entry.facts.is_none() {
+            self.order.push(slot);
         }
+        entry.facts = Some(Arc::new(facts));
         changed && self.queue.move_all_unschedulable(now) > 0
     }
 
     pub fn node_deleted(&mut self, name: &str) {
-        if let Some(i) = self.position.remove(name) {
+        let Some(&slot) = self.slots.get(name) else {
+            return;
+        };
+        if let Some(i) = self.order.iter().position(|&o| o == slot) {
             self.order.swap_remove(i);
-            if let Some(moved) = self.order.get(i) {
-                self.position.insert(moved.clone(), i);
-            }
         }
-        if let Some(n) = self.nodes.get_mut(name) {
-            n.facts = None;
-            if n.pods.is_empty() {
-                self.nodes.remove(name);
-            }
+        let n = &mut self.nodes[slot];
+        n.facts = None;
+        if n.pods.is_empty() {
+            self.drop_node(slot);
         }
     }
 
@@ -157,6 +185,7 @@ impl Cache {
         let gone: Vec<String> = self
             .order
             .iter()
+            .map(|&slot| &self.nodes[slot].name)
             .filter(|n| !seen.contains(*n))
             .cloned()
             .collect();
@@ -262,18 +291,19 @@ impl Cache {
             num_all_nodes: n,
             ..Default::default()
         };
-        let candidates: Option<Vec<&String>> = match filter::prefilter_node_names(pod) {
+        let candidates: Option<Vec<usize>> = match filter::prefilter_node_names(pod) {
             Err(msg) => {
                 diagnosis.pre_filter_msg = Some(msg);
                 diagnosis.node_reasons = self
                     .order
                     .iter()
-                    .map(|name| (name.clone(), vec![Reason::NodeAffinity]))
+                    .map(|&slot| (self.nodes[slot].name.clone(), vec![Reason::NodeAffinity]))
                     .collect();
                 return self.unschedulable(pod, diagnosis);
             }
             Ok(Some(names)) => {
-                for name in &self.order {
+                for &slot in &self.order {
+                    let name = &self.nodes[slot].name;
                     if !names.contains(name) {
                         diagnosis
                             .node_reasons
@@ -283,7 +313,8 @@ impl Cache {
                 Some(
                     names
                         .iter()
-                        .filter_map(|name| self.position.get(name).map(|&i| &self.order[i]))
+                        .filter_map(|name| self.slots.get(name).copied())
+                        .filter(|&slot| self.nodes[slot].facts.is_some())
                         .collect(),
                 )
             }
@@ -303,20 +334,18 @@ impl Cache {
             if feasible.len() >= want {
                 break;
             }
-            let name = match &candidates {
+            let slot = match &candidates {
                 Some(c) => c[i],
-                None => &self.order[(start + i) % n],
+                None => self.order[(start + i) % n],
             };
             processed += 1;
-            let Some(node) = self.nodes.get(name) else {
-                continue;
-            };
+            let node = &self.nodes[slot];
             let Some(facts) = node.facts.as_deref() else {
                 continue;
             };
             match filter::filter(pod, node, facts) {
                 Ok(()) => feasible.push((node, facts)),
-                Err(reasons) => diagnosis.node_reasons.push((name.clone(), reasons)),
+                Err(reasons) => diagnosis.node_reasons.push((node.name.clone(), reasons)),
             }
         }
         if candidates.is_none() {
@@ -334,7 +363,7 @@ impl Cache {
     }
 
     fn unschedulable(&self, pod: &PodInfo, diagnosis: Diagnosis) -> Decision {
-        let post = filter::preemption_message(pod, &diagnosis, &self.nodes);
+        let post = filter::preemption_message(pod, &diagnosis, |name| self.node(name));
         Decision::Unschedulable(filter::fit_error_message(&diagnosis, Some(&post)))
     }
 
@@ -497,6 +526,56 @@ mod tests {
         let p = c.queue.pop(later).unwrap();
         assert_eq!(p.name, "p2");
         assert!(matches!(c.schedule(&p, later), Decision::Bind(_)));
+    }
+
+    /// The slab, its name index and the rotation order agree.
+    fn assert_consistent(c: &Cache) {
+        assert_eq!(c.slots.len(), c.nodes.len());
+        for (name, &slot) in &c.slots {
+            assert_eq!(&c.nodes[slot].name, name);
+        }
+        let mut order = c.order.clone();
+        order.sort();
+        let with_facts: Vec<usize> = (0..c.nodes.len())
+            .filter(|&i| c.nodes[i].facts.is_some())
+            .collect();
+        assert_eq!(order, with_facts);
+    }
+
+    #[test]
+    fn deleted_nodes_keep_their_pods_accounted_until_the_pods_go() {
+        let (mut c, now) = synced_cache();
+        // "a" is the first slot: the last one ("t") moves into its place
+        // when "a" goes.
+        let mut bound_a = pod("on-a", "300m");
+        bound_a.spec.as_mut().unwrap().node_name = Some("a".into());
+        c.pod_applied(bound_a.clone(), now);
+        c.node_deleted("a");
+        assert_consistent(&c);
+        assert_eq!(c.node_count(), 2);
+        // Its pod still counts while its Node object is gone.
+        assert_eq!(c.node_usage("a"), Some((300, 0, 1)));
+        c.node_deleted("b");
+        assert_consistent(&c);
+        assert_eq!(c.node_usage("b"), None);
+        // Nothing is parked, so nothing wakes; the accounting goes.
+        assert!(!c.pod_deleted(&bound_a, now));
+        assert_consistent(&c);
+        assert_eq!(c.node_usage("a"), None);
+        // Only "t" is left, and its taint refuses the pod, by name.
+        c.pod_applied(pod("p", "100m"), now);
+        let p = c.queue.pop(now).unwrap();
+        assert!(matches!(
+            c.schedule(&p, now),
+            Decision::Unschedulable(m) if m.starts_with("0/1 nodes are available: 1 node(s) had untolerated taint {node-role: x}")
+        ));
+        // A node coming back gets a slot again and takes pods.
+        c.node_applied(&node("a", "1", vec![]), now);
+        assert_consistent(&c);
+        let later = now + std::time::Duration::from_secs(2);
+        let p = c.queue.pop(later).unwrap();
+        assert!(matches!(c.schedule(&p, later), Decision::Bind(n) if n == "a"));
+        assert_eq!(c.node_usage("a"), Some((100, 0, 1)));
     }
 
     #[test]

@@ -295,10 +295,10 @@ pub struct Diagnosis {
 /// The PostFilter (preemption) outcome, worded as DefaultPreemption words
 /// it. Orca does not evict pods; it reports what kube-scheduler's dry run
 /// reports when no victim would help.
-pub fn preemption_message(
+pub fn preemption_message<'n>(
     pod: &PodInfo,
     diagnosis: &Diagnosis,
-    nodes: &HashMap<String, NodeInfo>,
+    node: impl Fn(&str) -> Option<&'n NodeInfo>,
 ) -> String {
     let policy = pod
         .pod
@@ -315,7 +315,7 @@ pub fn preemption_message(
             if !reasons.iter().all(Reason::resolvable_by_preemption) {
                 return (name.clone(), vec![Reason::PreemptionNotHelpful]);
             }
-            let node = nodes.get(name);
+            let node = node(name);
             let relieved = node.and_then(|n| n.without_lower_priority(pod.priority()));
             let status = match (relieved, node.and_then(|n| n.facts.as_ref())) {
                 (Some(relieved), Some(facts)) => {
@@ -696,7 +696,7 @@ mod tests {
                 ("c".into(), vec![Reason::Insufficient("cpu")]),
             ],
         };
-        let mut nodes = HashMap::default();
+        let mut nodes: HashMap<String, NodeInfo> = HashMap::default();
         for name in ["a", "b", "c"] {
             let (n, f) = node(name, 1000, 1 << 30, 110);
             nodes.insert(
@@ -708,7 +708,7 @@ mod tests {
             );
         }
         let p = pod_with(requesting("2", "1Mi"));
-        let post = preemption_message(&p, &d, &nodes);
+        let post = preemption_message(&p, &d, |name| nodes.get(name));
         assert_eq!(
             fit_error_message(&d, Some(&post)),
             "0/3 nodes are available: 1 node(s) had untolerated taint {node-role: x}, \
