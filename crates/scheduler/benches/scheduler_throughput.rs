@@ -15,6 +15,11 @@
 //! scheduler's cache, no API: how fast the scheduler itself decides.
 //! Reports process RSS (current and peak) sampled throughout, and the CPU
 //! time the whole process used per phase. Asserts nothing.
+//!
+//! `--in-process-clients` puts the load generator and the observer on the
+//! in-process client too: no TLS or HTTP framing on their side, so the
+//! figures show what the control plane itself sustains when its clients
+//! cost (almost) nothing on these cores.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +41,7 @@ struct Args {
     nodes: usize,
     pods: usize,
     create_parallelism: usize,
+    in_process_clients: bool,
 }
 
 fn args() -> Args {
@@ -43,10 +49,16 @@ fn args() -> Args {
         nodes: 1000,
         pods: 10_000,
         create_parallelism: 64,
+        in_process_clients: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < argv.len() {
+        if argv[i] == "--in-process-clients" {
+            a.in_process_clients = true;
+            i += 1;
+            continue;
+        }
         let value = argv.get(i + 1).and_then(|v| v.parse::<usize>().ok());
         match (argv[i].as_str(), value) {
             ("--nodes", Some(v)) => a.nodes = v,
@@ -222,10 +234,17 @@ fn main() {
 async fn bench(a: Args) {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = orca_testkit::api_server(dir.path()).await;
-    let client = orca_testkit::admin_client(&server).await;
+    let client = if a.in_process_clients {
+        server.local_client()
+    } else {
+        orca_testkit::admin_client(&server).await
+    };
     println!(
-        "scheduler_throughput: {} virtual nodes, {} pods per phase, create parallelism {}",
-        a.nodes, a.pods, a.create_parallelism
+        "scheduler_throughput: {} virtual nodes, {} pods per phase, create parallelism {}, load generator and observer {}",
+        a.nodes,
+        a.pods,
+        a.create_parallelism,
+        if a.in_process_clients { "in process" } else { "over HTTPS" }
     );
 
     let (rate, decided) = decision_rate(a.nodes, a.pods);
@@ -238,7 +257,7 @@ async fn bench(a: Args) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     // The virtual nodes and the scheduler use the in-process client, as in
     // `orca server --virtual-nodes N`; the load generator and the observer
-    // come over HTTPS like kubectl.
+    // come over HTTPS like kubectl unless `--in-process-clients`.
     let local = server.local_client();
     let vn_client = local.clone();
     let nodes = a.nodes;
