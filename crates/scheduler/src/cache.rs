@@ -7,13 +7,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::filter::{self, Diagnosis, Reason};
 use crate::node::HashMap;
-use crate::node::{NodeFacts, NodeInfo};
+use crate::node::{taints_hash, NodeFacts, NodeInfo};
 use crate::podinfo::{PodInfo, Usage};
 use crate::queue::Queue;
 use crate::score;
@@ -35,6 +35,14 @@ pub fn num_feasible_nodes_to_find(n: usize) -> usize {
     (n * pct / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
 }
 
+/// The node-level filters' answer for one pod, valid for every node with
+/// this (interned) taint list and cordon when the pod ignores node labels.
+struct SharedVerdict {
+    taints: *const Vec<Taint>,
+    unschedulable: bool,
+    verdict: Result<(), Vec<Reason>>,
+}
+
 pub enum Decision {
     Bind(String),
     Unschedulable(String),
@@ -53,6 +61,9 @@ pub struct Cache {
     /// Slab indexes of the nodes whose Node object exists, in a stable
     /// order for the rotating start index.
     order: Vec<usize>,
+    /// The distinct taint lists of the nodes, by content hash: nodes with
+    /// equal lists share one (see [`NodeFacts::taints`]).
+    taint_lists: HashMap<u64, Arc<Vec<Taint>>>,
     /// Node of every pod accounted for, by pod UID.
     assigned: HashMap<String, String>,
     pub queue: Queue,
@@ -71,6 +82,7 @@ impl Cache {
             nodes: Vec::new(),
             slots: HashMap::default(),
             order: Vec::new(),
+            taint_lists: HashMap::default(),
             assigned: HashMap::default(),
             queue: Queue::default(),
             next_start: 0,
@@ -151,15 +163,32 @@ impl Cache {
         if let Some(seen) = &mut self.relist_nodes {
             seen.insert(name.clone());
         }
-        let facts = NodeFacts::from_node(node);
+        let mut facts = NodeFacts::from_node(node);
+        facts.taints = self.intern(facts.taints);
         let slot = self.slot(&name);
         let entry = &mut self.nodes[slot];
         let changed = entry.facts.as_ref().map(|f| f.fingerprint) != Some(facts.fingerprint);
         if entry.facts.is_none() {
             self.order.push(slot);
         }
-        entry.facts = Some(Arc::new(facts));
+        entry.facts = Some(facts);
         changed && self.queue.move_all_unschedulable(now) > 0
+    }
+
+    /// The shared copy of an equal taint list, if there is one.
+    fn intern(&mut self, taints: Arc<Vec<Taint>>) -> Arc<Vec<Taint>> {
+        // Lists no node holds any more are dropped once they could add up.
+        if self.taint_lists.len() > 64 + 2 * self.order.len() {
+            self.taint_lists.retain(|_, t| Arc::strong_count(t) > 1);
+        }
+        match self.taint_lists.entry(taints_hash(&taints)) {
+            std::collections::hash_map::Entry::Occupied(e) if **e.get() == *taints => {
+                e.get().clone()
+            }
+            // A hash collision: this list is simply not shared.
+            std::collections::hash_map::Entry::Occupied(_) => taints,
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(taints).clone(),
+        }
     }
 
     pub fn node_deleted(&mut self, name: &str) {
@@ -330,6 +359,11 @@ impl Cache {
         };
         let mut feasible = Vec::with_capacity(want.min(total));
         let mut processed = 0;
+        // For a pod that selects nodes by neither labels nor name, the
+        // unschedulable, taint and affinity filters answer the same on every
+        // node with the same taint list: ask once per (interned) list.
+        let label_blind = filter::ignores_node_labels(pod);
+        let mut verdicts: Vec<SharedVerdict> = Vec::new();
         for i in 0..total {
             if feasible.len() >= want {
                 break;
@@ -340,10 +374,34 @@ impl Cache {
             };
             processed += 1;
             let node = &self.nodes[slot];
-            let Some(facts) = node.facts.as_deref() else {
+            let Some(facts) = node.facts.as_ref() else {
                 continue;
             };
-            match filter::filter(pod, node, facts) {
+            let verdict = if label_blind {
+                let taints = Arc::as_ptr(&facts.taints);
+                let known = verdicts
+                    .iter()
+                    .find(|v| v.taints == taints && v.unschedulable == facts.unschedulable);
+                let node_verdict = match known {
+                    Some(v) => v.verdict.clone(),
+                    None => {
+                        let verdict = filter::node_filters(pod, &node.name, facts);
+                        // Bounded: with every list distinct this would only cost.
+                        if verdicts.len() < 8 {
+                            verdicts.push(SharedVerdict {
+                                taints,
+                                unschedulable: facts.unschedulable,
+                                verdict: verdict.clone(),
+                            });
+                        }
+                        verdict
+                    }
+                };
+                node_verdict.and_then(|()| filter::fits_ports_and_resources(pod, node, facts))
+            } else {
+                filter::filter(pod, node, facts)
+            };
+            match verdict {
                 Ok(()) => feasible.push((node, facts)),
                 Err(reasons) => diagnosis.node_reasons.push((node.name.clone(), reasons)),
             }
@@ -576,6 +634,42 @@ mod tests {
         let p = c.queue.pop(later).unwrap();
         assert!(matches!(c.schedule(&p, later), Decision::Bind(n) if n == "a"));
         assert_eq!(c.node_usage("a"), Some((100, 0, 1)));
+    }
+
+    #[test]
+    fn nodes_with_equal_taints_share_one_list_and_cordons_still_count() {
+        let now = Instant::now();
+        let mut c = Cache::new("default-scheduler");
+        let role = |v: &str| Taint {
+            key: "node-role".into(),
+            value: Some(v.into()),
+            effect: "PreferNoSchedule".into(),
+            ..Default::default()
+        };
+        c.node_applied(&node("a", "1", vec![role("x")]), now);
+        c.node_applied(&node("b", "1", vec![role("x")]), now);
+        c.node_applied(&node("c", "1", vec![role("y")]), now);
+        let taints = |c: &Cache, n: &str| c.node(n).unwrap().facts.as_ref().unwrap().taints.clone();
+        assert!(Arc::ptr_eq(&taints(&c, "a"), &taints(&c, "b")));
+        assert!(!Arc::ptr_eq(&taints(&c, "a"), &taints(&c, "c")));
+        // Same taint list, one node cordoned: the shared verdict must not
+        // carry over between them.
+        let mut cordoned = node("a", "1", vec![role("x")]);
+        cordoned.spec.as_mut().unwrap().unschedulable = Some(true);
+        c.node_applied(&cordoned, now);
+        c.node_deleted("c");
+        for i in 0..5 {
+            c.pod_applied(pod(&format!("p{i}"), "100m"), now);
+            let p = c.queue.pop(now).unwrap();
+            assert!(matches!(c.schedule(&p, now), Decision::Bind(n) if n == "b"));
+        }
+        c.node_deleted("b");
+        c.pod_applied(pod("last", "100m"), now);
+        let p = c.queue.pop(now).unwrap();
+        assert!(matches!(
+            c.schedule(&p, now),
+            Decision::Unschedulable(m) if m.starts_with("0/1 nodes are available: 1 node(s) were unschedulable")
+        ));
     }
 
     #[test]

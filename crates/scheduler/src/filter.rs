@@ -70,6 +70,22 @@ impl Reason {
 
 /// `Ok` if the pod fits the node, else the reasons of the first filter that refused it.
 pub fn filter(pod: &PodInfo, node: &NodeInfo, facts: &NodeFacts) -> Result<(), Vec<Reason>> {
+    node_filters(pod, &node.name, facts)?;
+    fits_ports_and_resources(pod, node, facts)
+}
+
+/// Whether the pod has neither a nodeSelector nor required node affinity,
+/// so that [`node_filters`] reads only the node's taints and cordon.
+pub fn ignores_node_labels(pod: &PodInfo) -> bool {
+    let spec = pod.pod.spec.as_ref();
+    spec.and_then(|s| s.node_selector.as_ref())
+        .is_none_or(|s| s.is_empty())
+        && required_terms(pod).is_none()
+}
+
+/// The filters that depend on the Node object alone: NodeUnschedulable,
+/// TaintToleration and NodeAffinity.
+pub fn node_filters(pod: &PodInfo, node_name: &str, facts: &NodeFacts) -> Result<(), Vec<Reason>> {
     let spec = pod.pod.spec.as_ref();
     let tolerations: &[Toleration] = spec
         .and_then(|s| s.tolerations.as_deref())
@@ -95,15 +111,14 @@ pub fn filter(pod: &PodInfo, node: &NodeInfo, facts: &NodeFacts) -> Result<(), V
         }]);
     }
 
-    if !matches_node_selector_and_affinity(pod, &node.name, &facts.labels) {
+    if !matches_node_selector_and_affinity(pod, node_name, &facts.labels) {
         return Err(vec![Reason::NodeAffinity]);
     }
-
-    fits_ports_and_resources(pod, node, facts)
+    Ok(())
 }
 
 /// The NodePorts and NodeResourcesFit filters, the ones preemption can change.
-fn fits_ports_and_resources(
+pub fn fits_ports_and_resources(
     pod: &PodInfo,
     node: &NodeInfo,
     facts: &NodeFacts,
@@ -462,10 +477,10 @@ mod tests {
     #[test]
     fn untolerated_taint_is_reported_with_key_and_value() {
         let (n, mut f) = node("n1", 1000, 1 << 30, 110);
-        f.taints = vec![
+        f.taints = Arc::new(vec![
             taint("soft", "", "PreferNoSchedule"),
             taint("node-role", "x", "NoSchedule"),
-        ];
+        ]);
         let p = pod_with(PodSpec::default());
         let err = filter(&p, &n, &f).unwrap_err();
         assert_eq!(
@@ -702,7 +717,7 @@ mod tests {
             nodes.insert(
                 name.to_string(),
                 NodeInfo {
-                    facts: Some(Arc::new(f)),
+                    facts: Some(f),
                     ..n
                 },
             );

@@ -26,7 +26,10 @@ pub const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
 #[derive(Clone, Debug, Default)]
 pub struct NodeFacts {
     pub labels: BTreeMap<String, String>,
-    pub taints: Vec<Taint>,
+    /// One allocation shared by the nodes with equal lists (the cache
+    /// interns them), so that a decision can test a pod's tolerations once
+    /// per distinct list instead of once per node.
+    pub taints: Arc<Vec<Taint>>,
     pub unschedulable: bool,
     pub allocatable: Resources,
     pub allocatable_pods: i64,
@@ -72,9 +75,7 @@ impl NodeFacts {
 
         let mut h = std::collections::hash_map::DefaultHasher::new();
         labels.hash(&mut h);
-        for t in &taints {
-            (&t.key, &t.value, &t.effect).hash(&mut h);
-        }
+        taints_hash(&taints).hash(&mut h);
         unschedulable.hash(&mut h);
         (
             allocatable.cpu,
@@ -85,7 +86,7 @@ impl NodeFacts {
             .hash(&mut h);
         NodeFacts {
             labels,
-            taints,
+            taints: Arc::new(taints),
             unschedulable,
             allocatable,
             allocatable_pods,
@@ -94,12 +95,22 @@ impl NodeFacts {
     }
 }
 
+/// Hash of what makes two taint lists equal for the filters.
+pub fn taints_hash(taints: &[Taint]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for t in taints {
+        (&t.key, &t.value, &t.effect).hash(&mut h);
+    }
+    h.finish()
+}
+
 /// One node's entry in the cache.
 #[derive(Clone, Debug, Default)]
 pub struct NodeInfo {
     pub name: String,
     /// `None` while pods are still accounted to a node whose object is gone.
-    pub facts: Option<Arc<NodeFacts>>,
+    /// Inline, not behind a pointer: filters read it for every node.
+    pub facts: Option<NodeFacts>,
     pub requested: Resources,
     pub nonzero_cpu: i64,
     pub nonzero_memory: i64,

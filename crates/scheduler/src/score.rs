@@ -3,6 +3,9 @@
 //! TaintToleration for PreferNoSchedule (weight 3) and spreading pods of
 //! the same controlling owner (weight 2, PodTopologySpread's weight).
 
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Taint;
 use rand::Rng;
 
 use crate::filter::first_untolerated_taint;
@@ -29,27 +32,30 @@ struct Raw {
     same_owner: i64,
 }
 
-fn raw(pod: &PodInfo, node: &NodeInfo, facts: &NodeFacts) -> Raw {
-    let u = &pod.usage;
-    let cpu = least_allocated(node.nonzero_cpu + u.nonzero_cpu, facts.allocatable.cpu);
-    let mem = least_allocated(
-        node.nonzero_memory + u.nonzero_memory,
-        facts.allocatable.memory,
-    );
+/// How many of the node's PreferNoSchedule taints the pod does not tolerate.
+fn intolerable_soft_taints(pod: &PodInfo, taints: &[Taint]) -> i64 {
     let tolerations = pod
         .pod
         .spec
         .as_ref()
         .and_then(|s| s.tolerations.as_deref())
         .unwrap_or_default();
-    let soft = facts
-        .taints
+    taints
         .iter()
         .filter(|t| t.effect == "PreferNoSchedule")
         .filter(|t| {
             first_untolerated_taint(std::slice::from_ref(*t), tolerations, |_| true).is_some()
         })
-        .count() as i64;
+        .count() as i64
+}
+
+fn raw(pod: &PodInfo, node: &NodeInfo, facts: &NodeFacts, soft: i64) -> Raw {
+    let u = &pod.usage;
+    let cpu = least_allocated(node.nonzero_cpu + u.nonzero_cpu, facts.allocatable.cpu);
+    let mem = least_allocated(
+        node.nonzero_memory + u.nonzero_memory,
+        facts.allocatable.memory,
+    );
     let same_owner = u
         .owner
         .as_ref()
@@ -70,7 +76,23 @@ pub fn pick<'a>(
     feasible: &[(&'a NodeInfo, &'a NodeFacts)],
     rng: &mut impl Rng,
 ) -> &'a NodeInfo {
-    let raws: Vec<Raw> = feasible.iter().map(|(n, f)| raw(pod, n, f)).collect();
+    // Nodes mostly share a few interned taint lists; count per list.
+    let mut last: Option<(*const Vec<Taint>, i64)> = None;
+    let raws: Vec<Raw> = feasible
+        .iter()
+        .map(|(n, f)| {
+            let list = Arc::as_ptr(&f.taints);
+            let soft = match last {
+                Some((l, soft)) if l == list => soft,
+                _ => {
+                    let soft = intolerable_soft_taints(pod, &f.taints);
+                    last = Some((list, soft));
+                    soft
+                }
+            };
+            raw(pod, n, f, soft)
+        })
+        .collect();
     let max_taints = raws
         .iter()
         .map(|r| r.intolerable_soft_taints)
@@ -207,11 +229,11 @@ mod tests {
     fn prefer_no_schedule_taint_lowers_the_score() {
         let plain = facts();
         let mut soft = facts();
-        soft.taints = vec![Taint {
+        soft.taints = Arc::new(vec![Taint {
             key: "spot".into(),
             effect: "PreferNoSchedule".into(),
             ..Default::default()
-        }];
+        }]);
         let (a, b) = (NodeInfo::new("soft"), NodeInfo::new("plain"));
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let p = owned_pod(None);
