@@ -673,6 +673,98 @@ mod tests {
     }
 
     #[test]
+    fn shared_verdicts_decide_as_the_plain_filters_do() {
+        use k8s_openapi::api::core::v1::Toleration;
+        use rand::Rng;
+        let pool = [
+            ("a", "1", "NoSchedule"),
+            ("b", "", "NoExecute"),
+            ("c", "x", "PreferNoSchedule"),
+        ];
+        let taint = |(k, v, e): (&str, &str, &str)| Taint {
+            key: k.into(),
+            value: Some(v.into()).filter(|v: &String| !v.is_empty()),
+            effect: e.into(),
+            ..Default::default()
+        };
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut decided = [0usize; 2];
+        for round in 0..300 {
+            let now = Instant::now();
+            let mut c = Cache::new("default-scheduler");
+            let mut nodes = Vec::new();
+            for i in 0..5 {
+                let taints = pool
+                    .iter()
+                    .filter(|_| rng.random_bool(0.5))
+                    .map(|t| taint(*t))
+                    .collect();
+                let mut n = node(&format!("n{i}"), "1", taints);
+                n.spec.as_mut().unwrap().unschedulable = Some(rng.random_bool(0.3));
+                n.metadata.labels = Some(BTreeMap::from([("zone".into(), format!("z{}", i % 3))]));
+                c.node_applied(&n, now);
+                nodes.push(n);
+            }
+            let mut p = pod(&format!("p{round}"), "100m");
+            let spec = p.spec.as_mut().unwrap();
+            let mut tolerations: Vec<Toleration> = pool
+                .iter()
+                .filter(|_| rng.random_bool(0.4))
+                .map(|(k, v, _)| Toleration {
+                    key: Some(k.to_string()),
+                    operator: Some(if v.is_empty() { "Exists" } else { "Equal" }.into()),
+                    value: Some(v.to_string()).filter(|v| !v.is_empty()),
+                    ..Default::default()
+                })
+                .collect();
+            if rng.random_bool(0.3) {
+                tolerations.push(Toleration {
+                    key: Some(crate::node::TAINT_UNSCHEDULABLE.into()),
+                    operator: Some("Exists".into()),
+                    ..Default::default()
+                });
+            }
+            spec.tolerations = Some(tolerations);
+            if rng.random_bool(0.3) {
+                spec.node_selector = Some(BTreeMap::from([("zone".into(), "z1".into())]));
+            }
+            c.pod_applied(p, now);
+            let info = c.queue.pop(now).unwrap();
+
+            // Every node through the plain filters, one by one.
+            let mut diagnosis = Diagnosis {
+                num_all_nodes: nodes.len(),
+                ..Default::default()
+            };
+            let mut feasible = Vec::new();
+            for n in &nodes {
+                let name = n.metadata.name.clone().unwrap();
+                match filter::filter(&info, &NodeInfo::new(&name), &NodeFacts::from_node(n)) {
+                    Ok(()) => feasible.push(name),
+                    Err(reasons) => diagnosis.node_reasons.push((name, reasons)),
+                }
+            }
+            match c.schedule(&info, now) {
+                Decision::Bind(n) => {
+                    assert!(feasible.contains(&n), "round {round}: {n} is not feasible");
+                    decided[0] += 1;
+                }
+                Decision::Unschedulable(m) => {
+                    assert!(
+                        feasible.is_empty(),
+                        "round {round}: {feasible:?} were feasible"
+                    );
+                    let expected = filter::fit_error_message(&diagnosis, None);
+                    assert!(m.starts_with(&expected), "round {round}: {m} vs {expected}");
+                    decided[1] += 1;
+                }
+            }
+        }
+        // Both outcomes were exercised.
+        assert!(decided[0] > 50 && decided[1] > 50, "{decided:?}");
+    }
+
+    #[test]
     fn a_new_node_requeues_parked_pods() {
         let (mut c, now) = synced_cache();
         c.pod_applied(pod("big", "2"), now);
