@@ -3,7 +3,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use orca_api::validation::{
     invalid_message, validate_new, validate_status_update, validate_update, FieldError,
@@ -43,8 +43,15 @@ pub fn on_create(def: &ResourceDef, v: &mut Value) -> Result<(), ApiError> {
     use k8s_openapi::api::core::v1 as core;
     match def.kind {
         "Pod" => {
-            typed::<core::Pod>(v, orca_api::defaults::pod)?;
-            v["metadata"]["generation"] = json!(1);
+            // Defaulted and validated in one decode: pods are the objects
+            // created at rate.
+            let mut errs = Vec::new();
+            typed::<core::Pod>(v, |pod| {
+                orca_api::defaults::pod(pod);
+                pod.metadata.generation = Some(1);
+                errs = orca_api::validation::validate_pod(pod);
+            })?;
+            return invalid(def, v, errs);
         }
         "Namespace" => typed::<core::Namespace>(v, orca_api::defaults::namespace)?,
         "Node" => typed::<core::Node>(v, orca_api::defaults::node)?,
