@@ -46,16 +46,13 @@ fn main() {
     });
 }
 
-/// User+system CPU seconds this process has used (clock ticks of
-/// /proc/self/stat, 100 per second on Linux), so a rate can be read as a
-/// CPU cost per operation: on this 2-core VM that, not wall time, is the
-/// budget everything in one process shares.
+/// CPU seconds (user + system, all threads) this process has used, so
+/// that a rate can be read as a CPU cost per operation: on this 2-core VM
+/// that, not wall time, is the budget everything in one process shares.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
+        .expect("the process CPU clock");
+    t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
