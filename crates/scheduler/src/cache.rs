@@ -38,7 +38,7 @@ pub fn num_feasible_nodes_to_find(n: usize) -> usize {
 /// The node-level filters' answer for one pod, valid for every node with
 /// this (interned) taint list and cordon when the pod ignores node labels.
 struct SharedVerdict {
-    taints: *const Vec<Taint>,
+    taints: Arc<Vec<Taint>>,
     unschedulable: bool,
     verdict: Result<(), Vec<Reason>>,
 }
@@ -378,10 +378,9 @@ impl Cache {
                 continue;
             };
             let verdict = if label_blind {
-                let taints = Arc::as_ptr(&facts.taints);
-                let known = verdicts
-                    .iter()
-                    .find(|v| v.taints == taints && v.unschedulable == facts.unschedulable);
+                let known = verdicts.iter().find(|v| {
+                    Arc::ptr_eq(&v.taints, &facts.taints) && v.unschedulable == facts.unschedulable
+                });
                 let node_verdict = match known {
                     Some(v) => v.verdict.clone(),
                     None => {
@@ -389,7 +388,7 @@ impl Cache {
                         // Bounded: with every list distinct this would only cost.
                         if verdicts.len() < 8 {
                             verdicts.push(SharedVerdict {
-                                taints,
+                                taints: facts.taints.clone(),
                                 unschedulable: facts.unschedulable,
                                 verdict: verdict.clone(),
                             });

@@ -77,16 +77,15 @@ pub fn pick<'a>(
     rng: &mut impl Rng,
 ) -> &'a NodeInfo {
     // Nodes mostly share a few interned taint lists; count per list.
-    let mut last: Option<(*const Vec<Taint>, i64)> = None;
+    let mut last: Option<(&Arc<Vec<Taint>>, i64)> = None;
     let raws: Vec<Raw> = feasible
         .iter()
         .map(|(n, f)| {
-            let list = Arc::as_ptr(&f.taints);
             let soft = match last {
-                Some((l, soft)) if l == list => soft,
+                Some((list, soft)) if Arc::ptr_eq(list, &f.taints) => soft,
                 _ => {
                     let soft = intolerable_soft_taints(pod, &f.taints);
-                    last = Some((list, soft));
+                    last = Some((&f.taints, soft));
                     soft
                 }
             };
