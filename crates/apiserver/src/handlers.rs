@@ -232,15 +232,38 @@ fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
     r
 }
 
-fn dry_run(q: &Query) -> Result<bool, ApiError> {
-    match q.get("dryRun").map(Vec::as_slice) {
-        None => Ok(false),
-        Some([one]) if one == "All" => Ok(true),
-        Some([]) => Ok(false),
-        Some(vals) => Err(ApiError::bad_request(format!(
-            "Invalid dryRun value {vals:?}: only \"All\" is supported"
-        ))),
+/// Whether a write is a dry run, from its `dryRun` values (the query's, or
+/// for deletes the DeleteOptions body's). Kubernetes validates them as part
+/// of the verb's options (`CreateOptions`, `DeleteOptions`, ...): anything
+/// but `All` is 422 and nothing runs.
+fn dry_run_values(values: Option<&[String]>, options_kind: &str) -> Result<bool, ApiError> {
+    match values {
+        None | Some([]) => Ok(false),
+        Some(vals) if vals.iter().all(|v| v == "All") => Ok(true),
+        Some(vals) => Err(ApiError::invalid(
+            options_kind,
+            "meta.k8s.io",
+            "",
+            vec![(
+                "FieldValueNotSupported".into(),
+                "dryRun".into(),
+                format!(
+                    "Unsupported value: {}: supported values: \"All\"",
+                    go_string_slice(vals)
+                ),
+            )],
+        )),
     }
+}
+
+/// Go's `%#v` of a `[]string`, as Kubernetes' field errors print it.
+fn go_string_slice(vals: &[String]) -> String {
+    let quoted: Vec<String> = vals.iter().map(|v| format!("{v:?}")).collect();
+    format!("[]string{{{}}}", quoted.join(", "))
+}
+
+fn dry_run(q: &Query, options_kind: &str) -> Result<bool, ApiError> {
+    dry_run_values(q.get("dryRun").map(Vec::as_slice), options_kind)
 }
 
 // ---------------------------------------------------------------------------
@@ -1123,6 +1146,7 @@ async fn namespace_usable(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
 }
 
 pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let dry = dry_run(ctx.query, "CreateOptions")?;
     let raw = decode_body(ctx.headers, body)?;
     let (mut v, warnings) = admit_body(ctx, raw, ctx.def.kind, ctx.def.schema, ctx.def.normalize)?;
     if ctx.def.namespaced {
@@ -1170,7 +1194,6 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
         m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         m.insert("creationTimestamp".into(), json!(now()));
     }
-    let dry = dry_run(ctx.query)?;
     for attempt in 0..5 {
         let mut obj = v.clone();
         if name_of(&obj).is_empty() || (attempt > 0 && !generate.is_empty()) {
@@ -1220,6 +1243,7 @@ enum Write {
 async fn guaranteed_update<F>(
     ctx: &Ctx<'_>,
     name: &str,
+    dry: bool,
     mut f: F,
     warnings: &[String],
 ) -> Result<Response<Body>, ApiError>
@@ -1227,7 +1251,6 @@ where
     F: FnMut(&Value) -> Result<(Write, bool), ApiError>,
 {
     let key = key_for(ctx, name);
-    let dry = dry_run(ctx.query)?;
     for attempt in 0..16 {
         // The first try starts from the watch cache, as kube-apiserver's
         // GuaranteedUpdate does: the write is a compare-and-swap on the
@@ -1472,6 +1495,7 @@ pub async fn update(
     sub: Option<&str>,
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
+    let dry = dry_run(ctx.query, "UpdateOptions")?;
     let raw = decode_body(ctx.headers, body)?;
     let (new, warnings) = admit_body(ctx, raw, ctx.def.kind, ctx.def.schema, ctx.def.normalize)?;
     let body_name = name_of(&new);
@@ -1490,6 +1514,7 @@ pub async fn update(
     guaranteed_update(
         ctx,
         name,
+        dry,
         |cur| merge_update(ctx, sub, Cow::Borrowed(&new), cur),
         &warnings,
     )
@@ -1502,6 +1527,7 @@ pub async fn patch(
     sub: Option<&str>,
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
+    let dry = dry_run(ctx.query, "PatchOptions")?;
     let ct = content_type(ctx.headers);
     let kind = match PatchType::from_content_type(&ct) {
         Some(PatchType::Apply) => {
@@ -1521,6 +1547,7 @@ pub async fn patch(
     let resp = guaranteed_update(
         ctx,
         name,
+        dry,
         |cur| {
             let patched =
                 orca_api::patch::apply(ctx.def.kind, cur, kind, &patch).map_err(|e| match e {
@@ -1593,6 +1620,9 @@ struct DeleteOptions {
     preconditions: Option<Preconditions>,
     dry_run: Option<Vec<String>>,
     orphan_dependents: Option<bool>,
+    /// `dryRun` from the body, or from the query when the body has none.
+    #[serde(skip)]
+    dry: bool,
 }
 
 #[derive(Default, serde::Deserialize)]
@@ -1631,12 +1661,12 @@ fn delete_options(ctx: &Ctx<'_>, body: &[u8]) -> Result<DeleteOptions, ApiError>
             ));
         }
     }
-    if o.dry_run
-        .as_ref()
-        .is_some_and(|d| d.iter().any(|x| x != "All"))
-    {
-        return Err(ApiError::bad_request("only dryRun=All is supported"));
-    }
+    // kubectl sends dryRun in the body; other clients in the query.
+    let dry_values = o
+        .dry_run
+        .as_deref()
+        .or(ctx.query.get("dryRun").map(Vec::as_slice));
+    o.dry = dry_run_values(dry_values, "DeleteOptions")?;
     Ok(o)
 }
 
@@ -1737,8 +1767,15 @@ fn delete_decision(
 
 pub async fn delete(ctx: &Ctx<'_>, name: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let opts = delete_options(ctx, body)?;
-    let resp = guaranteed_update(ctx, name, |cur| delete_decision(ctx, &opts, cur), &[]).await?;
-    if ctx.def.special == Special::Namespace && !dry_run(ctx.query)? {
+    let resp = guaranteed_update(
+        ctx,
+        name,
+        opts.dry,
+        |cur| delete_decision(ctx, &opts, cur),
+        &[],
+    )
+    .await?;
+    if ctx.def.special == Special::Namespace && !opts.dry {
         crate::namespaces::spawn_cleanup(ctx.state.clone(), name.to_string());
     }
     Ok(resp)
@@ -1765,6 +1802,7 @@ pub async fn delete_collection(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Bo
         match guaranteed_update(
             &sub,
             &o.meta.name,
+            opts.dry,
             |cur| delete_decision(&sub, &opts, cur),
             &[],
         )
@@ -1781,6 +1819,7 @@ pub async fn delete_collection(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Bo
 
 /// pods/binding: assigns a pod to a node, once.
 pub async fn bind(ctx: &Ctx<'_>, name: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let dry = dry_run(ctx.query, "CreateOptions")?;
     let raw = decode_body(ctx.headers, body)?;
     let (b, _) = admit_body(ctx, raw, "Binding", "io.k8s.api.core.v1.Binding", |v| {
         serde_json::from_value::<k8s_openapi::api::core::v1::Binding>(v.clone())
@@ -1803,6 +1842,7 @@ pub async fn bind(ctx: &Ctx<'_>, name: &str, body: &[u8]) -> Result<Response<Bod
     guaranteed_update(
         ctx,
         name,
+        dry,
         |cur| {
             if !cur["metadata"]["deletionTimestamp"].is_null() {
                 return Err(ApiError::conflict("pods", "", name, &format!(

@@ -72,6 +72,13 @@ impl ResourceDef {
     }
 
     pub fn verbs(&self) -> &'static [&'static str] {
+        // Namespaces are deleted one at a time (each starts a cleanup), as
+        // in Kubernetes, which serves no deletecollection for them.
+        if self.special == Special::Namespace {
+            return &[
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ];
+        }
         &[
             "create",
             "delete",

@@ -412,7 +412,7 @@ async fn dispatch<B: RequestBody>(
             let body = read_body(body, h).await?;
             handlers::create(&ctx, &body).await
         }
-        (&Method::DELETE, None, None) => {
+        (&Method::DELETE, None, None) if t.def.verbs().contains(&"deletecollection") => {
             let body = read_body(body, h).await?;
             handlers::delete_collection(&ctx, &body).await
         }

@@ -3,42 +3,11 @@
 
 mod common;
 
-use http::Request;
+use common::send;
+
 use serde_json::{json, Value};
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
-
-/// Sends a raw request; returns (status code, body as JSON, Warning headers).
-async fn send(
-    client: &kube::Client,
-    method: &str,
-    uri: &str,
-    ct: &str,
-    body: Vec<u8>,
-) -> (u16, Value, Vec<String>) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("Content-Type", ct)
-        .header("Accept", "application/json")
-        .body(kube::client::Body::from(body))
-        .expect("request");
-    let resp = client.send(req).await.expect("the server answers");
-    let code = resp.status().as_u16();
-    let warnings = resp
-        .headers()
-        .get_all("warning")
-        .iter()
-        .map(|v| v.to_str().unwrap_or_default().to_string())
-        .collect();
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .expect("body")
-        .to_bytes();
-    let v = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
-    (code, v, warnings)
-}
 
 fn pod_json(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
