@@ -58,13 +58,7 @@ fn resource_discovery(r: &ResourceDef) -> Value {
         .subresources
         .iter()
         .map(|s| {
-            let (verbs, kind) = match *s {
-                "status" => (json!(["get", "patch", "update"]), r.kind),
-                "binding" => (json!(["create"]), "Binding"),
-                "finalize" => (json!(["update"]), r.kind),
-                "log" => (json!(["get"]), "Pod"),
-                _ => (json!(["create", "get"]), "PodExecOptions"),
-            };
+            let (kind, verbs) = r.subresource(s);
             json!({"subresource": s, "responseKind": {"group": "", "version": "v1", "kind": kind}, "verbs": verbs})
         })
         .collect();
@@ -173,13 +167,7 @@ pub fn resource_list(group: &str, version: &str) -> Response<Body> {
         }
         list.push(e);
         for s in r.subresources {
-            let (kind, verbs) = match *s {
-                "status" => (r.kind, json!(["get", "patch", "update"])),
-                "binding" => ("Binding", json!(["create"])),
-                "finalize" => (r.kind, json!(["update"])),
-                "log" => ("Pod", json!(["get"])),
-                _ => ("PodExecOptions", json!(["create", "get"])),
-            };
+            let (kind, verbs) = r.subresource(s);
             list.push(json!({
                 "name": format!("{}/{s}", r.name),
                 "singularName": "",

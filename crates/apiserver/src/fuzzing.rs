@@ -24,9 +24,9 @@ pub fn exercise(data: &[u8]) {
         for def in RESOURCES {
             let _ = crate::openapi::unknown_fields(def.schema, &v);
             if let Ok(mut n) = (def.normalize)(v.clone()) {
-                let _ = crate::admission::on_create(def, &mut n);
-                let _ = crate::admission::on_update(def, &mut n.clone(), &n, false);
-                let _ = crate::admission::on_update(def, &mut n.clone(), &n, true);
+                let _ = def.strategy.prepare_create(def, &mut n);
+                let _ = def.strategy.prepare_update(def, &mut n.clone(), &n);
+                let _ = def.strategy.prepare_status_update(def, &mut n.clone(), &n);
             }
         }
         let base = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use orca_store::Store;
 use tokio::net::TcpListener;
 
-mod admission;
 mod cache;
 mod compactor;
 mod discovery;
@@ -23,6 +22,7 @@ mod openapi;
 mod protobuf;
 mod proxy;
 mod rawjson;
+mod registry;
 mod resources;
 mod selectors;
 mod server;

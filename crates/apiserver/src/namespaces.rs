@@ -25,7 +25,7 @@ pub async fn bootstrap(state: &Arc<State>) -> Result<(), orca_store::Error> {
             "kind": "Namespace",
             "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": now()},
         });
-        if let Err(e) = crate::admission::on_create(def, &mut v) {
+        if let Err(e) = def.strategy.prepare_create(def, &mut v) {
             tracing::error!(name, error = %e.message, "built-in namespace failed validation");
             continue;
         }

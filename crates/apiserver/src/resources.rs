@@ -5,14 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-/// What kind of extra behaviour a resource has beyond generic storage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Special {
-    None,
-    Pod,
-    Namespace,
-    Node,
-}
+use crate::registry::{self, Strategy};
 
 pub struct ResourceDef {
     pub group: &'static str,
@@ -28,7 +21,9 @@ pub struct ResourceDef {
     pub subresources: &'static [&'static str],
     /// The OpenAPI schema name (`io.k8s.api.core.v1.Pod`).
     pub schema: &'static str,
-    pub special: Special,
+    /// What is particular to this resource (defaults, validation, status
+    /// and delete rules).
+    pub strategy: &'static dyn Strategy,
     /// Decodes into the typed object and back, which drops fields the type
     /// does not know and checks field types. Errors are serde's message.
     pub normalize: fn(Value) -> Result<Value, String>,
@@ -72,23 +67,18 @@ impl ResourceDef {
     }
 
     pub fn verbs(&self) -> &'static [&'static str] {
-        // Namespaces are deleted one at a time (each starts a cleanup), as
-        // in Kubernetes, which serves no deletecollection for them.
-        if self.special == Special::Namespace {
-            return &[
-                "create", "delete", "get", "list", "patch", "update", "watch",
-            ];
+        self.strategy.verbs()
+    }
+
+    /// The kind a subresource answers with, and the verbs it serves.
+    pub fn subresource(&self, sub: &str) -> (&'static str, &'static [&'static str]) {
+        match sub {
+            "status" => (self.kind, &["get", "patch", "update"]),
+            "binding" => ("Binding", &["create"]),
+            "finalize" => (self.kind, &["update"]),
+            "log" => ("Pod", &["get"]),
+            _ => ("PodExecOptions", &["create", "get"]),
         }
-        &[
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ]
     }
 
     pub fn gvk_json(&self) -> Value {
@@ -116,7 +106,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &["all"],
         subresources: &["status", "binding", "log", "exec", "attach"],
         schema: "io.k8s.api.core.v1.Pod",
-        special: Special::Pod,
+        strategy: &registry::POD,
         normalize: roundtrip::<core::Pod>,
     },
     ResourceDef {
@@ -130,7 +120,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &[],
         subresources: &["status", "finalize"],
         schema: "io.k8s.api.core.v1.Namespace",
-        special: Special::Namespace,
+        strategy: &registry::NAMESPACE,
         normalize: roundtrip::<core::Namespace>,
     },
     ResourceDef {
@@ -144,7 +134,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &[],
         subresources: &["status"],
         schema: "io.k8s.api.core.v1.Node",
-        special: Special::Node,
+        strategy: &registry::NODE,
         normalize: roundtrip::<core::Node>,
     },
     ResourceDef {
@@ -158,7 +148,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &[],
         subresources: &[],
         schema: "io.k8s.api.core.v1.Event",
-        special: Special::None,
+        strategy: &registry::GENERIC,
         normalize: roundtrip::<core::Event>,
     },
     ResourceDef {
@@ -172,7 +162,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &[],
         subresources: &[],
         schema: "io.k8s.api.core.v1.ConfigMap",
-        special: Special::None,
+        strategy: &registry::GENERIC,
         normalize: roundtrip::<core::ConfigMap>,
     },
     ResourceDef {
@@ -186,7 +176,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &[],
         subresources: &[],
         schema: "io.k8s.api.core.v1.Secret",
-        special: Special::None,
+        strategy: &registry::SECRET,
         normalize: roundtrip::<core::Secret>,
     },
     ResourceDef {
@@ -200,7 +190,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &[],
         subresources: &[],
         schema: "io.k8s.api.core.v1.ServiceAccount",
-        special: Special::None,
+        strategy: &registry::GENERIC,
         normalize: roundtrip::<core::ServiceAccount>,
     },
     ResourceDef {
@@ -214,7 +204,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &[],
         subresources: &[],
         schema: "io.k8s.api.coordination.v1.Lease",
-        special: Special::None,
+        strategy: &registry::GENERIC,
         normalize: roundtrip::<coord::Lease>,
     },
 ];

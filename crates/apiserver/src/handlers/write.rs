@@ -1,0 +1,519 @@
+use super::*;
+
+// Writes
+const GENERATE_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+fn generate_suffix() -> String {
+    (0..5)
+        .map(|_| GENERATE_CHARS[rand::random_range(0..GENERATE_CHARS.len())] as char)
+        .collect()
+}
+
+async fn namespace_usable(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
+    let nsdef = crate::resources::namespaces();
+    let key = nsdef.key(None, ns);
+    // The cache's field summary of a namespace carries its phase.
+    let phase = match ctx.state.cache.resource(nsdef).get(&key) {
+        Some(o) => Some(
+            o.meta
+                .fields
+                .get("status.phase")
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        None => ctx
+            .state
+            .store
+            .get(&key)
+            .await?
+            .and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+            .map(|v| {
+                v["status"]["phase"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            }),
+    };
+    match phase {
+        None => Err(ApiError::not_found("namespaces", "", ns)),
+        Some(p) if p == "Terminating" => Err(ApiError::forbidden(format!(
+            "{} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            ctx.def.name
+        ))
+        .with_details(json!({"name": ns, "kind": "namespaces"}))),
+        Some(_) => Ok(()),
+    }
+}
+
+pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let dry = dry_run(ctx.query, "CreateOptions")?;
+    let raw = decode_body(ctx.headers, body)?;
+    let (mut v, warnings) = admit_body(ctx, raw, ctx.def.kind, ctx.def.schema, ctx.def.normalize)?;
+    if ctx.def.namespaced {
+        let ns = ctx.namespace.ok_or_else(|| {
+            ApiError::method_not_allowed(format!(
+                "{} must be created in a namespace: POST to /api/v1/namespaces/NAMESPACE/{}",
+                ctx.def.name, ctx.def.name
+            ))
+        })?;
+        match v["metadata"]["namespace"].as_str() {
+            Some(n) if !n.is_empty() && n != ns => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ))
+            }
+            _ => v["metadata"]["namespace"] = json!(ns),
+        }
+        namespace_usable(ctx, ns).await?;
+    } else if let Some(m) = v["metadata"].as_object_mut() {
+        m.remove("namespace");
+    }
+    let generate = v["metadata"]["generateName"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    if name_of(&v).is_empty() && generate.is_empty() {
+        return Err(ApiError::invalid(
+            ctx.def.kind,
+            ctx.def.group,
+            "",
+            vec![(
+                "FieldValueRequired".into(),
+                "metadata.name".into(),
+                "name or generateName is required".into(),
+            )],
+        ));
+    }
+    // System fields are the server's to set.
+    if let Some(m) = v["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+        m.remove("deletionTimestamp");
+        m.remove("deletionGracePeriodSeconds");
+        m.remove("managedFields");
+        m.remove("selfLink");
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(now()));
+    }
+    for attempt in 0..5 {
+        let mut obj = v.clone();
+        if name_of(&obj).is_empty() || (attempt > 0 && !generate.is_empty()) {
+            obj["metadata"]["name"] = json!(format!("{generate}{}", generate_suffix()));
+        }
+        ctx.def.strategy.prepare_create(ctx.def, &mut obj)?;
+        let name = name_of(&obj).to_string();
+        if dry {
+            return Ok(with_warnings(
+                object_response(201, ctx.headers, &obj),
+                &warnings,
+            ));
+        }
+        let key = key_for(ctx, &name);
+        match ctx.state.store.create(&key, storage_bytes(&mut obj)?).await {
+            Ok(kv) => return Ok(stored(ctx, 201, &mut obj, &kv, &warnings).await),
+            Err(orca_store::Error::AlreadyExists(_))
+                if !generate.is_empty() && name_of(&v).is_empty() =>
+            {
+                continue
+            }
+            Err(orca_store::Error::AlreadyExists(_)) => {
+                return Err(ApiError::already_exists(ctx.def.name, ctx.def.group, &name))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(
+        500,
+        "AlreadyExists",
+        format!("could not generate a unique name from generateName {generate:?}; try again"),
+    ))
+}
+
+/// Read-modify-write with compare-and-swap, retried on conflicts unless the
+/// caller pinned a resourceVersion.
+pub(super) async fn guaranteed_update<F>(
+    ctx: &Ctx<'_>,
+    name: &str,
+    dry: bool,
+    mut f: F,
+    warnings: &[String],
+) -> Result<Response<Body>, ApiError>
+where
+    F: FnMut(&Value) -> Result<(Write, bool), ApiError>,
+{
+    let key = key_for(ctx, name);
+    for attempt in 0..16 {
+        // The first try starts from the watch cache, as kube-apiserver's
+        // GuaranteedUpdate does: the write is a compare-and-swap on the
+        // revision read, so a stale copy cannot be written over. Anything
+        // but a successful write from a cached copy (a conflict, an error or
+        // "nothing to change" decided on old data) is redone from the store.
+        let cached = if attempt == 0 && !dry {
+            cached_current(ctx, &key)
+        } else {
+            None
+        };
+        let from_cache = cached.is_some();
+        let (current, rev) = match cached {
+            Some(c) => c,
+            None => read(ctx, name).await?,
+        };
+        let (write, pinned) = match f(&current) {
+            Ok(w) => w,
+            Err(_) if from_cache => continue,
+            Err(e) => return Err(e),
+        };
+        match write {
+            Write::Unchanged if from_cache => continue,
+            Write::Unchanged => {
+                return Ok(with_warnings(
+                    object_response(200, ctx.headers, &current),
+                    warnings,
+                ))
+            }
+            Write::Update(mut new) => {
+                if dry {
+                    return Ok(with_warnings(
+                        object_response(200, ctx.headers, &new),
+                        warnings,
+                    ));
+                }
+                // An object being deleted whose last finalizer went away is
+                // removed (pods only once their grace period is over).
+                if ctx.def.strategy.finished_deleting(&new) {
+                    match remove(ctx, &key, name, rev, warnings).await {
+                        Err(e) if e.code == 409 && from_cache => continue,
+                        other => return other,
+                    }
+                }
+                match ctx
+                    .state
+                    .store
+                    .update(&key, storage_bytes(&mut new)?, rev)
+                    .await
+                {
+                    Ok(kv) => return Ok(stored(ctx, 200, &mut new, &kv, warnings).await),
+                    Err(orca_store::Error::Conflict { .. } | orca_store::Error::NotFound(_))
+                        if from_cache =>
+                    {
+                        continue
+                    }
+                    Err(orca_store::Error::Conflict { .. }) if !pinned => continue,
+                    Err(orca_store::Error::Conflict { .. }) => {
+                        return Err(ApiError::modified(ctx.def.name, ctx.def.group, name))
+                    }
+                    Err(orca_store::Error::NotFound(_)) => return Err(not_found(ctx, name)),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Write::Remove => {
+                if dry {
+                    return Ok(with_warnings(
+                        object_response(200, ctx.headers, &current),
+                        warnings,
+                    ));
+                }
+                match remove(ctx, &key, name, rev, warnings).await {
+                    Err(e) if e.code == 409 && (from_cache || !pinned) => continue,
+                    other => return other,
+                }
+            }
+        }
+    }
+    Err(ApiError::new(
+        409,
+        "Conflict",
+        format!(
+            "{} \"{name}\" is being changed too often to update it; try again",
+            ctx.def.name
+        ),
+    ))
+}
+
+async fn remove(
+    ctx: &Ctx<'_>,
+    key: &str,
+    name: &str,
+    rev: Revision,
+    warnings: &[String],
+) -> Result<Response<Body>, ApiError> {
+    match ctx.state.store.delete(key, Some(rev)).await {
+        Ok((kv, del_rev)) => {
+            let mut v = cache::decode_with_rv(&kv.value, del_rev).unwrap_or(Value::Null);
+            set_rv(&mut v, del_rev);
+            Ok(written(ctx, 200, &v, del_rev, warnings).await)
+        }
+        Err(orca_store::Error::Conflict { .. }) => {
+            Err(ApiError::modified(ctx.def.name, ctx.def.group, name))
+        }
+        Err(orca_store::Error::NotFound(_)) => Err(not_found(ctx, name)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether two objects are equal but for metadata.resourceVersion (compared
+/// in place: cloning two whole objects cost more than the comparison).
+fn same_ignoring_rv(a: &Value, b: &Value) -> bool {
+    fn same_except(
+        a: &serde_json::Map<String, Value>,
+        b: &serde_json::Map<String, Value>,
+        skip: &str,
+        same: impl Fn(&str, &Value, &Value) -> bool,
+    ) -> bool {
+        let count = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != skip).count();
+        count(a) == count(b)
+            && a.iter()
+                .filter(|(k, _)| *k != skip)
+                .all(|(k, va)| b.get(k).is_some_and(|vb| same(k, va, vb)))
+    }
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => same_except(a, b, "", |k, va, vb| {
+            match (k, va.as_object(), vb.as_object()) {
+                ("metadata", Some(ma), Some(mb)) => {
+                    same_except(ma, mb, "resourceVersion", |_, x, y| x == y)
+                }
+                _ => va == vb,
+            }
+        }),
+        _ => a == b,
+    }
+}
+
+/// Sets `metadata.<field>` of `new` to the current object's (absent if
+/// absent there): fields that only the server changes.
+fn restore(new: &mut Value, current: &Value, field: &str) {
+    match current["metadata"].get(field) {
+        Some(x) => new["metadata"][field] = x.clone(),
+        None => {
+            if let Some(m) = new["metadata"].as_object_mut() {
+                m.remove(field);
+            }
+        }
+    }
+}
+
+/// Builds the new stored version from a client's full object, borrowed
+/// when the caller may need it again (a retried PUT), owned otherwise.
+fn merge_update(
+    ctx: &Ctx<'_>,
+    sub: Option<&str>,
+    new: Cow<'_, Value>,
+    current: &Value,
+) -> Result<(Write, bool), ApiError> {
+    let name = name_of(current).to_string();
+    let pinned = match new["metadata"]["resourceVersion"].as_str() {
+        Some(rv) if !rv.is_empty() => {
+            if Some(rv) != current["metadata"]["resourceVersion"].as_str() {
+                return Err(ApiError::modified(ctx.def.name, ctx.def.group, &name));
+            }
+            true
+        }
+        _ => false,
+    };
+    let status_only = sub == Some("status");
+    let mut new = if status_only {
+        // Kubernetes' status strategies: through /status the stored spec
+        // stays, while the status and metadata such as labels and
+        // annotations change as in an update.
+        let mut out = current.clone();
+        for part in ["metadata", "status"] {
+            out[part] = new.get(part).cloned().unwrap_or_default();
+        }
+        out
+    } else {
+        let mut new = new.into_owned();
+        // Status has its own subresource for kinds that have one.
+        if ctx.def.subresources.contains(&"status") {
+            new["status"] = current["status"].clone();
+        }
+        new
+    };
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "namespace",
+        "generation",
+    ] {
+        restore(&mut new, current, f);
+    }
+    if ctx.def.strategy.tracks_generation() && new["spec"] != current["spec"] {
+        let g = current["metadata"]["generation"].as_i64().unwrap_or(1);
+        new["metadata"]["generation"] = json!(g + 1);
+    }
+    if let Some(m) = new["metadata"].as_object_mut() {
+        m.remove("managedFields");
+        m.remove("selfLink");
+    }
+    new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+    if status_only {
+        ctx.def
+            .strategy
+            .prepare_status_update(ctx.def, &mut new, current)?;
+    } else {
+        ctx.def
+            .strategy
+            .prepare_update(ctx.def, &mut new, current)?;
+    }
+    if same_ignoring_rv(&new, current) {
+        return Ok((Write::Unchanged, pinned));
+    }
+    Ok((Write::Update(new), pinned))
+}
+
+pub async fn update(
+    ctx: &Ctx<'_>,
+    name: &str,
+    sub: Option<&str>,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
+    let dry = dry_run(ctx.query, "UpdateOptions")?;
+    let raw = decode_body(ctx.headers, body)?;
+    let (new, warnings) = admit_body(ctx, raw, ctx.def.kind, ctx.def.schema, ctx.def.normalize)?;
+    let body_name = name_of(&new);
+    if body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    if let (Some(ns), Some(bns)) = (ctx.namespace, new["metadata"]["namespace"].as_str()) {
+        if !bns.is_empty() && bns != ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+    }
+    guaranteed_update(
+        ctx,
+        name,
+        dry,
+        |cur| merge_update(ctx, sub, Cow::Borrowed(&new), cur),
+        &warnings,
+    )
+    .await
+}
+
+pub async fn patch(
+    ctx: &Ctx<'_>,
+    name: &str,
+    sub: Option<&str>,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
+    let dry = dry_run(ctx.query, "PatchOptions")?;
+    let ct = content_type(ctx.headers);
+    let kind = match PatchType::from_content_type(&ct) {
+        Some(PatchType::Apply) => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "server-side apply is not supported by this server; use client-side `kubectl apply` (without --server-side)",
+            ))
+        }
+        Some(k) => k,
+        None => return Err(unsupported_media(&ct)),
+    };
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
+    let mode = validation_mode(ctx.query)?;
+    let mut warnings = Vec::new();
+    let resp = guaranteed_update(
+        ctx,
+        name,
+        dry,
+        |cur| {
+            let patched =
+                orca_api::patch::apply(ctx.def.kind, cur, kind, &patch).map_err(|e| match e {
+                    PatchError::Malformed(m) => ApiError::bad_request(m),
+                    PatchError::Conflict(m) => ApiError::new(
+                        422,
+                        "Invalid",
+                        format!(
+                            "the patch could not be applied to {} \"{name}\": {m}",
+                            ctx.def.name
+                        ),
+                    ),
+                })?;
+            // Unknown fields are judged on the result, then the typed round
+            // trip normalises it as for a PUT.
+            let unknown = if mode == Validation::Ignore {
+                vec![]
+            } else {
+                crate::openapi::unknown_fields(ctx.def.schema, &patched)
+            };
+            if !unknown.is_empty() && mode == Validation::Strict {
+                let msgs: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    msgs.join(", ")
+                )));
+            }
+            let normalized = (ctx.def.normalize)(patched).map_err(|e| {
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!(
+                        "{} \"{name}\" is invalid after the patch: {e}",
+                        ctx.def.kind
+                    ),
+                )
+            })?;
+            if name_of(&normalized) != name {
+                return Err(ApiError::bad_request(
+                    "the patch may not change metadata.name",
+                ));
+            }
+            // The patched object carries the current resourceVersion, so it
+            // is pinned only when the patch itself names one; otherwise a
+            // concurrent write is retried, as Kubernetes does.
+            let (w, _) = merge_update(ctx, sub, Cow::Owned(normalized), cur)?;
+            let pinned = patch["metadata"]["resourceVersion"]
+                .as_str()
+                .is_some_and(|rv| !rv.is_empty());
+            warnings = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
+            Ok((w, pinned))
+        },
+        &[],
+    )
+    .await?;
+    Ok(with_warnings(resp, &warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sameness_ignores_only_the_resource_version() {
+        let a = json!({"kind": "Pod", "metadata": {"name": "a", "resourceVersion": "1"}, "spec": {"x": 1}});
+        let same = json!({"kind": "Pod", "metadata": {"name": "a", "resourceVersion": "9"}, "spec": {"x": 1}});
+        let no_rv = json!({"kind": "Pod", "metadata": {"name": "a"}, "spec": {"x": 1}});
+        assert!(same_ignoring_rv(&a, &same));
+        assert!(same_ignoring_rv(&a, &no_rv));
+        assert!(same_ignoring_rv(&no_rv, &a));
+        let relabeled =
+            json!({"kind": "Pod", "metadata": {"name": "a", "labels": {}}, "spec": {"x": 1}});
+        assert!(!same_ignoring_rv(&a, &relabeled));
+        assert!(!same_ignoring_rv(&relabeled, &a));
+        let respec = json!({"kind": "Pod", "metadata": {"name": "a"}, "spec": {"x": 2}});
+        assert!(!same_ignoring_rv(&a, &respec));
+        let extra =
+            json!({"kind": "Pod", "metadata": {"name": "a"}, "spec": {"x": 1}, "status": {}});
+        assert!(!same_ignoring_rv(&a, &extra));
+        assert!(!same_ignoring_rv(&extra, &a));
+    }
+
+    #[test]
+    fn stored_bytes_leave_out_the_resource_version_and_keep_the_object() {
+        let mut v = json!({"metadata": {"name": "a", "resourceVersion": "7"}, "spec": {}});
+        let bytes = storage_bytes(&mut v).unwrap();
+        let stored: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(stored, json!({"metadata": {"name": "a"}, "spec": {}}));
+        assert_eq!(v["metadata"]["resourceVersion"], "7");
+    }
+}

@@ -1,0 +1,169 @@
+//! What is particular to each resource, kept out of the generic verbs (as
+//! kube-apiserver's registry strategies): defaults and validation on create
+//! and update, what a status write may change, what DELETE does, and side
+//! effects after a delete. A resource without particulars uses [`GENERIC`];
+//! printing and the validation rules themselves live in `orca-api`.
+
+mod namespaces;
+mod pods;
+mod simple;
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use orca_api::validation::{
+    invalid_message, validate_new, validate_status_update, validate_update, FieldError,
+};
+
+use crate::resources::ResourceDef;
+use crate::server::State;
+use crate::status::ApiError;
+
+pub use namespaces::NAMESPACE;
+pub use pods::POD;
+pub use simple::{NODE, SECRET};
+
+/// The outcome of preparing a write against the current object.
+pub enum Write {
+    /// Store this new version.
+    Update(Value),
+    /// Remove the object.
+    Remove,
+    /// Nothing changes; answer with the current object.
+    Unchanged,
+}
+
+/// The verbs most resources serve.
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+pub trait Strategy: Sync {
+    /// Defaults and validation of a new object (PrepareForCreate, Validate).
+    fn prepare_create(&self, def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
+        validated(def, obj, validate_new(def.kind, obj, def.namespaced))
+    }
+
+    /// Defaults and validation of an update of the main resource, after the
+    /// server-owned metadata has been restored from `old`.
+    fn prepare_update(
+        &self,
+        def: &ResourceDef,
+        new: &mut Value,
+        old: &Value,
+    ) -> Result<(), ApiError> {
+        validated(
+            def,
+            new,
+            validate_update(def.kind, new, old, def.namespaced),
+        )
+    }
+
+    /// A write through the `status` subresource. `new` is the stored object
+    /// with the client's metadata and status: the strategy puts back what
+    /// status writers may not change, then validates only the status.
+    fn prepare_status_update(
+        &self,
+        def: &ResourceDef,
+        new: &mut Value,
+        old: &Value,
+    ) -> Result<(), ApiError> {
+        validated(
+            def,
+            new,
+            validate_status_update(def.kind, new, old, def.namespaced),
+        )
+    }
+
+    /// Whether `metadata.generation` counts changes of the spec.
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+
+    /// What DELETE does to `current` (preconditions already checked): by
+    /// default an object with finalizers is marked and kept until they are
+    /// gone, any other is removed.
+    fn delete(&self, _grace_period: Option<i64>, current: &Value) -> Result<Write, ApiError> {
+        Ok(mark_for_finalizers(current))
+    }
+
+    /// Whether an object being deleted may now be removed from the store.
+    fn finished_deleting(&self, v: &Value) -> bool {
+        being_deleted(v) && no_finalizers(v)
+    }
+
+    /// Work that follows an accepted (not dry-run) delete of `name`.
+    fn after_delete(&self, _state: &Arc<State>, _name: &str) {}
+
+    fn verbs(&self) -> &'static [&'static str] {
+        ALL_VERBS
+    }
+}
+
+/// The strategy of resources stored as they are validated.
+pub struct Generic;
+impl Strategy for Generic {}
+pub static GENERIC: Generic = Generic;
+
+pub(crate) fn being_deleted(v: &Value) -> bool {
+    !v["metadata"]["deletionTimestamp"].is_null()
+}
+
+pub(crate) fn no_finalizers(v: &Value) -> bool {
+    v["metadata"]["finalizers"]
+        .as_array()
+        .is_none_or(|f| f.is_empty())
+}
+
+/// Kubernetes' generic delete: with finalizers, set the deletion timestamp
+/// once and keep the object; without, remove it.
+fn mark_for_finalizers(current: &Value) -> Write {
+    if no_finalizers(current) {
+        return Write::Remove;
+    }
+    if being_deleted(current) {
+        return Write::Unchanged;
+    }
+    let mut new = current.clone();
+    new["metadata"]["deletionTimestamp"] = json!(crate::handlers::now());
+    new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    Write::Update(new)
+}
+
+/// Runs `f` on the typed form of `v` (defaulting), then stores it back.
+fn typed<T: DeserializeOwned + Serialize>(
+    v: &mut Value,
+    f: impl FnOnce(&mut T),
+) -> Result<(), ApiError> {
+    let mut t = T::deserialize(&*v)
+        .map_err(|e| ApiError::bad_request(format!("cannot decode object: {e}")))?;
+    f(&mut t);
+    *v = serde_json::to_value(t)
+        .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))?;
+    Ok(())
+}
+
+/// 422 with Kubernetes' message and causes when `errs` is not empty.
+fn validated(def: &ResourceDef, v: &Value, errs: Vec<FieldError>) -> Result<(), ApiError> {
+    if errs.is_empty() {
+        return Ok(());
+    }
+    let name = v["metadata"]["name"].as_str().unwrap_or_default();
+    let status = orca_api::validation::invalid_status(def.group, def.kind, name, &errs);
+    Err(ApiError::new(
+        422,
+        "Invalid",
+        invalid_message(def.group, def.kind, name, &errs),
+    )
+    .with_details(status["details"].clone()))
+}
