@@ -17,13 +17,14 @@
 //!   traffic leaving the cluster CIDR.
 //!
 //! [`Proxier`] programs it over netlink, one atomic batch per sync, and
-//! only what changed since the previous sync. The agent feeds it from
+//! only what changed since the previous sync. [`watcher::run`] feeds it from
 //! the API server's Services and EndpointSlices.
 
 mod model;
 mod nft;
 mod proxier;
 mod types;
+pub mod watcher;
 
 pub use nft::{inspect, ProxyError, TableSummary};
 pub use proxier::{Proxier, SyncReport};
