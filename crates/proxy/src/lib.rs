@@ -22,6 +22,7 @@
 
 mod model;
 mod nft;
+mod plan;
 mod proxier;
 mod types;
 pub mod watcher;

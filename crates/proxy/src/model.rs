@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
 
 use crate::types::{Endpoint, HostPortMapping, Ipv4Cidr, Protocol, ProxyConfig, ServicePort};
 
@@ -26,12 +25,6 @@ pub(crate) const ENDPOINTS_CHECK: &str = "endpoints-check";
 pub(crate) const HOSTPORTS: &str = "hostports";
 pub(crate) const REJECT_CHAIN: &str = "reject-chain";
 pub(crate) const NODEPORT_IPS: &str = "nodeport-ips";
-
-/// How long a chain that fell out of use is kept (flushed) before it is
-/// deleted: kernels before 6.2 notice only a little after a transaction that
-/// a chain is no longer referenced by a removed map element, and refuse to
-/// delete it in that same transaction (kube-proxy waits the same).
-pub(crate) const STALE_CHAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// The verdict maps the dynamic part of the ruleset fills.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -421,19 +414,43 @@ fn usable<'a>(endpoints: impl Iterator<Item = &'a Endpoint> + Clone) -> Vec<Endp
         .collect()
 }
 
-/// The desired dynamic state for these Service ports and hostPorts.
-pub(crate) fn desired(
-    config: &ProxyConfig,
-    services: &[ServicePort],
-    host_ports: &[HostPortMapping],
-) -> State {
+/// Whose objects a `State` holds: one Service port, or one hostPort.
+/// Every chain and set name embeds its unit's key, so units never share
+/// one; map elements may collide (two Services given one ClusterIP), which
+/// the planner settles.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum UnitKey {
+    Service {
+        namespace: String,
+        name: String,
+        port_name: String,
+        protocol: Protocol,
+    },
+    HostPort(HostPortMapping),
+}
+
+impl UnitKey {
+    pub fn of_service(sp: &ServicePort) -> UnitKey {
+        UnitKey::Service {
+            namespace: sp.namespace.clone(),
+            name: sp.name.clone(),
+            port_name: sp.port_name.clone(),
+            protocol: sp.protocol,
+        }
+    }
+}
+
+/// The objects one Service port needs.
+pub(crate) fn service_state(config: &ProxyConfig, sp: &ServicePort) -> State {
     let mut state = State::default();
-    for sp in services {
-        add_service_port(config, sp, &mut state);
-    }
-    for hp in host_ports {
-        add_host_port(hp, &mut state);
-    }
+    add_service_port(config, sp, &mut state);
+    state
+}
+
+/// The objects one hostPort needs.
+pub(crate) fn host_port_state(hp: &HostPortMapping) -> State {
+    let mut state = State::default();
+    add_host_port(hp, &mut state);
     state
 }
 
@@ -636,104 +653,35 @@ fn add_host_port(hp: &HostPortMapping, state: &mut State) {
     );
 }
 
-/// What one sync changes, in the order the batch must carry it.
-#[derive(Debug, Default)]
-pub(crate) struct Plan {
-    /// Chains to create (before anything refers to them).
-    pub new_chains: Vec<String>,
-    pub new_sets: Vec<(String, u32)>,
-    /// Map elements to remove (gone, or pointing elsewhere now).
-    pub removed_elements: Vec<(Map, Key)>,
-    /// Chains whose rules are replaced: flushed (if they existed) and written.
-    pub written_chains: Vec<(String, bool)>,
-    pub added_elements: Vec<(Map, Key, Verdict)>,
-    /// Chains no longer used: flushed now, deleted after the grace period.
-    pub retired_chains: Vec<String>,
-    pub removed_sets: Vec<String>,
-    /// Chains retired long enough ago: deleted.
-    pub deleted_chains: Vec<String>,
-}
-
-impl Plan {
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.new_chains.is_empty()
-            && self.new_sets.is_empty()
-            && self.removed_elements.is_empty()
-            && self.written_chains.is_empty()
-            && self.added_elements.is_empty()
-            && self.retired_chains.is_empty()
-            && self.removed_sets.is_empty()
-            && self.deleted_chains.is_empty()
-    }
-}
-
-/// The changes from `current` (with `retired` chains flushed but not yet
-/// deleted, and when) to `desired`.
-pub(crate) fn plan(
-    current: &State,
-    retired: &BTreeMap<String, Instant>,
-    desired: &State,
-    now: Instant,
-) -> Plan {
-    let mut plan = Plan::default();
-    for (name, rules) in &desired.chains {
-        let exists = current.chains.contains_key(name) || retired.contains_key(name);
-        if !exists {
-            plan.new_chains.push(name.clone());
-        }
-        if current.chains.get(name) != Some(rules) {
-            // A retired chain was flushed already.
-            let needs_flush = current.chains.contains_key(name);
-            plan.written_chains.push((name.clone(), needs_flush));
-        }
-    }
-    for (name, timeout) in &desired.affinity_sets {
-        if !current.affinity_sets.contains_key(name) {
-            plan.new_sets.push((name.clone(), *timeout));
-        }
-    }
-    for (key, verdict) in &current.elements {
-        if desired.elements.get(key) != Some(verdict) {
-            plan.removed_elements.push(*key);
-        }
-    }
-    for (key, verdict) in &desired.elements {
-        if current.elements.get(key) != Some(verdict) {
-            plan.added_elements.push((key.0, key.1, verdict.clone()));
-        }
-    }
-    for name in current.chains.keys() {
-        if !desired.chains.contains_key(name) {
-            plan.retired_chains.push(name.clone());
-        }
-    }
-    for name in current.affinity_sets.keys() {
-        if !desired.affinity_sets.contains_key(name) {
-            plan.removed_sets.push(name.clone());
-        }
-    }
-    for (name, since) in retired {
-        if !desired.chains.contains_key(name) && now.duration_since(*since) >= STALE_CHAIN_GRACE {
-            plan.deleted_chains.push(name.clone());
-        }
-    }
-    plan
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn config() -> ProxyConfig {
+    /// Every unit's objects together.
+    pub(crate) fn desired(
+        config: &ProxyConfig,
+        services: &[ServicePort],
+        host_ports: &[HostPortMapping],
+    ) -> State {
+        let mut state = State::default();
+        for sp in services {
+            add_service_port(config, sp, &mut state);
+        }
+        for hp in host_ports {
+            add_host_port(hp, &mut state);
+        }
+        state
+    }
+
+    pub(crate) fn config() -> ProxyConfig {
         ProxyConfig::new("10.243.0.0/20".parse().unwrap())
     }
 
-    fn ip(s: &str) -> Ipv4Addr {
+    pub(crate) fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
     }
 
-    fn service(name: &str, endpoints: Vec<Endpoint>) -> ServicePort {
+    pub(crate) fn service(name: &str, endpoints: Vec<Endpoint>) -> ServicePort {
         ServicePort {
             namespace: "default".into(),
             name: name.into(),
@@ -869,60 +817,6 @@ mod tests {
         // masquerade rule, two affinity lookups, the random choice
         assert_eq!(service_chain.len(), 4);
         assert!(matches!(service_chain[1].matches[0], Match::SaddrInSet(_)));
-    }
-
-    #[test]
-    fn a_changed_endpoint_touches_only_its_service() {
-        let services: Vec<ServicePort> = (0..50)
-            .map(|i| {
-                let mut sp = service(
-                    &format!("svc{i}"),
-                    vec![
-                        Endpoint::ready(Ipv4Addr::new(10, 243, 1, i as u8 + 2), 80),
-                        Endpoint::ready(Ipv4Addr::new(10, 243, 2, i as u8 + 2), 80),
-                    ],
-                );
-                sp.cluster_ip = Ipv4Addr::new(10, 243, 64, i as u8 + 1);
-                sp
-            })
-            .collect();
-        let before = desired(&config(), &services, &[]);
-        let mut changed = services.clone();
-        changed[7].endpoints[1].ip = ip("10.243.3.9");
-        let after = desired(&config(), &changed, &[]);
-        let now = Instant::now();
-        let plan = plan(&before, &BTreeMap::new(), &after, now);
-        assert_eq!(plan.new_chains.len(), 1, "{plan:?}");
-        // The service chain (new endpoint list) and the new endpoint chain.
-        assert_eq!(plan.written_chains.len(), 2, "{plan:?}");
-        assert_eq!(plan.retired_chains.len(), 1);
-        assert!(plan.removed_elements.is_empty() && plan.added_elements.is_empty());
-        assert!(plan
-            .written_chains
-            .iter()
-            .chain(
-                plan.new_chains
-                    .iter()
-                    .map(|c| (c.clone(), false))
-                    .collect::<Vec<_>>()
-                    .iter()
-            )
-            .all(|(c, _)| c.contains("/svc7/")));
-
-        // Nothing changed: nothing to do.
-        assert!(super::plan(&after, &BTreeMap::new(), &after, now).is_empty());
-        // A retired chain is deleted once its grace period is over.
-        let retired = BTreeMap::from([(plan.retired_chains[0].clone(), now)]);
-        assert!(super::plan(&after, &retired, &after, now)
-            .deleted_chains
-            .is_empty());
-        let later = now + STALE_CHAIN_GRACE;
-        assert_eq!(
-            super::plan(&after, &retired, &after, later)
-                .deleted_chains
-                .len(),
-            1
-        );
     }
 
     #[test]

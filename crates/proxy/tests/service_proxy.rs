@@ -262,6 +262,27 @@ fn shutdown_removes_the_table_and_a_restart_replaces_leftovers() {
     assert!(ask(cluster.pod("client"), CLUSTER_IP, 80).is_err());
 }
 
+#[test]
+fn a_table_changed_behind_its_back_is_rebuilt_after_one_failed_sync() {
+    let cluster = Cluster::new();
+    let mut proxier = proxier(&cluster.node, config());
+    proxier.sync(&[web(&["pod1", "pod2"])]).unwrap();
+    // Another process replaces the table (here: a second proxier's start).
+    let _other = self::proxier(&cluster.node, config());
+    assert!(ask(cluster.pod("client"), CLUSTER_IP, 80).is_err());
+
+    // The next change refers to chains that are gone: refused, naming what.
+    let err = proxier.sync(&[web(&["pod1"])]).expect_err("table drifted");
+    assert!(err.to_string().contains("chain"), "{err}");
+    // Then the table is rebuilt whole.
+    let report = proxier.sync(&[web(&["pod1"])]).unwrap();
+    assert!(report.rebuilt);
+    assert_eq!(
+        answers(cluster.pod("client"), CLUSTER_IP, 80, 5),
+        set(&["pod1"])
+    );
+}
+
 /// Service `i` of many, with ten (unreachable) endpoints.
 fn many(i: usize) -> ServicePort {
     ServicePort {
@@ -337,8 +358,13 @@ fn a_sync_touches_only_what_changed() {
     // service chain was rewritten with as many rules as before).
     assert_eq!(changed.len(), 2, "{changed:?}");
 
-    // The same input again: nothing to send.
-    assert_eq!(proxier.sync(&services).unwrap().messages, 0);
+    // The same input again: nothing to send (but the deletion of the old
+    // endpoint chain, if a second has passed).
+    let again = proxier.sync(&services).unwrap();
+    assert_eq!(
+        (again.units_changed, again.messages),
+        (0, again.chains_deleted)
+    );
     // Other Services still work.
     assert_eq!(
         answers(cluster.pod("client"), CLUSTER_IP, 80, 20),
@@ -350,7 +376,7 @@ fn a_sync_touches_only_what_changed() {
     services.remove(7);
     let removal = proxier.sync(&services).unwrap();
     assert_eq!((removal.elements_removed, removal.chains_retired), (1, 11));
-    let mut deleted = removal.chains_deleted;
+    let mut deleted = again.chains_deleted + removal.chains_deleted;
     while let Some(due) = proxier.cleanup_due() {
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
         deleted += proxier.sync(&services).unwrap().chains_deleted;

@@ -200,15 +200,17 @@ impl Cluster {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let handle = ns.spawn(move || {
             let listener = TcpListener::bind(("0.0.0.0", PORT)).expect("bind");
-            listener.set_nonblocking(true).expect("nonblocking");
             ready_tx.send(()).expect("ready");
-            while !stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut conn, peer)) => {
-                        let _ = conn.set_nonblocking(false);
-                        let _ = writeln!(conn, "{name} {}", peer.ip());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            for conn in listener.incoming() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Ok(mut conn) = conn {
+                    let peer = conn
+                        .peer_addr()
+                        .map(|p| p.ip().to_string())
+                        .unwrap_or_default();
+                    let _ = writeln!(conn, "{name} {peer}");
                 }
             }
         });
@@ -220,7 +222,10 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for server in self.servers.drain(..) {
+        // Wake each server from its accept so it sees the flag.
+        let namespaces = self.pods.iter().chain(std::iter::once(&self.outside));
+        for (ns, server) in namespaces.zip(self.servers.drain(..)) {
+            let _ = ns.run(|| TcpStream::connect((Ipv4Addr::LOCALHOST, PORT)).map(drop));
             let _ = server.join();
         }
     }
