@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::{ask, pod_ip, Cluster, Netns, BRIDGE_IP, NODE_IP, OUTSIDE_IP, PORT};
@@ -260,6 +260,43 @@ fn shutdown_removes_the_table_and_a_restart_replaces_leftovers() {
     second.shutdown().unwrap();
     assert_eq!(cluster.node.run(inspect).unwrap(), None);
     assert!(ask(cluster.pod("client"), CLUSTER_IP, 80).is_err());
+}
+
+#[test]
+fn udp_services_answer_from_the_cluster_ip() {
+    let cluster = Cluster::new();
+    let mut proxier = proxier(&cluster.node, config());
+    let mut dns = web(&["pod1"]);
+    dns.name = "dns".into();
+    dns.protocol = Protocol::Udp;
+    dns.port = 53;
+    dns.node_port = 0;
+    dns.endpoints[0].port = 5353;
+    proxier.sync(&[dns]).unwrap();
+
+    let server = cluster.pod("pod1").spawn(|| {
+        let socket = UdpSocket::bind(("0.0.0.0", 5353)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let (n, peer) = socket.recv_from(&mut buf).unwrap();
+        socket.send_to(&buf[..n], peer).unwrap();
+    });
+    let (answer, from) = cluster.pod("client").run(|| {
+        let socket = UdpSocket::bind(("0.0.0.0", 0)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        socket.send_to(b"query", (CLUSTER_IP, 53)).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = socket.recv_from(&mut buf).expect("an answer");
+        (buf[..n].to_vec(), from)
+    });
+    server.join().unwrap();
+    assert_eq!(answer, b"query");
+    // The reply is un-NATed: it comes from the Service's address.
+    assert_eq!(from, SocketAddr::from((CLUSTER_IP, 53)));
 }
 
 #[test]
