@@ -24,13 +24,19 @@ pub type SharedIndex = Arc<RwLock<ClusterIndex>>;
 
 type Key = (String, String);
 
+/// What one Service put in the index, to take out when it changes.
+struct Built {
+    names: Vec<LowerName>,
+    ptr_claims: Vec<(Ipv4Addr, PtrRank)>,
+}
+
 /// What the index says about a name.
 #[derive(Debug)]
 pub enum Lookup {
     /// The name exists; its records of the asked type (maybe none: NODATA).
     Found(Arc<NameRecords>),
     /// A pod's `a-b-c-d.<ns>.pod.<zone>` A record, made from the name.
-    Pod(Record),
+    Pod(Box<Record>),
     /// The name exists but has no record of the asked type.
     NoData,
     /// The name does not exist in the cluster zone.
@@ -56,7 +62,7 @@ pub struct ClusterIndex {
     /// Owner name -> records, for every cluster name that exists.
     names: HashMap<LowerName, Arc<NameRecords>>,
     /// What each Service put in `names` and claimed in `ptr_claims`.
-    built: HashMap<Key, (Vec<LowerName>, Vec<(Ipv4Addr, PtrRank)>)>,
+    built: HashMap<Key, Built>,
     ptr_claims: HashMap<Ipv4Addr, BTreeMap<PtrRank, Name>>,
     ptrs: HashMap<Ipv4Addr, Arc<NameRecords>>,
     /// Services per namespace: `<ns>.svc.<zone>` exists while any does.
@@ -306,9 +312,13 @@ impl ClusterIndex {
         }
         let first = name.iter().next().unwrap_or_default();
         match (depth, dashed_ipv4(first)) {
-            (2, Some(ip)) if matches!(qtype, RecordType::A | RecordType::ANY) => Lookup::Pod(
-                Record::from_rdata((**name).clone(), self.zone.ttl, RData::A(A(ip))),
-            ),
+            (2, Some(ip)) if matches!(qtype, RecordType::A | RecordType::ANY) => {
+                Lookup::Pod(Box::new(Record::from_rdata(
+                    (**name).clone(),
+                    self.zone.ttl,
+                    RData::A(A(ip)),
+                )))
+            }
             (2, Some(_)) => Lookup::NoData,
             _ => Lookup::NxDomain,
         }
@@ -336,11 +346,11 @@ impl ClusterIndex {
 
     /// Replaces what Service `key` put in the zone with what it puts now.
     fn rebuild(&mut self, key: &Key) {
-        if let Some((names, claims)) = self.built.remove(key) {
-            for name in names {
+        if let Some(built) = self.built.remove(key) {
+            for name in built.names {
                 self.names.remove(&name);
             }
-            for (ip, rank) in claims {
+            for (ip, rank) in built.ptr_claims {
                 if let Some(map) = self.ptr_claims.get_mut(&ip) {
                     map.remove(&rank);
                 }
@@ -372,7 +382,13 @@ impl ClusterIndex {
             claims.push((ip, rank));
             self.refresh_ptr(ip);
         }
-        self.built.insert(key.clone(), (names, claims));
+        self.built.insert(
+            key.clone(),
+            Built {
+                names,
+                ptr_claims: claims,
+            },
+        );
     }
 
     fn refresh_ptr(&mut self, ip: Ipv4Addr) {

@@ -365,3 +365,7 @@ pub fn node_resolv_conf_path() -> PathBuf {
         _ => PathBuf::from(ETC),
     }
 }
+
+#[cfg(test)]
+#[path = "resolv_conf_tests.rs"]
+mod tests;

@@ -252,7 +252,8 @@ impl Handler {
                 response.send_response(message).await
             }
             Lookup::Pod(record) => {
-                let message = builder.build(meta, std::iter::once(&record), none(), none(), none());
+                let message =
+                    builder.build(meta, std::iter::once(&*record), none(), none(), none());
                 response.send_response(message).await
             }
             Lookup::Found(node) => {
@@ -298,7 +299,7 @@ impl Handler {
                 .lookup(&lower, qtype);
             return match lookup {
                 Lookup::Found(node) => of_type(&node.records, qtype).cloned().collect(),
-                Lookup::Pod(record) => vec![record],
+                Lookup::Pod(record) => vec![*record],
                 _ => Vec::new(),
             };
         }
@@ -313,5 +314,29 @@ impl Handler {
             Some(answer) => answer.answers,
             None => Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_that_are_this_server_are_dropped() {
+        let mut config = DnsConfig::new("10.43.0.10".parse().unwrap());
+        let real: SocketAddr = "10.0.0.2:53".parse().unwrap();
+        config.upstreams = vec![
+            "10.43.0.10:53".parse().unwrap(),
+            "127.0.0.1:5353".parse().unwrap(),
+            real,
+        ];
+        let bound: SocketAddr = "10.43.0.10:53".parse().unwrap();
+        assert_eq!(
+            usable_upstreams(&config, bound),
+            vec!["127.0.0.1:5353".parse().unwrap(), real]
+        );
+        // Listening on every address, loopback on our port is us too.
+        config.listen = "0.0.0.0:5353".parse().unwrap();
+        assert_eq!(usable_upstreams(&config, config.listen), vec![real]);
     }
 }
