@@ -8,7 +8,6 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
 
@@ -19,34 +18,6 @@ use orca_dns::interface::{add_dns_address, remove_dns_address, ADDRESS_LABEL};
 use orca_dns::{DnsConfig, DnsServer};
 
 const DNS_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 10);
-
-/// Runs `ip ARGS` in the calling thread's network namespace (a child
-/// process starts in the namespace of the thread that forks it).
-fn ip(args: &str) -> String {
-    let out = Command::new("ip")
-        .args(args.split_whitespace())
-        .output()
-        .expect("run ip (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Moves the calling thread into a new, empty network namespace.
-fn new_netns() {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare a network namespace");
-    ip("link set lo up");
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn pods_reach_the_cluster_dns_address_through_their_default_route() {

@@ -228,3 +228,32 @@ pub fn labels(map: &[(&str, &str)]) -> BTreeMap<String, String> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+/// Runs `ip ARGS` in the calling thread's network namespace (a child
+/// process starts in the namespace of the thread that forks it).
+pub fn ip(args: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(args.split_whitespace())
+        .output()
+        .expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Moves the calling thread into a new network namespace with `lo` up; it
+/// goes away with the thread.
+pub fn new_netns() {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare a network namespace");
+    ip("link set lo up");
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
