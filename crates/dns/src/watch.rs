@@ -79,3 +79,65 @@ async fn follow<K: Clone + Debug + Send + 'static>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, RwLock};
+
+    use hickory_server::proto::rr::{LowerName, Name, RecordType};
+    use serde_json::json;
+
+    use super::*;
+    use crate::index::Lookup;
+
+    fn service(name: &str, ip: &str) -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "default", "name": name},
+            "spec": {"clusterIP": ip},
+        }))
+        .unwrap()
+    }
+
+    fn exists(index: &SharedIndex, name: &str) -> bool {
+        let name = LowerName::new(&Name::from_ascii(name).unwrap());
+        matches!(
+            index.read().unwrap().lookup(&name, RecordType::A),
+            Lookup::Found(_)
+        )
+    }
+
+    /// A relist replaces what the index had: a Service deleted while the
+    /// watch was down goes away with the relist's end.
+    #[tokio::test]
+    async fn lists_and_relists_replace_and_events_apply() {
+        let index: SharedIndex = Arc::new(RwLock::new(
+            ClusterIndex::new("cluster.local", 5, "10.43.0.10".parse().unwrap()).unwrap(),
+        ));
+        index.write().unwrap().replace_endpoint_slices(&[]);
+        let events = futures::stream::iter(vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply(service("a", "10.43.0.1"))),
+            Ok(Event::InitApply(service("b", "10.43.0.2"))),
+            Ok(Event::InitDone),
+            Ok(Event::Apply(service("c", "10.43.0.3"))),
+            Ok(Event::Delete(service("b", "10.43.0.2"))),
+            // The watch broke and relisted: `a` is gone meanwhile.
+            Ok(Event::Init),
+            Ok(Event::InitApply(service("c", "10.43.0.3"))),
+            Ok(Event::InitDone),
+        ]);
+        follow(
+            events,
+            &index,
+            "Services",
+            ClusterIndex::apply_service,
+            ClusterIndex::delete_service,
+            ClusterIndex::replace_services,
+        )
+        .await;
+        assert!(index.read().unwrap().is_synced());
+        assert!(!exists(&index, "a.default.svc.cluster.local."));
+        assert!(!exists(&index, "b.default.svc.cluster.local."));
+        assert!(exists(&index, "c.default.svc.cluster.local."));
+    }
+}
