@@ -9,7 +9,7 @@ ROOT=$PWD
 # --- packages the tests use (installed only when missing) -------------------
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in etcd-server docker-registry skopeo busybox-static nginx-light iproute2 \
+for pkg in etcd-server docker-registry skopeo busybox-static nginx-light curl iproute2 \
            protobuf-compiler libseccomp-dev pkg-config iptables openssl; do
   have "$pkg" || need+=("$pkg")
 done

@@ -81,6 +81,9 @@ fn main() {
             "service_account_credentials_are_on_tmpfs_and_refreshed",
             || Box::pin(service_account_credentials_are_on_tmpfs_and_refreshed()),
         ),
+        ("a_pod_calls_the_api_server_with_its_token", || {
+            Box::pin(a_pod_calls_the_api_server_with_its_token())
+        }),
         ("streaming_logs_honour_kubectl_options", || {
             Box::pin(streaming_logs_honour_kubectl_options())
         }),
@@ -1841,5 +1844,65 @@ spec:
     );
     let p = env.pods().get("creds").await.unwrap();
     assert_eq!(container(&p, "main").unwrap().restart_count, 0);
+    env.teardown().await;
+}
+
+/// In-cluster access as client libraries do it: KUBERNETES_SERVICE_HOST and
+/// _PORT, the mounted CA and token. Until the `kubernetes` Service exists,
+/// the test relays the node's bridge address to the API server (which
+/// listens on loopback here), and curl names the server
+/// kubernetes.default.svc, one of its certificate's names.
+async fn a_pod_calls_the_api_server_with_its_token() {
+    let env = Env::new(23).await;
+    let gateway = "10.249.23.1";
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let curl = format!("{}/curl:latest", registry());
+    env.create(&format!(
+        r#"
+metadata: {{name: incluster}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: "{curl}"
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+    env:
+    - {{name: KUBERNETES_SERVICE_HOST, value: "{gateway}"}}
+    - {{name: KUBERNETES_SERVICE_PORT, value: "{port}"}}
+"#
+    ))
+    .await;
+    env.wait("incluster", T, "running", |p| is_running(p, "main"))
+        .await;
+    // The bridge exists now: relay its address to the API server.
+    let api = env.api.as_ref().unwrap().addr();
+    let listener = tokio::net::TcpListener::bind((gateway, port))
+        .await
+        .unwrap();
+    let relay = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(api).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let script = r#"SA=/var/run/secrets/kubernetes.io/serviceaccount
+api() { curl -s -o /tmp/body -w '%{http_code}' --cacert $SA/ca.crt --resolve kubernetes.default.svc:$KUBERNETES_SERVICE_PORT:$KUBERNETES_SERVICE_HOST "$@"; }
+URL=https://kubernetes.default.svc:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/$(cat $SA/namespace)/pods
+api -H "Authorization: Bearer $(cat $SA/token)" $URL; echo; grep -o '"kind":"PodList"' /tmp/body
+api $URL; echo; api -H "Authorization: Bearer not.a.token" $URL"#;
+    let (out, code) = sh(&env, "incluster", script).await;
+    relay.abort();
+    assert_eq!(
+        (out.as_str(), code),
+        ("200\n\"kind\":\"PodList\"\n401\n401", Some(0)),
+        "with its token, the pod lists the pods of its namespace; without, 401"
+    );
     env.teardown().await;
 }
