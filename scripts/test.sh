@@ -30,8 +30,8 @@ PROTOC=/nonexistent PATH="$WORK/no-protoc:$PATH" cargo build --release
 # --- packages the tests use (installed only when missing) -------------------
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in etcd-server docker-registry skopeo busybox-static nginx-light iproute2 \
-           libseccomp-dev pkg-config iptables openssl; do
+for pkg in etcd-server docker-registry skopeo busybox-static nginx-light curl iproute2 \
+           iptables openssl; do
   have "$pkg" || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -55,6 +55,9 @@ pub struct Config {
     pub cluster_ca_pem: Vec<u8>,
     /// The node's InternalIP, also every pod's hostIP.
     pub node_ip: IpAddr,
+    /// A projected service account token is fetched again once 80% of its
+    /// lifetime has passed or it is this old (the kubelet's 24 h).
+    pub token_max_age: Duration,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             streaming_bind: "0.0.0.0".into(),
             cluster_ca_pem: Vec::new(),
             node_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            token_max_age: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -424,9 +424,35 @@ async fn service_account_token(
 
 /// Service account tokens already fetched for a pod's projected volumes,
 /// by (volume, path): reused on resync until 80% of their lifetime is
-/// over, when the kubelet fetches a fresh one.
-#[derive(Default)]
-pub struct TokenCache(HashMap<(String, String), (String, std::time::Instant, std::time::Duration)>);
+/// over or they are older than `max_age`, when the kubelet fetches a fresh
+/// one.
+pub struct TokenCache {
+    tokens: HashMap<(String, String), (String, std::time::Instant, std::time::Duration)>,
+    max_age: std::time::Duration,
+}
+
+impl TokenCache {
+    pub fn new(max_age: std::time::Duration) -> TokenCache {
+        TokenCache {
+            tokens: HashMap::new(),
+            max_age,
+        }
+    }
+
+    /// The token for (volume, path) unless it is due for a refresh.
+    fn fresh(&self, key: &(String, String)) -> Option<String> {
+        let (token, fetched, ttl) = self.tokens.get(key)?;
+        let age = fetched.elapsed();
+        (age < ttl.mul_f64(0.8) && age < self.max_age).then(|| token.clone())
+    }
+}
+
+/// Whether a volume lives on a tmpfs: secret, downwardAPI and projected
+/// volumes do (a projected one may hold a token or secrets), as the
+/// kubelet makes them.
+pub fn is_memory_backed(v: &k8s_openapi::api::core::v1::Volume) -> bool {
+    v.secret.is_some() || v.downward_api.is_some() || v.projected.is_some()
+}
 
 /// Whether a volume holds files made from API data (configMap, secret,
 /// downwardAPI, projected): the agent writes and refreshes those, and they
@@ -599,12 +625,7 @@ pub async fn volumes(
                 }
                 if let Some(t) = &src.service_account_token {
                     let key = (v.name.clone(), t.path.clone());
-                    let cached = tokens
-                        .0
-                        .get(&key)
-                        .filter(|(_, at, ttl)| at.elapsed() < ttl.mul_f64(0.8))
-                        .map(|(token, _, _)| token.clone());
-                    let token = match cached {
+                    let token = match tokens.fresh(&key) {
                         Some(token) => Some(token),
                         None => {
                             let ttl = t.expiration_seconds.unwrap_or(TOKEN_TTL).max(0) as u64;
@@ -617,7 +638,7 @@ pub async fn volumes(
                             .await
                             .map_err(failed)?;
                             if let Some(token) = &fresh {
-                                tokens.0.insert(
+                                tokens.tokens.insert(
                                     key,
                                     (
                                         token.clone(),
@@ -629,11 +650,10 @@ pub async fn volumes(
                             fresh
                         }
                     };
+                    // The volume's mode, as the kubelet gives it without
+                    // fsGroup.
                     if let Some(token) = token {
-                        files.insert(
-                            t.path.clone(),
-                            (token.into_bytes(), 0o600.min(default_mode)),
-                        );
+                        files.insert(t.path.clone(), (token.into_bytes(), default_mode));
                     }
                 }
             }

@@ -24,6 +24,7 @@ mod proxy;
 mod rawjson;
 mod registry;
 mod resources;
+mod sa_tokens;
 mod selectors;
 mod server;
 mod status;
@@ -162,6 +163,11 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
         .map_err(|_| Error::BindAddress(config.bind_address.clone()))?;
     std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
     let material = tls::load_or_create(&config.data_dir, &serving_names(&config, ip))?;
+    // Making the RSA key takes a moment on first start: alongside the rest.
+    let tls_dir = config.data_dir.join("tls");
+    let sa_tokens = tokio::task::spawn_blocking(move || {
+        sa_tokens::ServiceAccountTokens::load_or_create(&tls_dir)
+    });
     let bind = SocketAddr::new(ip, config.https_port);
     let listener = TcpListener::bind(bind)
         .await
@@ -181,6 +187,9 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
     let kubeconfig = tls::write_kubeconfig(&config.data_dir, &server_url)?;
 
     let cache = cache::Cache::start(store.clone()).await?;
+    let sa_tokens = sa_tokens
+        .await
+        .map_err(|e| Error::Tls(format!("making the service account key: {e}")))??;
     if !config.compaction_interval.is_zero() {
         tokio::spawn(compactor::run(
             Arc::downgrade(&store),
@@ -195,6 +204,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
         ca_pem: material.ca_pem.clone(),
         kubelet_tls: material.kubelet_client_config.clone(),
         server_url,
+        sa_tokens,
     });
     namespaces::bootstrap(&state).await?;
     let (tx, rx) = tokio::sync::watch::channel(false);

@@ -16,6 +16,7 @@ use crate::resources::{ResourceDef, GROUPS, RESOURCES};
 const REF_PREFIX: &str = "#/components/schemas/";
 
 fn definitions() -> Map<String, Value> {
+    use k8s_openapi::api::authentication::v1 as authn;
     use k8s_openapi::api::coordination::v1 as coord;
     use k8s_openapi::api::core::v1 as core;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
@@ -28,6 +29,7 @@ fn definitions() -> Map<String, Value> {
     g.subschema_for::<core::Secret>();
     g.subschema_for::<core::ServiceAccount>();
     g.subschema_for::<core::Binding>();
+    g.subschema_for::<authn::TokenRequest>();
     g.subschema_for::<coord::Lease>();
     g.subschema_for::<meta::Status>();
     g.subschema_for::<meta::DeleteOptions>();

@@ -1,12 +1,15 @@
 //! Decoding of Kubernetes protobuf request bodies into JSON, for the kinds
 //! kubectl's typed clients POST as protobuf (`kubectl create namespace`,
-//! `create configmap`, `create secret`, `create serviceaccount`). Responses
-//! are always JSON (those clients accept it). Field numbers follow
-//! k8s.io/api's generated.proto.
+//! `create configmap`, `create secret`, `create serviceaccount`, `create
+//! token`). Field numbers follow k8s.io/api's generated.proto; TokenRequest
+//! goes through k8s-pb's generated types, which also encode it for the
+//! answer (other answers are JSON, which those clients accept).
 
 use serde_json::{json, Map, Value};
 
 const MAGIC: &[u8] = b"k8s\0";
+
+pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
 #[derive(Debug)]
 pub struct DecodeError(pub String);
@@ -276,23 +279,184 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
             _ => {}
         }
     }
-    if !matches!(
-        kind.as_str(),
-        "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount"
-    ) {
-        return err(format!(
-            "protobuf bodies are accepted for Namespace, ConfigMap, Secret and ServiceAccount only, not {kind:?}; send application/json"
-        ));
-    }
-    let mut v = decode_kind(&kind, raw)?;
+    let mut v = match kind.as_str() {
+        "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount" => decode_kind(&kind, raw)?,
+        "TokenRequest" => token_request::decode(raw)?,
+        _ => {
+            return err(format!(
+                "protobuf bodies are accepted for Namespace, ConfigMap, Secret, ServiceAccount and TokenRequest only, not {kind:?}; send application/json"
+            ))
+        }
+    };
     v["apiVersion"] = json!(api_version);
     v["kind"] = json!(kind);
     Ok(v)
 }
 
+/// The protobuf form of `v`, for the kinds that have one here.
+pub fn encode(v: &Value) -> Option<Vec<u8>> {
+    match (v["apiVersion"].as_str()?, v["kind"].as_str()?) {
+        ("authentication.k8s.io/v1", "TokenRequest") => Some(token_request::encode(v)),
+        _ => None,
+    }
+}
+
+/// TokenRequest through k8s-pb's types.
+mod token_request {
+    use k8s_pb::api::authentication::v1 as pb;
+    use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+    use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
+    use prost::Message;
+    use serde_json::{json, Map, Value};
+
+    use super::{DecodeError, MAGIC};
+
+    fn non_empty(s: Option<String>) -> Option<Value> {
+        s.filter(|s| !s.is_empty()).map(Value::String)
+    }
+
+    pub fn decode(raw: &[u8]) -> Result<Value, DecodeError> {
+        let tr =
+            pb::TokenRequest::decode(raw).map_err(|e| DecodeError(format!("TokenRequest: {e}")))?;
+        let mut out = Map::new();
+        if let Some(m) = tr.metadata {
+            let mut md = Map::new();
+            let fields = [
+                ("name", m.name),
+                ("generateName", m.generate_name),
+                ("namespace", m.namespace),
+                ("uid", m.uid),
+                ("resourceVersion", m.resource_version),
+            ];
+            for (k, v) in fields {
+                if let Some(v) = non_empty(v) {
+                    md.insert(k.into(), v);
+                }
+            }
+            if !m.labels.is_empty() {
+                md.insert("labels".into(), json!(m.labels));
+            }
+            if !m.annotations.is_empty() {
+                md.insert("annotations".into(), json!(m.annotations));
+            }
+            out.insert("metadata".into(), Value::Object(md));
+        }
+        let spec = tr.spec.unwrap_or_default();
+        let mut sp = Map::new();
+        if !spec.audiences.is_empty() {
+            sp.insert("audiences".into(), json!(spec.audiences));
+        }
+        if let Some(e) = spec.expiration_seconds {
+            sp.insert("expirationSeconds".into(), json!(e));
+        }
+        if let Some(r) = spec.bound_object_ref {
+            let mut b = Map::new();
+            let fields = [
+                ("kind", r.kind),
+                ("apiVersion", r.api_version),
+                ("name", r.name),
+                ("uid", r.u_id),
+            ];
+            for (k, v) in fields {
+                if let Some(v) = non_empty(v) {
+                    b.insert(k.into(), v);
+                }
+            }
+            sp.insert("boundObjectRef".into(), Value::Object(b));
+        }
+        out.insert("spec".into(), Value::Object(sp));
+        Ok(Value::Object(out))
+    }
+
+    fn string(v: &Value) -> Option<String> {
+        v.as_str().map(str::to_string)
+    }
+
+    fn time(v: &Value) -> Option<meta::Time> {
+        let t = chrono::DateTime::parse_from_rfc3339(v.as_str()?).ok()?;
+        Some(meta::Time {
+            seconds: Some(t.timestamp()),
+            nanos: Some(0),
+        })
+    }
+
+    /// The `k8s\0` envelope around the TokenRequest `v`.
+    pub fn encode(v: &Value) -> Vec<u8> {
+        let spec = &v["spec"];
+        let bound = &spec["boundObjectRef"];
+        let tr = pb::TokenRequest {
+            metadata: Some(meta::ObjectMeta {
+                name: string(&v["metadata"]["name"]),
+                namespace: string(&v["metadata"]["namespace"]),
+                creation_timestamp: time(&v["metadata"]["creationTimestamp"]),
+                ..Default::default()
+            }),
+            spec: Some(pb::TokenRequestSpec {
+                audiences: spec["audiences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(string)
+                    .collect(),
+                expiration_seconds: spec["expirationSeconds"].as_i64(),
+                bound_object_ref: bound.is_object().then(|| pb::BoundObjectReference {
+                    kind: string(&bound["kind"]),
+                    api_version: string(&bound["apiVersion"]),
+                    name: string(&bound["name"]),
+                    u_id: string(&bound["uid"]),
+                }),
+            }),
+            status: Some(pb::TokenRequestStatus {
+                token: string(&v["status"]["token"]),
+                expiration_timestamp: time(&v["status"]["expirationTimestamp"]),
+            }),
+        };
+        let envelope = Unknown {
+            type_meta: Some(TypeMeta {
+                api_version: string(&v["apiVersion"]),
+                kind: string(&v["kind"]),
+            }),
+            raw: Some(tr.encode_to_vec()),
+            content_encoding: Some(String::new()),
+            content_type: Some(String::new()),
+        };
+        [MAGIC, &envelope.encode_to_vec()].concat()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `kubectl create token default` (v1.32), from the reference -v=8 log.
+    const KUBECTL_TOKEN_REQUEST: &[u8] = b"k8s\0\x0a\x28\x0a\x18authentication.k8s.io/v1\x12\x0cTokenRequest\x12\x1a\x0a\x10\x0a\x00\x12\x00\x1a\x00\x22\x00\x2a\x00\x32\x00\x38\x00\x42\x00\x12\x00\x1a\x04\x0a\x00\x12\x00\x1a\x00\x22\x00";
+
+    #[test]
+    fn decodes_kubectls_token_request() {
+        let v = decode(KUBECTL_TOKEN_REQUEST).unwrap();
+        assert_eq!(
+            v,
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                   "metadata": {}, "spec": {}})
+        );
+    }
+
+    #[test]
+    fn token_requests_round_trip() {
+        let answer = json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "metadata": {"name": "default", "namespace": "default", "creationTimestamp": "2026-12-05T08:00:18Z"},
+            "spec": {"audiences": ["a", "b"], "expirationSeconds": 600,
+                     "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "p", "uid": "u"}},
+            "status": {"token": "t", "expirationTimestamp": "2026-12-05T08:10:18Z"},
+        });
+        let pb = encode(&answer).unwrap();
+        assert!(pb.starts_with(MAGIC));
+        let back = decode(&pb).unwrap();
+        assert_eq!(back["spec"], answer["spec"]);
+        assert_eq!(back["metadata"]["name"], "default");
+        assert!(encode(&json!({"apiVersion": "v1", "kind": "Pod"})).is_none());
+    }
 
     fn field(n: u8, b: &[u8]) -> Vec<u8> {
         let mut v = vec![(n << 3) | 2, b.len() as u8];

@@ -77,7 +77,16 @@ impl ResourceDef {
             "binding" => ("Binding", &["create"]),
             "finalize" => (self.kind, &["update"]),
             "log" => ("Pod", &["get"]),
+            "token" => ("TokenRequest", &["create"]),
             _ => ("PodExecOptions", &["create", "get"]),
+        }
+    }
+
+    /// The API group and version of a subresource's kind.
+    pub fn subresource_group_version(&self, sub: &str) -> (&'static str, &'static str) {
+        match sub {
+            "token" => ("authentication.k8s.io", "v1"),
+            _ => ("", "v1"),
         }
     }
 
@@ -188,9 +197,9 @@ pub static RESOURCES: &[ResourceDef] = &[
         namespaced: true,
         short_names: &["sa"],
         categories: &[],
-        subresources: &[],
+        subresources: &["token"],
         schema: "io.k8s.api.core.v1.ServiceAccount",
-        strategy: &registry::GENERIC,
+        strategy: &registry::SERVICE_ACCOUNT,
         normalize: roundtrip::<core::ServiceAccount>,
     },
     ResourceDef {

@@ -34,6 +34,8 @@ pub struct State {
     pub ca_pem: String,
     pub kubelet_tls: Arc<rustls::ClientConfig>,
     pub server_url: String,
+    /// Issues and verifies service account tokens.
+    pub sa_tokens: crate::sa_tokens::ServiceAccountTokens,
 }
 
 pub fn full(b: impl Into<Bytes>) -> Body {
@@ -116,20 +118,37 @@ fn is_anonymous(path: &str) -> bool {
     )
 }
 
-fn bearer_ok(headers: &HeaderMap, token: &str) -> bool {
+fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| {
-            let t = t.trim();
-            // Constant-time comparison: this is a secret.
-            t.len() == token.len()
-                && t.bytes()
-                    .zip(token.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        })
+        .map(str::trim)
+}
+
+fn bearer_ok(headers: &HeaderMap, token: &str) -> bool {
+    bearer(headers).is_some_and(|t| {
+        // Constant-time comparison: this is a secret.
+        t.len() == token.len()
+            && t.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    })
+}
+
+/// Whether the request's bearer token is a valid service account token.
+async fn service_account_ok(state: &State, headers: &HeaderMap) -> bool {
+    let Some(token) = bearer(headers) else {
+        return false;
+    };
+    match state.sa_tokens.verify(state, token).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "bearer token rejected");
+            false
+        }
+    }
 }
 
 pub type Query = HashMap<String, Vec<String>>;
@@ -150,7 +169,11 @@ pub fn q1<'a>(q: &'a Query, k: &str) -> Option<&'a str> {
 
 async fn handle(state: Arc<State>, conn: Conn, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
-    if !is_anonymous(&path) && !conn.client_cert && !bearer_ok(req.headers(), &state.node_token) {
+    if !is_anonymous(&path)
+        && !conn.client_cert
+        && !bearer_ok(req.headers(), &state.node_token)
+        && !service_account_ok(&state, req.headers()).await
+    {
         return error_response(&ApiError::unauthorized());
     }
     let method = req.method().clone();
@@ -209,6 +232,15 @@ async fn route<B: RequestBody>(
                 "application/x-pem-file",
                 Bytes::from(state.ca_pem.clone()),
             ))
+        }
+        [".well-known", "openid-configuration"] if get => {
+            return Ok(crate::sa_tokens::oidc::configuration(
+                &state.sa_tokens,
+                &state.server_url,
+            ))
+        }
+        ["openid", "v1", "jwks"] if get => {
+            return Ok(crate::sa_tokens::oidc::jwks(&state.sa_tokens))
         }
         ["openapi", "v3"] if get => {
             return Ok(bytes_response(
@@ -432,6 +464,10 @@ async fn dispatch<B: RequestBody>(
         (&Method::POST, Some(name), Some("binding")) => {
             let body = read_body(body, h).await?;
             handlers::bind(&ctx, name, &body).await
+        }
+        (&Method::POST, Some(name), Some(sub)) if t.def.subresource(sub).1.contains(&"create") => {
+            let body = read_body(body, h).await?;
+            handlers::create_subresource(&ctx, name, sub, &body).await
         }
         (&Method::PUT, Some(name), Some("finalize")) => {
             let body = read_body(body, h).await?;

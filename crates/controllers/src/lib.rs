@@ -3,10 +3,13 @@
 //! - [`lifecycle`] marks nodes whose agent stopped reporting as `Unknown`,
 //!   taints them unreachable, marks their pods not ready and evicts pods
 //!   that do not tolerate a node's NoExecute taints,
-//! - [`serviceaccounts`] keeps a `default` ServiceAccount in every namespace.
+//! - [`serviceaccounts`] keeps a `default` ServiceAccount in every namespace,
+//! - [`rootca`] publishes the cluster CA as `kube-root-ca.crt` in every
+//!   namespace.
 
 pub mod ipam;
 pub mod lifecycle;
+pub mod rootca;
 pub mod serviceaccounts;
 
 use std::net::Ipv4Addr;
@@ -25,6 +28,10 @@ pub struct Config {
     /// How often node health and evictions are checked
     /// (kube-controller-manager's --node-monitor-period).
     pub node_monitor_period: Duration,
+    /// The cluster CA (PEM) published in every namespace as
+    /// `kube-root-ca.crt` (kube-controller-manager's --root-ca-file); none,
+    /// none published.
+    pub root_ca_pem: Option<String>,
 }
 
 impl Default for Config {
@@ -35,16 +42,24 @@ impl Default for Config {
             // Kubernetes 1.32's defaults.
             node_monitor_grace: Duration::from_secs(50),
             node_monitor_period: Duration::from_secs(5),
+            root_ca_pem: None,
         }
     }
 }
 
 /// Runs every controller until one fails.
 pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
+    let root_ca = async {
+        match config.root_ca_pem.clone() {
+            Some(pem) => rootca::run(client.clone(), pem).await,
+            None => Ok(()),
+        }
+    };
     tokio::try_join!(
         ipam::run(client.clone(), config.clone()),
         lifecycle::run(client.clone(), config.clone()),
-        serviceaccounts::run(client),
+        serviceaccounts::run(client.clone()),
+        root_ca,
     )?;
     Ok(())
 }

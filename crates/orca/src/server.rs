@@ -55,8 +55,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                 args.cluster_cidr
             )
         })?;
+    let ca_path = args.data_dir.join("tls/ca.crt");
+    let root_ca_pem = std::fs::read_to_string(&ca_path)
+        .with_context(|| format!("reading the cluster CA {}", ca_path.display()))?;
     let controllers = orca_controllers::Config {
         cluster_cidr,
+        root_ca_pem: Some(root_ca_pem),
         ..Default::default()
     };
     tasks.spawn(named(

@@ -48,7 +48,14 @@ async fn namespace_usable(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
 pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let dry = dry_run(ctx.query, "CreateOptions")?;
     let raw = decode_body(ctx.headers, body)?;
-    let (mut v, warnings) = admit_body(ctx, raw, ctx.def.kind, ctx.def.schema, ctx.def.normalize)?;
+    let (mut v, warnings) = admit_body(
+        ctx,
+        raw,
+        &ctx.def.api_version(),
+        ctx.def.kind,
+        ctx.def.schema,
+        ctx.def.normalize,
+    )?;
     if ctx.def.namespaced {
         let ns = ctx.namespace.ok_or_else(|| {
             ApiError::method_not_allowed(format!(
@@ -84,6 +91,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
             )],
         ));
     }
+    ctx.def.strategy.admit_create(ctx.state, &mut v).await?;
     // System fields are the server's to set.
     if let Some(m) = v["metadata"].as_object_mut() {
         m.remove("resourceVersion");
@@ -369,7 +377,14 @@ pub async fn update(
 ) -> Result<Response<Body>, ApiError> {
     let dry = dry_run(ctx.query, "UpdateOptions")?;
     let raw = decode_body(ctx.headers, body)?;
-    let (new, warnings) = admit_body(ctx, raw, ctx.def.kind, ctx.def.schema, ctx.def.normalize)?;
+    let (new, warnings) = admit_body(
+        ctx,
+        raw,
+        &ctx.def.api_version(),
+        ctx.def.kind,
+        ctx.def.schema,
+        ctx.def.normalize,
+    )?;
     let body_name = name_of(&new);
     if body_name != name {
         return Err(ApiError::bad_request(format!(

@@ -6,10 +6,13 @@
 
 mod namespaces;
 mod pods;
+mod service_account_admission;
+mod serviceaccounts;
 mod simple;
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -24,6 +27,7 @@ use crate::status::ApiError;
 
 pub use namespaces::NAMESPACE;
 pub use pods::POD;
+pub use serviceaccounts::SERVICE_ACCOUNT;
 pub use simple::{NODE, SECRET};
 
 /// The outcome of preparing a write against the current object.
@@ -34,6 +38,13 @@ pub enum Write {
     Remove,
     /// Nothing changes; answer with the current object.
     Unchanged,
+}
+
+/// Where a subresource create goes.
+pub struct SubresourceTarget<'a> {
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+    pub sub: &'a str,
 }
 
 /// The verbs most resources serve.
@@ -49,6 +60,35 @@ pub const ALL_VERBS: &[&str] = &[
 ];
 
 pub trait Strategy: Sync {
+    /// Admission that reads other objects (for pods, the ServiceAccount
+    /// admission plugin), run once on create, dry run included, before
+    /// [`Strategy::prepare_create`].
+    fn admit_create<'a>(
+        &'a self,
+        _state: &'a Arc<State>,
+        _obj: &'a mut Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// A POST to subresource `sub` of object `name` that makes something
+    /// other than the object (serviceaccounts/token): `body` is the decoded
+    /// request, already checked against the subresource's kind. Answers the
+    /// object to return with 201. Such subresources store nothing, so a dry
+    /// run is answered as the real request (as kube-apiserver does).
+    fn create_subresource<'a>(
+        &'a self,
+        _state: &'a Arc<State>,
+        _target: SubresourceTarget<'a>,
+        _body: Value,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async {
+            Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ))
+        })
+    }
+
     /// Defaults and validation of a new object (PrepareForCreate, Validate).
     fn prepare_create(&self, def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
         validated(def, obj, validate_new(def.kind, obj, def.namespaced))
