@@ -3,11 +3,16 @@
 //! - [`lifecycle`] marks nodes whose agent stopped reporting as `Unknown`,
 //!   taints them unreachable, marks their pods not ready and evicts pods
 //!   that do not tolerate a node's NoExecute taints,
-//! - [`serviceaccounts`] keeps a `default` ServiceAccount in every namespace.
+//! - [`serviceaccounts`] keeps a `default` ServiceAccount in every namespace,
+//! - [`endpoints`] and [`endpointslices`] list the pods each Service selects,
+//!   from one shared watch of Services and Pods ([`servicepods`]).
 
+pub mod endpoints;
+pub mod endpointslices;
 pub mod ipam;
 pub mod lifecycle;
 pub mod serviceaccounts;
+pub mod servicepods;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -25,6 +30,9 @@ pub struct Config {
     /// How often node health and evictions are checked
     /// (kube-controller-manager's --node-monitor-period).
     pub node_monitor_period: Duration,
+    /// Endpoints per EndpointSlice (kube-controller-manager's
+    /// --max-endpoints-per-slice).
+    pub max_endpoints_per_slice: usize,
 }
 
 impl Default for Config {
@@ -35,6 +43,7 @@ impl Default for Config {
             // Kubernetes 1.32's defaults.
             node_monitor_grace: Duration::from_secs(50),
             node_monitor_period: Duration::from_secs(5),
+            max_endpoints_per_slice: 100,
         }
     }
 }
@@ -44,7 +53,22 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     tokio::try_join!(
         ipam::run(client.clone(), config.clone()),
         lifecycle::run(client.clone(), config.clone()),
-        serviceaccounts::run(client),
+        serviceaccounts::run(client.clone()),
+        run_endpoints(client, config.max_endpoints_per_slice),
+    )?;
+    Ok(())
+}
+
+/// The endpoints and endpointslice controllers over one shared watch of
+/// Services and Pods.
+pub async fn run_endpoints(client: kube::Client, max_per_slice: usize) -> anyhow::Result<()> {
+    let endpoints_queue = std::sync::Arc::new(servicepods::Queue::default());
+    let slices_queue = std::sync::Arc::new(servicepods::Queue::default());
+    let inputs = servicepods::Inputs::new(vec![endpoints_queue.clone(), slices_queue.clone()]);
+    tokio::try_join!(
+        inputs.clone().run(client.clone()),
+        endpoints::run(client.clone(), inputs.clone(), endpoints_queue),
+        endpointslices::run(client, inputs, slices_queue, max_per_slice),
     )?;
     Ok(())
 }
