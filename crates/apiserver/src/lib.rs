@@ -226,10 +226,13 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
     let mut listeners = vec![listener];
     if let Some(a) = advertise.filter(|a| ip.is_loopback() && !a.is_loopback()) {
         let also = SocketAddr::new(a, addr.port());
-        let l = TcpListener::bind(also)
-            .await
-            .map_err(|source| Error::Listen { addr: also, source })?;
-        listeners.push(l);
+        match TcpListener::bind(also).await {
+            Ok(l) => listeners.push(l),
+            // An advertised address of a load balancer or NAT in front of
+            // this machine is not this machine's to bind.
+            Err(e) => tracing::warn!(address = %also, error = %e,
+                "not listening on the advertised address; pods reach this server only if it forwards here"),
+        }
     }
     let host = if ip.is_unspecified() {
         "127.0.0.1".to_string()
