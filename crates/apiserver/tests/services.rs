@@ -493,3 +493,53 @@ async fn the_kubernetes_service_points_at_the_advertised_address() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_and_replace_keep_the_allocated_values() {
+    let h = Harness::start().await;
+    let manifest = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: http}
+"#;
+    let file = h.dir.path().join("svc.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let file = file.to_str().unwrap();
+    assert_eq!(
+        h.kubectl(&["apply", "-f", file]).await.trim(),
+        "service/web created"
+    );
+    let before: Value =
+        serde_json::from_str(&h.kubectl(&["get", "svc", "web", "-o", "json"]).await).unwrap();
+    assert_eq!(
+        h.kubectl(&["apply", "-f", file]).await.trim(),
+        "service/web unchanged"
+    );
+    // A replace without the allocated values keeps them too.
+    assert_eq!(
+        h.kubectl(&["replace", "-f", file]).await.trim(),
+        "service/web replaced"
+    );
+    let after: Value =
+        serde_json::from_str(&h.kubectl(&["get", "svc", "web", "-o", "json"]).await).unwrap();
+    assert_eq!(before["spec"], after["spec"]);
+    // Changing an allocated value is refused with Kubernetes' words.
+    let err = h
+        .kubectl_fails(
+            &[
+                "patch",
+                "svc",
+                "web",
+                "-p",
+                r#"{"spec":{"clusterIP":"10.43.200.200","clusterIPs":["10.43.200.200"]}}"#,
+            ],
+            None,
+        )
+        .await;
+    assert!(err.contains("spec.clusterIPs[0]: Invalid value: []string{\"10.43.200.200\"}: may not change once set"), "{err}");
+}

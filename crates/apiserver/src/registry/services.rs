@@ -317,7 +317,7 @@ async fn take_node_port(
 }
 
 /// kube-apiserver's `patchAllocatedValues`: an update that leaves out the
-/// cluster IP or node ports keeps the allocated ones.
+/// cluster IP, IP families or node ports keeps the allocated ones.
 fn patch_allocated_values(new: &mut ServiceSpec, old: &ServiceSpec) {
     if needs_cluster_ip(old) && needs_cluster_ip(new) {
         if new.cluster_ip.as_deref().unwrap_or("").is_empty() {
@@ -327,6 +327,14 @@ fn patch_allocated_values(new: &mut ServiceSpec, old: &ServiceSpec) {
             && old.cluster_ips.as_ref().is_some_and(|i| !i.is_empty())
         {
             new.cluster_ips = old.cluster_ips.clone();
+        }
+        // The families the allocator chose, as its `initIPFamilyFields`
+        // keeps them on update.
+        if new.ip_families.as_ref().is_none_or(|f| f.is_empty()) {
+            new.ip_families = old.ip_families.clone();
+        }
+        if new.ip_family_policy.is_none() {
+            new.ip_family_policy = old.ip_family_policy.clone();
         }
     }
     if node_port_type(old) && node_port_type(new) {
