@@ -209,31 +209,44 @@ fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// The environment of a container, in Kubernetes' order: envFrom first,
-/// then env (later entries win), `$(VAR)` expanded against earlier ones.
-/// The error is the CreateContainerConfigError message.
+/// then env (later entries win), `$(VAR)` expanded against earlier ones and
+/// the Service variables, then the Service variables the container does not
+/// set itself. The error is the CreateContainerConfigError message.
 pub async fn env(
     client: &kube::Client,
     pod: &Pod,
     container: &Container,
     rt: &Runtime,
+    service_env: Vec<(String, String)>,
 ) -> Result<Vec<(String, String)>, String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut order: Vec<String> = Vec::new();
-    let mut vars: HashMap<String, String> = HashMap::new();
-    let set =
-        |k: String, v: String, order: &mut Vec<String>, vars: &mut HashMap<String, String>| {
-            if !vars.contains_key(&k) {
-                order.push(k.clone());
-            }
-            vars.insert(k, v);
-        };
+    // What `$(VAR)` sees: the container's own variables over the Services'.
+    let mut vars: HashMap<String, String> = service_env.iter().cloned().collect();
+    let mut own: std::collections::HashSet<String> = Default::default();
+    let set = |k: String,
+               v: String,
+               order: &mut Vec<String>,
+               vars: &mut HashMap<String, String>,
+               own: &mut std::collections::HashSet<String>| {
+        if own.insert(k.clone()) {
+            order.push(k.clone());
+        }
+        vars.insert(k, v);
+    };
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(r) = &from.config_map_ref {
             match get_config_map(client, ns, &r.name).await? {
                 Some(cm) => {
                     for (k, v) in cm.data.iter().flatten() {
-                        set(format!("{prefix}{k}"), v.clone(), &mut order, &mut vars);
+                        set(
+                            format!("{prefix}{k}"),
+                            v.clone(),
+                            &mut order,
+                            &mut vars,
+                            &mut own,
+                        );
                     }
                 }
                 None if r.optional == Some(true) => {}
@@ -249,6 +262,7 @@ pub async fn env(
                             String::from_utf8_lossy(&v).to_string(),
                             &mut order,
                             &mut vars,
+                            &mut own,
                         );
                     }
                 }
@@ -301,15 +315,17 @@ pub async fn env(
         } else {
             expand(e.value.as_deref().unwrap_or(""), &vars)
         };
-        set(e.name.clone(), value, &mut order, &mut vars);
+        set(e.name.clone(), value, &mut order, &mut vars, &mut own);
     }
-    Ok(order
+    let mut out: Vec<(String, String)> = order
         .into_iter()
         .map(|k| {
             let v = vars.remove(&k).unwrap_or_default();
             (k, v)
         })
-        .collect())
+        .collect();
+    out.extend(service_env.into_iter().filter(|(k, _)| !own.contains(k)));
+    Ok(out)
 }
 
 fn mode(m: Option<i32>, default: u32) -> u32 {

@@ -1125,7 +1125,15 @@ impl Worker {
         c: &Container,
         attempt: u32,
     ) -> Result<ContainerConfig, String> {
-        let env = crate::resolve::env(&self.ctx.client, &self.pod, c, &self.downward()).await?;
+        let service_env = self.ctx.service_env(&self.pod).await?;
+        let env = crate::resolve::env(
+            &self.ctx.client,
+            &self.pod,
+            c,
+            &self.downward(),
+            service_env,
+        )
+        .await?;
         let vars: HashMap<String, String> = env.iter().cloned().collect();
         let expand = |v: &Option<Vec<String>>| -> Vec<String> {
             v.iter()

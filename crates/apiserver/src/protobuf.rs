@@ -1,9 +1,10 @@
 //! Decoding of Kubernetes protobuf request bodies into JSON, for the kinds
 //! kubectl's typed clients POST as protobuf (`kubectl create namespace`,
 //! `create configmap`, `create secret`, `create serviceaccount`, `create
-//! token`). Field numbers follow k8s.io/api's generated.proto; TokenRequest
-//! goes through k8s-pb's generated types, which also encode it for the
-//! answer (other answers are JSON, which those clients accept).
+//! token`, `create service`). Field numbers follow k8s.io/api's
+//! generated.proto; TokenRequest goes through k8s-pb's generated types, which
+//! also encode it for the answer (other answers are JSON, which those clients
+//! accept).
 
 use serde_json::{json, Map, Value};
 
@@ -165,7 +166,8 @@ fn object_meta(b: &[u8]) -> Result<Value, DecodeError> {
             (6, Field::Bytes(x)) => {
                 m.insert("resourceVersion".into(), string(x)?);
             }
-            (7, Field::Varint(v)) => {
+            // Go writes the zero generation too; it means "unset".
+            (7, Field::Varint(v)) if v != 0 => {
                 m.insert("generation".into(), json!(v as i64));
             }
             (8, Field::Bytes(x)) => {
@@ -189,6 +191,110 @@ fn strings_message(b: &[u8], names: &[(u64, &str)]) -> Result<Value, DecodeError
             if let Some((_, name)) = names.iter().find(|(k, _)| *k == n) {
                 m.insert((*name).to_string(), string(x)?);
             }
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+/// intstr.IntOrString {1: type (0 int, 1 string), 2: intVal, 3: strVal}.
+fn int_or_string(b: &[u8]) -> Result<Value, DecodeError> {
+    let (mut ty, mut int, mut text) = (0, 0i64, Value::String(String::new()));
+    for f in fields(b) {
+        match f? {
+            (1, Field::Varint(v)) => ty = v,
+            (2, Field::Varint(v)) => int = i64::from(v as i32),
+            (3, Field::Bytes(x)) => text = string(x)?,
+            _ => {}
+        }
+    }
+    Ok(if ty == 1 { text } else { json!(int) })
+}
+
+/// Go marshals a non-pointer field even when it holds its zero value;
+/// JSON leaves those out.
+fn put_unless_zero(m: &mut Map<String, Value>, name: &str, v: Value) {
+    let zero = matches!(&v, Value::String(s) if s.is_empty()) || v == json!(0) || v == json!(false);
+    if !zero {
+        m.insert(name.to_string(), v);
+    }
+}
+
+fn service_port(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut m = Map::new();
+    for f in fields(b) {
+        match f? {
+            (1, Field::Bytes(x)) => put_unless_zero(&mut m, "name", string(x)?),
+            (2, Field::Bytes(x)) => put_unless_zero(&mut m, "protocol", string(x)?),
+            (3, Field::Varint(v)) => put_unless_zero(&mut m, "port", json!(v as i32)),
+            (4, Field::Bytes(x)) => put_unless_zero(&mut m, "targetPort", int_or_string(x)?),
+            (5, Field::Varint(v)) => put_unless_zero(&mut m, "nodePort", json!(v as i32)),
+            (6, Field::Bytes(x)) => {
+                m.insert("appProtocol".into(), string(x)?);
+            }
+            _ => {}
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+fn service_spec(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut m = Map::new();
+    for f in fields(b) {
+        match f? {
+            (1, Field::Bytes(x)) => push_list(&mut m, "ports", service_port(x)?),
+            (2, Field::Bytes(x)) => push_map(&mut m, "selector", map_entry(x, false)?),
+            (3, Field::Bytes(x)) => put_unless_zero(&mut m, "clusterIP", string(x)?),
+            (4, Field::Bytes(x)) => put_unless_zero(&mut m, "type", string(x)?),
+            (5, Field::Bytes(x)) => push_list(&mut m, "externalIPs", string(x)?),
+            (7, Field::Bytes(x)) => put_unless_zero(&mut m, "sessionAffinity", string(x)?),
+            (8, Field::Bytes(x)) => put_unless_zero(&mut m, "loadBalancerIP", string(x)?),
+            (9, Field::Bytes(x)) => push_list(&mut m, "loadBalancerSourceRanges", string(x)?),
+            (10, Field::Bytes(x)) => put_unless_zero(&mut m, "externalName", string(x)?),
+            (11, Field::Bytes(x)) => put_unless_zero(&mut m, "externalTrafficPolicy", string(x)?),
+            (12, Field::Varint(v)) => {
+                put_unless_zero(&mut m, "healthCheckNodePort", json!(v as i32))
+            }
+            (13, Field::Varint(v)) => {
+                put_unless_zero(&mut m, "publishNotReadyAddresses", json!(v != 0))
+            }
+            (14, Field::Bytes(x)) => {
+                let mut timeout = None;
+                for g in fields(x) {
+                    if let (1, Field::Bytes(c)) = g? {
+                        for h in fields(c) {
+                            if let (1, Field::Varint(t)) = h? {
+                                timeout = Some(t as i32);
+                            }
+                        }
+                    }
+                }
+                let client_ip = match timeout {
+                    Some(t) => json!({"timeoutSeconds": t}),
+                    None => json!({}),
+                };
+                m.insert(
+                    "sessionAffinityConfig".into(),
+                    json!({"clientIP": client_ip}),
+                );
+            }
+            (17, Field::Bytes(x)) => {
+                m.insert("ipFamilyPolicy".into(), string(x)?);
+            }
+            (18, Field::Bytes(x)) => push_list(&mut m, "clusterIPs", string(x)?),
+            (19, Field::Bytes(x)) => push_list(&mut m, "ipFamilies", string(x)?),
+            (20, Field::Varint(v)) => {
+                m.insert("allocateLoadBalancerNodePorts".into(), json!(v != 0));
+            }
+            (21, Field::Bytes(x)) => {
+                m.insert("loadBalancerClass".into(), string(x)?);
+            }
+            (22, Field::Bytes(x)) => {
+                m.insert("internalTrafficPolicy".into(), string(x)?);
+            }
+            (23, Field::Bytes(x)) => {
+                m.insert("trafficDistribution".into(), string(x)?);
+            }
+            _ => {}
         }
     }
     Ok(Value::Object(m))
@@ -245,6 +351,9 @@ fn decode_kind(kind: &str, raw: &[u8]) -> Result<Value, DecodeError> {
                 "imagePullSecrets",
                 strings_message(x, &[(1, "name")])?,
             ),
+            ("Service", 2, Field::Bytes(x)) => {
+                o.insert("spec".into(), service_spec(x)?);
+            }
             ("ServiceAccount", 4, Field::Varint(v)) => {
                 o.insert("automountServiceAccountToken".into(), json!(v != 0));
             }
@@ -280,11 +389,13 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
         }
     }
     let mut v = match kind.as_str() {
-        "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount" => decode_kind(&kind, raw)?,
+        "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount" | "Service" => {
+            decode_kind(&kind, raw)?
+        }
         "TokenRequest" => token_request::decode(raw)?,
         _ => {
             return err(format!(
-                "protobuf bodies are accepted for Namespace, ConfigMap, Secret, ServiceAccount and TokenRequest only, not {kind:?}; send application/json"
+                "protobuf bodies are accepted for Namespace, ConfigMap, Secret, ServiceAccount, Service and TokenRequest only, not {kind:?}; send application/json"
             ))
         }
     };
@@ -478,6 +589,41 @@ mod tests {
         assert_eq!(
             v,
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "foo", "labels": {"a": "b"}}})
+        );
+    }
+
+    fn varint_field(n: u8, v: u8) -> Vec<u8> {
+        vec![n << 3, v]
+    }
+
+    #[test]
+    fn decodes_a_service_leaving_out_go_zero_values() {
+        let tm = [field(1, b"v1"), field(2, b"Service")].concat();
+        let target = [varint_field(1, 0), varint_field(2, 80), field(3, b"")].concat();
+        let port = [
+            field(1, b"80-80"),
+            field(2, b"TCP"),
+            varint_field(3, 80),
+            field(4, &target),
+            varint_field(5, 0),
+        ]
+        .concat();
+        let spec = [
+            field(1, &port),
+            field(2, &[field(1, b"app"), field(2, b"web")].concat()),
+            field(3, b"None"),
+            field(4, b"ClusterIP"),
+            field(10, b""),
+            varint_field(13, 0),
+        ]
+        .concat();
+        let raw = [field(1, &field(1, b"web")), field(2, &spec)].concat();
+        let body = [b"k8s\0".to_vec(), field(1, &tm), field(2, &raw)].concat();
+        assert_eq!(
+            decode(&body).unwrap(),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                   "spec": {"ports": [{"name": "80-80", "protocol": "TCP", "port": 80, "targetPort": 80}],
+                            "selector": {"app": "web"}, "clusterIP": "None", "type": "ClusterIP"}})
         );
     }
 

@@ -102,6 +102,7 @@ fn roundtrip<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, String>
 
 use k8s_openapi::api::coordination::v1 as coord;
 use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1 as discovery;
 
 pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
@@ -203,6 +204,48 @@ pub static RESOURCES: &[ResourceDef] = &[
         normalize: roundtrip::<core::ServiceAccount>,
     },
     ResourceDef {
+        group: "",
+        version: "v1",
+        name: "services",
+        singular: "service",
+        kind: "Service",
+        namespaced: true,
+        short_names: &["svc"],
+        categories: &["all"],
+        subresources: &["status"],
+        schema: "io.k8s.api.core.v1.Service",
+        strategy: &registry::SERVICE,
+        normalize: roundtrip::<core::Service>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        name: "endpoints",
+        singular: "endpoints",
+        kind: "Endpoints",
+        namespaced: true,
+        short_names: &["ep"],
+        categories: &[],
+        subresources: &[],
+        schema: "io.k8s.api.core.v1.Endpoints",
+        strategy: &registry::ENDPOINTS,
+        normalize: roundtrip::<core::Endpoints>,
+    },
+    ResourceDef {
+        group: "discovery.k8s.io",
+        version: "v1",
+        name: "endpointslices",
+        singular: "endpointslice",
+        kind: "EndpointSlice",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        schema: "io.k8s.api.discovery.v1.EndpointSlice",
+        strategy: &registry::ENDPOINT_SLICE,
+        normalize: roundtrip::<discovery::EndpointSlice>,
+    },
+    ResourceDef {
         group: "coordination.k8s.io",
         version: "v1",
         name: "leases",
@@ -219,7 +262,7 @@ pub static RESOURCES: &[ResourceDef] = &[
 ];
 
 /// The API groups served under /apis (the core group is under /api).
-pub const GROUPS: &[(&str, &str)] = &[("coordination.k8s.io", "v1")];
+pub const GROUPS: &[(&str, &str)] = &[("coordination.k8s.io", "v1"), ("discovery.k8s.io", "v1")];
 
 pub fn find(group: &str, version: &str, name: &str) -> Option<&'static ResourceDef> {
     RESOURCES
@@ -237,4 +280,8 @@ pub fn pods() -> &'static ResourceDef {
 
 pub fn namespaces() -> &'static ResourceDef {
     &RESOURCES[1]
+}
+
+pub fn services() -> &'static ResourceDef {
+    find("", "v1", "services").expect("services are served")
 }

@@ -36,6 +36,8 @@ pub struct State {
     pub server_url: String,
     /// Issues and verifies service account tokens.
     pub sa_tokens: crate::sa_tokens::ServiceAccountTokens,
+    /// The ranges Service cluster IPs and node ports come from.
+    pub service_network: crate::registry::ServiceNetwork,
 }
 
 pub fn full(b: impl Into<Bytes>) -> Body {
@@ -189,6 +191,16 @@ fn text(code: u16, s: &str) -> Response<Body> {
         "text/plain; charset=utf-8",
         Bytes::from(s.to_string()),
     )
+}
+
+/// A client for components in this process (see
+/// [`crate::ApiServer::local_client`]).
+pub fn local_client(state: Arc<State>) -> kube::Client {
+    let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle_local(state, req).await) }
+    });
+    kube::Client::new(service, "default")
 }
 
 /// Serves a request from a component in this process (see

@@ -5,12 +5,17 @@
 //!   that do not tolerate a node's NoExecute taints,
 //! - [`serviceaccounts`] keeps a `default` ServiceAccount in every namespace,
 //! - [`rootca`] publishes the cluster CA as `kube-root-ca.crt` in every
-//!   namespace.
+//!   namespace,
+//! - [`endpoints`] and [`endpointslices`] list the pods each Service selects,
+//!   from one shared watch of Services and Pods ([`servicepods`]).
 
+pub mod endpoints;
+pub mod endpointslices;
 pub mod ipam;
 pub mod lifecycle;
 pub mod rootca;
 pub mod serviceaccounts;
+pub mod servicepods;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -32,6 +37,9 @@ pub struct Config {
     /// `kube-root-ca.crt` (kube-controller-manager's --root-ca-file); none,
     /// none published.
     pub root_ca_pem: Option<String>,
+    /// Endpoints per EndpointSlice (kube-controller-manager's
+    /// --max-endpoints-per-slice).
+    pub max_endpoints_per_slice: usize,
 }
 
 impl Default for Config {
@@ -43,6 +51,7 @@ impl Default for Config {
             node_monitor_grace: Duration::from_secs(50),
             node_monitor_period: Duration::from_secs(5),
             root_ca_pem: None,
+            max_endpoints_per_slice: 100,
         }
     }
 }
@@ -60,6 +69,21 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         lifecycle::run(client.clone(), config.clone()),
         serviceaccounts::run(client.clone()),
         root_ca,
+        run_endpoints(client.clone(), config.max_endpoints_per_slice),
+    )?;
+    Ok(())
+}
+
+/// The endpoints and endpointslice controllers over one shared watch of
+/// Services and Pods.
+pub async fn run_endpoints(client: kube::Client, max_per_slice: usize) -> anyhow::Result<()> {
+    let endpoints_queue = std::sync::Arc::new(servicepods::Queue::default());
+    let slices_queue = std::sync::Arc::new(servicepods::Queue::default());
+    let inputs = servicepods::Inputs::new(vec![endpoints_queue.clone(), slices_queue.clone()]);
+    tokio::try_join!(
+        inputs.clone().run(client.clone()),
+        endpoints::run(client.clone(), inputs.clone(), endpoints_queue),
+        endpointslices::run(client, inputs, slices_queue, max_per_slice),
     )?;
     Ok(())
 }

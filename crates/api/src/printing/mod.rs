@@ -11,6 +11,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{json, Value};
 
+mod services;
+pub use services::{endpoint_slice_cells, endpoints_cells, format_endpoints, service_cells};
+
 /// What each row carries in `object` (`includeObject` parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IncludeObject {
@@ -123,6 +126,9 @@ pub fn columns(kind: &str) -> Vec<Value> {
             col("Holder", "string", "", 0, "holderIdentity contains the identity of the holder of a current lease. If Coordinated Leader Election is used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field."),
             age_col(),
         ],
+        "Service" => services::service_columns(),
+        "Endpoints" => services::endpoints_columns(),
+        "EndpointSlice" => services::endpoint_slice_columns(),
         // Kubernetes' default table for kinds without a printer.
         _ => vec![name_col(), col("Created At", "date", "", 0, AGE_DESC)],
     }
@@ -228,6 +234,9 @@ pub fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
                 json!(age(sa.metadata.creation_timestamp.as_ref(), now)),
             ]
         }
+        "Service" => service_cells(&from_value(obj), now),
+        "Endpoints" => endpoints_cells(&from_value(obj), now),
+        "EndpointSlice" => endpoint_slice_cells(&from_value(obj), now),
         "Lease" => {
             let l: Lease = from_value(obj);
             let holder = l.spec.and_then(|s| s.holder_identity).unwrap_or_default();

@@ -4,15 +4,19 @@
 //! effects after a delete. A resource without particulars uses [`GENERIC`];
 //! printing and the validation rules themselves live in `orca-api`.
 
+mod allocator;
+mod endpoints;
 mod namespaces;
 mod pods;
 mod service_account_admission;
 mod serviceaccounts;
+mod services;
 mod simple;
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -25,10 +29,17 @@ use crate::resources::ResourceDef;
 use crate::server::State;
 use crate::status::ApiError;
 
+pub use allocator::{ServiceNetwork, ServiceNetworkError};
+pub use endpoints::{ENDPOINTS, ENDPOINT_SLICE};
 pub use namespaces::NAMESPACE;
 pub use pods::POD;
 pub use serviceaccounts::SERVICE_ACCOUNT;
+pub use services::SERVICE;
 pub use simple::{NODE, SECRET};
+
+pub(crate) use allocator::{
+    repair as repair_service_allocations, repair_loop as repair_service_allocations_loop,
+};
 
 /// The outcome of preparing a write against the current object.
 pub enum Write {
@@ -144,6 +155,71 @@ pub trait Strategy: Sync {
 
     /// Work that follows an accepted (not dry-run) delete of `name`.
     fn after_delete(&self, _state: &Arc<State>, _name: &str) {}
+
+    // Side effects around the store write, for resources that hold
+    // something outside their own key (a Service's cluster IP and node
+    // ports), as kube-apiserver's BeginCreate/BeginUpdate hooks. The
+    // handlers call them in this order: `begin_create`, `prepare_create`,
+    // the store write, then `finish_create` with whether the object was
+    // stored (not called for dry runs); for updates `prepare_update`,
+    // `begin_update`, the write, `finish_update`; `after_remove` once an
+    // object has left the store. A dry run must change nothing outside the
+    // request. The defaults do nothing.
+
+    /// Before a new object is defaulted, validated and stored: may fill
+    /// fields of `obj` from what it takes.
+    fn begin_create<'a>(
+        &'a self,
+        _state: &'a Arc<State>,
+        _obj: &'a mut Value,
+        _dry_run: bool,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// After the create was stored, or given up (`stored` false): undo
+    /// what `begin_create` took.
+    fn finish_create<'a>(
+        &'a self,
+        _state: &'a Arc<State>,
+        _obj: &'a Value,
+        _stored: bool,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    /// Before an update (already prepared and validated against `old`) is
+    /// stored: may fill fields of `new`.
+    fn begin_update<'a>(
+        &'a self,
+        _state: &'a Arc<State>,
+        _new: &'a mut Value,
+        _old: &'a Value,
+        _dry_run: bool,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// After the update was stored (give back what only `old` held) or
+    /// given up (give back what `begin_update` took).
+    fn finish_update<'a>(
+        &'a self,
+        _state: &'a Arc<State>,
+        _new: &'a Value,
+        _old: &'a Value,
+        _stored: bool,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    /// After `removed` left the store.
+    fn after_remove<'a>(
+        &'a self,
+        _state: &'a Arc<State>,
+        _removed: &'a Value,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 
     fn verbs(&self) -> &'static [&'static str] {
         ALL_VERBS

@@ -115,6 +115,8 @@ pub async fn start_compacting(
             data_dir: dir.to_path_buf(),
             https_port: 0,
             compaction_interval,
+            // No lease renewals: tests here compare the whole store.
+            endpoint_reconciler: orca_apiserver::EndpointReconciler::None,
             ..Default::default()
         },
         store,
@@ -133,6 +135,7 @@ pub async fn start_in(dir: PathBuf) -> ApiServer {
             bind_address: "127.0.0.1".into(),
             https_port: 0,
             tls_sans: vec![],
+            endpoint_reconciler: orca_apiserver::EndpointReconciler::None,
             ..Default::default()
         },
         store,
