@@ -12,6 +12,7 @@ use orca_store::Store;
 use tokio::net::TcpListener;
 
 mod cache;
+mod cluster_dns_service;
 mod compactor;
 mod discovery;
 #[doc(hidden)]
@@ -82,7 +83,9 @@ pub struct Config {
     /// non-loopback one, else the address of the default route's interface.
     /// When the server binds a loopback address it listens here too.
     pub advertise_address: Option<IpAddr>,
-    /// Where Service cluster IPs and node ports come from.
+    /// Where Service cluster IPs and node ports come from; with a cluster
+    /// DNS address ([`ServiceNetwork::with_cluster_dns`]), the server also
+    /// keeps `kube-system/kube-dns` there.
     pub service_network: ServiceNetwork,
     /// How the `kubernetes` Service's endpoints are kept.
     pub endpoint_reconciler: EndpointReconciler,
@@ -299,6 +302,9 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
         addr.port(),
     )
     .await;
+    if let Some(ip) = state.service_network.cluster_dns() {
+        cluster_dns_service::ensure(&server::local_client(state.clone()), ip).await;
+    }
     tracing::info!(%addr, advertise = ?advertise, "API server listening");
     Ok(ApiServer {
         state,

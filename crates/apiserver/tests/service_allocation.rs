@@ -533,3 +533,98 @@ async fn the_kubernetes_endpoints_list_every_live_server() {
         s.shutdown().await;
     }
 }
+
+/// The cluster DNS address goes to `kube-system/kube-dns`, made at start,
+/// and to no other Service: random picks skip it even in a full range, a
+/// request for it by number is refused, and it stays kept once kube-dns is
+/// deleted, for kube-dns to take again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_dns_address_is_kept_for_kube_dns() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_store(dir.path()).await;
+    // 14 addresses: the kubernetes Service's, kube-dns's and 12 more.
+    let net = orca_apiserver::ServiceNetwork::new("10.96.0.0/28", "30000-30079")
+        .unwrap()
+        .with_cluster_dns("10.96.0.10".parse().unwrap());
+    let server = orca_apiserver::start(
+        orca_apiserver::Config {
+            data_dir: dir.path().to_path_buf(),
+            https_port: 0,
+            service_network: net,
+            ..Default::default()
+        },
+        store,
+    )
+    .await
+    .unwrap();
+    let client = server.local_client();
+    let kube_dns = "/api/v1/namespaces/kube-system/services/kube-dns";
+    let (code, v, _) = send(&client, "GET", kube_dns, "application/json", vec![]).await;
+    assert_eq!(code, 200, "kube-dns is made at start: {v}");
+    assert_eq!(v["spec"]["clusterIP"], "10.96.0.10");
+    assert_eq!(v["spec"]["selector"], Value::Null, "no endpoints to select");
+    let ports: Vec<(Value, Value)> = v["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["port"].clone(), p["protocol"].clone()))
+        .collect();
+    assert_eq!(
+        ports,
+        [(json!(53), json!("UDP")), (json!(53), json!("TCP"))]
+    );
+
+    let create = |name: &str, ip: Option<&str>| {
+        let mut spec = json!({"ports": [{"port": 80}]});
+        if let Some(ip) = ip {
+            spec["clusterIP"] = json!(ip);
+        }
+        let body = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name}, "spec": spec});
+        let client = client.clone();
+        async move {
+            send(
+                &client,
+                "POST",
+                "/api/v1/namespaces/default/services",
+                "application/json",
+                body.to_string().into_bytes(),
+            )
+            .await
+        }
+    };
+    let (code, v, _) = create("grabber", Some("10.96.0.10")).await;
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(
+        v["message"],
+        "Service \"grabber\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.96.0.10\"}: \
+         failed to allocate IP 10.96.0.10: provided IP is reserved for the cluster DNS Service \
+         kube-system/kube-dns"
+    );
+    let mut ips = BTreeSet::new();
+    for i in 0..12 {
+        let (code, v, _) = create(&format!("s{i}"), None).await;
+        assert_eq!(code, 201, "{v}");
+        ips.insert(v["spec"]["clusterIP"].as_str().unwrap().to_string());
+    }
+    assert!(!ips.contains("10.96.0.10"), "{ips:?}");
+    let (code, v, _) = send(&client, "DELETE", kube_dns, "application/json", vec![]).await;
+    assert_eq!(code, 200, "{v}");
+    let (code, v, _) = create("one-more", None).await;
+    assert_eq!(code, 500, "the free cluster DNS address is not picked: {v}");
+    let (code, v, _) = create("grabber", Some("10.96.0.10")).await;
+    assert_eq!(code, 422, "nor given by number: {v}");
+    let back = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system"},
+        "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 53, "protocol": "UDP"}]}});
+    let (code, v, _) = send(
+        &client,
+        "POST",
+        "/api/v1/namespaces/kube-system/services",
+        "application/json",
+        back.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 201, "kube-dns takes it back: {v}");
+    server.shutdown().await;
+}

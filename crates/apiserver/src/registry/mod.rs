@@ -29,7 +29,7 @@ use crate::resources::ResourceDef;
 use crate::server::State;
 use crate::status::ApiError;
 
-pub use allocator::{ServiceNetwork, ServiceNetworkError};
+pub use allocator::{ServiceNetwork, ServiceNetworkError, CLUSTER_DNS_SERVICE};
 pub use endpoints::{ENDPOINTS, ENDPOINT_SLICE};
 pub use namespaces::NAMESPACE;
 pub use pods::POD;
