@@ -1,7 +1,7 @@
 //! The seed's kubectl cheat sheet, end to end: the real kubectl against a
 //! real `orca server` (API server, scheduler, controllers, node agent) running
-//! real containers. Needs root, ORCA_TEST_REGISTRY and ORCA_TEST_IMAGES (see
-//! scripts/test.sh).
+//! real containers, on a node of its own (a network namespace). Needs root,
+//! ORCA_TEST_REGISTRY and ORCA_TEST_IMAGES (see scripts/test.sh).
 
 mod common;
 
@@ -100,7 +100,7 @@ fn seed_cheat_sheet() {
     assert_eq!(columns(web_row)[6], cluster.node_name, "{wide}");
 
     // The nginx page is served on the pod IP, port 80.
-    let page = common::http_get(&format!("{web_ip}:80"), "/");
+    let page = cluster.http_get(&format!("{web_ip}:80"), "/");
     assert!(page.contains("Welcome to nginx"), "{page}");
 
     // kubectl describe pod: events in the order Kubernetes records them.
