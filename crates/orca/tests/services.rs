@@ -512,3 +512,35 @@ spec:
         "{describe}"
     );
 }
+
+/// A node whose cluster DNS cannot be served (here: an IPv6 --cluster-dns,
+/// which the DNS server does not take) says so with a Warning event on the
+/// Node and keeps running pods.
+#[test]
+fn a_node_that_cannot_serve_cluster_dns_says_why_and_runs_pods() {
+    let cluster = Cluster::start_with(&["--cluster-dns", "fd00::10"]);
+    let node = format!(
+        "involvedObject.kind=Node,involvedObject.name={}",
+        cluster.node_name
+    );
+    cluster.wait_until("the node reports the DNS failure", WAIT, || {
+        cluster
+            .kubectl(&["get", "events", "--field-selector", &node])
+            .stdout
+            .contains("FailedToStartClusterDNS")
+    });
+    let events = cluster.kubectl_ok(&["get", "events", "--field-selector", &node]);
+    assert!(
+        events.contains("Warning   FailedToStartClusterDNS")
+            && events.contains(
+                "cluster DNS is not served on this node: its address must be an IPv4 address"
+            ),
+        "{events}"
+    );
+    cluster.kubectl_ok(&["run", "bb", "--image=busybox", "--", "sleep", "3600"]);
+    cluster.kubectl_ok(&["wait", "--for=condition=Ready", "pod/bb", "--timeout=90s"]);
+    assert_eq!(
+        sh(&cluster, "bb", "grep nameserver /etc/resolv.conf"),
+        "nameserver fd00::10\n"
+    );
+}
