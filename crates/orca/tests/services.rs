@@ -361,13 +361,8 @@ fn pods_reach_services_by_name_and_address_through_the_node() {
         String::from_utf8_lossy(&out.stdout).contains("inet 10.43.0.10/32")
     };
     let has_proxy_table = |cluster: &Cluster| {
-        let out = cluster
-            .node
-            .command("nft")
-            .args(["list", "tables"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains("table ip orca-proxy")
+        let table = cluster.node.run(orca_proxy::inspect).unwrap();
+        table.is_some()
     };
     assert!(has_dns_address(&cluster) && has_proxy_table(&cluster));
     assert!(
