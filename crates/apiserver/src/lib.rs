@@ -11,6 +11,7 @@ use std::sync::Arc;
 use orca_store::Store;
 use tokio::net::TcpListener;
 
+pub mod auth;
 mod cache;
 mod compactor;
 mod discovery;
@@ -72,6 +73,12 @@ pub struct Config {
     /// than the previous run's, so watches can resume up to one interval back.
     /// Zero disables compaction.
     pub compaction_interval: std::time::Duration,
+    /// Read-only requests served at once (kube-apiserver's
+    /// `--max-requests-inflight`); zero: no limit.
+    pub max_requests_inflight: usize,
+    /// Mutating requests served at once
+    /// (`--max-mutating-requests-inflight`); zero: no limit.
+    pub max_mutating_requests_inflight: usize,
 }
 
 impl Default for Config {
@@ -82,6 +89,8 @@ impl Default for Config {
             https_port: 6443,
             tls_sans: Vec::new(),
             compaction_interval: std::time::Duration::from_secs(300),
+            max_requests_inflight: 400,
+            max_mutating_requests_inflight: 200,
         }
     }
 }
@@ -111,24 +120,49 @@ impl ApiServer {
         &self.node_token
     }
 
-    /// A client for components running in this process (scheduler,
-    /// controllers, node agent): the same API, routing and handlers as over
-    /// HTTPS, minus TLS and TCP, with the admin certificate's trust. Streaming
-    /// subresources that need a protocol upgrade (exec, attach) are not
-    /// available through it.
-    pub fn local_client(&self) -> kube::Client {
-        let state = self.state.clone();
-        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
-            let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(server::handle_local(state, req).await) }
-        });
-        kube::Client::new(service, "default")
+    /// A client for a component running in this process (scheduler,
+    /// controllers, node agent), acting as `identity`: the same API, limits,
+    /// authorizers, routing and handlers as over HTTPS, minus TLS and TCP.
+    /// Streaming subresources that need a protocol upgrade (exec, attach)
+    /// are not available through it.
+    pub fn local_client(&self, identity: auth::UserInfo) -> kube::Client {
+        self.local_clients().client(identity)
+    }
+
+    /// Makes [`ApiServer::local_client`]s, for handing to code that needs
+    /// several identities (the controllers).
+    pub fn local_clients(&self) -> LocalClients {
+        LocalClients {
+            state: self.state.clone(),
+        }
     }
 
     /// Stops accepting, closes connections (watches end) and waits.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+    }
+}
+
+/// Makes in-process clients with chosen identities.
+#[derive(Clone)]
+pub struct LocalClients {
+    state: Arc<server::State>,
+}
+
+impl LocalClients {
+    /// See [`ApiServer::local_client`].
+    pub fn client(&self, identity: auth::UserInfo) -> kube::Client {
+        let state = self.state.clone();
+        let caller = Arc::new(identity);
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let state = state.clone();
+            let caller = caller.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(server::handle_local(state, caller, req).await)
+            }
+        });
+        kube::Client::new(service, "default")
     }
 }
 
@@ -180,7 +214,10 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
     let server_url = format!("https://{host}:{}", addr.port());
     let kubeconfig = tls::write_kubeconfig(&config.data_dir, &server_url)?;
 
-    let cache = cache::Cache::start(store.clone()).await?;
+    let rbac = Arc::new(auth::rbac::Rbac::default());
+    let node_graph = Arc::new(auth::node::NodeGraph::default());
+    let hooks: Vec<Arc<dyn cache::CacheHook>> = vec![rbac.clone(), node_graph.clone()];
+    let cache = cache::Cache::start(store.clone(), hooks).await?;
     if !config.compaction_interval.is_zero() {
         tokio::spawn(compactor::run(
             Arc::downgrade(&store),
@@ -188,15 +225,27 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
             config.compaction_interval,
         ));
     }
+    // The bearer-token authenticators, asked in this order.
+    let token_authenticators: Vec<Arc<dyn auth::authn::TokenAuthenticator>> = vec![Arc::new(
+        auth::authn::BootstrapToken::new(&material.node_token),
+    )];
     let state = Arc::new(server::State {
         store,
         cache,
-        node_token: material.node_token.clone(),
+        token_authenticators,
+        rbac,
+        node_graph,
+        inflight: auth::inflight::Inflight::new(
+            config.max_requests_inflight,
+            config.max_mutating_requests_inflight,
+        ),
         ca_pem: material.ca_pem.clone(),
         kubelet_tls: material.kubelet_client_config.clone(),
         server_url,
     });
     namespaces::bootstrap(&state).await?;
+    auth::policy::reconcile(&state).await?;
+    auth::aggregation::start(&state).await;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let acceptor = tokio_rustls::TlsAcceptor::from(material.server_config.clone());
     let task = tokio::spawn(server::serve(listener, acceptor, state.clone(), rx));

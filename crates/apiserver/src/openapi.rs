@@ -29,6 +29,21 @@ fn definitions() -> Map<String, Value> {
     g.subschema_for::<core::ServiceAccount>();
     g.subschema_for::<core::Binding>();
     g.subschema_for::<coord::Lease>();
+    {
+        use k8s_openapi::api::authentication::v1 as authn;
+        use k8s_openapi::api::authorization::v1 as authz;
+        use k8s_openapi::api::rbac::v1 as rbac;
+        g.subschema_for::<rbac::Role>();
+        g.subschema_for::<rbac::ClusterRole>();
+        g.subschema_for::<rbac::RoleBinding>();
+        g.subschema_for::<rbac::ClusterRoleBinding>();
+        g.subschema_for::<authz::SelfSubjectAccessReview>();
+        g.subschema_for::<authz::SelfSubjectRulesReview>();
+        g.subschema_for::<authz::SubjectAccessReview>();
+        g.subschema_for::<authz::LocalSubjectAccessReview>();
+        g.subschema_for::<authn::SelfSubjectReview>();
+        g.subschema_for::<authn::TokenReview>();
+    }
     g.subschema_for::<meta::Status>();
     g.subschema_for::<meta::DeleteOptions>();
     let mut defs = g.take_definitions(true);
@@ -171,6 +186,14 @@ fn gv_doc(group: &str, version: &str, defs: &Value) -> Value {
         let kind = r.kind;
         let mut create_params = scope_params.clone();
         create_params.extend(write_params());
+        if !r.verbs().contains(&"get") {
+            // Create-only kinds (the reviews).
+            paths.insert(
+                coll,
+                json!({"post": op(r, "post", format!("create{kind}"), create_params, json!({"requestBody": body_of(r.schema)}))}),
+            );
+            continue;
+        }
         paths.insert(
             coll.clone(),
             json!({

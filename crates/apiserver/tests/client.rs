@@ -413,7 +413,11 @@ async fn the_server_compacts_history_older_than_one_interval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_client_speaks_the_same_api() {
     let h = common::Harness::start().await;
-    let local: Api<Pod> = Api::namespaced(h.server.local_client(), "default");
+    let local: Api<Pod> = Api::namespaced(
+        h.server
+            .local_client(orca_apiserver::auth::UserInfo::admin()),
+        "default",
+    );
     let remote: Api<Pod> = Api::namespaced(h.client().await, "default");
 
     // A watch through the local client sees writes made over HTTPS.

@@ -225,6 +225,31 @@ fn sample(resource: &str, name: &str) -> Value {
         }
         "leases" => json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": meta, "spec": {"holderIdentity": "h"}}),
+        "clusterroles" | "roles" => json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": if resource == "roles" { "Role" } else { "ClusterRole" }, "metadata": meta,
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),
+        "clusterrolebindings" | "rolebindings" => {
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": if resource == "rolebindings" { "RoleBinding" } else { "ClusterRoleBinding" },
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]})
+        }
+        "selfsubjectaccessreviews" => json!({"apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview", "metadata": {},
+            "spec": {"resourceAttributes": {"namespace": "default", "verb": "list", "resource": "pods"}}}),
+        "subjectaccessreviews" | "localsubjectaccessreviews" => {
+            json!({"apiVersion": "authorization.k8s.io/v1",
+            "kind": if resource == "subjectaccessreviews" { "SubjectAccessReview" } else { "LocalSubjectAccessReview" },
+            "metadata": {},
+            "spec": {"user": "bob", "resourceAttributes": {"namespace": "default", "verb": "list", "resource": "pods"}}})
+        }
+        "selfsubjectrulesreviews" => json!({"apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectRulesReview", "metadata": {}, "spec": {"namespace": "default"}}),
+        "selfsubjectreviews" => json!({"apiVersion": "authentication.k8s.io/v1",
+            "kind": "SelfSubjectReview", "metadata": {}}),
+        "tokenreviews" => json!({"apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview", "metadata": {}, "spec": {"token": "not-a-token"}}),
         other => panic!(
             "the server serves {other:?} but this test has no sample of it: add one, \
              so that its writes are checked for dry run too"
@@ -306,6 +331,10 @@ async fn dry_run_never_writes_and_answers_as_the_real_request() {
                 Write::new(&format!("create {name}"), "POST", &coll, obj("a")),
             )
             .await;
+        if !verbs.iter().any(|v| v == "update") {
+            // Create-only kinds (the reviews) store nothing to change.
+            continue;
+        }
 
         let mut updated = created.clone();
         updated["metadata"]["labels"]["updated"] = json!("yes");

@@ -10,7 +10,49 @@ pub mod lifecycle;
 pub mod serviceaccounts;
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The API clients the controllers use, as kube-controller-manager's with
+/// `--use-service-account-credentials`: lists and watches (its shared
+/// informers) go through the controller manager's own identity, each
+/// controller's writes through its service account
+/// (`system:serviceaccount:kube-system:<controller>`), so the bootstrap
+/// policy's `system:controller:*` roles apply to them.
+#[derive(Clone)]
+pub struct Clients {
+    informers: kube::Client,
+    per_controller: Arc<dyn Fn(&str) -> kube::Client + Send + Sync>,
+}
+
+impl Clients {
+    pub fn new(
+        informers: kube::Client,
+        per_controller: impl Fn(&str) -> kube::Client + Send + Sync + 'static,
+    ) -> Clients {
+        Clients {
+            informers,
+            per_controller: Arc::new(per_controller),
+        }
+    }
+
+    /// One client for everything (an admin kubeconfig, tests).
+    pub fn single(client: kube::Client) -> Clients {
+        let writes = client.clone();
+        Clients::new(client, move |_| writes.clone())
+    }
+
+    /// For lists and watches.
+    pub fn informers(&self) -> kube::Client {
+        self.informers.clone()
+    }
+
+    /// For the writes of the controller `name` (its service account name,
+    /// e.g. `node-controller`).
+    pub fn controller(&self, name: &str) -> kube::Client {
+        (self.per_controller)(name)
+    }
+}
 
 /// Settings shared by the controllers.
 #[derive(Clone, Debug)]
@@ -40,11 +82,11 @@ impl Default for Config {
 }
 
 /// Runs every controller until one fails.
-pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
+pub async fn run(clients: Clients, config: Config) -> anyhow::Result<()> {
     tokio::try_join!(
-        ipam::run(client.clone(), config.clone()),
-        lifecycle::run(client.clone(), config.clone()),
-        serviceaccounts::run(client),
+        ipam::run(&clients, config.clone()),
+        lifecycle::run(&clients, config.clone()),
+        serviceaccounts::run(&clients),
     )?;
     Ok(())
 }

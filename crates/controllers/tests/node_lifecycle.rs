@@ -46,9 +46,12 @@ impl Cluster {
         let controller = tokio::spawn({
             let client = client.clone();
             async move {
-                orca_controllers::lifecycle::run(client, config)
-                    .await
-                    .expect("the node lifecycle controller runs");
+                orca_controllers::lifecycle::run(
+                    &orca_controllers::Clients::single(client),
+                    config,
+                )
+                .await
+                .expect("the node lifecycle controller runs");
             }
         });
         Cluster {

@@ -48,6 +48,12 @@ pub struct ServerArgs {
     /// Do not run the scheduler in this server.
     #[arg(long)]
     pub disable_scheduler: bool,
+    /// Read-only API requests served at once; more get 429 (0: no limit).
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// Mutating API requests served at once; more get 429 (0: no limit).
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
     /// Also register this many simulated nodes (for scale tests).
     #[arg(long, default_value_t = 0)]
     pub virtual_nodes: u32,

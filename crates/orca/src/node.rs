@@ -15,11 +15,16 @@ pub struct AgentSetup {
     pub cluster_ca_pem: Vec<u8>,
 }
 
+/// The node's name: `--node-name`, else the hostname.
+pub fn node_name(args: &NodeArgs) -> anyhow::Result<String> {
+    match &args.node_name {
+        Some(name) => Ok(name.clone()),
+        None => hostname(),
+    }
+}
+
 pub async fn run_agent(client: kube::Client, setup: AgentSetup) -> anyhow::Result<()> {
-    let node_name = match setup.node.node_name {
-        Some(name) => name,
-        None => hostname()?,
-    };
+    let node_name = node_name(&setup.node)?;
     let node_ip = match setup.node.node_ip {
         Some(ip) => ip
             .parse()

@@ -33,6 +33,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             } else {
                 orca_apiserver::Config::default().compaction_interval
             },
+            max_requests_inflight: args.max_requests_inflight,
+            max_mutating_requests_inflight: args.max_mutating_requests_inflight,
         },
         store,
     )
@@ -44,8 +46,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         "API server ready"
     );
     // The in-process components use the API like any client, without the
-    // TLS and TCP round trip a loopback connection would cost.
-    let client = api.local_client();
+    // TLS and TCP round trip a loopback connection would cost, each with
+    // its own identity so that the authorizers judge them as remote ones.
+    use orca_apiserver::auth::UserInfo;
+    let clients = api.local_clients();
 
     let mut tasks = tokio::task::JoinSet::new();
     let cluster_cidr =
@@ -59,15 +63,20 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         cluster_cidr,
         ..Default::default()
     };
+    let per_controller = clients.clone();
+    let controller_clients = orca_controllers::Clients::new(
+        clients.client(UserInfo::kube_controller_manager()),
+        move |name| per_controller.client(UserInfo::controller(name)),
+    );
     tasks.spawn(named(
         "controllers",
-        orca_controllers::run(client.clone(), controllers),
+        orca_controllers::run(controller_clients, controllers),
     ));
     if !args.disable_scheduler {
         let config = orca_scheduler::Config::default();
         tasks.spawn(named(
             "scheduler",
-            orca_scheduler::run(client.clone(), config),
+            orca_scheduler::run(clients.client(UserInfo::kube_scheduler()), config),
         ));
     }
     if args.virtual_nodes > 0 {
@@ -77,18 +86,23 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         };
         tasks.spawn(named(
             "virtual nodes",
-            orca_virtual_nodes::run(client.clone(), config),
+            // A simulator of many kubelets behind one client, as kwok (which
+            // runs with cluster-admin): no single node identity fits it.
+            orca_virtual_nodes::run(clients.client(UserInfo::virtual_nodes()), config),
         ));
     }
     if !args.disable_agent {
         let ca =
             std::fs::read(args.data_dir.join("tls/ca.crt")).context("reading the cluster CA")?;
+        // The embedded agent is judged as a remote one: the node authorizer
+        // and NodeRestriction keep it to its own node.
+        let node_client = clients.client(UserInfo::node(&node::node_name(&args.node)?));
         let agent = node::AgentSetup {
             data_dir: args.data_dir.clone(),
             node: args.node,
             cluster_ca_pem: ca,
         };
-        tasks.spawn(named("node agent", node::run_agent(client.clone(), agent)));
+        tasks.spawn(named("node agent", node::run_agent(node_client, agent)));
     }
 
     tokio::select! {

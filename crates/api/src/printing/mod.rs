@@ -11,6 +11,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{json, Value};
 
+mod rbac;
+
 /// What each row carries in `object` (`includeObject` parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IncludeObject {
@@ -123,6 +125,7 @@ pub fn columns(kind: &str) -> Vec<Value> {
             col("Holder", "string", "", 0, "holderIdentity contains the identity of the holder of a current lease. If Coordinated Leader Election is used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field."),
             age_col(),
         ],
+        "RoleBinding" | "ClusterRoleBinding" => rbac::binding_columns(),
         // Kubernetes' default table for kinds without a printer.
         _ => vec![name_col(), col("Created At", "date", "", 0, AGE_DESC)],
     }
@@ -237,6 +240,7 @@ pub fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
                 json!(age(l.metadata.creation_timestamp.as_ref(), now)),
             ]
         }
+        "RoleBinding" | "ClusterRoleBinding" => rbac::binding_cells(obj, now),
         _ => {
             let name = obj
                 .pointer("/metadata/name")

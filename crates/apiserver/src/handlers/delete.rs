@@ -92,6 +92,7 @@ fn delete_decision(
         .preconditions
         .as_ref()
         .is_some_and(|p| p.resource_version.is_some());
+    super::write::admission(ctx, None, crate::auth::admission::Op::Delete, None, cur)?;
     let write = ctx.def.strategy.delete(opts.grace_period_seconds, cur)?;
     Ok((write, pinned))
 }
@@ -129,6 +130,7 @@ pub async fn delete_collection(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Bo
             },
             query: ctx.query,
             headers: ctx.headers,
+            user: ctx.user,
         };
         match guaranteed_update(
             &sub,

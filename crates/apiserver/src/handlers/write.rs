@@ -1,4 +1,21 @@
 use super::*;
+use crate::auth::admission::Op;
+
+/// Admission that depends on the caller: NodeRestriction, then the
+/// resource's own checks (RBAC escalation) on its main resource.
+pub(super) fn admission(
+    ctx: &Ctx<'_>,
+    sub: Option<&str>,
+    op: Op,
+    old: Option<&Value>,
+    new: &Value,
+) -> Result<(), ApiError> {
+    crate::auth::admission::node_restriction(ctx.user, ctx.def, sub, op, old, new)?;
+    if sub.is_none() && op != Op::Delete {
+        ctx.def.strategy.authorize_write(ctx, new)?;
+    }
+    Ok(())
+}
 
 // Writes
 const GENERATE_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -49,6 +66,14 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
     let dry = dry_run(ctx.query, "CreateOptions")?;
     let raw = decode_body(ctx.headers, body)?;
     let (mut v, warnings) = admit_body(ctx, raw, ctx.def.kind, ctx.def.schema, ctx.def.normalize)?;
+    if let Some(answer) = ctx.def.strategy.answer(ctx, v.clone()).await {
+        // Reviews are answered, never stored: a dry run answers the same.
+        let _ = dry;
+        return Ok(with_warnings(
+            object_response(201, ctx.headers, &answer?),
+            &warnings,
+        ));
+    }
     if ctx.def.namespaced {
         let ns = ctx.namespace.ok_or_else(|| {
             ApiError::method_not_allowed(format!(
@@ -100,6 +125,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
             obj["metadata"]["name"] = json!(format!("{generate}{}", generate_suffix()));
         }
         ctx.def.strategy.prepare_create(ctx.def, &mut obj)?;
+        admission(ctx, None, Op::Create, None, &obj)?;
         let name = name_of(&obj).to_string();
         if dry {
             return Ok(with_warnings(
@@ -358,6 +384,7 @@ fn merge_update(
     if same_ignoring_rv(&new, current) {
         return Ok((Write::Unchanged, pinned));
     }
+    admission(ctx, sub, Op::Update, Some(current), &new)?;
     Ok((Write::Update(new), pinned))
 }
 

@@ -6,6 +6,8 @@
 
 mod namespaces;
 mod pods;
+mod rbac;
+mod reviews;
 mod simple;
 
 use std::sync::Arc;
@@ -18,12 +20,18 @@ use orca_api::validation::{
     invalid_message, validate_new, validate_status_update, validate_update, FieldError,
 };
 
+use crate::handlers::Ctx;
 use crate::resources::ResourceDef;
 use crate::server::State;
 use crate::status::ApiError;
 
 pub use namespaces::NAMESPACE;
 pub use pods::POD;
+pub use rbac::{BINDING, ROLE};
+pub use reviews::{
+    LOCAL_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_REVIEW,
+    SELF_SUBJECT_RULES_REVIEW, SUBJECT_ACCESS_REVIEW, TOKEN_REVIEW,
+};
 pub use simple::{NODE, SECRET};
 
 /// The outcome of preparing a write against the current object.
@@ -48,7 +56,20 @@ pub const ALL_VERBS: &[&str] = &[
     "watch",
 ];
 
+#[async_trait::async_trait]
 pub trait Strategy: Sync {
+    /// Kinds answered rather than stored (the access reviews): the answer
+    /// to a create of `obj`. `None` for stored kinds.
+    async fn answer(&self, _ctx: &Ctx<'_>, _obj: Value) -> Option<Result<Value, ApiError>> {
+        None
+    }
+
+    /// Checks that depend on who writes (RBAC's escalation prevention), on
+    /// create and update of the main resource, after validation.
+    fn authorize_write(&self, _ctx: &Ctx<'_>, _new: &Value) -> Result<(), ApiError> {
+        Ok(())
+    }
+
     /// Defaults and validation of a new object (PrepareForCreate, Validate).
     fn prepare_create(&self, def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
         validated(def, obj, validate_new(def.kind, obj, def.namespaced))
