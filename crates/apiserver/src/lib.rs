@@ -79,6 +79,10 @@ pub struct Config {
     /// Mutating requests served at once
     /// (`--max-mutating-requests-inflight`); zero: no limit.
     pub max_mutating_requests_inflight: usize,
+    /// The longest client certificate the cluster CA signs for an approved
+    /// request (kube-controller-manager's `--cluster-signing-duration`, one
+    /// year); a request's `expirationSeconds` may ask for less.
+    pub cluster_signing_duration: std::time::Duration,
 }
 
 impl Default for Config {
@@ -91,6 +95,7 @@ impl Default for Config {
             compaction_interval: std::time::Duration::from_secs(300),
             max_requests_inflight: 400,
             max_mutating_requests_inflight: 200,
+            cluster_signing_duration: std::time::Duration::from_secs(365 * 24 * 3600),
         }
     }
 }
@@ -240,12 +245,15 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
             config.max_mutating_requests_inflight,
         ),
         ca_pem: material.ca_pem.clone(),
+        signer: material.signer.clone(),
+        cluster_signing_duration: config.cluster_signing_duration,
         kubelet_tls: material.kubelet_client_config.clone(),
         server_url,
     });
     namespaces::bootstrap(&state).await?;
     auth::policy::reconcile(&state).await?;
     auth::aggregation::start(&state).await;
+    auth::certificates::start(&state);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let acceptor = tokio_rustls::TlsAcceptor::from(material.server_config.clone());
     let task = tokio::spawn(server::serve(listener, acceptor, state.clone(), rx));

@@ -43,6 +43,7 @@ fn definitions() -> Map<String, Value> {
         g.subschema_for::<authz::LocalSubjectAccessReview>();
         g.subschema_for::<authn::SelfSubjectReview>();
         g.subschema_for::<authn::TokenReview>();
+        g.subschema_for::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>();
     }
     g.subschema_for::<meta::Status>();
     g.subschema_for::<meta::DeleteOptions>();
@@ -219,13 +220,22 @@ fn gv_doc(group: &str, version: &str, defs: &Value) -> Value {
                 "delete": op(r, "delete", format!("delete{kind}"), item_params.clone(), json!({})),
             }),
         );
-        if r.subresources.contains(&"status") {
+        for sub in r
+            .subresources
+            .iter()
+            .filter(|s| matches!(**s, "status" | "approval"))
+        {
+            let title = if *sub == "status" {
+                "Status"
+            } else {
+                "Approval"
+            };
             paths.insert(
-                format!("{item}/status"),
+                format!("{item}/{sub}"),
                 json!({
-                    "get": op(r, "get", format!("read{kind}Status"), item_params.clone(), json!({})),
-                    "put": op(r, "put", format!("replace{kind}Status"), upd.clone(), json!({"requestBody": body_of(r.schema)})),
-                    "patch": op(r, "patch", format!("patch{kind}Status"), upd, json!({"requestBody": patch_body})),
+                    "get": op(r, "get", format!("read{kind}{title}"), item_params.clone(), json!({})),
+                    "put": op(r, "put", format!("replace{kind}{title}"), upd.clone(), json!({"requestBody": body_of(r.schema)})),
+                    "patch": op(r, "patch", format!("patch{kind}{title}"), upd.clone(), json!({"requestBody": patch_body})),
                 }),
             );
         }

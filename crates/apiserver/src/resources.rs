@@ -73,7 +73,7 @@ impl ResourceDef {
     /// The kind a subresource answers with, and the verbs it serves.
     pub fn subresource(&self, sub: &str) -> (&'static str, &'static [&'static str]) {
         match sub {
-            "status" => (self.kind, &["get", "patch", "update"]),
+            "status" | "approval" => (self.kind, &["get", "patch", "update"]),
             "binding" => ("Binding", &["create"]),
             "finalize" => (self.kind, &["update"]),
             "log" => ("Pod", &["get"]),
@@ -93,6 +93,7 @@ fn roundtrip<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, String>
 
 use k8s_openapi::api::authentication::v1 as authn;
 use k8s_openapi::api::authorization::v1 as authz;
+use k8s_openapi::api::certificates::v1 as certs;
 use k8s_openapi::api::coordination::v1 as coord;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::rbac::v1 as rbac;
@@ -350,6 +351,20 @@ pub static RESOURCES: &[ResourceDef] = &[
         strategy: &registry::TOKEN_REVIEW,
         normalize: roundtrip::<authn::TokenReview>,
     },
+    ResourceDef {
+        group: "certificates.k8s.io",
+        version: "v1",
+        name: "certificatesigningrequests",
+        singular: "certificatesigningrequest",
+        kind: "CertificateSigningRequest",
+        namespaced: false,
+        short_names: &["csr"],
+        categories: &[],
+        subresources: &["approval", "status"],
+        schema: "io.k8s.api.certificates.v1.CertificateSigningRequest",
+        strategy: &registry::CERTIFICATE_SIGNING_REQUEST,
+        normalize: roundtrip::<certs::CertificateSigningRequest>,
+    },
 ];
 
 /// The API groups served under /apis (the core group is under /api).
@@ -358,6 +373,7 @@ pub const GROUPS: &[(&str, &str)] = &[
     ("rbac.authorization.k8s.io", "v1"),
     ("authorization.k8s.io", "v1"),
     ("authentication.k8s.io", "v1"),
+    ("certificates.k8s.io", "v1"),
 ];
 
 pub fn find(group: &str, version: &str, name: &str) -> Option<&'static ResourceDef> {

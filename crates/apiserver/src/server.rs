@@ -41,6 +41,10 @@ pub struct State {
     pub node_graph: Arc<NodeGraph>,
     pub inflight: Inflight,
     pub ca_pem: String,
+    /// Signs approved client certificate requests.
+    pub signer: Arc<crate::tls::Signer>,
+    /// The longest client certificate it signs.
+    pub cluster_signing_duration: Duration,
     pub kubelet_tls: Arc<rustls::ClientConfig>,
     pub server_url: String,
 }
@@ -475,12 +479,14 @@ async fn dispatch<B: RequestBody>(
             let body = read_body(body, h).await?;
             handlers::delete_collection(&ctx, &body).await
         }
-        (&Method::GET, Some(name), None | Some("status")) => handlers::get(&ctx, name).await,
-        (&Method::PUT, Some(name), None | Some("status")) => {
+        (&Method::GET, Some(name), None | Some("status" | "approval")) => {
+            handlers::get(&ctx, name).await
+        }
+        (&Method::PUT, Some(name), None | Some("status" | "approval")) => {
             let body = read_body(body, h).await?;
             handlers::update(&ctx, name, sub, &body).await
         }
-        (&Method::PATCH, Some(name), None | Some("status")) => {
+        (&Method::PATCH, Some(name), None | Some("status" | "approval")) => {
             let body = read_body(body, h).await?;
             handlers::patch(&ctx, name, sub, &body).await
         }

@@ -248,6 +248,17 @@ fn sample(resource: &str, name: &str) -> Value {
             "kind": "SelfSubjectRulesReview", "metadata": {}, "spec": {"namespace": "default"}}),
         "selfsubjectreviews" => json!({"apiVersion": "authentication.k8s.io/v1",
             "kind": "SelfSubjectReview", "metadata": {}}),
+        "certificatesigningrequests" => {
+            let key = rcgen::KeyPair::generate().expect("key");
+            let mut p = rcgen::CertificateParams::default();
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, "dry-run");
+            let pem = p.serialize_request(&key).expect("csr").pem().expect("pem");
+            let request = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pem);
+            json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                "metadata": meta, "spec": {"request": request, "signerName": "example.com/dry-run",
+                "usages": ["client auth"]}})
+        }
         "tokenreviews" => json!({"apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenReview", "metadata": {}, "spec": {"token": "not-a-token"}}),
         other => panic!(
@@ -378,6 +389,15 @@ async fn dry_run_never_writes_and_answers_as_the_real_request() {
                         ),
                     )
                     .await;
+                }
+                "certificatesigningrequests/approval" => {
+                    let (_, cur, _) =
+                        send(&client, "GET", &one("a"), "application/json", vec![]).await;
+                    let mut denied = cur.clone();
+                    denied["status"]["conditions"] = json!([{"type": "Denied", "status": "True",
+                        "reason": "DryRunTest", "lastUpdateTime": "2026-01-01T00:00:00Z"}]);
+                    c.check(sub, Write::new("deny a request", "PUT", &uri, denied))
+                        .await;
                 }
                 "pods/binding" => {
                     let binding = json!({"apiVersion": "v1", "kind": "Binding",

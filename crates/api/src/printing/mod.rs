@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{json, Value};
 
+mod certificates;
 mod rbac;
 
 /// What each row carries in `object` (`includeObject` parameter).
@@ -126,6 +127,7 @@ pub fn columns(kind: &str) -> Vec<Value> {
             age_col(),
         ],
         "RoleBinding" | "ClusterRoleBinding" => rbac::binding_columns(),
+        "CertificateSigningRequest" => certificates::csr_columns(),
         // Kubernetes' default table for kinds without a printer.
         _ => vec![name_col(), col("Created At", "date", "", 0, AGE_DESC)],
     }
@@ -241,6 +243,7 @@ pub fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
             ]
         }
         "RoleBinding" | "ClusterRoleBinding" => rbac::binding_cells(obj, now),
+        "CertificateSigningRequest" => certificates::csr_cells(obj, now),
         _ => {
             let name = obj
                 .pointer("/metadata/name")

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::quantity::parse_nanos;
 
+mod certificates;
 mod rbac;
 pub use rbac::name_is_path_segment;
 
@@ -2098,6 +2099,9 @@ pub fn validate_new(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldError
         "ServiceAccount" => typed::<ServiceAccount>(obj, validate_service_account),
         "Lease" => typed::<Lease>(obj, validate_lease),
         "Role" => typed(obj, rbac::validate_role),
+        "CertificateSigningRequest" => {
+            typed(obj, certificates::validate_certificate_signing_request)
+        }
         "ClusterRole" => typed(obj, rbac::validate_cluster_role),
         "RoleBinding" => typed(obj, rbac::validate_role_binding),
         "ClusterRoleBinding" => typed(obj, rbac::validate_cluster_role_binding),

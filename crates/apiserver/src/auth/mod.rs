@@ -10,6 +10,7 @@ pub mod admission;
 pub mod aggregation;
 pub mod attributes;
 pub mod authn;
+pub mod certificates;
 pub mod inflight;
 pub mod node;
 pub mod policy;

@@ -11,8 +11,8 @@ pub(super) fn admission(
     new: &Value,
 ) -> Result<(), ApiError> {
     crate::auth::admission::node_restriction(ctx.user, ctx.def, sub, op, old, new)?;
-    if sub.is_none() && op != Op::Delete {
-        ctx.def.strategy.authorize_write(ctx, new)?;
+    if op != Op::Delete {
+        ctx.def.strategy.authorize_write(ctx, sub, new, old)?;
     }
     Ok(())
 }
@@ -124,6 +124,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
         if name_of(&obj).is_empty() || (attempt > 0 && !generate.is_empty()) {
             obj["metadata"]["name"] = json!(format!("{generate}{}", generate_suffix()));
         }
+        ctx.def.strategy.set_requester(ctx.user, &mut obj);
         ctx.def.strategy.prepare_create(ctx.def, &mut obj)?;
         admission(ctx, None, Op::Create, None, &obj)?;
         let name = name_of(&obj).to_string();
@@ -335,7 +336,8 @@ fn merge_update(
         }
         _ => false,
     };
-    let status_only = sub == Some("status");
+    // `approval` (certificate requests) is a status writer too.
+    let status_only = matches!(sub, Some("status" | "approval"));
     let mut new = if status_only {
         // Kubernetes' status strategies: through /status the stored spec
         // stays, while the status and metadata such as labels and

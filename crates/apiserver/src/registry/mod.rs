@@ -4,6 +4,7 @@
 //! effects after a delete. A resource without particulars uses [`GENERIC`];
 //! printing and the validation rules themselves live in `orca-api`.
 
+pub mod certificates;
 mod namespaces;
 mod pods;
 mod rbac;
@@ -25,6 +26,7 @@ use crate::resources::ResourceDef;
 use crate::server::State;
 use crate::status::ApiError;
 
+pub use certificates::CERTIFICATE_SIGNING_REQUEST;
 pub use namespaces::NAMESPACE;
 pub use pods::POD;
 pub use rbac::{BINDING, ROLE};
@@ -64,11 +66,23 @@ pub trait Strategy: Sync {
         None
     }
 
-    /// Checks that depend on who writes (RBAC's escalation prevention), on
-    /// create and update of the main resource, after validation.
-    fn authorize_write(&self, _ctx: &Ctx<'_>, _new: &Value) -> Result<(), ApiError> {
+    /// Checks that depend on who writes (RBAC's escalation prevention, who
+    /// may approve or sign a certificate request), on create (`old` is
+    /// None) and update of the resource or subresource `sub`, after
+    /// validation.
+    fn authorize_write(
+        &self,
+        _ctx: &Ctx<'_>,
+        _sub: Option<&str>,
+        _new: &Value,
+        _old: Option<&Value>,
+    ) -> Result<(), ApiError> {
         Ok(())
     }
+
+    /// Records who asks, on create, for kinds that keep it (a
+    /// CertificateSigningRequest's `spec.username` and groups).
+    fn set_requester(&self, _user: &crate::auth::UserInfo, _obj: &mut Value) {}
 
     /// Defaults and validation of a new object (PrepareForCreate, Validate).
     fn prepare_create(&self, def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {

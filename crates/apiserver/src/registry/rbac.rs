@@ -79,7 +79,13 @@ fn allowed(ctx: &Ctx<'_>, verb: &str, resource: &str, namespace: &str, name: &st
 }
 
 impl Strategy for RoleStrategy {
-    fn authorize_write(&self, ctx: &Ctx<'_>, new: &Value) -> Result<(), ApiError> {
+    fn authorize_write(
+        &self,
+        ctx: &Ctx<'_>,
+        _sub: Option<&str>,
+        new: &Value,
+        _old: Option<&Value>,
+    ) -> Result<(), ApiError> {
         if ctx.user.in_group(SYSTEM_MASTERS) {
             return Ok(());
         }
@@ -113,7 +119,13 @@ impl Strategy for RoleStrategy {
 }
 
 impl Strategy for BindingStrategy {
-    fn authorize_write(&self, ctx: &Ctx<'_>, new: &Value) -> Result<(), ApiError> {
+    fn authorize_write(
+        &self,
+        ctx: &Ctx<'_>,
+        _sub: Option<&str>,
+        new: &Value,
+        _old: Option<&Value>,
+    ) -> Result<(), ApiError> {
         if ctx.user.in_group(SYSTEM_MASTERS) {
             return Ok(());
         }
