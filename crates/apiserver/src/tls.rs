@@ -42,7 +42,9 @@ pub struct Signer {
 impl Signer {
     /// A client certificate for the PEM request `csr_pem` (its subject and
     /// key; usages digital signature, key encipherment and client auth),
-    /// valid from 5 minutes ago (clock skew) for `lifetime`.
+    /// valid from a little before now (for clock skew: 5 minutes, less for
+    /// short lifetimes so that renewal at 80% still lies ahead) until
+    /// `lifetime` from now.
     pub fn sign_client(
         &self,
         csr_pem: &str,
@@ -53,7 +55,8 @@ impl Signer {
         let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(tls_err)?;
         let now = time::OffsetDateTime::now_utc();
         let p = &mut csr.params;
-        p.not_before = now - time::Duration::minutes(5);
+        let backdate = (lifetime.as_secs() / 10).min(300) as i64;
+        p.not_before = now - time::Duration::seconds(backdate);
         p.not_after = now + time::Duration::seconds(lifetime.as_secs() as i64);
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = vec![

@@ -35,6 +35,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             },
             max_requests_inflight: args.max_requests_inflight,
             max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+            cluster_signing_duration: args.cluster_signing_duration,
         },
         store,
     )

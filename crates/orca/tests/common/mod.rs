@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The test node's bridge, apart from any other Orca on this machine.
-const BRIDGE: &str = "orcae2e";
+pub const BRIDGE: &str = "orcae2e";
 
 pub struct Cluster {
     pub dir: tempfile::TempDir,
