@@ -18,6 +18,7 @@ mod discovery;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handlers;
+mod health;
 mod namespaces;
 mod openapi;
 mod protobuf;

@@ -240,12 +240,8 @@ async fn route<B: RequestBody>(
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let get = req.method() == Method::GET;
     match segs.as_slice() {
-        ["healthz"] | ["livez"] => return Ok(text(200, "ok")),
-        ["readyz"] => {
-            return Ok(match state.store.current_revision().await {
-                Ok(_) => text(200, "ok"),
-                Err(e) => text(500, &format!("store not ready: {e}")),
-            })
+        [endpoint @ ("healthz" | "livez" | "readyz"), check @ ..] => {
+            return crate::health::serve(state, endpoint, check, req.uri().query()).await
         }
         ["version"] => return Ok(json_response(200, &discovery::version())),
         ["cacerts"] => {

@@ -541,3 +541,66 @@ async fn the_bootstrap_policy_reads_as_kubernetes_1_32() {
         "{roles}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_endpoints_answer_as_kube_apiserver() {
+    let h = Harness::start().await;
+    let verbose = h.kubectl(&["get", "--raw", "/readyz?verbose"]).await;
+    assert!(
+        verbose.starts_with("[+]ping ok\n[+]log ok\n[+]etcd ok\n"),
+        "{verbose}"
+    );
+    assert!(
+        verbose.contains("[+]poststarthook/rbac/bootstrap-roles ok\n"),
+        "{verbose}"
+    );
+    assert!(
+        verbose.ends_with("[+]shutdown ok\nreadyz check passed\n"),
+        "{verbose}"
+    );
+    let livez = h.kubectl(&["get", "--raw", "/livez?verbose"]).await;
+    assert!(
+        livez.ends_with("livez check passed\n") && !livez.contains("shutdown"),
+        "{livez}"
+    );
+    assert_eq!(h.kubectl(&["get", "--raw", "/readyz/etcd"]).await, "ok");
+    let excluded = h
+        .kubectl(&[
+            "get",
+            "--raw",
+            "/readyz?exclude=nosuch&exclude=etcd&verbose",
+        ])
+        .await;
+    assert!(!excluded.contains("[+]etcd ok"), "{excluded}");
+    assert!(
+        excluded.ends_with(
+            "warn: some health checks cannot be excluded: no matches for \"nosuch\"\nreadyz check passed\n"
+        ),
+        "{excluded}"
+    );
+    let out = h
+        .kubectl_out(&["get", "--raw", "/readyz/nosuch"], None)
+        .await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error from server (NotFound): the server could not find the requested resource\n"
+    );
+    // Checks one by one are for system:monitoring, not for everyone.
+    let bob = h.user_kubeconfig("bob", &[]);
+    let out = run(&h, &bob, &["get", "--raw", "/readyz/etcd"]).await;
+    assert_eq!(
+        out.stderr,
+        "Error from server (Forbidden): forbidden: User \"bob\" cannot get path \"/readyz/etcd\"\n"
+    );
+    assert_eq!(
+        run(&h, &bob, &["get", "--raw", "/readyz"]).await.stdout,
+        "ok"
+    );
+    let monitor = h.user_kubeconfig("prometheus", &["system:monitoring"]);
+    assert_eq!(
+        run(&h, &monitor, &["get", "--raw", "/readyz/etcd"])
+            .await
+            .stdout,
+        "ok"
+    );
+}
