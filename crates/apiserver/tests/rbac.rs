@@ -96,6 +96,22 @@ async fn a_user_without_bindings_is_refused_in_kubernetes_words() {
     let out = run(&h, &bob, &["auth", "can-i", "list", "pods"]).await;
     assert_eq!((out.ok, out.stdout.as_str()), (false, "no\n"));
     assert_eq!(h.kubectl(&["auth", "can-i", "*", "*"]).await, "yes\n");
+    let admin_list = h.kubectl(&["auth", "can-i", "--list"]).await;
+    let rows: Vec<Vec<&str>> = admin_list
+        .lines()
+        .skip(1)
+        .take(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![vec!["*.*", "[]", "[]", "[*]"], vec!["[*]", "[]", "[*]"]],
+        "{admin_list}"
+    );
+    assert_eq!(
+        admin_list.lines().filter(|l| l.starts_with("*.*")).count(),
+        1
+    );
     let list = run(&h, &bob, &["auth", "can-i", "--list"]).await.stdout;
     assert!(list.starts_with("Resources "), "{list}");
     assert!(

@@ -55,9 +55,6 @@ pub fn node_restriction(
                 "node {node:?} can only update pod status for pods with spec.nodeName set to itself"
             ))
         }
-        ("", "pods", None, Op::Update) => deny(format!(
-            "node {node:?} can only update pod status for pods with spec.nodeName set to itself"
-        )),
         ("", "nodes", _, Op::Create | Op::Update) if name != node => {
             deny(format!("node {node:?} is not allowed to modify node {name:?}"))
         }

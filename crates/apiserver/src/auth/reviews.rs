@@ -130,23 +130,8 @@ pub fn self_subject_rules(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let mut rules = Vec::new();
-    let masters = user.in_group(super::SYSTEM_MASTERS);
-    if masters {
-        let all = |x: &str| vec![x.to_string()];
-        rules.push(super::rbac::Rule {
-            verbs: all("*"),
-            api_groups: all("*"),
-            resources: all("*"),
-            ..Default::default()
-        });
-        rules.push(super::rbac::Rule {
-            verbs: all("*"),
-            non_resource_urls: all("*"),
-            ..Default::default()
-        });
-    }
-    rules.extend(state.rbac.rules_for(user, &ns));
+    // system:masters' everything comes from the cluster-admin binding.
+    let rules = state.rbac.rules_for(user, &ns);
     let (resource, non_resource) = super::rbac::rules_json(&rules);
     // Nodes' permissions are not fully listed (Kubernetes' node authorizer
     // does not enumerate them either).
