@@ -2,7 +2,7 @@
 # Builds the test images from Debian's binaries (no registry on the internet
 # is reachable here) and, given a registry address, pushes them there.
 #   usage: build-test-images.sh OUT_DIR [REGISTRY_HOST:PORT]
-# Writes, for each image NAME in {busybox, nginx}:
+# Writes, for each image NAME in {busybox, nginx, curl}:
 #   OUT_DIR/NAME.rootfs.tar   plain root filesystem (orca images import --rootfs)
 #   OUT_DIR/NAME.oci.tar      OCI image-layout archive
 #   OUT_DIR/NAME.docker.tar   `docker save` archive
@@ -96,3 +96,9 @@ http {
 CONF
 echo '<h1>Welcome to nginx!</h1>' >"$BUILD/nginx/usr/share/nginx/html/index.html"
 oci_image nginx "$BUILD/nginx" "{\"Env\":[$PATH_ENV],\"Cmd\":[\"nginx\",\"-g\",\"daemon off;\"],\"ExposedPorts\":{\"80/tcp\":{}},\"StopSignal\":\"SIGQUIT\"}"
+
+# curl: busybox plus Debian's curl and the libraries it links, an HTTPS
+# client for in-cluster API calls from a pod.
+base_rootfs "$BUILD/curl"
+copy_with_libs "$BUILD/curl" /usr/bin/curl
+oci_image curl "$BUILD/curl" "{\"Env\":[$PATH_ENV],\"Cmd\":[\"sh\"]}"

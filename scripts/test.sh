@@ -1,16 +1,37 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian/Ubuntu machine, as root:
-#   installs what the tests need, starts etcd and an OCI registry on
-#   127.0.0.1, builds the test images, then runs fmt, clippy and every test.
+#   runs the README's build first, before installing anything and with protoc
+#   out of reach; then installs what the tests need, starts etcd and an OCI
+#   registry on 127.0.0.1, builds the test images, and runs fmt, clippy and
+#   every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
+WORK=$(mktemp -d /tmp/orca-test.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- the README's build needs a Rust toolchain (and gcc), nothing else -------
+# No protoc and no -dev package: a protoc that fails comes first in PATH, so
+# the build fails here if anything calls one, even where protoc is installed.
+mkdir "$WORK/no-protoc"
+printf '#!/bin/sh\necho "protoc was called: building Orca must not need it" >&2\nexit 1\n' \
+  >"$WORK/no-protoc/protoc"
+chmod +x "$WORK/no-protoc/protoc"
+echo "== cargo build --release (protoc unreachable)"
+PROTOC=/nonexistent PATH="$WORK/no-protoc:$PATH" cargo build --release
+
 # --- packages the tests use (installed only when missing) -------------------
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in etcd-server docker-registry skopeo busybox-static nginx-light iproute2 \
-           protobuf-compiler libseccomp-dev pkg-config iptables openssl; do
+for pkg in etcd-server docker-registry skopeo busybox-static nginx-light curl iproute2 \
+           iptables openssl; do
   have "$pkg" || need+=("$pkg")
 done
 if ((${#need[@]})); then
@@ -22,16 +43,7 @@ if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null
   cargo install --locked cargo-nextest
 fi
 
-# --- services on loopback, stopped on exit -----------------------------------
-WORK=$(mktemp -d /tmp/orca-test.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
+# --- services on loopback, stopped on exit (see cleanup) ----------------------
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 

@@ -12,6 +12,7 @@ mod node;
 mod probe;
 mod resolve;
 mod resources;
+mod servicelinks;
 mod status;
 mod streaming;
 mod sysctls;
@@ -26,9 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::Api;
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
 use orca_runtime::Runtime;
 use tokio::sync::watch;
 
@@ -55,6 +56,9 @@ pub struct Config {
     pub cluster_ca_pem: Vec<u8>,
     /// The node's InternalIP, also every pod's hostIP.
     pub node_ip: IpAddr,
+    /// A projected service account token is fetched again once 80% of its
+    /// lifetime has passed or it is this old (the kubelet's 24 h).
+    pub token_max_age: Duration,
 }
 
 impl Default for Config {
@@ -68,6 +72,7 @@ impl Default for Config {
             streaming_bind: "0.0.0.0".into(),
             cluster_ca_pem: Vec::new(),
             node_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            token_max_age: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -118,6 +123,47 @@ pub(crate) struct Ctx {
     pub node: resolve::NodeResources,
     /// namespace/name -> uid of the pods bound here, for the streaming server.
     pub pods: Mutex<HashMap<(String, String), String>>,
+    /// Every Service, from a watch: their environment variables.
+    pub services: reflector::Store<Service>,
+}
+
+/// How long a container start waits for the first list of Services.
+const SERVICES_SYNC_WAIT: Duration = Duration::from_secs(30);
+
+impl Ctx {
+    /// The Service variables of `pod`'s containers, once Services have been
+    /// listed (as the kubelet, which fails the start until then).
+    pub async fn service_env(&self, pod: &Pod) -> Result<Vec<(String, String)>, String> {
+        let synced = tokio::time::timeout(SERVICES_SYNC_WAIT, self.services.wait_until_ready())
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !synced {
+            return Err(
+                "services have not yet been read at least once, cannot construct envvars".into(),
+            );
+        }
+        let spec = pod.spec.as_ref();
+        let enable = spec.and_then(|s| s.enable_service_links).unwrap_or(true);
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        Ok(servicelinks::service_env(
+            &self.services.state(),
+            ns,
+            enable,
+        ))
+    }
+}
+
+/// Keeps the Services store current until the agent stops.
+async fn follow_services(
+    stream: impl futures::Stream<Item = Result<watcher::Event<Service>, watcher::Error>>,
+) -> Result<(), Error> {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(ev) = stream.next().await {
+        if let Err(e) = ev {
+            tracing::debug!("watching services failed, retrying: {e}");
+        }
+    }
+    Ok(())
 }
 
 /// Runs the agent until the future is dropped or a part of it fails.
@@ -157,7 +203,17 @@ pub async fn run(
         memory: (facts.memory_kib.saturating_sub(100 * 1024) * 1024) as f64,
         ephemeral_storage: (facts.ephemeral_storage_kib * 1024) as f64 * 0.9,
     };
+    let (services, services_writer) = reflector::store();
+    let services_watch = reflector(
+        services_writer,
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff();
     let ctx = Arc::new(Ctx {
+        services,
         recorder: events::Recorder::start(client.clone(), config.node_name.clone()),
         client: client.clone(),
         runtime,
@@ -170,6 +226,7 @@ pub async fn run(
         r = node::lease_loop(client.clone(), config.node_name.clone()) => r,
         r = node::status_loop(client.clone(), config.clone(), port) => r,
         r = streaming::serve(ctx.clone(), listener, tls_config) => r,
+        r = follow_services(services_watch) => r,
         r = dispatch(ctx) => r,
     }
 }

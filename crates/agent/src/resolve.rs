@@ -209,31 +209,44 @@ fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// The environment of a container, in Kubernetes' order: envFrom first,
-/// then env (later entries win), `$(VAR)` expanded against earlier ones.
-/// The error is the CreateContainerConfigError message.
+/// then env (later entries win), `$(VAR)` expanded against earlier ones and
+/// the Service variables, then the Service variables the container does not
+/// set itself. The error is the CreateContainerConfigError message.
 pub async fn env(
     client: &kube::Client,
     pod: &Pod,
     container: &Container,
     rt: &Runtime,
+    service_env: Vec<(String, String)>,
 ) -> Result<Vec<(String, String)>, String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut order: Vec<String> = Vec::new();
-    let mut vars: HashMap<String, String> = HashMap::new();
-    let set =
-        |k: String, v: String, order: &mut Vec<String>, vars: &mut HashMap<String, String>| {
-            if !vars.contains_key(&k) {
-                order.push(k.clone());
-            }
-            vars.insert(k, v);
-        };
+    // What `$(VAR)` sees: the container's own variables over the Services'.
+    let mut vars: HashMap<String, String> = service_env.iter().cloned().collect();
+    let mut own: std::collections::HashSet<String> = Default::default();
+    let set = |k: String,
+               v: String,
+               order: &mut Vec<String>,
+               vars: &mut HashMap<String, String>,
+               own: &mut std::collections::HashSet<String>| {
+        if own.insert(k.clone()) {
+            order.push(k.clone());
+        }
+        vars.insert(k, v);
+    };
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(r) = &from.config_map_ref {
             match get_config_map(client, ns, &r.name).await? {
                 Some(cm) => {
                     for (k, v) in cm.data.iter().flatten() {
-                        set(format!("{prefix}{k}"), v.clone(), &mut order, &mut vars);
+                        set(
+                            format!("{prefix}{k}"),
+                            v.clone(),
+                            &mut order,
+                            &mut vars,
+                            &mut own,
+                        );
                     }
                 }
                 None if r.optional == Some(true) => {}
@@ -249,6 +262,7 @@ pub async fn env(
                             String::from_utf8_lossy(&v).to_string(),
                             &mut order,
                             &mut vars,
+                            &mut own,
                         );
                     }
                 }
@@ -301,15 +315,17 @@ pub async fn env(
         } else {
             expand(e.value.as_deref().unwrap_or(""), &vars)
         };
-        set(e.name.clone(), value, &mut order, &mut vars);
+        set(e.name.clone(), value, &mut order, &mut vars, &mut own);
     }
-    Ok(order
+    let mut out: Vec<(String, String)> = order
         .into_iter()
         .map(|k| {
             let v = vars.remove(&k).unwrap_or_default();
             (k, v)
         })
-        .collect())
+        .collect();
+    out.extend(service_env.into_iter().filter(|(k, _)| !own.contains(k)));
+    Ok(out)
 }
 
 fn mode(m: Option<i32>, default: u32) -> u32 {
@@ -424,9 +440,35 @@ async fn service_account_token(
 
 /// Service account tokens already fetched for a pod's projected volumes,
 /// by (volume, path): reused on resync until 80% of their lifetime is
-/// over, when the kubelet fetches a fresh one.
-#[derive(Default)]
-pub struct TokenCache(HashMap<(String, String), (String, std::time::Instant, std::time::Duration)>);
+/// over or they are older than `max_age`, when the kubelet fetches a fresh
+/// one.
+pub struct TokenCache {
+    tokens: HashMap<(String, String), (String, std::time::Instant, std::time::Duration)>,
+    max_age: std::time::Duration,
+}
+
+impl TokenCache {
+    pub fn new(max_age: std::time::Duration) -> TokenCache {
+        TokenCache {
+            tokens: HashMap::new(),
+            max_age,
+        }
+    }
+
+    /// The token for (volume, path) unless it is due for a refresh.
+    fn fresh(&self, key: &(String, String)) -> Option<String> {
+        let (token, fetched, ttl) = self.tokens.get(key)?;
+        let age = fetched.elapsed();
+        (age < ttl.mul_f64(0.8) && age < self.max_age).then(|| token.clone())
+    }
+}
+
+/// Whether a volume lives on a tmpfs: secret, downwardAPI and projected
+/// volumes do (a projected one may hold a token or secrets), as the
+/// kubelet makes them.
+pub fn is_memory_backed(v: &k8s_openapi::api::core::v1::Volume) -> bool {
+    v.secret.is_some() || v.downward_api.is_some() || v.projected.is_some()
+}
 
 /// Whether a volume holds files made from API data (configMap, secret,
 /// downwardAPI, projected): the agent writes and refreshes those, and they
@@ -599,12 +641,7 @@ pub async fn volumes(
                 }
                 if let Some(t) = &src.service_account_token {
                     let key = (v.name.clone(), t.path.clone());
-                    let cached = tokens
-                        .0
-                        .get(&key)
-                        .filter(|(_, at, ttl)| at.elapsed() < ttl.mul_f64(0.8))
-                        .map(|(token, _, _)| token.clone());
-                    let token = match cached {
+                    let token = match tokens.fresh(&key) {
                         Some(token) => Some(token),
                         None => {
                             let ttl = t.expiration_seconds.unwrap_or(TOKEN_TTL).max(0) as u64;
@@ -617,7 +654,7 @@ pub async fn volumes(
                             .await
                             .map_err(failed)?;
                             if let Some(token) = &fresh {
-                                tokens.0.insert(
+                                tokens.tokens.insert(
                                     key,
                                     (
                                         token.clone(),
@@ -629,11 +666,10 @@ pub async fn volumes(
                             fresh
                         }
                     };
+                    // The volume's mode, as the kubelet gives it without
+                    // fsGroup.
                     if let Some(token) = token {
-                        files.insert(
-                            t.path.clone(),
-                            (token.into_bytes(), 0o600.min(default_mode)),
-                        );
+                        files.insert(t.path.clone(), (token.into_bytes(), default_mode));
                     }
                 }
             }

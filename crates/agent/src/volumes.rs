@@ -8,10 +8,16 @@
 //! rename, so a reader sees either the old set of files or the new one,
 //! never a mix. A subPath mount binds the resolved file of the directory of
 //! its time, so it keeps that content (as in Kubernetes).
+//!
+//! Secret, downwardAPI and projected volumes (service account tokens) are
+//! written on a tmpfs of their own, never on the node's disk, as the
+//! kubelet does; configMap volumes stay on disk.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 /// Relative path -> (content, mode), as the resolver produces them.
 pub type Files = BTreeMap<String, (Vec<u8>, u32)>;
@@ -131,6 +137,44 @@ pub fn write(dir: &Path, files: &Files) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// Whether something is mounted at `dir` (it is on another device than
+/// its parent).
+fn is_mount_point(dir: &Path) -> std::io::Result<bool> {
+    let Some(parent) = dir.parent() else {
+        return Ok(true);
+    };
+    Ok(std::fs::metadata(dir)?.dev() != std::fs::metadata(parent)?.dev())
+}
+
+/// Mounts a tmpfs at `dir` unless one is there already (after an agent
+/// restart), so that what is written there stays in memory.
+pub fn ensure_tmpfs(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if is_mount_point(dir)? {
+        return Ok(());
+    }
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )
+    .map_err(|e| std::io::Error::other(format!("mounting a tmpfs at {}: {e}", dir.display())))
+}
+
+/// Unmounts the tmpfs volumes under a pod's directory.
+fn unmount_volumes(pod_dir: &Path) {
+    for entry in std::fs::read_dir(pod_dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if is_mount_point(&path).unwrap_or(false) {
+            if let Err(e) = umount2(&path, MntFlags::MNT_DETACH) {
+                tracing::warn!("unmounting the volume {}: {e}", path.display());
+            }
+        }
+    }
+}
+
 /// The pods that have volume files here.
 pub fn pod_uids(agent_dir: &Path) -> Vec<String> {
     std::fs::read_dir(agent_dir.join("volumes"))
@@ -144,6 +188,7 @@ pub fn pod_uids(agent_dir: &Path) -> Vec<String> {
 /// Removes the volumes of a pod that is gone.
 pub fn remove_pod(agent_dir: &Path, uid: &str) {
     let dir = pod_dir(agent_dir, uid);
+    unmount_volumes(&dir);
     if let Err(e) = std::fs::remove_dir_all(&dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(pod_uid = %uid, "removing the pod's volume files in {}: {e}", dir.display());
@@ -206,6 +251,30 @@ mod tests {
             4,
             "key, new, ..data and one data dir: {names:?}"
         );
+    }
+
+    #[test]
+    fn memory_volumes_are_a_tmpfs_until_the_pod_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let vol = pod_dir(dir.path(), "uid-1").join("token");
+        ensure_tmpfs(&vol).unwrap();
+        let fs = nix::sys::statfs::statfs(&vol).unwrap();
+        assert_eq!(fs.filesystem_type(), nix::sys::statfs::TMPFS_MAGIC);
+        // Again (an agent restart): the same mount, its files kept.
+        write(&vol, &files(&[("token", "t", 0o644)])).unwrap();
+        ensure_tmpfs(&vol).unwrap();
+        assert_eq!(std::fs::read_to_string(vol.join("token")).unwrap(), "t");
+        let mounts = || {
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains(&*dir.path().to_string_lossy()))
+                .count()
+        };
+        assert_eq!(mounts(), 1);
+        remove_pod(dir.path(), "uid-1");
+        assert_eq!(mounts(), 0, "the tmpfs is unmounted");
+        assert!(!pod_dir(dir.path(), "uid-1").exists());
     }
 
     #[test]

@@ -214,7 +214,7 @@ pub(crate) async fn run(
         fallback: HashMap::new(),
         probe_tx,
         probe_rx,
-        tokens: Default::default(),
+        tokens: crate::resolve::TokenCache::new(ctx.config.token_max_age),
         poke,
         volumes_synced: None,
         volume_error: None,
@@ -607,6 +607,17 @@ impl Worker {
         for (name, source) in volumes.iter_mut() {
             if let orca_runtime::VolumeSource::Files { files, .. } = source {
                 let path = dir.join(name);
+                let in_memory = self
+                    .pod
+                    .spec
+                    .iter()
+                    .flat_map(|s| s.volumes.iter().flatten())
+                    .any(|v| v.name == *name && crate::resolve::is_memory_backed(v));
+                if in_memory {
+                    crate::volumes::ensure_tmpfs(&path).map_err(|e| {
+                        format!("MountVolume.SetUp failed for volume {name:?} : {e}")
+                    })?;
+                }
                 crate::volumes::write(&path, files).map_err(|e| {
                     format!(
                         "MountVolume.SetUp failed for volume {name:?} : writing {}: {e}",
@@ -1114,7 +1125,15 @@ impl Worker {
         c: &Container,
         attempt: u32,
     ) -> Result<ContainerConfig, String> {
-        let env = crate::resolve::env(&self.ctx.client, &self.pod, c, &self.downward()).await?;
+        let service_env = self.ctx.service_env(&self.pod).await?;
+        let env = crate::resolve::env(
+            &self.ctx.client,
+            &self.pod,
+            c,
+            &self.downward(),
+            service_env,
+        )
+        .await?;
         let vars: HashMap<String, String> = env.iter().cloned().collect();
         let expand = |v: &Option<Vec<String>>| -> Vec<String> {
             v.iter()

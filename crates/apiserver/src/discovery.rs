@@ -59,7 +59,8 @@ fn resource_discovery(r: &ResourceDef) -> Value {
         .iter()
         .map(|s| {
             let (kind, verbs) = r.subresource(s);
-            json!({"subresource": s, "responseKind": {"group": "", "version": "v1", "kind": kind}, "verbs": verbs})
+            let (group, version) = r.subresource_group_version(s);
+            json!({"subresource": s, "responseKind": {"group": group, "version": version, "kind": kind}, "verbs": verbs})
         })
         .collect();
     let mut v = json!({
@@ -168,13 +169,20 @@ pub fn resource_list(group: &str, version: &str) -> Response<Body> {
         list.push(e);
         for s in r.subresources {
             let (kind, verbs) = r.subresource(s);
-            list.push(json!({
+            let mut sub = json!({
                 "name": format!("{}/{s}", r.name),
                 "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": kind,
                 "verbs": verbs,
-            }));
+            });
+            // A kind from another group names its group and version.
+            let (sub_group, sub_version) = r.subresource_group_version(s);
+            if !sub_group.is_empty() {
+                sub["group"] = json!(sub_group);
+                sub["version"] = json!(sub_version);
+            }
+            list.push(sub);
         }
     }
     let gv = if group.is_empty() {

@@ -19,6 +19,7 @@ mod discovery;
 pub mod fuzzing;
 mod handlers;
 mod health;
+mod kubernetes_service;
 mod namespaces;
 mod openapi;
 mod protobuf;
@@ -26,6 +27,7 @@ mod proxy;
 mod rawjson;
 mod registry;
 mod resources;
+mod sa_tokens;
 mod selectors;
 mod server;
 mod status;
@@ -49,6 +51,8 @@ pub enum Error {
     },
     #[error("the store failed while loading the watch cache: {0}")]
     Store(#[from] orca_store::Error),
+    #[error("invalid advertise address {0}: expected the IPv4 address other machines and pods reach this server at (not unspecified)")]
+    AdvertiseAddress(IpAddr),
 }
 
 impl Error {
@@ -84,6 +88,16 @@ pub struct Config {
     /// request (kube-controller-manager's `--cluster-signing-duration`, one
     /// year); a request's `expirationSeconds` may ask for less.
     pub cluster_signing_duration: std::time::Duration,
+    /// The address pods and other machines reach this server at: the
+    /// `kubernetes` Service's endpoint (kube-apiserver's
+    /// `--advertise-address`). `None`: the bind address if it is a specific
+    /// non-loopback one, else the address of the default route's interface.
+    /// When the server binds a loopback address it listens here too.
+    pub advertise_address: Option<IpAddr>,
+    /// Where Service cluster IPs and node ports come from.
+    pub service_network: ServiceNetwork,
+    /// How the `kubernetes` Service's endpoints are kept.
+    pub endpoint_reconciler: EndpointReconciler,
 }
 
 impl Default for Config {
@@ -97,9 +111,15 @@ impl Default for Config {
             max_requests_inflight: 400,
             max_mutating_requests_inflight: 200,
             cluster_signing_duration: std::time::Duration::from_secs(365 * 24 * 3600),
+            advertise_address: None,
+            service_network: ServiceNetwork::default(),
+            endpoint_reconciler: EndpointReconciler::Lease,
         }
     }
 }
+
+pub use kubernetes_service::EndpointReconciler;
+pub use registry::{ServiceNetwork, ServiceNetworkError};
 
 pub struct ApiServer {
     state: Arc<server::State>,
@@ -107,7 +127,8 @@ pub struct ApiServer {
     kubeconfig: PathBuf,
     node_token: String,
     shutdown: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    kubernetes_service: kubernetes_service::Reconciler,
 }
 
 impl ApiServer {
@@ -143,10 +164,19 @@ impl ApiServer {
         }
     }
 
-    /// Stops accepting, closes connections (watches end) and waits.
+    /// The address the `kubernetes` Service's endpoints name, if any.
+    pub fn advertise_address(&self) -> Option<IpAddr> {
+        self.kubernetes_service.advertised()
+    }
+
+    /// Takes this server out of the `kubernetes` endpoints, stops
+    /// accepting, closes connections (watches end) and waits.
     pub async fn shutdown(self) {
+        self.kubernetes_service.stop().await;
         let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
     }
 }
 
@@ -172,14 +202,41 @@ impl LocalClients {
     }
 }
 
-fn serving_names(config: &Config, ip: IpAddr) -> Vec<String> {
+/// The IPv4 address of the interface holding the default route. A UDP
+/// connect sends no packet; it only asks the kernel which source address
+/// it would use.
+fn default_route_ipv4() -> Option<IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
+}
+
+/// kube-apiserver's choice: the given address, else a specific bind
+/// address, else the default route's.
+fn advertise_address(config: &Config, bind: IpAddr) -> Result<Option<IpAddr>, Error> {
+    match config.advertise_address {
+        Some(ip) if ip.is_unspecified() => Err(Error::AdvertiseAddress(ip)),
+        Some(ip) => Ok(Some(ip)),
+        None if !bind.is_unspecified() && !bind.is_loopback() => Ok(Some(bind)),
+        None => Ok(default_route_ipv4()),
+    }
+}
+
+fn serving_names(config: &Config, ip: IpAddr, advertise: Option<IpAddr>) -> Vec<String> {
     let mut names = vec![
         "127.0.0.1".to_string(),
         "localhost".to_string(),
         "kubernetes".to_string(),
         "kubernetes.default".to_string(),
         "kubernetes.default.svc".to_string(),
+        "kubernetes.default.svc.cluster.local".to_string(),
+        // The `kubernetes` Service's cluster IP, which pods connect to.
+        config.service_network.first_ip().to_string(),
     ];
+    if let Some(a) = advertise {
+        names.push(a.to_string());
+    }
     if let Ok(h) = hostname::get() {
         if let Some(h) = h.to_str() {
             names.push(h.to_string());
@@ -201,7 +258,13 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
         .parse()
         .map_err(|_| Error::BindAddress(config.bind_address.clone()))?;
     std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
-    let material = tls::load_or_create(&config.data_dir, &serving_names(&config, ip))?;
+    // Making the RSA key takes a moment on first start: alongside the rest.
+    let tls_dir = config.data_dir.join("tls");
+    let sa_tokens = tokio::task::spawn_blocking(move || {
+        sa_tokens::ServiceAccountTokens::load_or_create(&tls_dir)
+    });
+    let advertise = advertise_address(&config, ip)?;
+    let material = tls::load_or_create(&config.data_dir, &serving_names(&config, ip, advertise))?;
     let bind = SocketAddr::new(ip, config.https_port);
     let listener = TcpListener::bind(bind)
         .await
@@ -209,6 +272,19 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
     let addr = listener
         .local_addr()
         .map_err(|source| Error::Listen { addr: bind, source })?;
+    // A loopback-only server is still reachable by pods and other
+    // machines at its advertised address, on the same port.
+    let mut listeners = vec![listener];
+    if let Some(a) = advertise.filter(|a| ip.is_loopback() && !a.is_loopback()) {
+        let also = SocketAddr::new(a, addr.port());
+        match TcpListener::bind(also).await {
+            Ok(l) => listeners.push(l),
+            // An advertised address of a load balancer or NAT in front of
+            // this machine is not this machine's to bind.
+            Err(e) => tracing::warn!(address = %also, error = %e,
+                "not listening on the advertised address; pods reach this server only if it forwards here"),
+        }
+    }
     let host = if ip.is_unspecified() {
         "127.0.0.1".to_string()
     } else {
@@ -224,6 +300,9 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
     let node_graph = Arc::new(auth::node::NodeGraph::default());
     let hooks: Vec<Arc<dyn cache::CacheHook>> = vec![rbac.clone(), node_graph.clone()];
     let cache = cache::Cache::start(store.clone(), hooks).await?;
+    let sa_tokens = sa_tokens
+        .await
+        .map_err(|e| Error::Tls(format!("making the service account key: {e}")))??;
     if !config.compaction_interval.is_zero() {
         tokio::spawn(compactor::run(
             Arc::downgrade(&store),
@@ -232,9 +311,10 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
         ));
     }
     // The bearer-token authenticators, asked in this order.
-    let token_authenticators: Vec<Arc<dyn auth::authn::TokenAuthenticator>> = vec![Arc::new(
-        auth::authn::BootstrapToken::new(&material.node_token),
-    )];
+    let token_authenticators: Vec<Arc<dyn auth::authn::TokenAuthenticator>> = vec![
+        Arc::new(auth::authn::BootstrapToken::new(&material.node_token)),
+        Arc::new(auth::authn::ServiceAccountTokens),
+    ];
     let state = Arc::new(server::State {
         store,
         cache,
@@ -250,21 +330,47 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
         cluster_signing_duration: config.cluster_signing_duration,
         kubelet_tls: material.kubelet_client_config.clone(),
         server_url,
+        sa_tokens,
+        service_network: config.service_network.clone(),
     });
     namespaces::bootstrap(&state).await?;
     auth::policy::reconcile(&state).await?;
     auth::aggregation::start(&state).await;
     auth::certificates::start(&state);
+    // Allocations left by a server that stopped mid-request are put right
+    // before this one hands out more.
+    registry::repair_service_allocations(&state).await?;
+    tokio::spawn(registry::repair_service_allocations_loop(Arc::downgrade(
+        &state,
+    )));
     let (tx, rx) = tokio::sync::watch::channel(false);
     let acceptor = tokio_rustls::TlsAcceptor::from(material.server_config.clone());
-    let task = tokio::spawn(server::serve(listener, acceptor, state.clone(), rx));
-    tracing::info!(%addr, "API server listening");
+    let tasks = listeners
+        .into_iter()
+        .map(|l| {
+            tokio::spawn(server::serve(
+                l,
+                acceptor.clone(),
+                state.clone(),
+                rx.clone(),
+            ))
+        })
+        .collect();
+    let kubernetes_service = kubernetes_service::Reconciler::start(
+        state.clone(),
+        config.endpoint_reconciler,
+        advertise,
+        addr.port(),
+    )
+    .await;
+    tracing::info!(%addr, advertise = ?advertise, "API server listening");
     Ok(ApiServer {
         state,
         addr,
         kubeconfig,
         node_token: material.node_token,
         shutdown: tx,
-        task,
+        tasks,
+        kubernetes_service,
     })
 }

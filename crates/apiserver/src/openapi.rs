@@ -16,8 +16,10 @@ use crate::resources::{ResourceDef, GROUPS, RESOURCES};
 const REF_PREFIX: &str = "#/components/schemas/";
 
 fn definitions() -> Map<String, Value> {
+    use k8s_openapi::api::authentication::v1 as authn;
     use k8s_openapi::api::coordination::v1 as coord;
     use k8s_openapi::api::core::v1 as core;
+    use k8s_openapi::api::discovery::v1 as discovery;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
     let mut g = SchemaSettings::openapi3().into_generator();
     g.subschema_for::<core::Pod>();
@@ -27,7 +29,11 @@ fn definitions() -> Map<String, Value> {
     g.subschema_for::<core::ConfigMap>();
     g.subschema_for::<core::Secret>();
     g.subschema_for::<core::ServiceAccount>();
+    g.subschema_for::<core::Service>();
+    g.subschema_for::<core::Endpoints>();
+    g.subschema_for::<discovery::EndpointSlice>();
     g.subschema_for::<core::Binding>();
+    g.subschema_for::<authn::TokenRequest>();
     g.subschema_for::<coord::Lease>();
     {
         use k8s_openapi::api::authentication::v1 as authn;

@@ -1,12 +1,16 @@
 //! Decoding of Kubernetes protobuf request bodies into JSON, for the kinds
 //! kubectl's typed clients POST as protobuf (`kubectl create namespace`,
-//! `create configmap`, `create secret`, `create serviceaccount`). Responses
-//! are always JSON (those clients accept it). Field numbers follow
-//! k8s.io/api's generated.proto.
+//! `create configmap`, `create secret`, `create serviceaccount`, `create
+//! token`, `create service`). Field numbers follow k8s.io/api's
+//! generated.proto; TokenRequest goes through k8s-pb's generated types, which
+//! also encode it for the answer (other answers are JSON, which those clients
+//! accept).
 
 use serde_json::{json, Map, Value};
 
 const MAGIC: &[u8] = b"k8s\0";
+
+pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
 #[derive(Debug)]
 pub struct DecodeError(pub String);
@@ -162,7 +166,8 @@ fn object_meta(b: &[u8]) -> Result<Value, DecodeError> {
             (6, Field::Bytes(x)) => {
                 m.insert("resourceVersion".into(), string(x)?);
             }
-            (7, Field::Varint(v)) => {
+            // Go writes the zero generation too; it means "unset".
+            (7, Field::Varint(v)) if v != 0 => {
                 m.insert("generation".into(), json!(v as i64));
             }
             (8, Field::Bytes(x)) => {
@@ -186,6 +191,110 @@ fn strings_message(b: &[u8], names: &[(u64, &str)]) -> Result<Value, DecodeError
             if let Some((_, name)) = names.iter().find(|(k, _)| *k == n) {
                 m.insert((*name).to_string(), string(x)?);
             }
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+/// intstr.IntOrString {1: type (0 int, 1 string), 2: intVal, 3: strVal}.
+fn int_or_string(b: &[u8]) -> Result<Value, DecodeError> {
+    let (mut ty, mut int, mut text) = (0, 0i64, Value::String(String::new()));
+    for f in fields(b) {
+        match f? {
+            (1, Field::Varint(v)) => ty = v,
+            (2, Field::Varint(v)) => int = i64::from(v as i32),
+            (3, Field::Bytes(x)) => text = string(x)?,
+            _ => {}
+        }
+    }
+    Ok(if ty == 1 { text } else { json!(int) })
+}
+
+/// Go marshals a non-pointer field even when it holds its zero value;
+/// JSON leaves those out.
+fn put_unless_zero(m: &mut Map<String, Value>, name: &str, v: Value) {
+    let zero = matches!(&v, Value::String(s) if s.is_empty()) || v == json!(0) || v == json!(false);
+    if !zero {
+        m.insert(name.to_string(), v);
+    }
+}
+
+fn service_port(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut m = Map::new();
+    for f in fields(b) {
+        match f? {
+            (1, Field::Bytes(x)) => put_unless_zero(&mut m, "name", string(x)?),
+            (2, Field::Bytes(x)) => put_unless_zero(&mut m, "protocol", string(x)?),
+            (3, Field::Varint(v)) => put_unless_zero(&mut m, "port", json!(v as i32)),
+            (4, Field::Bytes(x)) => put_unless_zero(&mut m, "targetPort", int_or_string(x)?),
+            (5, Field::Varint(v)) => put_unless_zero(&mut m, "nodePort", json!(v as i32)),
+            (6, Field::Bytes(x)) => {
+                m.insert("appProtocol".into(), string(x)?);
+            }
+            _ => {}
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+fn service_spec(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut m = Map::new();
+    for f in fields(b) {
+        match f? {
+            (1, Field::Bytes(x)) => push_list(&mut m, "ports", service_port(x)?),
+            (2, Field::Bytes(x)) => push_map(&mut m, "selector", map_entry(x, false)?),
+            (3, Field::Bytes(x)) => put_unless_zero(&mut m, "clusterIP", string(x)?),
+            (4, Field::Bytes(x)) => put_unless_zero(&mut m, "type", string(x)?),
+            (5, Field::Bytes(x)) => push_list(&mut m, "externalIPs", string(x)?),
+            (7, Field::Bytes(x)) => put_unless_zero(&mut m, "sessionAffinity", string(x)?),
+            (8, Field::Bytes(x)) => put_unless_zero(&mut m, "loadBalancerIP", string(x)?),
+            (9, Field::Bytes(x)) => push_list(&mut m, "loadBalancerSourceRanges", string(x)?),
+            (10, Field::Bytes(x)) => put_unless_zero(&mut m, "externalName", string(x)?),
+            (11, Field::Bytes(x)) => put_unless_zero(&mut m, "externalTrafficPolicy", string(x)?),
+            (12, Field::Varint(v)) => {
+                put_unless_zero(&mut m, "healthCheckNodePort", json!(v as i32))
+            }
+            (13, Field::Varint(v)) => {
+                put_unless_zero(&mut m, "publishNotReadyAddresses", json!(v != 0))
+            }
+            (14, Field::Bytes(x)) => {
+                let mut timeout = None;
+                for g in fields(x) {
+                    if let (1, Field::Bytes(c)) = g? {
+                        for h in fields(c) {
+                            if let (1, Field::Varint(t)) = h? {
+                                timeout = Some(t as i32);
+                            }
+                        }
+                    }
+                }
+                let client_ip = match timeout {
+                    Some(t) => json!({"timeoutSeconds": t}),
+                    None => json!({}),
+                };
+                m.insert(
+                    "sessionAffinityConfig".into(),
+                    json!({"clientIP": client_ip}),
+                );
+            }
+            (17, Field::Bytes(x)) => {
+                m.insert("ipFamilyPolicy".into(), string(x)?);
+            }
+            (18, Field::Bytes(x)) => push_list(&mut m, "clusterIPs", string(x)?),
+            (19, Field::Bytes(x)) => push_list(&mut m, "ipFamilies", string(x)?),
+            (20, Field::Varint(v)) => {
+                m.insert("allocateLoadBalancerNodePorts".into(), json!(v != 0));
+            }
+            (21, Field::Bytes(x)) => {
+                m.insert("loadBalancerClass".into(), string(x)?);
+            }
+            (22, Field::Bytes(x)) => {
+                m.insert("internalTrafficPolicy".into(), string(x)?);
+            }
+            (23, Field::Bytes(x)) => {
+                m.insert("trafficDistribution".into(), string(x)?);
+            }
+            _ => {}
         }
     }
     Ok(Value::Object(m))
@@ -401,6 +510,9 @@ fn decode_kind(kind: &str, raw: &[u8]) -> Result<Value, DecodeError> {
                 "imagePullSecrets",
                 strings_message(x, &[(1, "name")])?,
             ),
+            ("Service", 2, Field::Bytes(x)) => {
+                o.insert("spec".into(), service_spec(x)?);
+            }
             ("ServiceAccount", 4, Field::Varint(v)) => {
                 o.insert("automountServiceAccountToken".into(), json!(v != 0));
             }
@@ -435,24 +547,187 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
             _ => {}
         }
     }
-    if !matches!(
-        kind.as_str(),
-        "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount"
-    ) && table_of(&kind).is_none()
-    {
-        return err(format!(
-            "protobuf bodies are accepted for Namespace, ConfigMap, Secret, ServiceAccount, the RBAC kinds and the reviews only, not {kind:?}; send application/json"
-        ));
-    }
-    let mut v = decode_kind(&kind, raw)?;
+    let mut v = match kind.as_str() {
+        "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount" | "Service" => {
+            decode_kind(&kind, raw)?
+        }
+        "TokenRequest" => token_request::decode(raw)?,
+        k if table_of(k).is_some() => decode_kind(&kind, raw)?,
+        _ => {
+            return err(format!(
+                "protobuf bodies are accepted for Namespace, ConfigMap, Secret, ServiceAccount, Service, TokenRequest, the RBAC kinds and the reviews only, not {kind:?}; send application/json"
+            ))
+        }
+    };
     v["apiVersion"] = json!(api_version);
     v["kind"] = json!(kind);
     Ok(v)
 }
 
+/// The protobuf form of `v`, for the kinds that have one here.
+pub fn encode(v: &Value) -> Option<Vec<u8>> {
+    match (v["apiVersion"].as_str()?, v["kind"].as_str()?) {
+        ("authentication.k8s.io/v1", "TokenRequest") => Some(token_request::encode(v)),
+        _ => None,
+    }
+}
+
+/// TokenRequest through k8s-pb's types.
+mod token_request {
+    use k8s_pb::api::authentication::v1 as pb;
+    use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+    use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
+    use prost::Message;
+    use serde_json::{json, Map, Value};
+
+    use super::{DecodeError, MAGIC};
+
+    fn non_empty(s: Option<String>) -> Option<Value> {
+        s.filter(|s| !s.is_empty()).map(Value::String)
+    }
+
+    pub fn decode(raw: &[u8]) -> Result<Value, DecodeError> {
+        let tr =
+            pb::TokenRequest::decode(raw).map_err(|e| DecodeError(format!("TokenRequest: {e}")))?;
+        let mut out = Map::new();
+        if let Some(m) = tr.metadata {
+            let mut md = Map::new();
+            let fields = [
+                ("name", m.name),
+                ("generateName", m.generate_name),
+                ("namespace", m.namespace),
+                ("uid", m.uid),
+                ("resourceVersion", m.resource_version),
+            ];
+            for (k, v) in fields {
+                if let Some(v) = non_empty(v) {
+                    md.insert(k.into(), v);
+                }
+            }
+            if !m.labels.is_empty() {
+                md.insert("labels".into(), json!(m.labels));
+            }
+            if !m.annotations.is_empty() {
+                md.insert("annotations".into(), json!(m.annotations));
+            }
+            out.insert("metadata".into(), Value::Object(md));
+        }
+        let spec = tr.spec.unwrap_or_default();
+        let mut sp = Map::new();
+        if !spec.audiences.is_empty() {
+            sp.insert("audiences".into(), json!(spec.audiences));
+        }
+        if let Some(e) = spec.expiration_seconds {
+            sp.insert("expirationSeconds".into(), json!(e));
+        }
+        if let Some(r) = spec.bound_object_ref {
+            let mut b = Map::new();
+            let fields = [
+                ("kind", r.kind),
+                ("apiVersion", r.api_version),
+                ("name", r.name),
+                ("uid", r.u_id),
+            ];
+            for (k, v) in fields {
+                if let Some(v) = non_empty(v) {
+                    b.insert(k.into(), v);
+                }
+            }
+            sp.insert("boundObjectRef".into(), Value::Object(b));
+        }
+        out.insert("spec".into(), Value::Object(sp));
+        Ok(Value::Object(out))
+    }
+
+    fn string(v: &Value) -> Option<String> {
+        v.as_str().map(str::to_string)
+    }
+
+    fn time(v: &Value) -> Option<meta::Time> {
+        let t = chrono::DateTime::parse_from_rfc3339(v.as_str()?).ok()?;
+        Some(meta::Time {
+            seconds: Some(t.timestamp()),
+            nanos: Some(0),
+        })
+    }
+
+    /// The `k8s\0` envelope around the TokenRequest `v`.
+    pub fn encode(v: &Value) -> Vec<u8> {
+        let spec = &v["spec"];
+        let bound = &spec["boundObjectRef"];
+        let tr = pb::TokenRequest {
+            metadata: Some(meta::ObjectMeta {
+                name: string(&v["metadata"]["name"]),
+                namespace: string(&v["metadata"]["namespace"]),
+                creation_timestamp: time(&v["metadata"]["creationTimestamp"]),
+                ..Default::default()
+            }),
+            spec: Some(pb::TokenRequestSpec {
+                audiences: spec["audiences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(string)
+                    .collect(),
+                expiration_seconds: spec["expirationSeconds"].as_i64(),
+                bound_object_ref: bound.is_object().then(|| pb::BoundObjectReference {
+                    kind: string(&bound["kind"]),
+                    api_version: string(&bound["apiVersion"]),
+                    name: string(&bound["name"]),
+                    u_id: string(&bound["uid"]),
+                }),
+            }),
+            status: Some(pb::TokenRequestStatus {
+                token: string(&v["status"]["token"]),
+                expiration_timestamp: time(&v["status"]["expirationTimestamp"]),
+            }),
+        };
+        let envelope = Unknown {
+            type_meta: Some(TypeMeta {
+                api_version: string(&v["apiVersion"]),
+                kind: string(&v["kind"]),
+            }),
+            raw: Some(tr.encode_to_vec()),
+            content_encoding: Some(String::new()),
+            content_type: Some(String::new()),
+        };
+        [MAGIC, &envelope.encode_to_vec()].concat()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `kubectl create token default` (v1.32), from the reference -v=8 log.
+    const KUBECTL_TOKEN_REQUEST: &[u8] = b"k8s\0\x0a\x28\x0a\x18authentication.k8s.io/v1\x12\x0cTokenRequest\x12\x1a\x0a\x10\x0a\x00\x12\x00\x1a\x00\x22\x00\x2a\x00\x32\x00\x38\x00\x42\x00\x12\x00\x1a\x04\x0a\x00\x12\x00\x1a\x00\x22\x00";
+
+    #[test]
+    fn decodes_kubectls_token_request() {
+        let v = decode(KUBECTL_TOKEN_REQUEST).unwrap();
+        assert_eq!(
+            v,
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                   "metadata": {}, "spec": {}})
+        );
+    }
+
+    #[test]
+    fn token_requests_round_trip() {
+        let answer = json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "metadata": {"name": "default", "namespace": "default", "creationTimestamp": "2026-12-05T08:00:18Z"},
+            "spec": {"audiences": ["a", "b"], "expirationSeconds": 600,
+                     "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "p", "uid": "u"}},
+            "status": {"token": "t", "expirationTimestamp": "2026-12-05T08:10:18Z"},
+        });
+        let pb = encode(&answer).unwrap();
+        assert!(pb.starts_with(MAGIC));
+        let back = decode(&pb).unwrap();
+        assert_eq!(back["spec"], answer["spec"]);
+        assert_eq!(back["metadata"]["name"], "default");
+        assert!(encode(&json!({"apiVersion": "v1", "kind": "Pod"})).is_none());
+    }
 
     fn field(n: u8, b: &[u8]) -> Vec<u8> {
         let mut v = vec![(n << 3) | 2, b.len() as u8];
@@ -474,6 +749,41 @@ mod tests {
         assert_eq!(
             v,
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "foo", "labels": {"a": "b"}}})
+        );
+    }
+
+    fn varint_field(n: u8, v: u8) -> Vec<u8> {
+        vec![n << 3, v]
+    }
+
+    #[test]
+    fn decodes_a_service_leaving_out_go_zero_values() {
+        let tm = [field(1, b"v1"), field(2, b"Service")].concat();
+        let target = [varint_field(1, 0), varint_field(2, 80), field(3, b"")].concat();
+        let port = [
+            field(1, b"80-80"),
+            field(2, b"TCP"),
+            varint_field(3, 80),
+            field(4, &target),
+            varint_field(5, 0),
+        ]
+        .concat();
+        let spec = [
+            field(1, &port),
+            field(2, &[field(1, b"app"), field(2, b"web")].concat()),
+            field(3, b"None"),
+            field(4, b"ClusterIP"),
+            field(10, b""),
+            varint_field(13, 0),
+        ]
+        .concat();
+        let raw = [field(1, &field(1, b"web")), field(2, &spec)].concat();
+        let body = [b"k8s\0".to_vec(), field(1, &tm), field(2, &raw)].concat();
+        assert_eq!(
+            decode(&body).unwrap(),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                   "spec": {"ports": [{"name": "80-80", "protocol": "TCP", "port": 80, "targetPort": 80}],
+                            "selector": {"app": "web"}, "clusterIP": "None", "type": "ClusterIP"}})
         );
     }
 

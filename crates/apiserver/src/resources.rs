@@ -77,7 +77,16 @@ impl ResourceDef {
             "binding" => ("Binding", &["create"]),
             "finalize" => (self.kind, &["update"]),
             "log" => ("Pod", &["get"]),
+            "token" => ("TokenRequest", &["create"]),
             _ => ("PodExecOptions", &["create", "get"]),
+        }
+    }
+
+    /// The API group and version of a subresource's kind.
+    pub fn subresource_group_version(&self, sub: &str) -> (&'static str, &'static str) {
+        match sub {
+            "token" => ("authentication.k8s.io", "v1"),
+            _ => ("", "v1"),
         }
     }
 
@@ -96,6 +105,7 @@ use k8s_openapi::api::authorization::v1 as authz;
 use k8s_openapi::api::certificates::v1 as certs;
 use k8s_openapi::api::coordination::v1 as coord;
 use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::api::rbac::v1 as rbac;
 
 pub static RESOURCES: &[ResourceDef] = &[
@@ -192,10 +202,52 @@ pub static RESOURCES: &[ResourceDef] = &[
         namespaced: true,
         short_names: &["sa"],
         categories: &[],
-        subresources: &[],
+        subresources: &["token"],
         schema: "io.k8s.api.core.v1.ServiceAccount",
-        strategy: &registry::GENERIC,
+        strategy: &registry::SERVICE_ACCOUNT,
         normalize: roundtrip::<core::ServiceAccount>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        name: "services",
+        singular: "service",
+        kind: "Service",
+        namespaced: true,
+        short_names: &["svc"],
+        categories: &["all"],
+        subresources: &["status"],
+        schema: "io.k8s.api.core.v1.Service",
+        strategy: &registry::SERVICE,
+        normalize: roundtrip::<core::Service>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        name: "endpoints",
+        singular: "endpoints",
+        kind: "Endpoints",
+        namespaced: true,
+        short_names: &["ep"],
+        categories: &[],
+        subresources: &[],
+        schema: "io.k8s.api.core.v1.Endpoints",
+        strategy: &registry::ENDPOINTS,
+        normalize: roundtrip::<core::Endpoints>,
+    },
+    ResourceDef {
+        group: "discovery.k8s.io",
+        version: "v1",
+        name: "endpointslices",
+        singular: "endpointslice",
+        kind: "EndpointSlice",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        schema: "io.k8s.api.discovery.v1.EndpointSlice",
+        strategy: &registry::ENDPOINT_SLICE,
+        normalize: roundtrip::<discovery::EndpointSlice>,
     },
     ResourceDef {
         group: "coordination.k8s.io",
@@ -370,6 +422,7 @@ pub static RESOURCES: &[ResourceDef] = &[
 /// The API groups served under /apis (the core group is under /api).
 pub const GROUPS: &[(&str, &str)] = &[
     ("coordination.k8s.io", "v1"),
+    ("discovery.k8s.io", "v1"),
     ("rbac.authorization.k8s.io", "v1"),
     ("authorization.k8s.io", "v1"),
     ("authentication.k8s.io", "v1"),
@@ -392,4 +445,8 @@ pub fn pods() -> &'static ResourceDef {
 
 pub fn namespaces() -> &'static ResourceDef {
     &RESOURCES[1]
+}
+
+pub fn services() -> &'static ResourceDef {
+    find("", "v1", "services").expect("services are served")
 }

@@ -47,6 +47,10 @@ pub struct State {
     pub cluster_signing_duration: Duration,
     pub kubelet_tls: Arc<rustls::ClientConfig>,
     pub server_url: String,
+    /// Issues and verifies service account tokens.
+    pub sa_tokens: crate::sa_tokens::ServiceAccountTokens,
+    /// The ranges Service cluster IPs and node ports come from.
+    pub service_network: crate::registry::ServiceNetwork,
 }
 
 pub fn full(b: impl Into<Bytes>) -> Body {
@@ -207,6 +211,19 @@ fn text(code: u16, s: &str) -> Response<Body> {
     )
 }
 
+/// A client for the API server's own in-process work (the `kubernetes`
+/// Service's endpoints), as kube-apiserver's loopback client:
+/// `system:apiserver` in system:masters.
+pub fn local_client(state: Arc<State>) -> kube::Client {
+    let caller: Caller = Arc::new(crate::auth::UserInfo::apiserver());
+    let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+        let state = state.clone();
+        let caller = caller.clone();
+        async move { Ok::<_, Infallible>(handle_local(state, caller, req).await) }
+    });
+    kube::Client::new(service, "default")
+}
+
 /// Serves a request from a component in this process (see
 /// [`crate::ApiServer::local_client`]) as `caller`: same limits,
 /// authorizers, routing and handlers, no TLS.
@@ -250,6 +267,15 @@ async fn route<B: RequestBody>(
                 "application/x-pem-file",
                 Bytes::from(state.ca_pem.clone()),
             ))
+        }
+        [".well-known", "openid-configuration"] if get => {
+            return Ok(crate::sa_tokens::oidc::configuration(
+                &state.sa_tokens,
+                &state.server_url,
+            ))
+        }
+        ["openid", "v1", "jwks"] if get => {
+            return Ok(crate::sa_tokens::oidc::jwks(&state.sa_tokens))
         }
         ["openapi", "v3"] if get => {
             return Ok(bytes_response(
@@ -493,6 +519,10 @@ async fn dispatch<B: RequestBody>(
         (&Method::POST, Some(name), Some("binding")) => {
             let body = read_body(body, h).await?;
             handlers::bind(&ctx, name, &body).await
+        }
+        (&Method::POST, Some(name), Some(sub)) if t.def.subresource(sub).1.contains(&"create") => {
+            let body = read_body(body, h).await?;
+            handlers::create_subresource(&ctx, name, sub, &body).await
         }
         (&Method::PUT, Some(name), Some("finalize")) => {
             let body = read_body(body, h).await?;

@@ -301,6 +301,11 @@ async fn watch_from_a_compacted_revision_gets_410() {
     let server = orca_apiserver::start(config.clone(), store.clone())
         .await
         .expect("start");
+    common::default_service_account(
+        &server.local_client(orca_apiserver::auth::UserInfo::admin()),
+        "default",
+    )
+    .await;
     let pods = connect(&server).await;
     let first = pods
         .create(&PostParams::default(), &pod("old"))

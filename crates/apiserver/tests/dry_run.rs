@@ -23,9 +23,36 @@ async fn snapshot(store: &Arc<dyn Store>) -> (i64, BTreeMap<String, Vec<u8>>) {
     (page.revision, kvs)
 }
 
+/// The ServiceAccount admission plugin names each pod's token volume with a
+/// random suffix.
+fn without_volume_suffixes(v: &mut Value) {
+    match v {
+        Value::String(s) if s.starts_with("kube-api-access-") => {
+            *s = "kube-api-access-".into();
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_volume_suffixes),
+        Value::Object(m) => m.values_mut().for_each(without_volume_suffixes),
+        _ => {}
+    }
+}
+
 /// Drops what the server sets differently on every request, so a dry run's
-/// answer can be compared with the real one.
+/// answer can be compared with the real one. (A Service's dry-run create
+/// reports the range's network address and first node port, as
+/// kube-apiserver does, where the real one takes free ones.)
 fn comparable(mut v: Value) -> Value {
+    without_volume_suffixes(&mut v);
+    if v["kind"] == "Service" {
+        if let Some(spec) = v["spec"].as_object_mut() {
+            spec.remove("clusterIP");
+            spec.remove("clusterIPs");
+        }
+        for p in v["spec"]["ports"].as_array_mut().into_iter().flatten() {
+            if let Some(p) = p.as_object_mut() {
+                p.remove("nodePort");
+            }
+        }
+    }
     if let Some(m) = v["metadata"].as_object_mut() {
         for f in [
             "uid",
@@ -35,6 +62,13 @@ fn comparable(mut v: Value) -> Value {
             "managedFields",
         ] {
             m.remove(f);
+        }
+    }
+    // A TokenRequest's token is new on every request, dry run or not.
+    if v["kind"] == "TokenRequest" {
+        if let Some(st) = v["status"].as_object_mut() {
+            st.remove("token");
+            st.remove("expirationTimestamp");
         }
     }
     let conds = v.get_mut("status").and_then(|s| s.get_mut("conditions"));
@@ -261,6 +295,14 @@ fn sample(resource: &str, name: &str) -> Value {
         }
         "tokenreviews" => json!({"apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenReview", "metadata": {}, "spec": {"token": "not-a-token"}}),
+        "services" => json!({"apiVersion": "v1", "kind": "Service", "metadata": meta,
+            "spec": {"type": "NodePort", "selector": {"app": "a"}, "ports": [{"port": 80}]}}),
+        "endpoints" => json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": meta,
+            "subsets": [{"addresses": [{"ip": "10.42.0.9"}], "ports": [{"port": 80}]}]}),
+        "endpointslices" => json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": meta, "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.42.0.9"], "conditions": {"ready": true}}],
+            "ports": [{"port": 80}]}),
         other => panic!(
             "the server serves {other:?} but this test has no sample of it: add one, \
              so that its writes are checked for dry run too"
@@ -404,6 +446,12 @@ async fn dry_run_never_writes_and_answers_as_the_real_request() {
                         "metadata": {"name": "dry-pods-a"},
                         "target": {"kind": "Node", "name": "some-node"}});
                     c.check(sub, Write::new("bind a pod", "POST", &uri, binding))
+                        .await;
+                }
+                "serviceaccounts/token" => {
+                    let request = json!({"apiVersion": "authentication.k8s.io/v1",
+                        "kind": "TokenRequest", "spec": {"audiences": ["dry-run-test"]}});
+                    c.check(sub, Write::new("request a token", "POST", &uri, request))
                         .await;
                 }
                 "namespaces/finalize" => {

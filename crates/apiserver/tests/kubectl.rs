@@ -114,6 +114,7 @@ async fn create_get_describe_delete_the_seed_pod() {
 
     // `get -o yaml` output creates the same pod in another namespace.
     h.kubectl(&["create", "namespace", "copy"]).await;
+    common::default_service_account(&h.client().await, "copy").await;
     let copied = yaml.replace("namespace: default", "namespace: copy");
     let copy_file = write_file(&h, "copy.yaml", &copied).await;
     let out = h.kubectl(&["create", "-f", &copy_file]).await;
@@ -146,7 +147,7 @@ async fn create_get_describe_delete_the_seed_pod() {
         "Image:",
         "Port:       80/TCP",
         "DEMO_GREETING:  Hello from the environment",
-        "QoS Class:            BestEffort",
+        "QoS Class:                   BestEffort",
         "Events:",
     ] {
         assert!(

@@ -160,6 +160,7 @@ async fn force_delete_and_preconditions() {
 async fn namespace_deletion_empties_it() {
     let h = common::Harness::start().await;
     h.kubectl(&["create", "namespace", "scratch"]).await;
+    common::default_service_account(&h.client().await, "scratch").await;
     h.kubectl(&["run", "p", "-n", "scratch", "--image=busybox"])
         .await;
     h.kubectl(&[

@@ -3,11 +3,19 @@
 //! - [`lifecycle`] marks nodes whose agent stopped reporting as `Unknown`,
 //!   taints them unreachable, marks their pods not ready and evicts pods
 //!   that do not tolerate a node's NoExecute taints,
-//! - [`serviceaccounts`] keeps a `default` ServiceAccount in every namespace.
+//! - [`serviceaccounts`] keeps a `default` ServiceAccount in every namespace,
+//! - [`rootca`] publishes the cluster CA as `kube-root-ca.crt` in every
+//!   namespace,
+//! - [`endpoints`] and [`endpointslices`] list the pods each Service selects,
+//!   from one shared watch of Services and Pods ([`servicepods`]).
 
+pub mod endpoints;
+pub mod endpointslices;
 pub mod ipam;
 pub mod lifecycle;
+pub mod rootca;
 pub mod serviceaccounts;
+pub mod servicepods;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -67,6 +75,13 @@ pub struct Config {
     /// How often node health and evictions are checked
     /// (kube-controller-manager's --node-monitor-period).
     pub node_monitor_period: Duration,
+    /// The cluster CA (PEM) published in every namespace as
+    /// `kube-root-ca.crt` (kube-controller-manager's --root-ca-file); none,
+    /// none published.
+    pub root_ca_pem: Option<String>,
+    /// Endpoints per EndpointSlice (kube-controller-manager's
+    /// --max-endpoints-per-slice).
+    pub max_endpoints_per_slice: usize,
 }
 
 impl Default for Config {
@@ -77,16 +92,52 @@ impl Default for Config {
             // Kubernetes 1.32's defaults.
             node_monitor_grace: Duration::from_secs(50),
             node_monitor_period: Duration::from_secs(5),
+            root_ca_pem: None,
+            max_endpoints_per_slice: 100,
         }
     }
 }
 
 /// Runs every controller until one fails.
 pub async fn run(clients: Clients, config: Config) -> anyhow::Result<()> {
+    let root_ca = async {
+        match config.root_ca_pem.clone() {
+            Some(pem) => {
+                let writer = clients.controller("root-ca-cert-publisher");
+                rootca::run(clients.informers(), writer, pem).await
+            }
+            None => Ok(()),
+        }
+    };
     tokio::try_join!(
         ipam::run(&clients, config.clone()),
         lifecycle::run(&clients, config.clone()),
         serviceaccounts::run(&clients),
+        root_ca,
+        run_endpoints(&clients, config.max_endpoints_per_slice),
+    )?;
+    Ok(())
+}
+
+/// The endpoints and endpointslice controllers over one shared watch of
+/// Services and Pods.
+pub async fn run_endpoints(clients: &Clients, max_per_slice: usize) -> anyhow::Result<()> {
+    let endpoints_queue = std::sync::Arc::new(servicepods::Queue::default());
+    let slices_queue = std::sync::Arc::new(servicepods::Queue::default());
+    let inputs = servicepods::Inputs::new(vec![endpoints_queue.clone(), slices_queue.clone()]);
+    tokio::try_join!(
+        inputs.clone().run(clients.informers()),
+        endpoints::run(
+            clients.controller("endpoint-controller"),
+            inputs.clone(),
+            endpoints_queue
+        ),
+        endpointslices::run(
+            clients.controller("endpointslice-controller"),
+            inputs,
+            slices_queue,
+            max_per_slice
+        ),
     )?;
     Ok(())
 }

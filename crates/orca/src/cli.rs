@@ -65,6 +65,19 @@ pub struct ServerArgs {
     /// The range node pod CIDRs (a /24 each) are carved from.
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
+    /// The range Service cluster IPs come from; its first address is the
+    /// `kubernetes` Service's.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+    /// The range Service node ports come from.
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
+    /// The address pods and other machines reach the API server at, listed
+    /// in the `kubernetes` Service's endpoints (default: the bind address if
+    /// it is a specific one, else the address of the default route's
+    /// interface, where the server then listens too).
+    #[arg(long)]
+    pub advertise_address: Option<std::net::IpAddr>,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -219,6 +232,9 @@ mod tests {
         assert_eq!(args.data_dir, PathBuf::from("/var/lib/orca"));
         assert_eq!(args.https_port, 6443);
         assert_eq!(args.bind_address, "127.0.0.1");
+        assert_eq!(args.service_cidr, "10.43.0.0/16");
+        assert_eq!(args.service_node_port_range, "30000-32767");
+        assert_eq!(args.advertise_address, None);
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     create_private_dir(&args.data_dir)?;
+    let service_network =
+        orca_apiserver::ServiceNetwork::new(&args.service_cidr, &args.service_node_port_range)
+            .context("--service-cidr / --service-node-port-range")?;
     let store = open_store(&args).await?;
     let api = orca_apiserver::start(
         orca_apiserver::Config {
@@ -26,6 +29,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             bind_address: args.bind_address.clone(),
             https_port: args.https_port,
             tls_sans: args.tls_san.clone(),
+            advertise_address: args.advertise_address,
+            service_network,
+            endpoint_reconciler: orca_apiserver::EndpointReconciler::Lease,
             // The embedded store compacts its own log; etcd needs the API
             // server to do it, as kube-apiserver does.
             compaction_interval: if args.datastore_endpoint.is_empty() {
@@ -43,6 +49,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     .context("starting the API server")?;
     tracing::info!(
         address = %api.addr(),
+        advertise = ?api.advertise_address(),
         kubeconfig = %api.kubeconfig_path().display(),
         "API server ready"
     );
@@ -60,8 +67,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                 args.cluster_cidr
             )
         })?;
+    let ca_path = args.data_dir.join("tls/ca.crt");
+    let root_ca_pem = std::fs::read_to_string(&ca_path)
+        .with_context(|| format!("reading the cluster CA {}", ca_path.display()))?;
     let controllers = orca_controllers::Config {
         cluster_cidr,
+        root_ca_pem: Some(root_ca_pem),
         ..Default::default()
     };
     let per_controller = clients.clone();

@@ -1,25 +1,29 @@
 //! etcd v3 backend: revisions are etcd's, compare-and-swap is a Txn on the
 //! key's mod_revision, watches are etcd watches with `prev_kv`, compaction is
-//! etcd's own.
+//! etcd's own. The gRPC client is in-tree ([`client`], [`wire`]).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{
-    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType,
-    GetOptions, KvClient, PutOptions, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
-};
+use tonic::Status;
 
+use self::client::Client;
+use self::wire::{
+    CompactionRequest, Compare, CompareResult, DeleteRangeRequest, EventType, PutRequest,
+    RangeRequest, Request, RequestOp, Response, ResponseHeader, TargetUnion, TxnRequest,
+    WatchCreateRequest,
+};
 use crate::{
     prefix_end, Error, KeyValue, ListOptions, ListPage, Result, Revision, Store, StoreStatus,
     WatchEvent, WatchStream,
 };
 
+mod client;
+mod wire;
+
 /// Limit for one unary request; watches are long-lived and have none.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest response accepted (a big list), as Kubernetes' etcd client does.
-const MAX_MESSAGE: usize = i32::MAX as usize;
 /// How long to wait for etcd to name its compact revision (see
 /// [`EtcdStore::discover_compact_revision`]).
 const COMPACT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,8 +36,6 @@ const ERR_FUTURE_REV: &str = "required revision is a future revision";
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
-    kv: KvClient,
-    watch: WatchClient,
     endpoints: Arc<str>,
     /// Newest compact revision this client knows of (etcd has no call that
     /// reports it directly).
@@ -59,15 +61,8 @@ impl EtcdStore {
             ));
         }
         let joined: Arc<str> = list.join(",").into();
-        let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(10));
-        let client = Client::connect(&list, Some(options))
-            .await
-            .map_err(|e| unavailable(&joined, "connecting", "", e))?;
+        let client = Client::new(&list).map_err(|e| unavailable(&joined, "connecting", "", e))?;
         let store = EtcdStore {
-            kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE),
-            watch: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
             client,
             endpoints: joined,
             compact_revision: Arc::new(AtomicI64::new(0)),
@@ -78,7 +73,7 @@ impl EtcdStore {
 
     async fn call<T, F>(&self, what: &str, key: &str, fut: F) -> Result<T>
     where
-        F: std::future::Future<Output = Result<T, etcd_client::Error>>,
+        F: std::future::Future<Output = Result<T, Status>>,
     {
         match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
             Ok(Ok(v)) => Ok(v),
@@ -93,22 +88,20 @@ impl EtcdStore {
 
     /// Maps an etcd error; compaction and future-revision errors get
     /// placeholder numbers that the caller fills in.
-    fn classify(&self, what: &str, key: &str, e: etcd_client::Error) -> Error {
-        if let etcd_client::Error::GRpcStatus(status) = &e {
-            if status.message().contains(ERR_COMPACTED) {
-                return Error::Compacted {
-                    requested: 0,
-                    compacted: 0,
-                };
-            }
-            if status.message().contains(ERR_FUTURE_REV) {
-                return Error::FutureRevision {
-                    requested: 0,
-                    current: 0,
-                };
-            }
+    fn classify(&self, what: &str, key: &str, status: Status) -> Error {
+        if status.message().contains(ERR_COMPACTED) {
+            return Error::Compacted {
+                requested: 0,
+                compacted: 0,
+            };
         }
-        unavailable(&self.endpoints, what, key, e)
+        if status.message().contains(ERR_FUTURE_REV) {
+            return Error::FutureRevision {
+                requested: 0,
+                current: 0,
+            };
+        }
+        unavailable(&self.endpoints, what, key, status)
     }
 
     /// etcd reports its compact revision only to a watch that starts before
@@ -117,19 +110,19 @@ impl EtcdStore {
         let known = self.compact_revision.load(Ordering::SeqCst);
         let probe = async {
             let mut watch = self
-                .watch
-                .clone()
-                .watch(
-                    "\0orca-compact-probe",
-                    Some(WatchOptions::new().with_start_revision(1)),
-                )
+                .client
+                .watch(WatchCreateRequest {
+                    key: b"\0orca-compact-probe".to_vec(),
+                    start_revision: 1,
+                    ..Default::default()
+                })
                 .await
                 .ok()?;
             while let Ok(Some(resp)) = watch.message().await {
-                if resp.compact_revision() > 0 {
-                    return Some(resp.compact_revision());
+                if resp.compact_revision > 0 {
+                    return Some(resp.compact_revision);
                 }
-                if resp.canceled() {
+                if resp.canceled {
                     break;
                 }
             }
@@ -145,10 +138,12 @@ impl EtcdStore {
     }
 
     async fn get_raw(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = self
-            .call("get", key, self.kv.clone().get(key, None))
-            .await?;
-        Ok(resp.kvs().first().map(convert_kv))
+        let range = RangeRequest {
+            key: key.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        let resp = self.call("get", key, self.client.range(range)).await?;
+        Ok(resp.kvs.into_iter().next().map(convert_kv))
     }
 
     /// The answer for a failed compare on `key`: it is gone, or it moved on.
@@ -165,26 +160,38 @@ impl EtcdStore {
     }
 }
 
-fn unavailable(endpoints: &str, what: &str, key: &str, e: etcd_client::Error) -> Error {
+fn unavailable(endpoints: &str, what: &str, key: &str, e: impl std::fmt::Display) -> Error {
     Error::Unavailable(format!(
         "etcd at {endpoints}: {what} {key}: {e}; check that etcd is running and reachable"
     ))
 }
 
-fn convert_kv(kv: &etcd_client::KeyValue) -> KeyValue {
+fn convert_kv(kv: wire::KeyValue) -> KeyValue {
     KeyValue {
-        // Keys only ever enter as `&str`, so this is lossless.
-        key: String::from_utf8_lossy(kv.key()).into_owned(),
-        value: kv.value().to_vec(),
-        create_revision: kv.create_revision(),
-        mod_revision: kv.mod_revision(),
+        key: key_string(kv.key),
+        value: kv.value,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
     }
 }
 
-fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<Revision> {
+/// Keys only ever enter as `&str`, so this is lossless.
+fn key_string(key: Vec<u8>) -> String {
+    String::from_utf8(key).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn header_revision(header: Option<&ResponseHeader>) -> Result<Revision> {
     header
-        .map(|h| h.revision())
+        .map(|h| h.revision)
         .ok_or_else(|| Error::Internal("etcd answered without a response header".into()))
+}
+
+/// A transaction of one compare and the operation done if it holds.
+fn txn(compare: Compare, op: Request) -> TxnRequest {
+    TxnRequest {
+        compare: vec![compare],
+        success: vec![RequestOp { request: Some(op) }],
+    }
 }
 
 #[async_trait::async_trait]
@@ -207,16 +214,14 @@ impl Store for EtcdStore {
         // "\0" as the range end means "no upper bound" to etcd.
         let end = prefix_end(prefix.as_bytes()).unwrap_or_else(|| vec![0]);
         let requested = opts.revision.filter(|r| *r > 0);
-        let mut get = GetOptions::new()
-            .with_range(end)
-            .with_revision(requested.unwrap_or(0));
-        if opts.limit > 0 {
-            get = get.with_limit(opts.limit as i64);
-        }
-        let resp = match self
-            .call("list", prefix, self.kv.clone().get(start, Some(get)))
-            .await
-        {
+        let range = RangeRequest {
+            key: start,
+            range_end: end,
+            limit: opts.limit as i64,
+            revision: requested.unwrap_or(0),
+            ..Default::default()
+        };
+        let resp = match self.call("list", prefix, self.client.range(range)).await {
             Ok(resp) => resp,
             Err(Error::Compacted { .. }) => {
                 return Err(Error::Compacted {
@@ -234,24 +239,29 @@ impl Store for EtcdStore {
         };
         let revision = match requested {
             Some(r) => r,
-            None => header_revision(resp.header())?,
+            None => header_revision(resp.header.as_ref())?,
         };
         Ok(ListPage {
-            kvs: resp.kvs().iter().map(convert_kv).collect(),
+            kvs: resp.kvs.into_iter().map(convert_kv).collect(),
             revision,
-            more: resp.more(),
+            more: resp.more,
         })
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value.clone(), None)]);
-        let resp = self.call("create", key, self.kv.clone().txn(txn)).await?;
-        if !resp.succeeded() {
+        let txn = txn(
+            Compare::new(key, CompareResult::Equal, TargetUnion::CreateRevision(0)),
+            Request::Put(PutRequest {
+                key: key.as_bytes().to_vec(),
+                value: value.clone(),
+                prev_kv: false,
+            }),
+        );
+        let resp = self.call("create", key, self.client.txn(txn)).await?;
+        if !resp.succeeded {
             return Err(Error::AlreadyExists(key.to_owned()));
         }
-        let revision = header_revision(resp.header())?;
+        let revision = header_revision(resp.header.as_ref())?;
         Ok(KeyValue {
             key: key.to_owned(),
             value,
@@ -266,22 +276,27 @@ impl Store for EtcdStore {
             // instead match a missing key and create it.
             return Err(self.conflict(key, expected).await);
         }
-        let txn = Txn::new()
-            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
-            .and_then([TxnOp::put(
+        let txn = txn(
+            Compare::new(
                 key,
-                value.clone(),
-                Some(PutOptions::new().with_prev_key()),
-            )]);
-        let resp = self.call("update", key, self.kv.clone().txn(txn)).await?;
-        if !resp.succeeded() {
+                CompareResult::Equal,
+                TargetUnion::ModRevision(expected),
+            ),
+            Request::Put(PutRequest {
+                key: key.as_bytes().to_vec(),
+                value: value.clone(),
+                prev_kv: true,
+            }),
+        );
+        let resp = self.call("update", key, self.client.txn(txn)).await?;
+        if !resp.succeeded {
             return Err(self.conflict(key, expected).await);
         }
         let create_revision = resp
-            .op_responses()
-            .into_iter()
-            .find_map(|r| match r {
-                TxnOpResponse::Put(p) => p.prev_key().map(|kv| kv.create_revision()),
+            .responses
+            .iter()
+            .find_map(|r| match &r.response {
+                Some(Response::Put(p)) => p.prev_kv.as_ref().map(|kv| kv.create_revision),
                 _ => None,
             })
             .ok_or_else(|| {
@@ -291,75 +306,74 @@ impl Store for EtcdStore {
             key: key.to_owned(),
             value,
             create_revision,
-            mod_revision: header_revision(resp.header())?,
+            mod_revision: header_revision(resp.header.as_ref())?,
         })
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(KeyValue, Revision)> {
         let compare = match expected {
             Some(e) if e <= 0 => return Err(self.conflict(key, e).await),
-            Some(e) => Compare::mod_revision(key, CompareOp::Equal, e),
-            None => Compare::version(key, CompareOp::Greater, 0),
+            Some(e) => Compare::new(key, CompareResult::Equal, TargetUnion::ModRevision(e)),
+            None => Compare::new(key, CompareResult::Greater, TargetUnion::Version(0)),
         };
-        let txn = Txn::new().when([compare]).and_then([TxnOp::delete(
-            key,
-            Some(DeleteOptions::new().with_prev_key()),
-        )]);
-        let resp = self.call("delete", key, self.kv.clone().txn(txn)).await?;
-        if !resp.succeeded() {
+        let txn = txn(
+            compare,
+            Request::DeleteRange(DeleteRangeRequest {
+                key: key.as_bytes().to_vec(),
+                prev_kv: true,
+            }),
+        );
+        let resp = self.call("delete", key, self.client.txn(txn)).await?;
+        if !resp.succeeded {
             return Err(match expected {
                 Some(e) => self.conflict(key, e).await,
                 None => Error::NotFound(key.to_owned()),
             });
         }
+        let revision = header_revision(resp.header.as_ref())?;
         let prev = resp
-            .op_responses()
+            .responses
             .into_iter()
-            .find_map(|r| match r {
-                TxnOpResponse::Delete(d) => d.prev_kvs().first().map(convert_kv),
+            .find_map(|r| match r.response {
+                Some(Response::DeleteRange(d)) => d.prev_kvs.into_iter().next().map(convert_kv),
                 _ => None,
             })
             // The compare guaranteed the key existed.
             .ok_or_else(|| Error::NotFound(key.to_owned()))?;
-        Ok((prev, header_revision(resp.header())?))
+        Ok((prev, revision))
     }
 
     async fn current_revision(&self) -> Result<Revision> {
+        let range = RangeRequest {
+            key: vec![0],
+            count_only: true,
+            ..Default::default()
+        };
         let resp = self
-            .call(
-                "reading the revision",
-                "",
-                self.client
-                    .kv_client()
-                    .get("\0", Some(GetOptions::new().with_count_only())),
-            )
+            .call("reading the revision", "", self.client.range(range))
             .await?;
-        header_revision(resp.header())
+        header_revision(resp.header.as_ref())
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
-        let mut options = WatchOptions::new()
-            .with_start_revision(after + 1)
-            .with_prev_key();
-        if !prefix.is_empty() {
-            options = options.with_prefix();
-        } else {
-            options = options.with_all_keys();
-        }
-        let stream = self
-            .call(
-                "watch",
-                prefix,
-                self.watch.clone().watch(prefix, Some(options)),
-            )
+        // "\0" as both ends is every key to etcd.
+        let key = match prefix {
+            "" => vec![0],
+            p => p.as_bytes().to_vec(),
+        };
+        let create = WatchCreateRequest {
+            range_end: prefix_end(prefix.as_bytes()).unwrap_or_else(|| vec![0]),
+            key,
+            start_revision: after + 1,
+            prev_kv: true,
+        };
+        let mut responses = self
+            .call("watch", prefix, self.client.watch(create))
             .await?;
-        let (requests, mut responses) = stream.split();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let store = self.clone();
         let prefix = prefix.to_owned();
         tokio::spawn(async move {
-            // Dropping the request side would end the watch.
-            let _requests = requests;
             loop {
                 let msg = tokio::select! {
                     _ = tx.closed() => return,
@@ -381,45 +395,45 @@ impl Store for EtcdStore {
                         return;
                     }
                 };
-                if resp.compact_revision() > 0 {
+                if resp.compact_revision > 0 {
                     store
                         .compact_revision
-                        .fetch_max(resp.compact_revision(), Ordering::SeqCst);
+                        .fetch_max(resp.compact_revision, Ordering::SeqCst);
                     let _ = tx
                         .send(Err(Error::Compacted {
                             requested: after + 1,
-                            compacted: resp.compact_revision(),
+                            compacted: resp.compact_revision,
                         }))
                         .await;
                     return;
                 }
-                if resp.canceled() {
+                if resp.canceled {
                     let _ = tx
                         .send(Err(Error::Unavailable(format!(
                             "etcd at {} canceled the watch on {prefix}: {}",
-                            store.endpoints,
-                            resp.cancel_reason()
+                            store.endpoints, resp.cancel_reason
                         ))))
                         .await;
                     return;
                 }
-                for ev in resp.events() {
-                    let Some(kv) = ev.kv() else { continue };
-                    let prev = ev.prev_kv().map(convert_kv);
-                    let event = match ev.event_type() {
+                for ev in resp.events {
+                    let event_type = ev.r#type();
+                    let Some(kv) = ev.kv else { continue };
+                    let prev = ev.prev_kv.map(convert_kv);
+                    let event = match event_type {
                         EventType::Put => WatchEvent::Put {
                             kv: convert_kv(kv),
                             prev,
                         },
                         EventType::Delete => WatchEvent::Delete {
+                            revision: kv.mod_revision,
                             // etcd omits prev_kv when it was compacted away.
                             prev: prev.unwrap_or_else(|| KeyValue {
-                                key: String::from_utf8_lossy(kv.key()).into_owned(),
+                                key: key_string(kv.key),
                                 value: Vec::new(),
                                 create_revision: 0,
                                 mod_revision: 0,
                             }),
-                            revision: kv.mod_revision(),
                         },
                     };
                     if tx.send(Ok(event)).await.is_err() {
@@ -436,9 +450,10 @@ impl Store for EtcdStore {
             .call(
                 "compact",
                 "",
-                self.client
-                    .kv_client()
-                    .compact(revision, Some(CompactionOptions::new().with_physical())),
+                self.client.compact(CompactionRequest {
+                    revision,
+                    physical: true,
+                }),
             )
             .await;
         match result {
@@ -457,14 +472,12 @@ impl Store for EtcdStore {
     }
 
     async fn status(&self) -> Result<StoreStatus> {
-        let resp = self
-            .call("status", "", self.client.maintenance_client().status())
-            .await?;
+        let resp = self.call("status", "", self.client.status()).await?;
         Ok(StoreStatus {
             backend: "etcd",
-            revision: header_revision(resp.header())?,
+            revision: header_revision(resp.header.as_ref())?,
             compact_revision: self.compact_revision.load(Ordering::SeqCst),
-            db_size_bytes: resp.db_size().max(0) as u64,
+            db_size_bytes: resp.db_size.max(0) as u64,
         })
     }
 }

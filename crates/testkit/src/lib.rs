@@ -9,12 +9,28 @@ use std::time::Duration;
 
 use orca_apiserver::ApiServer;
 
+/// Creates the `default` ServiceAccount of `namespace`, which the
+/// ServiceAccount admission plugin wants for every pod (in a cluster, a
+/// controller makes it).
+pub async fn default_service_account(client: &kube::Client, namespace: &str) {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), namespace);
+    let mut account = ServiceAccount::default();
+    account.metadata.name = Some("default".into());
+    match accounts.create(&Default::default(), &account).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("creating the default service account of {namespace}: {e}"),
+    }
+}
+
 /// Starts an API server keeping its store, certificates and kubeconfig in
-/// `dir`, on a free loopback port.
+/// `dir`, on a free loopback port, with the `default` ServiceAccount of the
+/// `default` namespace.
 pub async fn api_server(dir: &Path) -> ApiServer {
     let store = orca_store::sqlite::SqliteStore::open(&dir.join("db/state.db"), Default::default())
         .expect("opening the SQLite store");
-    orca_apiserver::start(
+    let server = orca_apiserver::start(
         orca_apiserver::Config {
             data_dir: dir.to_path_buf(),
             https_port: 0,
@@ -23,7 +39,13 @@ pub async fn api_server(dir: &Path) -> ApiServer {
         Arc::new(store),
     )
     .await
-    .expect("the API server starts")
+    .expect("the API server starts");
+    default_service_account(
+        &server.local_client(orca_apiserver::auth::UserInfo::admin()),
+        "default",
+    )
+    .await;
+    server
 }
 
 /// A client with the server's admin kubeconfig, as kubectl would connect.

@@ -32,6 +32,16 @@ pub struct Env {
     pub node: String,
     pub bridge: String,
     pub cidr: String,
+    /// The agent's `token_max_age`.
+    pub token_max_age: Duration,
+    /// Publishes kube-root-ca.crt, which every pod's token volume shows.
+    root_ca: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.root_ca.abort();
+    }
 }
 
 fn new_runtime(dir: &Path, bridge: &str, cidr: &str) -> LinuxRuntime {
@@ -47,6 +57,12 @@ impl Env {
     /// `n` (1..=250) picks the bridge `orcag<n>` and CIDR 10.249.<n>.0/24 so
     /// tests in parallel do not share a network.
     pub async fn new(n: u8) -> Env {
+        Env::with_token_max_age(n, Duration::from_secs(24 * 3600)).await
+    }
+
+    /// A node whose agent fetches service account tokens again once they
+    /// are `token_max_age` old.
+    pub async fn with_token_max_age(n: u8, token_max_age: Duration) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("orca-agent-")
             .tempdir()
@@ -56,6 +72,13 @@ impl Env {
         let bridge = format!("orcag{n}");
         let cidr = format!("10.249.{n}.0/24");
         let runtime = Arc::new(new_runtime(dir.path(), &bridge, &cidr));
+        let ca = std::fs::read_to_string(dir.path().join("tls/ca.crt")).unwrap();
+        let root_ca = tokio::spawn({
+            let client = client.clone();
+            async move {
+                let _ = orca_controllers::rootca::run(client.clone(), client, ca).await;
+            }
+        });
         let mut env = Env {
             dir,
             api: Some(api),
@@ -65,6 +88,8 @@ impl Env {
             node: format!("node-{n}"),
             bridge,
             cidr,
+            token_max_age,
+            root_ca,
         };
         env.start_agent();
         env.wait_node_ready().await;
@@ -80,6 +105,7 @@ impl Env {
             streaming_bind: "127.0.0.1".into(),
             cluster_ca_pem: std::fs::read(self.dir.path().join("tls/ca.crt")).unwrap(),
             node_ip: "127.0.0.1".parse().unwrap(),
+            token_max_age: self.token_max_age,
             ..Default::default()
         }
     }

@@ -11,6 +11,9 @@ use k8s_openapi::api::core::v1::{
 
 use crate::{default_image_pull_policy, qos_class};
 
+mod services;
+pub use services::{endpoint_slice, endpoints, service, DEFAULT_AFFINITY_SECONDS};
+
 /// Seconds a pod keeps running on a not-ready or unreachable node before it
 /// is evicted (DefaultTolerationSeconds admission plugin).
 pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;

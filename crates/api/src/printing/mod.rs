@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 
 mod certificates;
 mod rbac;
+mod services;
+pub use services::{endpoint_slice_cells, endpoints_cells, format_endpoints, service_cells};
 
 /// What each row carries in `object` (`includeObject` parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,6 +130,9 @@ pub fn columns(kind: &str) -> Vec<Value> {
         ],
         "RoleBinding" | "ClusterRoleBinding" => rbac::binding_columns(),
         "CertificateSigningRequest" => certificates::csr_columns(),
+        "Service" => services::service_columns(),
+        "Endpoints" => services::endpoints_columns(),
+        "EndpointSlice" => services::endpoint_slice_columns(),
         // Kubernetes' default table for kinds without a printer.
         _ => vec![name_col(), col("Created At", "date", "", 0, AGE_DESC)],
     }
@@ -233,6 +238,9 @@ pub fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
                 json!(age(sa.metadata.creation_timestamp.as_ref(), now)),
             ]
         }
+        "Service" => service_cells(&from_value(obj), now),
+        "Endpoints" => endpoints_cells(&from_value(obj), now),
+        "EndpointSlice" => endpoint_slice_cells(&from_value(obj), now),
         "Lease" => {
             let l: Lease = from_value(obj);
             let holder = l.spec.and_then(|s| s.holder_identity).unwrap_or_default();

@@ -7,9 +7,10 @@ use std::fmt;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ContainerPort, EnvVar, Event, Namespace, Node, Pod, PodSpec, Probe,
-    ResourceRequirements, Secret, ServiceAccount, Toleration, Volume, VolumeMount,
+    ConfigMap, Container, ContainerPort, Endpoints, EnvVar, Event, Namespace, Node, Pod, PodSpec,
+    Probe, ResourceRequirements, Secret, Service, ServiceAccount, Toleration, Volume, VolumeMount,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{json, Value};
 
@@ -18,6 +19,18 @@ use crate::quantity::parse_nanos;
 mod certificates;
 mod rbac;
 pub use rbac::name_is_path_segment;
+mod endpoints;
+mod services;
+
+pub use endpoints::{
+    validate_endpoint_slice, validate_endpoint_slice_create, validate_endpoint_slice_update,
+    validate_endpoints, validate_endpoints_update,
+};
+pub use services::{
+    externally_accessible, is_dns1035_label, is_headless, needs_health_check, validate_cluster_ips,
+    validate_non_special_ip, validate_service, validate_service_status_update,
+    validate_service_update,
+};
 
 /// The `reason` of a Status cause (`metav1.CauseType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +89,10 @@ pub enum BadValue {
     Str(String),
     Int(i64),
     Bool(bool),
+    /// A `[]string`, printed as Go's `%#v`: `[]string{"a", "b"}`.
+    StrList(Vec<String>),
+    /// Printed as it is (a Go `%#v` of a value the other forms cannot say).
+    Raw(String),
 }
 
 impl From<&str> for BadValue {
@@ -200,6 +217,14 @@ impl FieldError {
                 }
                 BadValue::Int(v) => s.push_str(&format!(": {v}")),
                 BadValue::Bool(v) => s.push_str(&format!(": {v}")),
+                BadValue::StrList(v) => {
+                    let quoted: Vec<String> = v.iter().map(|x| go_quote(x)).collect();
+                    s.push_str(&format!(": []string{{{}}}", quoted.join(", ")));
+                }
+                BadValue::Raw(v) => {
+                    s.push_str(": ");
+                    s.push_str(v);
+                }
             }
         }
         if !self.detail.is_empty() {
@@ -2109,6 +2134,9 @@ pub fn validate_new(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldError
             typed::<Event>(&crate::convert::event_v1_to_core(obj), validate_event)
         }
         "Event" => typed::<Event>(obj, validate_event),
+        "Service" => typed::<Service>(obj, validate_service),
+        "Endpoints" => typed::<Endpoints>(obj, validate_endpoints),
+        "EndpointSlice" => typed::<EndpointSlice>(obj, validate_endpoint_slice_create),
         _ => {
             let meta: ObjectMeta = obj
                 .get("metadata")
@@ -2123,8 +2151,12 @@ pub fn validate_new(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldError
 /// [`validate_pod_update`], other kinds as new objects plus immutable
 /// metadata.
 pub fn validate_update(kind: &str, new: &Value, old: &Value, namespaced: bool) -> Vec<FieldError> {
-    if kind == "Pod" {
-        return with_pods(new, old, validate_pod_update);
+    match kind {
+        "Pod" => return with_pods(new, old, validate_pod_update),
+        "Service" => return with_typed(new, old, validate_service_update),
+        "Endpoints" => return with_typed(new, old, validate_endpoints_update),
+        "EndpointSlice" => return with_typed(new, old, validate_endpoint_slice_update),
+        _ => {}
     }
     let meta = |v: &Value| -> ObjectMeta {
         v.get("metadata")
@@ -2155,16 +2187,26 @@ pub fn validate_status_update(
     old: &Value,
     namespaced: bool,
 ) -> Vec<FieldError> {
-    if kind == "Pod" {
-        return with_pods(new, old, validate_pod_status_update);
+    match kind {
+        "Pod" => with_pods(new, old, validate_pod_status_update),
+        "Service" => with_typed(new, old, validate_service_status_update),
+        _ => validate_update(kind, new, old, namespaced),
     }
-    validate_update(kind, new, old, namespaced)
 }
 
 /// Decodes both pods straight from the JSON (no copy) and validates them.
 fn with_pods(new: &Value, old: &Value, f: fn(&Pod, &Pod) -> Vec<FieldError>) -> Vec<FieldError> {
-    use serde::Deserialize;
-    match (Pod::deserialize(new), Pod::deserialize(old)) {
+    with_typed(new, old, f)
+}
+
+/// Decodes both versions straight from the JSON (no copy) and validates
+/// the update.
+fn with_typed<T: serde::de::DeserializeOwned>(
+    new: &Value,
+    old: &Value,
+    f: fn(&T, &T) -> Vec<FieldError>,
+) -> Vec<FieldError> {
+    match (T::deserialize(new), T::deserialize(old)) {
         (Ok(n), Ok(o)) => f(&n, &o),
         (Err(e), _) | (_, Err(e)) => vec![FieldError::invalid("", BadValue::Omit, e.to_string())],
     }

@@ -5,9 +5,8 @@
 //! impersonation headers, each checked against the `impersonate` verb.
 //!
 //! Bearer-token authenticators are a list in [`crate::server::State`]
-//! (`token_authenticators`): the node join token is one; service-account
-//! JWTs are another authenticator pushed onto the same list in
-//! [`crate::start`].
+//! (`token_authenticators`, built in [`crate::start`]): the node join token
+//! and service-account JWTs.
 
 use std::sync::Arc;
 
@@ -24,7 +23,30 @@ use crate::status::ApiError;
 pub trait TokenAuthenticator: Send + Sync {
     /// The user the token stands for; `None` when this authenticator does
     /// not recognise it (the next one is asked).
-    async fn authenticate(&self, token: &str) -> Option<UserInfo>;
+    async fn authenticate(&self, state: &State, token: &str) -> Option<UserInfo>;
+}
+
+/// Service account JWTs, checked by [`crate::sa_tokens`] (signature,
+/// issuer, audiences, times, and that the account and any bound pod still
+/// exist).
+pub struct ServiceAccountTokens;
+
+#[async_trait]
+impl TokenAuthenticator for ServiceAccountTokens {
+    async fn authenticate(&self, state: &State, token: &str) -> Option<UserInfo> {
+        match state.sa_tokens.verify(state, token).await {
+            Ok(u) => Some(UserInfo {
+                name: u.username,
+                uid: u.uid,
+                groups: u.groups,
+                extra: u.extra,
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "service account token rejected");
+                None
+            }
+        }
+    }
 }
 
 /// The node join token (`DATA_DIR/token`): a bootstrap credential only, as
@@ -54,7 +76,13 @@ pub fn bootstrap_user(token: &str) -> String {
 
 #[async_trait]
 impl TokenAuthenticator for BootstrapToken {
-    async fn authenticate(&self, token: &str) -> Option<UserInfo> {
+    async fn authenticate(&self, _state: &State, token: &str) -> Option<UserInfo> {
+        self.user_for(token)
+    }
+}
+
+impl BootstrapToken {
+    fn user_for(&self, token: &str) -> Option<UserInfo> {
         // Constant-time comparison: this is a secret.
         let same = token.len() == self.token.len()
             && token
@@ -111,7 +139,7 @@ pub async fn authenticate(
     match bearer(headers) {
         Some(token) => {
             for a in &state.token_authenticators {
-                if let Some(u) = a.authenticate(token).await {
+                if let Some(u) = a.authenticate(state, token).await {
                     return Ok(Arc::new(u));
                 }
             }
@@ -252,15 +280,15 @@ mod tests {
         assert_eq!(u.groups, vec!["dev", "system:authenticated"]);
     }
 
-    #[tokio::test]
-    async fn the_join_token_is_a_bootstrap_identity() {
+    #[test]
+    fn the_join_token_is_a_bootstrap_identity() {
         let a = BootstrapToken::new("K10abc::node:secret");
-        let u = a.authenticate("K10abc::node:secret").await.unwrap();
+        let u = a.user_for("K10abc::node:secret").unwrap();
         assert!(u.name.starts_with("system:bootstrap:"));
         assert_eq!(
             u.groups,
             vec!["system:bootstrappers", "system:authenticated"]
         );
-        assert!(a.authenticate("K10abc::node:other").await.is_none());
+        assert!(a.user_for("K10abc::node:other").is_none());
     }
 }

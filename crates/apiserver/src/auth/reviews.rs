@@ -174,7 +174,7 @@ pub async fn token(state: &State, mut review: Value) -> Result<Value, ApiError> 
         .to_string();
     let mut status = json!({"authenticated": false, "user": {}});
     for a in &state.token_authenticators {
-        if let Some(u) = a.authenticate(&token).await {
+        if let Some(u) = a.authenticate(state, &token).await {
             status = json!({"authenticated": true, "user": user_info_json(&u)});
             break;
         }

@@ -4,11 +4,18 @@ use super::*;
 pub async fn bind(ctx: &Ctx<'_>, name: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let dry = dry_run(ctx.query, "CreateOptions")?;
     let raw = decode_body(ctx.headers, body)?;
-    let (b, _) = admit_body(ctx, raw, "Binding", "io.k8s.api.core.v1.Binding", |v| {
-        serde_json::from_value::<k8s_openapi::api::core::v1::Binding>(v.clone())
-            .map(|_| v)
-            .map_err(|e| e.to_string())
-    })?;
+    let (b, _) = admit_body(
+        ctx,
+        raw,
+        "v1",
+        "Binding",
+        "io.k8s.api.core.v1.Binding",
+        |v| {
+            serde_json::from_value::<k8s_openapi::api::core::v1::Binding>(v.clone())
+                .map(|_| v)
+                .map_err(|e| e.to_string())
+        },
+    )?;
     let node = b["target"]["name"].as_str().unwrap_or("").to_string();
     if node.is_empty() {
         return Err(ApiError::invalid(

@@ -27,12 +27,14 @@ use orca_api::printing::{IncludeObject, TableOptions};
 mod binding;
 mod delete;
 mod read;
+mod subresource;
 mod watch;
 mod write;
 
 pub use binding::bind;
 pub use delete::{delete, delete_collection};
 pub use read::{get, list};
+pub use subresource::create_subresource;
 pub use watch::watch;
 pub use write::create;
 pub use write::{patch, update};
@@ -183,22 +185,18 @@ pub fn decode_body(h: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
 fn admit_body(
     ctx: &Ctx<'_>,
     mut v: Value,
+    api_version: &str,
     expect_kind: &str,
     schema: &str,
     normalize: fn(Value) -> Result<Value, String>,
 ) -> Result<(Value, Vec<String>), ApiError> {
-    let api_version = if expect_kind == "Binding" {
-        "v1".to_string()
-    } else {
-        ctx.def.api_version()
-    };
     let kind = v["kind"].as_str().map(str::to_string);
     let av = v["apiVersion"].as_str().map(str::to_string);
     let cannot = |msg: String| {
         ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {expect_kind}: {msg}",
             kind.as_deref().unwrap_or(expect_kind),
-            av.as_deref().unwrap_or(&api_version)
+            av.as_deref().unwrap_or(api_version)
         ))
     };
     match &av {

@@ -65,10 +65,16 @@ async fn namespace_usable(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
 pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let dry = dry_run(ctx.query, "CreateOptions")?;
     let raw = decode_body(ctx.headers, body)?;
-    let (mut v, warnings) = admit_body(ctx, raw, ctx.def.kind, ctx.def.schema, ctx.def.normalize)?;
+    let (mut v, warnings) = admit_body(
+        ctx,
+        raw,
+        &ctx.def.api_version(),
+        ctx.def.kind,
+        ctx.def.schema,
+        ctx.def.normalize,
+    )?;
     if let Some(answer) = ctx.def.strategy.answer(ctx, v.clone()).await {
         // Reviews are answered, never stored: a dry run answers the same.
-        let _ = dry;
         return Ok(with_warnings(
             object_response(201, ctx.headers, &answer?),
             &warnings,
@@ -109,6 +115,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
             )],
         ));
     }
+    ctx.def.strategy.admit_create(ctx.state, &mut v).await?;
     // System fields are the server's to set.
     if let Some(m) = v["metadata"].as_object_mut() {
         m.remove("resourceVersion");
@@ -124,9 +131,18 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
         if name_of(&obj).is_empty() || (attempt > 0 && !generate.is_empty()) {
             obj["metadata"]["name"] = json!(format!("{generate}{}", generate_suffix()));
         }
-        ctx.def.strategy.set_requester(ctx.user, &mut obj);
-        ctx.def.strategy.prepare_create(ctx.def, &mut obj)?;
-        admission(ctx, None, Op::Create, None, &obj)?;
+        let strategy = ctx.def.strategy;
+        strategy.set_requester(ctx.user, &mut obj);
+        strategy.begin_create(ctx.state, &mut obj, dry).await?;
+        let admitted = strategy
+            .prepare_create(ctx.def, &mut obj)
+            .and_then(|()| admission(ctx, None, Op::Create, None, &obj));
+        if let Err(e) = admitted {
+            if !dry {
+                strategy.finish_create(ctx.state, &obj, false).await;
+            }
+            return Err(e);
+        }
         let name = name_of(&obj).to_string();
         if dry {
             return Ok(with_warnings(
@@ -135,7 +151,18 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
             ));
         }
         let key = key_for(ctx, &name);
-        match ctx.state.store.create(&key, storage_bytes(&mut obj)?).await {
+        let bytes = match storage_bytes(&mut obj) {
+            Ok(b) => b,
+            Err(e) => {
+                strategy.finish_create(ctx.state, &obj, false).await;
+                return Err(e);
+            }
+        };
+        let result = ctx.state.store.create(&key, bytes).await;
+        strategy
+            .finish_create(ctx.state, &obj, result.is_ok())
+            .await;
+        match result {
             Ok(kv) => return Ok(stored(ctx, 201, &mut obj, &kv, &warnings).await),
             Err(orca_store::Error::AlreadyExists(_))
                 if !generate.is_empty() && name_of(&v).is_empty() =>
@@ -198,6 +225,16 @@ where
                 ))
             }
             Write::Update(mut new) => {
+                let strategy = ctx.def.strategy;
+                match strategy
+                    .begin_update(ctx.state, &mut new, &current, dry)
+                    .await
+                {
+                    Ok(()) => {}
+                    // Decided on a cached copy that may be stale.
+                    Err(_) if from_cache => continue,
+                    Err(e) => return Err(e),
+                }
                 if dry {
                     return Ok(with_warnings(
                         object_response(200, ctx.headers, &new),
@@ -206,18 +243,28 @@ where
                 }
                 // An object being deleted whose last finalizer went away is
                 // removed (pods only once their grace period is over).
-                if ctx.def.strategy.finished_deleting(&new) {
+                if strategy.finished_deleting(&new) {
+                    strategy
+                        .finish_update(ctx.state, &new, &current, false)
+                        .await;
                     match remove(ctx, &key, name, rev, warnings).await {
                         Err(e) if e.code == 409 && from_cache => continue,
                         other => return other,
                     }
                 }
-                match ctx
-                    .state
-                    .store
-                    .update(&key, storage_bytes(&mut new)?, rev)
-                    .await
-                {
+                let result = match storage_bytes(&mut new) {
+                    Ok(bytes) => ctx.state.store.update(&key, bytes, rev).await,
+                    Err(e) => {
+                        strategy
+                            .finish_update(ctx.state, &new, &current, false)
+                            .await;
+                        return Err(e);
+                    }
+                };
+                strategy
+                    .finish_update(ctx.state, &new, &current, result.is_ok())
+                    .await;
+                match result {
                     Ok(kv) => return Ok(stored(ctx, 200, &mut new, &kv, warnings).await),
                     Err(orca_store::Error::Conflict { .. } | orca_store::Error::NotFound(_))
                         if from_cache =>
@@ -266,6 +313,7 @@ async fn remove(
     match ctx.state.store.delete(key, Some(rev)).await {
         Ok((kv, del_rev)) => {
             let mut v = cache::decode_with_rv(&kv.value, del_rev).unwrap_or(Value::Null);
+            ctx.def.strategy.after_remove(ctx.state, &v).await;
             set_rv(&mut v, del_rev);
             Ok(written(ctx, 200, &v, del_rev, warnings).await)
         }
@@ -398,7 +446,14 @@ pub async fn update(
 ) -> Result<Response<Body>, ApiError> {
     let dry = dry_run(ctx.query, "UpdateOptions")?;
     let raw = decode_body(ctx.headers, body)?;
-    let (new, warnings) = admit_body(ctx, raw, ctx.def.kind, ctx.def.schema, ctx.def.normalize)?;
+    let (new, warnings) = admit_body(
+        ctx,
+        raw,
+        &ctx.def.api_version(),
+        ctx.def.kind,
+        ctx.def.schema,
+        ctx.def.normalize,
+    )?;
     let body_name = name_of(&new);
     if body_name != name {
         return Err(ApiError::bad_request(format!(

@@ -4,14 +4,21 @@
 //! effects after a delete. A resource without particulars uses [`GENERIC`];
 //! printing and the validation rules themselves live in `orca-api`.
 
+mod allocator;
 pub mod certificates;
+mod endpoints;
 mod namespaces;
 mod pods;
 mod rbac;
 mod reviews;
+mod service_account_admission;
+mod serviceaccounts;
+mod services;
 mod simple;
 
 use std::sync::Arc;
+
+use futures::future::BoxFuture;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -26,7 +33,9 @@ use crate::resources::ResourceDef;
 use crate::server::State;
 use crate::status::ApiError;
 
+pub use allocator::{ServiceNetwork, ServiceNetworkError};
 pub use certificates::CERTIFICATE_SIGNING_REQUEST;
+pub use endpoints::{ENDPOINTS, ENDPOINT_SLICE};
 pub use namespaces::NAMESPACE;
 pub use pods::POD;
 pub use rbac::{BINDING, ROLE};
@@ -34,7 +43,13 @@ pub use reviews::{
     LOCAL_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_REVIEW,
     SELF_SUBJECT_RULES_REVIEW, SUBJECT_ACCESS_REVIEW, TOKEN_REVIEW,
 };
+pub use serviceaccounts::SERVICE_ACCOUNT;
+pub use services::SERVICE;
 pub use simple::{NODE, SECRET};
+
+pub(crate) use allocator::{
+    repair as repair_service_allocations, repair_loop as repair_service_allocations_loop,
+};
 
 /// The outcome of preparing a write against the current object.
 pub enum Write {
@@ -44,6 +59,13 @@ pub enum Write {
     Remove,
     /// Nothing changes; answer with the current object.
     Unchanged,
+}
+
+/// Where a subresource create goes.
+pub struct SubresourceTarget<'a> {
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+    pub sub: &'a str,
 }
 
 /// The verbs most resources serve.
@@ -83,6 +105,35 @@ pub trait Strategy: Sync {
     /// Records who asks, on create, for kinds that keep it (a
     /// CertificateSigningRequest's `spec.username` and groups).
     fn set_requester(&self, _user: &crate::auth::UserInfo, _obj: &mut Value) {}
+
+    /// Admission that reads other objects (for pods, the ServiceAccount
+    /// admission plugin), run once on create, dry run included, before
+    /// [`Strategy::prepare_create`].
+    fn admit_create<'a>(
+        &'a self,
+        _state: &'a Arc<State>,
+        _obj: &'a mut Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// A POST to subresource `sub` of object `name` that makes something
+    /// other than the object (serviceaccounts/token): `body` is the decoded
+    /// request, already checked against the subresource's kind. Answers the
+    /// object to return with 201. Such subresources store nothing, so a dry
+    /// run is answered as the real request (as kube-apiserver does).
+    fn create_subresource<'a>(
+        &'a self,
+        _state: &'a Arc<State>,
+        _target: SubresourceTarget<'a>,
+        _body: Value,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async {
+            Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ))
+        })
+    }
 
     /// Defaults and validation of a new object (PrepareForCreate, Validate).
     fn prepare_create(&self, def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
@@ -139,6 +190,71 @@ pub trait Strategy: Sync {
 
     /// Work that follows an accepted (not dry-run) delete of `name`.
     fn after_delete(&self, _state: &Arc<State>, _name: &str) {}
+
+    // Side effects around the store write, for resources that hold
+    // something outside their own key (a Service's cluster IP and node
+    // ports), as kube-apiserver's BeginCreate/BeginUpdate hooks. The
+    // handlers call them in this order: `begin_create`, `prepare_create`,
+    // the store write, then `finish_create` with whether the object was
+    // stored (not called for dry runs); for updates `prepare_update`,
+    // `begin_update`, the write, `finish_update`; `after_remove` once an
+    // object has left the store. A dry run must change nothing outside the
+    // request. The defaults do nothing.
+
+    /// Before a new object is defaulted, validated and stored: may fill
+    /// fields of `obj` from what it takes.
+    fn begin_create<'a>(
+        &'a self,
+        _state: &'a Arc<State>,
+        _obj: &'a mut Value,
+        _dry_run: bool,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// After the create was stored, or given up (`stored` false): undo
+    /// what `begin_create` took.
+    fn finish_create<'a>(
+        &'a self,
+        _state: &'a Arc<State>,
+        _obj: &'a Value,
+        _stored: bool,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    /// Before an update (already prepared and validated against `old`) is
+    /// stored: may fill fields of `new`.
+    fn begin_update<'a>(
+        &'a self,
+        _state: &'a Arc<State>,
+        _new: &'a mut Value,
+        _old: &'a Value,
+        _dry_run: bool,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// After the update was stored (give back what only `old` held) or
+    /// given up (give back what `begin_update` took).
+    fn finish_update<'a>(
+        &'a self,
+        _state: &'a Arc<State>,
+        _new: &'a Value,
+        _old: &'a Value,
+        _stored: bool,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    /// After `removed` left the store.
+    fn after_remove<'a>(
+        &'a self,
+        _state: &'a Arc<State>,
+        _removed: &'a Value,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 
     fn verbs(&self) -> &'static [&'static str] {
         ALL_VERBS

@@ -1,6 +1,9 @@
-//! Pods: defaulted and validated from one typed decode (they are created at
-//! rate), graceful deletion, and what their status writers may change.
+//! Pods: ServiceAccount admission, defaulted and validated from one typed
+//! decode, graceful deletion, and what their status writers may change.
 
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
 use k8s_openapi::api::core::v1 as core;
@@ -8,12 +11,21 @@ use orca_api::validation::{validate_status_update, validate_update};
 
 use super::{being_deleted, no_finalizers, typed, validated, Strategy, Write};
 use crate::resources::ResourceDef;
+use crate::server::State;
 use crate::status::ApiError;
 
 pub struct Pod;
 pub static POD: Pod = Pod;
 
 impl Strategy for Pod {
+    fn admit_create<'a>(
+        &'a self,
+        state: &'a Arc<State>,
+        obj: &'a mut Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(super::service_account_admission::admit(state, obj))
+    }
+
     fn prepare_create(&self, def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
         let mut errs = Vec::new();
         typed::<core::Pod>(obj, |pod| {

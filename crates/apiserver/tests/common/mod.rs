@@ -178,33 +178,65 @@ pub async fn start_compacting(
     store: Arc<dyn Store>,
     compaction_interval: std::time::Duration,
 ) -> ApiServer {
-    orca_apiserver::start(
+    let server = orca_apiserver::start(
         Config {
             data_dir: dir.to_path_buf(),
             https_port: 0,
             compaction_interval,
+            // No lease renewals: tests here compare the whole store.
+            endpoint_reconciler: orca_apiserver::EndpointReconciler::None,
             ..Default::default()
         },
         store,
     )
     .await
-    .expect("API server starts")
+    .expect("API server starts");
+    default_service_account(
+        &server.local_client(orca_apiserver::auth::UserInfo::admin()),
+        "default",
+    )
+    .await;
+    server
 }
 
 pub async fn start_in(dir: PathBuf) -> ApiServer {
     let store = open_store(&dir).await;
-    orca_apiserver::start(
+    let server = orca_apiserver::start(
         Config {
             data_dir: dir,
             bind_address: "127.0.0.1".into(),
             https_port: 0,
             tls_sans: vec![],
+            endpoint_reconciler: orca_apiserver::EndpointReconciler::None,
             ..Default::default()
         },
         store,
     )
     .await
-    .expect("API server starts")
+    .expect("API server starts");
+    default_service_account(
+        &server.local_client(orca_apiserver::auth::UserInfo::admin()),
+        "default",
+    )
+    .await;
+    server
+}
+
+/// Creates the `default` ServiceAccount of `namespace`, which the
+/// ServiceAccount admission plugin wants for every pod (in a cluster, a
+/// controller makes it).
+pub async fn default_service_account(client: &kube::Client, namespace: &str) {
+    let body =
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+    let (code, v, _) = send(
+        client,
+        "POST",
+        &format!("/api/v1/namespaces/{namespace}/serviceaccounts"),
+        "application/json",
+        body.to_string().into_bytes(),
+    )
+    .await;
+    assert!(code == 201 || code == 409, "default service account: {v}");
 }
 
 /// Sends a raw request; returns (status code, body as JSON, Warning headers).

@@ -34,15 +34,20 @@ pub async fn sqlite(test: &str) -> Fixture {
     }
 }
 
-/// The shared test etcd named by ORCA_TEST_ETCD, with a prefix unique to
-/// this test run.
-pub async fn etcd(test: &str) -> Fixture {
-    let endpoint = std::env::var("ORCA_TEST_ETCD").unwrap_or_else(|_| {
+/// The URL of the shared test etcd, from ORCA_TEST_ETCD.
+pub fn etcd_endpoint() -> String {
+    std::env::var("ORCA_TEST_ETCD").unwrap_or_else(|_| {
         panic!(
             "ORCA_TEST_ETCD is not set: run the tests through scripts/test.sh, or start etcd \
              and export ORCA_TEST_ETCD=http://127.0.0.1:PORT"
         )
-    });
+    })
+}
+
+/// The shared test etcd named by ORCA_TEST_ETCD, with a prefix unique to
+/// this test run.
+pub async fn etcd(test: &str) -> Fixture {
+    let endpoint = etcd_endpoint();
     let store = EtcdStore::connect(std::slice::from_ref(&endpoint))
         .await
         .unwrap_or_else(|e| panic!("connecting to ORCA_TEST_ETCD={endpoint}: {e}"));
@@ -65,7 +70,7 @@ pub async fn etcd_private(test: &str) -> Fixture {
     }
 }
 
-fn unique() -> String {
+pub fn unique() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -73,7 +78,7 @@ fn unique() -> String {
     format!("{}-{nanos}", std::process::id())
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("finding a free port")
