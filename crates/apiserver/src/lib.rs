@@ -189,16 +189,7 @@ pub struct LocalClients {
 impl LocalClients {
     /// See [`ApiServer::local_client`].
     pub fn client(&self, identity: auth::UserInfo) -> kube::Client {
-        let state = self.state.clone();
-        let caller = Arc::new(identity);
-        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
-            let state = state.clone();
-            let caller = caller.clone();
-            async move {
-                Ok::<_, std::convert::Infallible>(server::handle_local(state, caller, req).await)
-            }
-        });
-        kube::Client::new(service, "default")
+        server::local_client(self.state.clone(), identity)
     }
 }
 

@@ -211,11 +211,10 @@ fn text(code: u16, s: &str) -> Response<Body> {
     )
 }
 
-/// A client for the API server's own in-process work (the `kubernetes`
-/// Service's endpoints), as kube-apiserver's loopback client:
-/// `system:apiserver` in system:masters.
-pub fn local_client(state: Arc<State>) -> kube::Client {
-    let caller: Caller = Arc::new(crate::auth::UserInfo::apiserver());
+/// A client for a component in this process acting as `identity` (see
+/// [`crate::ApiServer::local_client`]).
+pub fn local_client(state: Arc<State>, identity: crate::auth::UserInfo) -> kube::Client {
+    let caller: Caller = Arc::new(identity);
     let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
         let state = state.clone();
         let caller = caller.clone();

@@ -205,6 +205,10 @@ async fn a_node_credential_reaches_only_its_own_node_pods_and_their_objects() {
 
     // The cluster: nodes n1 and n2, a pod on each, Secrets one referenced.
     h.kubectl(&["create", "namespace", "work"]).await;
+    h.kubectl(&["create", "serviceaccount", "default", "-n", "work"])
+        .await;
+    h.kubectl(&["create", "serviceaccount", "robot", "-n", "work"])
+        .await;
     h.kubectl(&[
         "create",
         "secret",
@@ -226,6 +230,7 @@ async fn a_node_credential_reaches_only_its_own_node_pods_and_their_objects() {
     ])
     .await;
     let admin = h.client().await;
+    let mut uids = std::collections::HashMap::new();
     for (pod, node, secret) in [("p1", "n1", "mounted"), ("p2", "n2", "unrelated")] {
         let body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod},
             "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}],
@@ -239,6 +244,7 @@ async fn a_node_credential_reaches_only_its_own_node_pods_and_their_objects() {
         )
         .await;
         assert_eq!(code, 201, "{v}");
+        uids.insert(pod, v["metadata"]["uid"].as_str().unwrap().to_string());
     }
     let (code, v, _) = send(
         &admin,
@@ -377,6 +383,79 @@ async fn a_node_credential_reaches_only_its_own_node_pods_and_their_objects() {
     let (code, _, _) = send(&node, "POST", "/api/v1/namespaces/work/pods", "application/json",
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p3"}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}}).to_string().into_bytes()).await;
     assert_eq!(code, 403);
+
+    // Service account tokens: only for its pods' accounts, bound to one of
+    // its pods.
+    let token_request = |account: &str, pod: Option<&str>| {
+        let mut spec = json!({"expirationSeconds": 3607});
+        if let Some(p) = pod {
+            spec["boundObjectRef"] =
+                json!({"apiVersion": "v1", "kind": "Pod", "name": p, "uid": uids[p]});
+        }
+        (
+            format!("/api/v1/namespaces/work/serviceaccounts/{account}/token"),
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})
+                .to_string()
+                .into_bytes(),
+        )
+    };
+    let (path, body) = token_request("default", Some("p1"));
+    let (code, v, _) = send(&node, "POST", &path, "application/json", body).await;
+    assert_eq!(code, 201, "{v}");
+    assert!(v["status"]["token"].as_str().is_some_and(|t| !t.is_empty()));
+    for (account, pod, message) in [
+        (
+            "default",
+            None,
+            r#"serviceaccounts "default" is forbidden: node requested token not bound to a pod"#,
+        ),
+        (
+            "default",
+            Some("p2"),
+            r#"serviceaccounts "default" is forbidden: node requested token bound to a pod scheduled on a different node"#,
+        ),
+        (
+            "robot",
+            Some("p1"),
+            r#"serviceaccounts "robot" is forbidden: User "system:node:n1" cannot create resource "serviceaccounts/token" in API group "" in the namespace "work": no relationship found between node 'n1' and this object"#,
+        ),
+    ] {
+        let (path, body) = token_request(account, pod);
+        let (code, v, _) = send(&node, "POST", &path, "application/json", body).await;
+        assert_eq!((code, v["message"].as_str()), (403, Some(message)), "{v}");
+    }
+
+    // Services (for pods' environment) and, for the Service proxy and
+    // cluster DNS it runs, EndpointSlices of every namespace: read-only.
+    for path in [
+        "/api/v1/services",
+        "/api/v1/namespaces/work/services",
+        "/apis/discovery.k8s.io/v1/endpointslices",
+        "/apis/discovery.k8s.io/v1/endpointslices?watch=true&timeoutSeconds=1",
+    ] {
+        let (code, v, _) = send(&node, "GET", path, "application/json", vec![]).await;
+        assert_eq!(code, 200, "{path}: {v}");
+    }
+    let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "fake"}, "addressType": "IPv4", "endpoints": []});
+    let (code, v, _) = send(
+        &node,
+        "POST",
+        "/apis/discovery.k8s.io/v1/namespaces/work/endpointslices",
+        "application/json",
+        slice.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 403, "{v}");
+    let (code, _, _) = send(
+        &node,
+        "GET",
+        "/api/v1/namespaces/work/endpoints",
+        "application/json",
+        vec![],
+    )
+    .await;
+    assert_eq!(code, 403, "Endpoints are not the node's to read");
 
     // A node renews its own certificate.
     let (pem3, key3) = csr_pem("system:node:n1", &["system:nodes"]);

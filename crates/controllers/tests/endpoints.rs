@@ -63,6 +63,11 @@ impl Cluster {
         // The controllers with the identities `orca server` gives them, so
         // that the bootstrap policy's roles are what lets them work.
         let local = server.local_clients();
+        orca_testkit::default_service_account(
+            &local.client(orca_apiserver::auth::UserInfo::admin()),
+            "default",
+        )
+        .await;
         let per_controller = local.clone();
         let clients = orca_controllers::Clients::new(
             local.client(orca_apiserver::auth::UserInfo::kube_controller_manager()),

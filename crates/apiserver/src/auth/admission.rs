@@ -1,14 +1,16 @@
 //! NodeRestriction admission: the node authorizer lets any node write Node,
-//! Pod and Lease objects; this keeps each node to its own, as Kubernetes'
-//! plugin of that name (mirror pods are not supported, so a node creates no
-//! pods).
+//! Pod and Lease objects and request tokens for its pods' service accounts;
+//! this keeps each node to its own objects and to tokens bound to its own
+//! pods, as Kubernetes' plugin of that name (mirror pods are not supported,
+//! so a node creates no pods).
 
 use serde_json::Value;
 
 use super::attributes::forbidden_error;
 use super::node::NODE_LEASE_NAMESPACE;
 use super::UserInfo;
-use crate::resources::ResourceDef;
+use crate::resources::{self, ResourceDef};
+use crate::server::State;
 use crate::status::ApiError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +70,42 @@ pub fn node_restriction(
         }
         _ => Ok(()),
     }
+}
+
+/// NodeRestriction of a node's TokenRequest (`serviceaccounts/token`): the
+/// node authorizer keeps a node to the accounts its pods run as; this keeps
+/// it to tokens bound to one of those pods (by name and uid), as
+/// Kubernetes' plugin does, so a node cannot mint free-standing tokens.
+pub async fn node_token_request(
+    state: &State,
+    user: &UserInfo,
+    namespace: &str,
+    account: &str,
+    request: &Value,
+) -> Result<(), ApiError> {
+    let Some(node) = user.node_name() else {
+        return Ok(());
+    };
+    let deny = |why: &str| Err(forbidden_error("", "serviceaccounts", account, why));
+    let bound = &request["spec"]["boundObjectRef"];
+    let pod_name = bound["name"].as_str().unwrap_or_default();
+    if bound["apiVersion"] != "v1" || bound["kind"] != "Pod" || pod_name.is_empty() {
+        return deny("node requested token not bound to a pod");
+    }
+    let uid = bound["uid"].as_str().unwrap_or_default();
+    if uid.is_empty() {
+        return deny("node requested token with a pod binding without a uid");
+    }
+    let pod: Value = crate::sa_tokens::lookup(state, resources::pods(), Some(namespace), pod_name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("pods", "", pod_name))?;
+    if pod["metadata"]["uid"] != uid {
+        return deny(&format!("the UID in the bound object reference ({uid}) does not match the UID in record. The object might have been deleted and then recreated"));
+    }
+    if node_of_pod(&pod) != node {
+        return deny("node requested token bound to a pod scheduled on a different node");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

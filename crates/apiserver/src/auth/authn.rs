@@ -15,6 +15,7 @@ use http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
 
 use super::{Attributes, Caller, UserInfo, BOOTSTRAPPERS};
+use crate::sa_tokens::TokenError;
 use crate::server::State;
 use crate::status::ApiError;
 
@@ -41,8 +42,12 @@ impl TokenAuthenticator for ServiceAccountTokens {
                 groups: u.groups,
                 extra: u.extra,
             }),
-            Err(e) => {
-                tracing::debug!(error = %e, "service account token rejected");
+            // Another authenticator may know it.
+            Err(TokenError::NotOurs) => None,
+            // Ours but not valid: the client sees only 401, the reason is
+            // for the operator.
+            Err(TokenError::Invalid(reason)) => {
+                tracing::debug!(%reason, "service account token rejected");
                 None
             }
         }
