@@ -393,9 +393,10 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
             decode_kind(&kind, raw)?
         }
         "TokenRequest" => token_request::decode(raw)?,
+        "Deployment" | "ReplicaSet" => crate::protobuf_workloads::decode(&kind, raw)?,
         _ => {
             return err(format!(
-                "protobuf bodies are accepted for Namespace, ConfigMap, Secret, ServiceAccount, Service and TokenRequest only, not {kind:?}; send application/json"
+                "protobuf bodies are accepted for Namespace, ConfigMap, Secret, ServiceAccount, Service, TokenRequest, Deployment and ReplicaSet only, not {kind:?}; send application/json"
             ))
         }
     };

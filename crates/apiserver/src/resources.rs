@@ -74,6 +74,7 @@ impl ResourceDef {
     pub fn subresource(&self, sub: &str) -> (&'static str, &'static [&'static str]) {
         match sub {
             "status" => (self.kind, &["get", "patch", "update"]),
+            "scale" => ("Scale", &["get", "patch", "update"]),
             "binding" => ("Binding", &["create"]),
             "finalize" => (self.kind, &["update"]),
             "log" => ("Pod", &["get"]),
@@ -86,6 +87,8 @@ impl ResourceDef {
     pub fn subresource_group_version(&self, sub: &str) -> (&'static str, &'static str) {
         match sub {
             "token" => ("authentication.k8s.io", "v1"),
+            "scale" => ("autoscaling", "v1"),
+            "status" | "finalize" => (self.group, self.version),
             _ => ("", "v1"),
         }
     }
@@ -100,6 +103,7 @@ fn roundtrip<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, String>
     serde_json::to_value(typed).map_err(|e| e.to_string())
 }
 
+use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::coordination::v1 as coord;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
@@ -259,10 +263,71 @@ pub static RESOURCES: &[ResourceDef] = &[
         strategy: &registry::GENERIC,
         normalize: roundtrip::<coord::Lease>,
     },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        name: "podtemplates",
+        singular: "podtemplate",
+        kind: "PodTemplate",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        schema: "io.k8s.api.core.v1.PodTemplate",
+        strategy: &registry::POD_TEMPLATE,
+        normalize: roundtrip::<core::PodTemplate>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        name: "replicationcontrollers",
+        singular: "replicationcontroller",
+        kind: "ReplicationController",
+        namespaced: true,
+        short_names: &["rc"],
+        categories: &["all"],
+        subresources: &["scale", "status"],
+        schema: "io.k8s.api.core.v1.ReplicationController",
+        strategy: &registry::REPLICATION_CONTROLLER,
+        normalize: roundtrip::<core::ReplicationController>,
+    },
+    ResourceDef {
+        group: "apps",
+        version: "v1",
+        name: "deployments",
+        singular: "deployment",
+        kind: "Deployment",
+        namespaced: true,
+        short_names: &["deploy"],
+        categories: &["all"],
+        subresources: &["scale", "status"],
+        schema: "io.k8s.api.apps.v1.Deployment",
+        strategy: &registry::DEPLOYMENT,
+        normalize: roundtrip::<apps::Deployment>,
+    },
+    ResourceDef {
+        group: "apps",
+        version: "v1",
+        name: "replicasets",
+        singular: "replicaset",
+        kind: "ReplicaSet",
+        namespaced: true,
+        short_names: &["rs"],
+        categories: &["all"],
+        subresources: &["scale", "status"],
+        schema: "io.k8s.api.apps.v1.ReplicaSet",
+        strategy: &registry::REPLICA_SET,
+        normalize: roundtrip::<apps::ReplicaSet>,
+    },
 ];
 
-/// The API groups served under /apis (the core group is under /api).
-pub const GROUPS: &[(&str, &str)] = &[("coordination.k8s.io", "v1"), ("discovery.k8s.io", "v1")];
+/// The API groups served under /apis (the core group is under /api), in
+/// Kubernetes' order of preference.
+pub const GROUPS: &[(&str, &str)] = &[
+    ("apps", "v1"),
+    ("coordination.k8s.io", "v1"),
+    ("discovery.k8s.io", "v1"),
+];
 
 pub fn find(group: &str, version: &str, name: &str) -> Option<&'static ResourceDef> {
     RESOURCES
