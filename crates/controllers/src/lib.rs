@@ -7,12 +7,17 @@
 //! - [`rootca`] publishes the cluster CA as `kube-root-ca.crt` in every
 //!   namespace,
 //! - [`endpoints`] and [`endpointslices`] list the pods each Service selects,
-//!   from one shared watch of Services and Pods ([`servicepods`]).
+//!   from one shared watch of Services and Pods ([`servicepods`]),
+//! - [`replicaset`] keeps the pods of ReplicaSets and ReplicationControllers
+//!   (with [`pods`], what workload controllers share, and [`events`]).
 
 pub mod endpoints;
 pub mod endpointslices;
+pub mod events;
 pub mod ipam;
 pub mod lifecycle;
+pub mod pods;
+pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccounts;
 pub mod servicepods;
@@ -70,6 +75,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         serviceaccounts::run(client.clone()),
         root_ca,
         run_endpoints(client.clone(), config.max_endpoints_per_slice),
+        replicaset::run(client.clone()),
     )?;
     Ok(())
 }
