@@ -347,10 +347,10 @@ mod tests {
         let e = Expectations::default();
         e.created("rs", "a");
         e.deleting("rs", "b");
-        assert!(!e.satisfied("rs", |_| None));
+        // a not seen yet, b still there.
+        assert!(!e.satisfied("rs", |p| (p == "b").then_some(false)));
         // a seen, b still there and not marked.
         assert!(!e.satisfied("rs", |_| Some(false)));
-        // b marked for deletion.
         assert!(e.satisfied("rs", |p| Some(p == "b")));
     }
 }
