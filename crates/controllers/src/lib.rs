@@ -9,14 +9,18 @@
 //! - [`endpoints`] and [`endpointslices`] list the pods each Service selects,
 //!   from one shared watch of Services and Pods ([`servicepods`]),
 //! - [`replicaset`] keeps the pods of ReplicaSets and ReplicationControllers
-//!   (with [`pods`], what workload controllers share, and [`events`]).
+//!   (with [`pods`], what workload controllers share, [`queue`] and
+//!   [`events`]),
+//! - [`deployment`] rolls Deployments out through ReplicaSets.
 
+pub mod deployment;
 pub mod endpoints;
 pub mod endpointslices;
 pub mod events;
 pub mod ipam;
 pub mod lifecycle;
 pub mod pods;
+pub mod queue;
 pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccounts;
@@ -76,6 +80,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         root_ca,
         run_endpoints(client.clone(), config.max_endpoints_per_slice),
         replicaset::run(client.clone()),
+        deployment::run(client.clone()),
     )?;
     Ok(())
 }

@@ -13,8 +13,8 @@
 //! `system:controller:replicaset-controller` and
 //! `system:controller:replication-controller`.)
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -28,10 +28,10 @@ use kube::runtime::WatchStreamExt;
 use kube::{Client, ResourceExt};
 use orca_api::selectors::LabelSelector;
 use serde_json::json;
-use tokio::sync::mpsc;
 
 use crate::events::Recorder;
 use crate::pods::{self, Expectations};
+use crate::queue::WorkQueue;
 
 /// Pods created or deleted in one sync at most (kube-controller-manager's
 /// burstReplicas).
@@ -159,46 +159,11 @@ struct Controller {
     replicasets: Store<ReplicaSet>,
     controllers: Store<ReplicationController>,
     expectations: Expectations,
-    queue: WorkQueue,
-}
-
-/// Keys waiting for a sync, each once; a key being synced is not handed
-/// to a second worker, and is synced again if queued meanwhile.
-struct WorkQueue {
-    tx: mpsc::UnboundedSender<Key>,
-    state: Mutex<(HashSet<Key>, HashSet<Key>)>,
-}
-
-impl WorkQueue {
-    fn add(&self, key: Key) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.0.insert(key.clone()) && !s.1.contains(&key) {
-            let _ = self.tx.send(key);
-        }
-    }
-
-    /// Takes a key off the queue for a worker.
-    fn start(&self, key: &Key) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.1.contains(key) {
-            return false;
-        }
-        s.0.remove(key);
-        s.1.insert(key.clone());
-        true
-    }
-
-    fn done(&self, key: &Key) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.1.remove(key);
-        if s.0.contains(key) {
-            let _ = self.tx.send(key.clone());
-        }
-    }
+    queue: Arc<WorkQueue<Key>>,
 }
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (queue, rx) = WorkQueue::new();
     let (pods, pod_writer) = reflector::store();
     let (replicasets, rs_writer) = reflector::store();
     let (controllers, rc_writer) = reflector::store();
@@ -208,10 +173,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         replicasets,
         controllers,
         expectations: Expectations::default(),
-        queue: WorkQueue {
-            tx,
-            state: Mutex::default(),
-        },
+        queue: Arc::new(queue),
     });
     let pod_events = watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -263,30 +225,13 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
             futures::future::ready(())
         })
     };
-    let work = async {
-        let sem = Arc::new(tokio::sync::Semaphore::new(WORKERS));
-        while let Some(key) = rx.recv().await {
-            if !c.queue.start(&key) {
-                continue;
-            }
-            let Ok(permit) = sem.clone().acquire_owned().await else {
-                break;
-            };
+    let work = crate::queue::work(&c.queue, rx, WORKERS, {
+        let c = c.clone();
+        move |key: Key| {
             let c = c.clone();
-            tokio::spawn(async move {
-                let retry = c.sync(&key).await;
-                c.queue.done(&key);
-                if let Some(after) = retry {
-                    let c = c.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(after).await;
-                        c.queue.add(key);
-                    });
-                }
-                drop(permit);
-            });
+            async move { c.sync(&key).await }
         }
-    };
+    });
     tokio::join!(watch_pods, watch_rs, watch_rc, work);
     Ok(())
 }
