@@ -11,12 +11,15 @@
 //! - [`replicaset`] keeps the pods of ReplicaSets and ReplicationControllers
 //!   (with [`pods`], what workload controllers share, [`queue`] and
 //!   [`events`]),
-//! - [`deployment`] rolls Deployments out through ReplicaSets.
+//! - [`deployment`] rolls Deployments out through ReplicaSets,
+//! - [`gc`] deletes objects whose owners are gone, and carries out
+//!   foreground and orphan deletion.
 
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslices;
 pub mod events;
+pub mod gc;
 pub mod ipam;
 pub mod lifecycle;
 pub mod pods;
@@ -81,6 +84,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         run_endpoints(client.clone(), config.max_endpoints_per_slice),
         replicaset::run(client.clone()),
         deployment::run(client.clone()),
+        gc::run(client.clone()),
     )?;
     Ok(())
 }

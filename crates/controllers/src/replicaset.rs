@@ -541,6 +541,13 @@ impl Controller {
         if conditions.is_empty() {
             patch["status"]["conditions"] = serde_json::Value::Null;
         }
+        // Zero counts are left out, as Kubernetes' omitempty does
+        // (`replicas` is always shown).
+        for f in ["fullyLabeledReplicas", "readyReplicas", "availableReplicas"] {
+            if patch["status"][f] == 0 {
+                patch["status"][f] = serde_json::Value::Null;
+            }
+        }
         let params = PatchParams::default();
         let result = match owner.kind {
             Kind::ReplicaSet => {

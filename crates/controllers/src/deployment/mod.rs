@@ -612,13 +612,15 @@ impl Controller {
             .as_ref()
             .and_then(|n| n.status.as_ref())
             .map_or(0, |s| s.replicas);
+        // Zero counts are left out, as Kubernetes' omitempty does.
+        let count = |n: i32| Some(n).filter(|n| *n != 0);
         let mut status = DeploymentStatus {
             observed_generation: r.d.metadata.generation,
-            replicas: Some(total),
-            updated_replicas: Some(updated),
-            ready_replicas: Some(ready),
-            available_replicas: Some(available),
-            unavailable_replicas: Some((want - available).max(0)),
+            replicas: count(total),
+            updated_replicas: count(updated),
+            ready_replicas: count(ready),
+            available_replicas: count(available),
+            unavailable_replicas: count((want - available).max(0)),
             collision_count: old.collision_count,
             conditions: old.conditions.clone(),
         };
@@ -750,6 +752,18 @@ impl Controller {
             return Ok(next);
         }
         let mut patch = json!({"status": status});
+        // A merge patch removes the counts that became zero.
+        for f in [
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "unavailableReplicas",
+        ] {
+            if patch["status"].get(f).is_none() {
+                patch["status"][f] = serde_json::Value::Null;
+            }
+        }
         if let Some(v) = revision.filter(|_| rev_changed) {
             patch["metadata"] = json!({"annotations": {REVISION: v.to_string()}});
         }
