@@ -52,6 +52,16 @@ pub struct Config {
     /// Endpoints per EndpointSlice (kube-controller-manager's
     /// --max-endpoints-per-slice).
     pub max_endpoints_per_slice: usize,
+    /// Run only while holding the Lease `kube-system/<lease_name>` (one for
+    /// all the controllers, as kube-controller-manager), so that several
+    /// servers on one store run each controller once.
+    pub leader_elect: bool,
+    /// This instance's name in the Lease.
+    pub identity: String,
+    pub lease_name: String,
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
 }
 
 impl Default for Config {
@@ -64,12 +74,51 @@ impl Default for Config {
             node_monitor_period: Duration::from_secs(5),
             root_ca_pem: None,
             max_endpoints_per_slice: 100,
+            leader_elect: true,
+            identity: orca_leader_election::default_identity(),
+            lease_name: "kube-controller-manager".into(),
+            // kube-controller-manager's defaults.
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
         }
     }
 }
 
-/// Runs every controller until one fails.
-pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
+/// Runs every controller (while holding the leader Lease, with
+/// `leader_elect`) until one fails or `shutdown` resolves; a leader then
+/// releases the Lease, so another server takes over at once.
+pub async fn run(
+    client: kube::Client,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let all = || run_all(client.clone(), config.clone());
+    if !config.leader_elect {
+        tokio::select! {
+            r = all() => return r,
+            _ = shutdown => return Ok(()),
+        }
+    }
+    if config.renew_deadline >= config.lease_duration {
+        anyhow::bail!(
+            "the controllers' renew deadline ({:?}) must be shorter than their lease duration ({:?})",
+            config.renew_deadline,
+            config.lease_duration
+        );
+    }
+    let election = orca_leader_election::LeaderElectionConfig {
+        namespace: "kube-system".into(),
+        name: config.lease_name.clone(),
+        identity: config.identity.clone(),
+        lease_duration: config.lease_duration,
+        renew_deadline: config.renew_deadline,
+        retry_period: config.retry_period,
+    };
+    orca_leader_election::run_elected(client.clone(), election, shutdown, all).await
+}
+
+async fn run_all(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let root_ca = async {
         match config.root_ca_pem.clone() {
             Some(pem) => rootca::run(client.clone(), pem).await,
