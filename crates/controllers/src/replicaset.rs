@@ -160,6 +160,8 @@ struct Controller {
     controllers: Store<ReplicationController>,
     expectations: Expectations,
     queue: Arc<WorkQueue<Key>>,
+    rs_events: Recorder,
+    rc_events: Recorder,
 }
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
@@ -174,6 +176,8 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         controllers,
         expectations: Expectations::default(),
         queue: Arc::new(queue),
+        rs_events: Recorder::new(client.clone(), Kind::ReplicaSet.component()),
+        rc_events: Recorder::new(client.clone(), Kind::ReplicationController.component()),
     });
     let pod_events = watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -352,7 +356,10 @@ impl Controller {
     /// to report in the ReplicaFailure condition.
     async fn manage(&self, owner: &Owner, owned: &[Arc<Pod>], api: &Api<Pod>) -> Option<String> {
         let diff = owned.len() as i64 - i64::from(owner.replicas);
-        let recorder = Recorder::new(self.client.clone(), owner.kind.component());
+        let recorder = match owner.kind {
+            Kind::ReplicaSet => &self.rs_events,
+            Kind::ReplicationController => &self.rc_events,
+        };
         let reference = owner.reference();
         if diff < 0 {
             let template = owner.template.clone().unwrap_or_default();

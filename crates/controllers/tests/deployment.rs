@@ -285,7 +285,13 @@ async fn rolling_update_and_scale_record_events() {
         .items
         .into_iter()
         .filter(|e| e.reason.as_deref() == Some("ScalingReplicaSet"))
-        .map(|e| e.message.unwrap_or_default())
+        .map(|e| {
+            // The 10th different message on to are combined into one event,
+            // which shows the latest.
+            let m = e.message.unwrap_or_default();
+            m.trim_start_matches("(combined from similar events): ")
+                .to_string()
+        })
         .collect();
     let sets = c.replica_sets().await;
     let new = sets
