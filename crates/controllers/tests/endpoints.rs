@@ -61,6 +61,8 @@ impl Cluster {
         .await
         .unwrap();
         let client = orca_testkit::admin_client(&server).await;
+        // Pods need their ServiceAccount (ServiceAccount admission).
+        orca_testkit::default_service_account(&client, "default").await;
         let controllers = tokio::spawn(async move {
             orca_controllers::run_endpoints(client, max_per_slice)
                 .await
