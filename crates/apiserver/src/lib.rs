@@ -23,6 +23,7 @@ mod kubernetes_service;
 mod namespaces;
 mod openapi;
 mod protobuf;
+mod protobuf_workloads;
 mod proxy;
 mod rawjson;
 mod registry;

@@ -16,12 +16,19 @@ use crate::resources::{ResourceDef, GROUPS, RESOURCES};
 const REF_PREFIX: &str = "#/components/schemas/";
 
 fn definitions() -> Map<String, Value> {
+    use k8s_openapi::api::apps::v1 as apps;
     use k8s_openapi::api::authentication::v1 as authn;
+    use k8s_openapi::api::autoscaling::v1 as autoscaling;
     use k8s_openapi::api::coordination::v1 as coord;
     use k8s_openapi::api::core::v1 as core;
     use k8s_openapi::api::discovery::v1 as discovery;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
     let mut g = SchemaSettings::openapi3().into_generator();
+    g.subschema_for::<core::PodTemplate>();
+    g.subschema_for::<core::ReplicationController>();
+    g.subschema_for::<apps::Deployment>();
+    g.subschema_for::<apps::ReplicaSet>();
+    g.subschema_for::<autoscaling::Scale>();
     g.subschema_for::<core::Pod>();
     g.subschema_for::<core::Namespace>();
     g.subschema_for::<core::Node>();
@@ -242,6 +249,24 @@ fn gv_doc(group: &str, version: &str, defs: &Value) -> Value {
                     "get": op(r, "get", format!("read{kind}{title}"), item_params.clone(), json!({})),
                     "put": op(r, "put", format!("replace{kind}{title}"), upd.clone(), json!({"requestBody": body_of(r.schema)})),
                     "patch": op(r, "patch", format!("patch{kind}{title}"), upd.clone(), json!({"requestBody": patch_body})),
+                }),
+            );
+        }
+        if r.subresources.contains(&"scale") {
+            let scale = "io.k8s.api.autoscaling.v1.Scale";
+            let scale_op = |action: &str, id: String, params: Vec<Value>, extra: Value| {
+                let mut o = op(r, action, id, params, extra);
+                o["x-kubernetes-group-version-kind"] =
+                    json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
+                o["responses"] = ok_of(scale);
+                o
+            };
+            paths.insert(
+                format!("{item}/scale"),
+                json!({
+                    "get": scale_op("get", format!("read{kind}Scale"), item_params.clone(), json!({})),
+                    "put": scale_op("put", format!("replace{kind}Scale"), upd.clone(), json!({"requestBody": body_of(scale)})),
+                    "patch": scale_op("patch", format!("patch{kind}Scale"), upd, json!({"requestBody": patch_body})),
                 }),
             );
         }

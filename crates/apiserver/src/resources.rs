@@ -74,6 +74,7 @@ impl ResourceDef {
     pub fn subresource(&self, sub: &str) -> (&'static str, &'static [&'static str]) {
         match sub {
             "status" | "approval" => (self.kind, &["get", "patch", "update"]),
+            "scale" => ("Scale", &["get", "patch", "update"]),
             "binding" => ("Binding", &["create"]),
             "finalize" => (self.kind, &["update"]),
             "log" => ("Pod", &["get"]),
@@ -86,6 +87,8 @@ impl ResourceDef {
     pub fn subresource_group_version(&self, sub: &str) -> (&'static str, &'static str) {
         match sub {
             "token" => ("authentication.k8s.io", "v1"),
+            "scale" => ("autoscaling", "v1"),
+            "status" | "finalize" => (self.group, self.version),
             _ => ("", "v1"),
         }
     }
@@ -100,6 +103,7 @@ fn roundtrip<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, String>
     serde_json::to_value(typed).map_err(|e| e.to_string())
 }
 
+use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::authentication::v1 as authn;
 use k8s_openapi::api::authorization::v1 as authz;
 use k8s_openapi::api::certificates::v1 as certs;
@@ -264,6 +268,62 @@ pub static RESOURCES: &[ResourceDef] = &[
         normalize: roundtrip::<coord::Lease>,
     },
     ResourceDef {
+        group: "",
+        version: "v1",
+        name: "podtemplates",
+        singular: "podtemplate",
+        kind: "PodTemplate",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        schema: "io.k8s.api.core.v1.PodTemplate",
+        strategy: &registry::POD_TEMPLATE,
+        normalize: roundtrip::<core::PodTemplate>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        name: "replicationcontrollers",
+        singular: "replicationcontroller",
+        kind: "ReplicationController",
+        namespaced: true,
+        short_names: &["rc"],
+        categories: &["all"],
+        subresources: &["scale", "status"],
+        schema: "io.k8s.api.core.v1.ReplicationController",
+        strategy: &registry::REPLICATION_CONTROLLER,
+        normalize: roundtrip::<core::ReplicationController>,
+    },
+    ResourceDef {
+        group: "apps",
+        version: "v1",
+        name: "deployments",
+        singular: "deployment",
+        kind: "Deployment",
+        namespaced: true,
+        short_names: &["deploy"],
+        categories: &["all"],
+        subresources: &["scale", "status"],
+        schema: "io.k8s.api.apps.v1.Deployment",
+        strategy: &registry::DEPLOYMENT,
+        normalize: roundtrip::<apps::Deployment>,
+    },
+    ResourceDef {
+        group: "apps",
+        version: "v1",
+        name: "replicasets",
+        singular: "replicaset",
+        kind: "ReplicaSet",
+        namespaced: true,
+        short_names: &["rs"],
+        categories: &["all"],
+        subresources: &["scale", "status"],
+        schema: "io.k8s.api.apps.v1.ReplicaSet",
+        strategy: &registry::REPLICA_SET,
+        normalize: roundtrip::<apps::ReplicaSet>,
+    },
+    ResourceDef {
         group: "rbac.authorization.k8s.io",
         version: "v1",
         name: "clusterrolebindings",
@@ -419,14 +479,16 @@ pub static RESOURCES: &[ResourceDef] = &[
     },
 ];
 
-/// The API groups served under /apis (the core group is under /api).
+/// The API groups served under /apis (the core group is under /api), in
+/// Kubernetes' order of preference.
 pub const GROUPS: &[(&str, &str)] = &[
+    ("apps", "v1"),
+    ("authentication.k8s.io", "v1"),
+    ("authorization.k8s.io", "v1"),
+    ("certificates.k8s.io", "v1"),
+    ("rbac.authorization.k8s.io", "v1"),
     ("coordination.k8s.io", "v1"),
     ("discovery.k8s.io", "v1"),
-    ("rbac.authorization.k8s.io", "v1"),
-    ("authorization.k8s.io", "v1"),
-    ("authentication.k8s.io", "v1"),
-    ("certificates.k8s.io", "v1"),
 ];
 
 pub fn find(group: &str, version: &str, name: &str) -> Option<&'static ResourceDef> {

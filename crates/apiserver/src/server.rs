@@ -500,6 +500,15 @@ async fn dispatch<B: RequestBody>(
             let body = read_body(body, h).await?;
             handlers::delete_collection(&ctx, &body).await
         }
+        (&Method::GET, Some(name), Some("scale")) => handlers::get_scale(&ctx, name).await,
+        (&Method::PUT, Some(name), Some("scale")) => {
+            let body = read_body(body, h).await?;
+            handlers::update_scale(&ctx, name, &body).await
+        }
+        (&Method::PATCH, Some(name), Some("scale")) => {
+            let body = read_body(body, h).await?;
+            handlers::patch_scale(&ctx, name, &body).await
+        }
         (&Method::GET, Some(name), None | Some("status" | "approval")) => {
             handlers::get(&ctx, name).await
         }

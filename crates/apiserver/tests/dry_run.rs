@@ -303,6 +303,21 @@ fn sample(resource: &str, name: &str) -> Value {
             "metadata": meta, "addressType": "IPv4",
             "endpoints": [{"addresses": ["10.42.0.9"], "conditions": {"ready": true}}],
             "ports": [{"port": 80}]}),
+        "podtemplates" => json!({"apiVersion": "v1", "kind": "PodTemplate", "metadata": meta,
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}),
+        "replicationcontrollers" => json!({"apiVersion": "v1", "kind": "ReplicationController",
+            "metadata": meta, "spec": {"replicas": 0, "selector": {"app": name},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}),
+        "deployments" | "replicasets" => {
+            let kind = if resource == "deployments" {
+                "Deployment"
+            } else {
+                "ReplicaSet"
+            };
+            json!({"apiVersion": "apps/v1", "kind": kind, "metadata": meta,
+                "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+        }
         other => panic!(
             "the server serves {other:?} but this test has no sample of it: add one, \
              so that its writes are checked for dry run too"
@@ -440,6 +455,25 @@ async fn dry_run_never_writes_and_answers_as_the_real_request() {
                         "reason": "DryRunTest", "lastUpdateTime": "2026-01-01T00:00:00Z"}]);
                     c.check(sub, Write::new("deny a request", "PUT", &uri, denied))
                         .await;
+                }
+                s if s.ends_with("/scale") => {
+                    let (_, cur, _) = send(&client, "GET", &uri, "application/json", vec![]).await;
+                    let mut scale = cur.clone();
+                    scale["spec"]["replicas"] = json!(2);
+                    c.check(
+                        sub,
+                        Write::new(&format!("update {sub}"), "PUT", &uri, scale),
+                    )
+                    .await;
+                    c.check(
+                        sub,
+                        Write::merge_patch(
+                            &format!("patch {sub}"),
+                            &uri,
+                            json!({"spec": {"replicas": 0}}),
+                        ),
+                    )
+                    .await;
                 }
                 "pods/binding" => {
                     let binding = json!({"apiVersion": "v1", "kind": "Binding",

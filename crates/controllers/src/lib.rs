@@ -7,12 +7,24 @@
 //! - [`rootca`] publishes the cluster CA as `kube-root-ca.crt` in every
 //!   namespace,
 //! - [`endpoints`] and [`endpointslices`] list the pods each Service selects,
-//!   from one shared watch of Services and Pods ([`servicepods`]).
+//!   from one shared watch of Services and Pods ([`servicepods`]),
+//! - [`replicaset`] keeps the pods of ReplicaSets and ReplicationControllers
+//!   (with [`pods`], what workload controllers share, [`queue`] and
+//!   [`events`]),
+//! - [`deployment`] rolls Deployments out through ReplicaSets,
+//! - [`gc`] deletes objects whose owners are gone, and carries out
+//!   foreground and orphan deletion.
 
+pub mod deployment;
 pub mod endpoints;
 pub mod endpointslices;
+pub mod events;
+pub mod gc;
 pub mod ipam;
 pub mod lifecycle;
+pub mod pods;
+pub mod queue;
+pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccounts;
 pub mod servicepods;
@@ -82,6 +94,16 @@ pub struct Config {
     /// Endpoints per EndpointSlice (kube-controller-manager's
     /// --max-endpoints-per-slice).
     pub max_endpoints_per_slice: usize,
+    /// Run only while holding the Lease `kube-system/<lease_name>` (one for
+    /// all the controllers, as kube-controller-manager), so that several
+    /// servers on one store run each controller once.
+    pub leader_elect: bool,
+    /// This instance's name in the Lease.
+    pub identity: String,
+    pub lease_name: String,
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
 }
 
 impl Default for Config {
@@ -94,12 +116,53 @@ impl Default for Config {
             node_monitor_period: Duration::from_secs(5),
             root_ca_pem: None,
             max_endpoints_per_slice: 100,
+            leader_elect: true,
+            identity: orca_leader_election::default_identity(),
+            lease_name: "kube-controller-manager".into(),
+            // kube-controller-manager's defaults.
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
         }
     }
 }
 
-/// Runs every controller until one fails.
-pub async fn run(clients: Clients, config: Config) -> anyhow::Result<()> {
+/// Runs every controller (while holding the leader Lease, with
+/// `leader_elect`) until one fails or `shutdown` resolves; a leader then
+/// releases the Lease, so another server takes over at once.
+pub async fn run(
+    clients: Clients,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let all = || run_all(clients.clone(), config.clone());
+    if !config.leader_elect {
+        tokio::select! {
+            r = all() => return r,
+            _ = shutdown => return Ok(()),
+        }
+    }
+    if config.renew_deadline >= config.lease_duration {
+        anyhow::bail!(
+            "the controllers' renew deadline ({:?}) must be shorter than their lease duration ({:?})",
+            config.renew_deadline,
+            config.lease_duration
+        );
+    }
+    let election = orca_leader_election::LeaderElectionConfig {
+        namespace: "kube-system".into(),
+        name: config.lease_name.clone(),
+        identity: config.identity.clone(),
+        lease_duration: config.lease_duration,
+        renew_deadline: config.renew_deadline,
+        retry_period: config.retry_period,
+    };
+    // The Lease is the controller manager's own, as kube-controller-manager
+    // holds it.
+    orca_leader_election::run_elected(clients.informers(), election, shutdown, all).await
+}
+
+async fn run_all(clients: Clients, config: Config) -> anyhow::Result<()> {
     let root_ca = async {
         match config.root_ca_pem.clone() {
             Some(pem) => {
@@ -115,6 +178,9 @@ pub async fn run(clients: Clients, config: Config) -> anyhow::Result<()> {
         serviceaccounts::run(&clients),
         root_ca,
         run_endpoints(&clients, config.max_endpoints_per_slice),
+        replicaset::run(&clients),
+        deployment::run(&clients),
+        gc::run(&clients),
     )?;
     Ok(())
 }

@@ -80,9 +80,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         clients.client(UserInfo::kube_controller_manager()),
         move |name| per_controller.client(UserInfo::controller(name)),
     );
-    tasks.spawn(named(
+    // The controllers stop on their own at shutdown, to release their
+    // leader Lease for another server.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let mut controllers_task = tokio::spawn(named(
         "controllers",
-        orca_controllers::run(controller_clients, controllers),
+        orca_controllers::run(controller_clients, controllers, async move {
+            let _ = stop_rx.changed().await;
+        }),
     ));
     if !args.disable_scheduler {
         let config = orca_scheduler::Config::default();
@@ -117,15 +122,28 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         tasks.spawn(named("node agent", node::run_agent(node_client, agent)));
     }
 
+    let mut controllers_done = false;
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),
         Some(done) = tasks.join_next() => {
             let result = done.context("a component panicked")?;
             result?;
         }
+        done = &mut controllers_task => {
+            controllers_done = true;
+            done.context("the controllers panicked")??;
+        }
     }
     // The components stop before the API server, so that their requests in
     // flight do not fail (and log) as it goes away.
+    let _ = stop_tx.send(true);
+    if !controllers_done
+        && tokio::time::timeout(std::time::Duration::from_secs(5), &mut controllers_task)
+            .await
+            .is_err()
+    {
+        controllers_task.abort();
+    }
     tasks.shutdown().await;
     api.shutdown().await;
     Ok(())

@@ -15,6 +15,8 @@ mod certificates;
 mod rbac;
 mod services;
 pub use services::{endpoint_slice_cells, endpoints_cells, format_endpoints, service_cells};
+mod workloads;
+pub use workloads::{format_label_selector, format_labels};
 
 /// What each row carries in `object` (`includeObject` parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,6 +76,9 @@ fn age_col() -> Value {
 
 /// The column definitions for a kind (by `kind` name, e.g. `Pod`).
 pub fn columns(kind: &str) -> Vec<Value> {
+    if let Some(cols) = workloads::columns(kind) {
+        return cols;
+    }
     match kind {
         "Pod" => vec![
             name_col(),
@@ -194,6 +199,9 @@ fn from_value<T: serde::de::DeserializeOwned + Default>(obj: &Value) -> T {
 
 /// The cells of one row, wide columns included.
 pub fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    if let Some(cells) = workloads::cells(kind, obj, now) {
+        return cells;
+    }
     match kind {
         "Pod" => pod_cells(&from_value(obj), now),
         "Node" => node_cells(&from_value(obj), now),

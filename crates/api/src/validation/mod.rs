@@ -31,6 +31,14 @@ pub use services::{
     validate_non_special_ip, validate_service, validate_service_status_update,
     validate_service_update,
 };
+mod workloads;
+pub use workloads::{
+    go_label_selector, go_string_map, validate_deployment, validate_deployment_status_update,
+    validate_deployment_update, validate_pod_template, validate_replica_set,
+    validate_replica_set_status_update, validate_replica_set_update,
+    validate_replication_controller, validate_replication_controller_status_update,
+    validate_replication_controller_update, validate_scale,
+};
 
 /// The `reason` of a Status cause (`metav1.CauseType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -2137,6 +2145,10 @@ pub fn validate_new(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldError
         "Service" => typed::<Service>(obj, validate_service),
         "Endpoints" => typed::<Endpoints>(obj, validate_endpoints),
         "EndpointSlice" => typed::<EndpointSlice>(obj, validate_endpoint_slice_create),
+        "Deployment" => typed(obj, workloads::validate_deployment),
+        "ReplicaSet" => typed(obj, workloads::validate_replica_set),
+        "ReplicationController" => typed(obj, workloads::validate_replication_controller),
+        "PodTemplate" => typed(obj, workloads::validate_pod_template),
         _ => {
             let meta: ObjectMeta = obj
                 .get("metadata")
@@ -2156,6 +2168,11 @@ pub fn validate_update(kind: &str, new: &Value, old: &Value, namespaced: bool) -
         "Service" => return with_typed(new, old, validate_service_update),
         "Endpoints" => return with_typed(new, old, validate_endpoints_update),
         "EndpointSlice" => return with_typed(new, old, validate_endpoint_slice_update),
+        "Deployment" => return with_typed(new, old, workloads::validate_deployment_update),
+        "ReplicaSet" => return with_typed(new, old, workloads::validate_replica_set_update),
+        "ReplicationController" => {
+            return with_typed(new, old, workloads::validate_replication_controller_update)
+        }
         _ => {}
     }
     let meta = |v: &Value| -> ObjectMeta {
@@ -2190,6 +2207,13 @@ pub fn validate_status_update(
     match kind {
         "Pod" => with_pods(new, old, validate_pod_status_update),
         "Service" => with_typed(new, old, validate_service_status_update),
+        "Deployment" => with_typed(new, old, workloads::validate_deployment_status_update),
+        "ReplicaSet" => with_typed(new, old, workloads::validate_replica_set_status_update),
+        "ReplicationController" => with_typed(
+            new,
+            old,
+            workloads::validate_replication_controller_status_update,
+        ),
         _ => validate_update(kind, new, old, namespaced),
     }
 }

@@ -15,6 +15,7 @@ mod service_account_admission;
 mod serviceaccounts;
 mod services;
 mod simple;
+mod workloads;
 
 use std::sync::Arc;
 
@@ -46,6 +47,7 @@ pub use reviews::{
 pub use serviceaccounts::SERVICE_ACCOUNT;
 pub use services::SERVICE;
 pub use simple::{NODE, SECRET};
+pub use workloads::{DEPLOYMENT, POD_TEMPLATE, REPLICATION_CONTROLLER, REPLICA_SET};
 
 pub(crate) use allocator::{
     repair as repair_service_allocations, repair_loop as repair_service_allocations_loop,
@@ -171,9 +173,32 @@ pub trait Strategy: Sync {
         )
     }
 
-    /// Whether `metadata.generation` counts changes of the spec.
-    fn tracks_generation(&self) -> bool {
+    /// Whether an update (prepared, `new` against the stored `old`) starts
+    /// a new `metadata.generation`: for kinds that count them, a changed
+    /// spec.
+    fn bumps_generation(&self, _new: &Value, _old: &Value) -> bool {
         false
+    }
+
+    /// The `scale` subresource's view of an object, for kinds that serve
+    /// one.
+    fn scale(&self, _obj: &Value) -> Option<ScaleView> {
+        None
+    }
+
+    /// Sets the desired replicas (a write through `scale`).
+    fn set_replicas(&self, _obj: &mut Value, _replicas: i32) {}
+
+    /// What DELETE does to the dependents when the client does not say
+    /// (kube-apiserver's `DefaultGarbageCollectionPolicy`).
+    fn default_gc_policy(&self) -> GcPolicy {
+        GcPolicy::DeleteDependents
+    }
+
+    /// Whether a DELETE that removes the object answers with the object
+    /// (as pods do) rather than a `Status` naming it.
+    fn returns_deleted_object(&self) -> bool {
+        true
     }
 
     /// What DELETE does to `current` (preconditions already checked): by
@@ -259,6 +284,30 @@ pub trait Strategy: Sync {
     fn verbs(&self) -> &'static [&'static str] {
         ALL_VERBS
     }
+}
+
+/// What an object's `scale` subresource shows.
+pub struct ScaleView {
+    /// `spec.replicas`.
+    pub desired: i64,
+    /// `status.replicas`.
+    pub current: i64,
+    /// The pod selector, as a label selector string.
+    pub selector: String,
+}
+
+/// kube-apiserver's garbage collection policies.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GcPolicy {
+    /// Deleting the owner deletes its dependents (in the background
+    /// unless asked otherwise).
+    DeleteDependents,
+    /// Deleting the owner leaves its dependents, their references to it
+    /// removed (ReplicationControllers, for compatibility).
+    OrphanDependents,
+    /// DELETE ignores propagation options (namespaces clean up by
+    /// themselves).
+    Unsupported,
 }
 
 /// The strategy of resources stored as they are validated.
