@@ -65,7 +65,7 @@ fn an_agent_joins_with_the_token_and_runs_on_its_own_renewed_certificate() {
             .arg(agent_dir.path())
             .args(["--node-name", "joiner", "--node-ip", "127.0.0.1"])
             .args(["--agent-port", &common::free_port().to_string()])
-            .args(["--pod-bridge", common::BRIDGE])
+            .args(["--pod-bridge", &cluster.slot.bridge])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

@@ -94,7 +94,7 @@ fn seed_cheat_sheet() {
     let web_row = wide.lines().find(|l| l.starts_with("web ")).unwrap();
     let web_ip = columns(web_row)[5].to_string();
     assert!(
-        web_ip.starts_with("10.252."),
+        web_ip.starts_with(&cluster.slot.ip_prefix),
         "pod IP from the node's pod CIDR: {wide}"
     );
     assert_eq!(columns(web_row)[6], cluster.node_name, "{wide}");

@@ -8,13 +8,50 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The test node's bridge, apart from any other Orca on this machine.
-pub const BRIDGE: &str = "orcae2e";
+/// The bridge and pod range of one test cluster. Test binaries run at once,
+/// so each cluster holds a slot (an exclusive lock on a file) for its
+/// lifetime: two clusters sharing a bridge would hand out the same pod IPs,
+/// and the first to stop would delete the other's bridge.
+pub struct Slot {
+    pub bridge: String,
+    /// The cluster's pod range (`--cluster-cidr`), a /16.
+    pub cluster_cidr: String,
+    /// What every pod IP of this cluster starts with.
+    pub ip_prefix: String,
+    _lock: std::fs::File,
+}
+
+impl Slot {
+    pub fn take() -> Slot {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            for n in 0..40u8 {
+                let path = std::env::temp_dir().join(format!("orca-e2e-slot-{n}.lock"));
+                let file = std::fs::File::create(&path).expect("creating a slot lock file");
+                if file.try_lock().is_ok() {
+                    let second = 200 + u16::from(n);
+                    return Slot {
+                        bridge: format!("orcae{n}"),
+                        cluster_cidr: format!("10.{second}.0.0/16"),
+                        ip_prefix: format!("10.{second}."),
+                        _lock: file,
+                    };
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no free test cluster slot in 10 minutes"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
 
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
     pub node_name: String,
+    pub slot: Slot,
     server: Child,
 }
 
@@ -68,6 +105,7 @@ impl Cluster {
         let node_name = format!("node-{}", std::process::id());
         let api_port = free_port().to_string();
         let agent_port = free_port().to_string();
+        let slot = Slot::take();
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let server = Command::new(env!("CARGO_BIN_EXE_orca"))
             .args(["server", "--data-dir"])
@@ -81,7 +119,8 @@ impl Cluster {
                 &node_name,
             ])
             .args(["--agent-port", &agent_port])
-            .args(["--pod-bridge", BRIDGE, "--cluster-cidr", "10.252.0.0/16"])
+            .args(["--pod-bridge", &slot.bridge])
+            .args(["--cluster-cidr", &slot.cluster_cidr])
             .args(extra_args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -92,6 +131,7 @@ impl Cluster {
             dir,
             kubeconfig,
             node_name,
+            slot,
             server,
         };
         cluster.wait_until("the API server answers", Duration::from_secs(60), || {
@@ -208,7 +248,9 @@ impl Drop for Cluster {
         let _ = self.server.kill();
         let _ = self.server.wait();
         // A node keeps its bridge across restarts; this test node is gone for good.
-        let _ = Command::new("ip").args(["link", "delete", BRIDGE]).status();
+        let _ = Command::new("ip")
+            .args(["link", "delete", &self.slot.bridge])
+            .status();
     }
 }
 
