@@ -559,7 +559,6 @@ impl Controller {
         if unchanged {
             return next;
         }
-        let mut status = status;
         // Zero counts are left out, as Kubernetes' omitempty does
         // (`replicas` is always shown).
         for f in ["fullyLabeledReplicas", "readyReplicas", "availableReplicas"] {
