@@ -305,12 +305,84 @@ fn poke(workers: &HashMap<String, Handle>, changed: resolve::SourceRef) {
     }
 }
 
-fn source_ref<K: kube::Resource>(secret: bool, o: &K) -> resolve::SourceRef {
-    let meta = o.meta();
-    resolve::SourceRef {
-        secret,
-        namespace: meta.namespace.clone().unwrap_or_default(),
-        name: meta.name.clone().unwrap_or_default(),
+/// The per-object watches of the configMaps and secrets the workers' pods
+/// show; each reports a change of its object.
+struct SourceWatches {
+    client: kube::Client,
+    tasks: HashMap<resolve::SourceRef, tokio::task::JoinHandle<()>>,
+    changed: tokio::sync::mpsc::UnboundedSender<resolve::SourceRef>,
+}
+
+impl SourceWatches {
+    /// Starts the watches the workers need and stops the others.
+    fn sync(&mut self, workers: &HashMap<String, Handle>) {
+        let wanted: HashSet<&resolve::SourceRef> =
+            workers.values().flat_map(|h| h.refs.iter()).collect();
+        self.tasks.retain(|r, task| {
+            let keep = wanted.contains(r);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for r in wanted {
+            if !self.tasks.contains_key(r) {
+                let task = tokio::spawn(watch_source(
+                    self.client.clone(),
+                    r.clone(),
+                    self.changed.clone(),
+                ));
+                self.tasks.insert(r.clone(), task);
+            }
+        }
+    }
+}
+
+impl Drop for SourceWatches {
+    fn drop(&mut self) {
+        for task in self.tasks.values() {
+            task.abort();
+        }
+    }
+}
+
+/// Watches one configMap or secret (a `metadata.name` field selector in
+/// its namespace); changes only, as the first list is what the worker
+/// reads anyway.
+async fn watch_source(
+    client: kube::Client,
+    source: resolve::SourceRef,
+    changed: tokio::sync::mpsc::UnboundedSender<resolve::SourceRef>,
+) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={}", source.name));
+    let mut events = if source.secret {
+        watcher(Api::<Secret>::namespaced(client, &source.namespace), config)
+            .default_backoff()
+            .map(|e| e.map(|e| matches!(e, watcher::Event::Apply(_) | watcher::Event::Delete(_))))
+            .boxed()
+    } else {
+        watcher(
+            Api::<ConfigMap>::namespaced(client, &source.namespace),
+            config,
+        )
+        .default_backoff()
+        .map(|e| e.map(|e| matches!(e, watcher::Event::Apply(_) | watcher::Event::Delete(_))))
+        .boxed()
+    };
+    while let Some(ev) = events.next().await {
+        match ev {
+            Ok(true) => {
+                if changed.send(source.clone()).is_err() {
+                    return;
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::debug!(
+                namespace = %source.namespace,
+                name = %source.name,
+                "watching a volume source failed, retrying: {e}"
+            ),
+        }
     }
 }
 
@@ -330,25 +402,22 @@ async fn dispatch(ctx: Arc<Ctx>) -> Result<(), Error> {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let selector = format!("spec.nodeName={}", ctx.config.node_name);
     let mut stream = watcher(pods, watcher::Config::default().fields(&selector)).boxed();
-    // Changes only: the initial lists are what the workers read anyway.
-    let mut config_maps = watcher(
-        Api::<ConfigMap>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .boxed();
-    let mut secrets = watcher(
-        Api::<Secret>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .boxed();
+    // One watch per configMap or secret the pods show, as the kubelet's
+    // watch-based manager keeps: a node may read only the objects its pods
+    // reference (the node authorizer), never list them all.
+    let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let mut sources = SourceWatches {
+        client: ctx.client.clone(),
+        tasks: HashMap::new(),
+        changed: changed_tx,
+    };
     let mut workers: HashMap<String, Handle> = HashMap::new();
     // Owning the workers here ties them to the agent: when `run` is
     // cancelled they stop where they are, leaving their containers running.
     let mut tasks: tokio::task::JoinSet<String> = tokio::task::JoinSet::new();
     let mut listed: std::collections::HashSet<String> = Default::default();
     loop {
+        sources.sync(&workers);
         tokio::select! {
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Ok(uid) = done {
@@ -357,20 +426,7 @@ async fn dispatch(ctx: Arc<Ctx>) -> Result<(), Error> {
             }
             // A failing watch (retried with back-off) only delays volume
             // updates to the periodic resync.
-            Some(ev) = config_maps.next() => match ev {
-                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
-                    poke(&workers, source_ref(false, &o))
-                }
-                Ok(_) => {}
-                Err(e) => tracing::debug!("watching configmaps failed, retrying: {e}"),
-            },
-            Some(ev) = secrets.next() => match ev {
-                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
-                    poke(&workers, source_ref(true, &o))
-                }
-                Ok(_) => {}
-                Err(e) => tracing::debug!("watching secrets failed, retrying: {e}"),
-            },
+            Some(source) = changed.recv() => poke(&workers, source),
             ev = stream.next() => {
                 let Some(ev) = ev else { return Ok(()) };
                 let ev = match ev {

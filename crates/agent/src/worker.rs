@@ -475,7 +475,10 @@ impl Worker {
             return RETRY;
         }
         let key = self.sync_key();
+        // Only while the sandbox stands: a refresh after termination
+        // removed it would mount the pod's tmpfs volumes again.
         if matches!(self.state, State::Init(_) | State::Running)
+            && self.sandbox_ready
             && (key != self.synced_key
                 || self
                     .volumes_synced

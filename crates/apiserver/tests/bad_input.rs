@@ -293,7 +293,7 @@ async fn bad_bodies_get_a_status_and_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_without_credentials_get_401() {
+async fn anonymous_and_join_token_requests_get_what_kubernetes_gives_them() {
     let h = common::Harness::start().await;
     let (url, ca_pem) = h.anonymous_https();
     use rustls_pki_types::pem::PemObject;
@@ -303,15 +303,32 @@ async fn requests_without_credentials_get_401() {
     config.default_namespace = "default".into();
     let anon = kube::Client::try_from(config.clone()).expect("client");
 
-    let (code, v, _) = send(&anon, "GET", PODS, "application/json", vec![]).await;
-    assert_eq!(code, 401);
-    assert_status(&v, 401, "Unauthorized", "Unauthorized");
-    let (code, _, _) = send(&anon, "GET", "/api", "application/json", vec![]).await;
-    assert_eq!(code, 401);
+    // Anonymous requests are system:anonymous: 403 in Kubernetes' words.
+    let (code, v, _) = send(&anon, "GET", "/api/v1/pods", "application/json", vec![]).await;
+    assert_eq!(code, 403);
+    assert_status(
+        &v,
+        403,
+        "Forbidden",
+        r#"pods is forbidden: User "system:anonymous" cannot list resource "pods" in API group "" at the cluster scope"#,
+    );
+    for path in ["/api", "/", "/metrics"] {
+        let (code, v, _) = send(&anon, "GET", path, "application/json", vec![]).await;
+        assert_eq!(code, 403, "{path}");
+        assert_status(
+            &v,
+            403,
+            "Forbidden",
+            &format!(r#"forbidden: User "system:anonymous" cannot get path "{path}""#),
+        );
+        assert_eq!(v["details"], serde_json::json!({}));
+    }
 
-    // Health, version and the CA are anonymous.
-    let (code, _, _) = send(&anon, "GET", "/healthz", "application/json", vec![]).await;
-    assert_eq!(code, 200);
+    // Health, version and the CA are public.
+    for path in ["/healthz", "/livez", "/readyz"] {
+        let (code, v, _) = send(&anon, "GET", path, "application/json", vec![]).await;
+        assert_eq!((code, v["raw"].as_str()), (200, Some("ok")), "{path}");
+    }
     let (code, v, _) = send(&anon, "GET", "/version", "application/json", vec![]).await;
     assert_eq!((code, v["minor"].as_str()), (200, Some("32")));
     let (code, v, _) = send(&anon, "GET", "/cacerts", "application/json", vec![]).await;
@@ -321,7 +338,8 @@ async fn requests_without_credentials_get_401() {
         Some(ca_pem.as_slice())
     );
 
-    // The node token authenticates; a wrong one does not.
+    // The join token authenticates as a bootstrap identity that may not
+    // read Secrets (or pods); a wrong token is 401 with no details.
     let token = std::fs::read_to_string(h.dir.path().join("token")).expect("token file");
     assert!(
         token.starts_with("K10") && token.contains("::node:"),
@@ -330,13 +348,39 @@ async fn requests_without_credentials_get_401() {
     let mut with_token = config.clone();
     with_token.auth_info.token = Some(token.trim().to_string().into());
     let node = kube::Client::try_from(with_token).expect("client");
-    let (code, _, _) = send(&node, "GET", PODS, "application/json", vec![]).await;
-    assert_eq!(code, 200);
+    for path in [
+        "/api/v1/secrets",
+        "/api/v1/namespaces/default/secrets",
+        PODS,
+    ] {
+        let (code, v, _) = send(&node, "GET", path, "application/json", vec![]).await;
+        assert_eq!(code, 403, "{path}: {v}");
+        let msg = v["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(r#"User "system:bootstrap:"#), "{msg}");
+    }
+    let (code, v, _) = send(
+        &node,
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        "application/json",
+        br#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(
+        v["status"]["userInfo"]["groups"],
+        serde_json::json!(["system:bootstrappers", "system:authenticated"])
+    );
     let mut wrong = config;
     wrong.auth_info.token = Some("K10abc::node:wrong".to_string().into());
     let bad = kube::Client::try_from(wrong).expect("client");
-    let (code, _, _) = send(&bad, "GET", PODS, "application/json", vec![]).await;
+    let (code, v, _) = send(&bad, "GET", PODS, "application/json", vec![]).await;
     assert_eq!(code, 401);
+    assert_eq!(
+        v,
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "Unauthorized", "reason": "Unauthorized", "code": 401})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

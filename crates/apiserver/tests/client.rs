@@ -301,7 +301,11 @@ async fn watch_from_a_compacted_revision_gets_410() {
     let server = orca_apiserver::start(config.clone(), store.clone())
         .await
         .expect("start");
-    common::default_service_account(&server.local_client(), "default").await;
+    common::default_service_account(
+        &server.local_client(orca_apiserver::auth::UserInfo::admin()),
+        "default",
+    )
+    .await;
     let pods = connect(&server).await;
     let first = pods
         .create(&PostParams::default(), &pod("old"))
@@ -414,7 +418,11 @@ async fn the_server_compacts_history_older_than_one_interval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_client_speaks_the_same_api() {
     let h = common::Harness::start().await;
-    let local: Api<Pod> = Api::namespaced(h.server.local_client(), "default");
+    let local: Api<Pod> = Api::namespaced(
+        h.server
+            .local_client(orca_apiserver::auth::UserInfo::admin()),
+        "default",
+    );
     let remote: Api<Pod> = Api::namespaced(h.client().await, "default");
 
     // A watch through the local client sees writes made over HTTPS.

@@ -259,6 +259,42 @@ fn sample(resource: &str, name: &str) -> Value {
         }
         "leases" => json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": meta, "spec": {"holderIdentity": "h"}}),
+        "clusterroles" | "roles" => json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": if resource == "roles" { "Role" } else { "ClusterRole" }, "metadata": meta,
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),
+        "clusterrolebindings" | "rolebindings" => {
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": if resource == "rolebindings" { "RoleBinding" } else { "ClusterRoleBinding" },
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]})
+        }
+        "selfsubjectaccessreviews" => json!({"apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview", "metadata": {},
+            "spec": {"resourceAttributes": {"namespace": "default", "verb": "list", "resource": "pods"}}}),
+        "subjectaccessreviews" | "localsubjectaccessreviews" => {
+            json!({"apiVersion": "authorization.k8s.io/v1",
+            "kind": if resource == "subjectaccessreviews" { "SubjectAccessReview" } else { "LocalSubjectAccessReview" },
+            "metadata": {},
+            "spec": {"user": "bob", "resourceAttributes": {"namespace": "default", "verb": "list", "resource": "pods"}}})
+        }
+        "selfsubjectrulesreviews" => json!({"apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectRulesReview", "metadata": {}, "spec": {"namespace": "default"}}),
+        "selfsubjectreviews" => json!({"apiVersion": "authentication.k8s.io/v1",
+            "kind": "SelfSubjectReview", "metadata": {}}),
+        "certificatesigningrequests" => {
+            let key = rcgen::KeyPair::generate().expect("key");
+            let mut p = rcgen::CertificateParams::default();
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, "dry-run");
+            let pem = p.serialize_request(&key).expect("csr").pem().expect("pem");
+            let request = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pem);
+            json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                "metadata": meta, "spec": {"request": request, "signerName": "example.com/dry-run",
+                "usages": ["client auth"]}})
+        }
+        "tokenreviews" => json!({"apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview", "metadata": {}, "spec": {"token": "not-a-token"}}),
         "services" => json!({"apiVersion": "v1", "kind": "Service", "metadata": meta,
             "spec": {"type": "NodePort", "selector": {"app": "a"}, "ports": [{"port": 80}]}}),
         "endpoints" => json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": meta,
@@ -267,6 +303,21 @@ fn sample(resource: &str, name: &str) -> Value {
             "metadata": meta, "addressType": "IPv4",
             "endpoints": [{"addresses": ["10.42.0.9"], "conditions": {"ready": true}}],
             "ports": [{"port": 80}]}),
+        "podtemplates" => json!({"apiVersion": "v1", "kind": "PodTemplate", "metadata": meta,
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}),
+        "replicationcontrollers" => json!({"apiVersion": "v1", "kind": "ReplicationController",
+            "metadata": meta, "spec": {"replicas": 0, "selector": {"app": name},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}),
+        "deployments" | "replicasets" => {
+            let kind = if resource == "deployments" {
+                "Deployment"
+            } else {
+                "ReplicaSet"
+            };
+            json!({"apiVersion": "apps/v1", "kind": kind, "metadata": meta,
+                "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+        }
         other => panic!(
             "the server serves {other:?} but this test has no sample of it: add one, \
              so that its writes are checked for dry run too"
@@ -348,6 +399,10 @@ async fn dry_run_never_writes_and_answers_as_the_real_request() {
                 Write::new(&format!("create {name}"), "POST", &coll, obj("a")),
             )
             .await;
+        if !verbs.iter().any(|v| v == "update") {
+            // Create-only kinds (the reviews) store nothing to change.
+            continue;
+        }
 
         let mut updated = created.clone();
         updated["metadata"]["labels"]["updated"] = json!("yes");
@@ -388,6 +443,34 @@ async fn dry_run_never_writes_and_answers_as_the_real_request() {
                             &format!("patch {sub}"),
                             &uri,
                             json!({"metadata": {"labels": {"status-patched": "yes"}}}),
+                        ),
+                    )
+                    .await;
+                }
+                "certificatesigningrequests/approval" => {
+                    let (_, cur, _) =
+                        send(&client, "GET", &one("a"), "application/json", vec![]).await;
+                    let mut denied = cur.clone();
+                    denied["status"]["conditions"] = json!([{"type": "Denied", "status": "True",
+                        "reason": "DryRunTest", "lastUpdateTime": "2026-01-01T00:00:00Z"}]);
+                    c.check(sub, Write::new("deny a request", "PUT", &uri, denied))
+                        .await;
+                }
+                s if s.ends_with("/scale") => {
+                    let (_, cur, _) = send(&client, "GET", &uri, "application/json", vec![]).await;
+                    let mut scale = cur.clone();
+                    scale["spec"]["replicas"] = json!(2);
+                    c.check(
+                        sub,
+                        Write::new(&format!("update {sub}"), "PUT", &uri, scale),
+                    )
+                    .await;
+                    c.check(
+                        sub,
+                        Write::merge_patch(
+                            &format!("patch {sub}"),
+                            &uri,
+                            json!({"spec": {"replicas": 0}}),
                         ),
                     )
                     .await;

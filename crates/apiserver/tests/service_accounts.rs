@@ -57,12 +57,12 @@ users:
     path.display().to_string()
 }
 
-/// Runs `kubectl get pods` as the holder of `token`; returns whether it
-/// was let in, and stderr.
+/// Runs `kubectl auth whoami` (which every authenticated user may) as the
+/// holder of `token`; returns whether it was let in, and stderr.
 async fn works(h: &Harness, token: &str) -> (bool, String) {
     let kc = token_kubeconfig(h, "probe", token);
     let out = h
-        .kubectl_out(&["--kubeconfig", &kc, "get", "pods"], None)
+        .kubectl_out(&["--kubeconfig", &kc, "auth", "whoami"], None)
         .await;
     (
         out.status.success(),
@@ -137,9 +137,34 @@ async fn kubectl_create_token_prints_a_kubernetes_jwt_that_authenticates() {
         ]
     );
 
-    // The token is a credential of its own.
+    // The token is a credential of its own, for a user RBAC knows nothing
+    // about until a binding names it (the reference's 403).
     let (ok, err) = works(&h, &out).await;
     assert!(ok, "the token was refused: {err}");
+    let kc = token_kubeconfig(&h, "sa", &out);
+    let err = h
+        .kubectl_fails(&["--kubeconfig", &kc, "get", "pods"], None)
+        .await;
+    assert_eq!(
+        err.trim(),
+        r#"Error from server (Forbidden): pods is forbidden: User "system:serviceaccount:default:default" cannot list resource "pods" in API group "" in the namespace "default""#
+    );
+    h.kubectl(&[
+        "create",
+        "rolebinding",
+        "sa-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:default",
+    ])
+    .await;
+    let listed = h
+        .kubectl_with(std::path::Path::new(&kc), &["get", "pods"], None)
+        .await;
+    assert!(
+        listed.status.success(),
+        "bound to view, the account lists pods: {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
 
     // kubectl POSTs protobuf and gets protobuf back, as from Kubernetes.
     let v8 = h
@@ -552,6 +577,36 @@ async fn oidc_discovery_documents_describe_the_signing_key() {
     validation.set_issuer(&[ISSUER]);
     jsonwebtoken::decode::<Value>(&token, &verifier, &validation)
         .expect("token verifies with the JWKS");
+
+    // Who may read them, as Kubernetes decides: service accounts (bound to
+    // system:service-account-issuer-discovery), neither anonymous callers
+    // nor users outside system:serviceaccounts.
+    let (url, ca_pem) = h.anonymous_https();
+    use rustls_pki_types::pem::PemObject;
+    let ca = rustls_pki_types::CertificateDer::from_pem_slice(&ca_pem).expect("ca pem");
+    let mut config = kube::Config::new(url.parse().expect("url"));
+    config.root_cert = Some(vec![ca.to_vec()]);
+    let anonymous = kube::Client::try_from(config.clone()).expect("client");
+    config.auth_info.token = Some(token.clone().into());
+    let account = kube::Client::try_from(config).expect("client");
+    let bob = h.client_as("bob", &[]).await;
+    for path in ["/.well-known/openid-configuration", "/openid/v1/jwks"] {
+        let (code, v, _) = send(&account, "GET", path, "application/json", vec![]).await;
+        assert_eq!(code, 200, "{path}: {v}");
+        let (code, v, _) = send(&anonymous, "GET", path, "application/json", vec![]).await;
+        assert_eq!(
+            (code, v["message"].as_str()),
+            (
+                403,
+                Some(
+                    format!(r#"forbidden: User "system:anonymous" cannot get path "{path}""#)
+                        .as_str()
+                )
+            )
+        );
+        let (code, v, _) = send(&bob, "GET", path, "application/json", vec![]).await;
+        assert_eq!(code, 403, "{path}: {v}");
+    }
 }
 
 /// `05-dry-run.txt`'s pod, but for the fork's 4th projected source.

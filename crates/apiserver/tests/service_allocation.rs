@@ -353,7 +353,10 @@ async fn two_servers_on_one_etcd_never_hand_out_a_value_twice() {
         servers.push(server);
         dirs.push(dir);
     }
-    let clients: Vec<kube::Client> = servers.iter().map(|s| s.local_client()).collect();
+    let clients: Vec<kube::Client> = servers
+        .iter()
+        .map(|s| s.local_client(orca_apiserver::auth::UserInfo::admin()))
+        .collect();
     // The kubernetes Service takes the range's first address first.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while send(
@@ -475,7 +478,7 @@ async fn the_kubernetes_endpoints_list_every_live_server() {
         servers.push(server);
         dirs.push(dir);
     }
-    let client = servers[0].local_client();
+    let client = servers[0].local_client(orca_apiserver::auth::UserInfo::admin());
     let addresses = |client: kube::Client| async move {
         let (_, ep, _) = send(
             &client,
@@ -557,7 +560,7 @@ async fn the_cluster_dns_address_is_kept_for_kube_dns() {
     )
     .await
     .unwrap();
-    let client = server.local_client();
+    let client = server.local_client(orca_apiserver::auth::UserInfo::admin());
     let kube_dns = "/api/v1/namespaces/kube-system/services/kube-dns";
     let (code, v, _) = send(&client, "GET", kube_dns, "application/json", vec![]).await;
     assert_eq!(code, 200, "kube-dns is made at start: {v}");

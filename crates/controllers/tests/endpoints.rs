@@ -60,9 +60,21 @@ impl Cluster {
         )
         .await
         .unwrap();
-        let client = orca_testkit::admin_client(&server).await;
+        // The controllers with the identities `orca server` gives them, so
+        // that the bootstrap policy's roles are what lets them work.
+        let local = server.local_clients();
+        orca_testkit::default_service_account(
+            &local.client(orca_apiserver::auth::UserInfo::admin()),
+            "default",
+        )
+        .await;
+        let per_controller = local.clone();
+        let clients = orca_controllers::Clients::new(
+            local.client(orca_apiserver::auth::UserInfo::kube_controller_manager()),
+            move |name| per_controller.client(orca_apiserver::auth::UserInfo::controller(name)),
+        );
         let controllers = tokio::spawn(async move {
-            orca_controllers::run_endpoints(client, max_per_slice)
+            orca_controllers::run_endpoints(&clients, max_per_slice)
                 .await
                 .expect("the endpoints controllers run");
         });

@@ -43,13 +43,18 @@ impl Cluster {
             node_monitor_period: Duration::from_millis(200),
             ..Default::default()
         };
-        let controller = tokio::spawn({
-            let client = client.clone();
-            async move {
-                orca_controllers::lifecycle::run(client, config)
-                    .await
-                    .expect("the node lifecycle controller runs");
-            }
+        // With the identities `orca server` gives it, so that the bootstrap
+        // policy's roles are what lets it work.
+        use orca_apiserver::auth::UserInfo;
+        let local = server.local_clients();
+        let clients = orca_controllers::Clients::new(
+            local.client(UserInfo::kube_controller_manager()),
+            move |name| local.client(UserInfo::controller(name)),
+        );
+        let controller = tokio::spawn(async move {
+            orca_controllers::lifecycle::run(&clients, config)
+                .await
+                .expect("the node lifecycle controller runs");
         });
         Cluster {
             _dir: dir,

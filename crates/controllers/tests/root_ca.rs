@@ -39,7 +39,14 @@ async fn every_namespace_gets_the_cluster_ca_and_keeps_it() {
     let server = orca_testkit::api_server(dir.path()).await;
     let client = orca_testkit::admin_client(&server).await;
     let ca = std::fs::read_to_string(dir.path().join("tls/ca.crt")).unwrap();
-    let controller = tokio::spawn(orca_controllers::rootca::run(client.clone(), ca.clone()));
+    // With the identities `orca server` gives it: the bootstrap policy's
+    // roles are what lets it read and write.
+    use orca_apiserver::auth::UserInfo;
+    let controller = tokio::spawn(orca_controllers::rootca::run(
+        server.local_client(UserInfo::kube_controller_manager()),
+        server.local_client(UserInfo::controller("root-ca-cert-publisher")),
+        ca.clone(),
+    ));
 
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         published(&client, ns, &ca).await;

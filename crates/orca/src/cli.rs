@@ -48,6 +48,17 @@ pub struct ServerArgs {
     /// Do not run the scheduler in this server.
     #[arg(long)]
     pub disable_scheduler: bool,
+    /// Read-only API requests served at once; more get 429 (0: no limit).
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// Mutating API requests served at once; more get 429 (0: no limit).
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
+    /// Lifetime of the client certificates the cluster CA signs for nodes,
+    /// e.g. 8760h, 30m, 90s (kube-controller-manager's
+    /// --cluster-signing-duration); agents renew at 80% of it.
+    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+    pub cluster_signing_duration: std::time::Duration,
     /// Also register this many simulated nodes (for scale tests).
     #[arg(long, default_value_t = 0)]
     pub virtual_nodes: u32,
@@ -211,6 +222,21 @@ impl Cli {
             Command::Images(args) => crate::images::run(args),
         }
     }
+}
+
+/// `90s`, `30m` or `8760h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 90s, 30m or 8760h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?} is not a duration such as 90s, 30m or 8760h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[cfg(test)]

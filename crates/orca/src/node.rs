@@ -17,6 +17,14 @@ pub struct AgentSetup {
     pub cluster_cidr: String,
 }
 
+/// The node's name: `--node-name`, else the hostname.
+pub fn node_name(args: &NodeArgs) -> anyhow::Result<String> {
+    match &args.node_name {
+        Some(name) => Ok(name.clone()),
+        None => hostname(),
+    }
+}
+
 /// Runs the node agent, with the service proxy and cluster DNS, until
 /// `shutdown` completes (then their rules and address are removed).
 pub async fn run_agent(
@@ -28,10 +36,7 @@ pub async fn run_agent(
         .cluster_cidr
         .parse()
         .map_err(|e: String| anyhow::anyhow!("--cluster-cidr: {e}"))?;
-    let node_name = match setup.node.node_name {
-        Some(name) => name,
-        None => hostname()?,
-    };
+    let node_name = node_name(&setup.node)?;
     let node_ip = match setup.node.node_ip {
         Some(ip) => ip
             .parse()

@@ -374,3 +374,80 @@ fn virtual_nodes_refuse_a_token_for_another_cluster() {
         "a node registered anyway"
     );
 }
+
+/// A Deployment of 10,000 replicas over 1,000 virtual nodes reaches all
+/// Ready. Minutes on 2 cores: run with `--ignored` (BENCHMARKS.md,
+/// Workloads, has the figures from `orca-bench workloads`).
+#[test]
+#[ignore]
+fn a_deployment_of_ten_thousand_replicas_on_a_thousand_virtual_nodes() {
+    let server = Server::start();
+    let kubeconfig = server.path("kubeconfig");
+    let _nodes = server.virtual_nodes(
+        &[
+            "--count",
+            "1000",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+        "virtual-nodes.log",
+    );
+    server.wait_until("1000 virtual nodes", || {
+        server
+            .node_readiness("type=virtual")
+            .iter()
+            .filter(|n| n.ends_with("=True"))
+            .count()
+            == 1000
+    });
+    let manifest = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: big
+spec:
+  replicas: 10000
+  selector:
+    matchLabels:
+      app: big
+  template:
+    metadata:
+      labels:
+        app: big
+    spec:
+      tolerations:
+      - key: orca.dev/virtual-node
+        operator: Exists
+        effect: NoSchedule
+      containers:
+      - name: c
+        image: busybox
+"#;
+    server.kubectl_ok(&["create", "-f", "-"], Some(manifest));
+    let start = Instant::now();
+    while server
+        .kubectl_ok(
+            &[
+                "get",
+                "deploy",
+                "big",
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+            ],
+            None,
+        )
+        .trim()
+        != "10000"
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(900),
+            "not all Ready after 15 min\n{}",
+            server.process.log_tail()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let pods = server.kubectl_ok(&["get", "pods", "-l", "app=big", "--no-headers"], None);
+    assert_eq!(
+        pods.lines().filter(|l| l.contains(" Running ")).count(),
+        10000
+    );
+}

@@ -76,7 +76,7 @@ impl Env {
         let root_ca = tokio::spawn({
             let client = client.clone();
             async move {
-                let _ = orca_controllers::rootca::run(client, ca).await;
+                let _ = orca_controllers::rootca::run(client.clone(), client, ca).await;
             }
         });
         let mut env = Env {
@@ -110,8 +110,15 @@ impl Env {
         }
     }
 
+    /// Starts the agent as `orca server` does: with the node's own identity
+    /// (`system:node:<name>`), which the Node authorizer and NodeRestriction
+    /// keep to this node.
     pub fn start_agent(&mut self) {
-        let client = self.client.clone();
+        let client = self
+            .api
+            .as_ref()
+            .expect("the API server runs")
+            .local_client(orca_apiserver::auth::UserInfo::node(&self.node));
         let runtime: Arc<dyn Runtime> = self.runtime.clone();
         let config = self.agent_config();
         self.agent = Some(tokio::spawn(async move {

@@ -32,10 +32,78 @@ impl Harness {
 
     /// Runs kubectl with this server's kubeconfig and a private cache dir.
     pub async fn kubectl_out(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        self.kubectl_with(&self.kubeconfig(), args, stdin).await
+    }
+
+    /// A kubeconfig for a user with a client certificate for `name` in
+    /// `groups` (CN and O), signed by the cluster CA under DATA_DIR/tls.
+    pub fn user_kubeconfig(&self, name: &str, groups: &[&str]) -> PathBuf {
+        let (cert, key) = self.user_certificate(name, groups);
+        let admin = std::fs::read_to_string(self.kubeconfig()).expect("kubeconfig");
+        let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+        let mut out = String::new();
+        for line in admin.lines() {
+            let line = match line.trim_start() {
+                l if l.starts_with("client-certificate-data:") => {
+                    format!("    client-certificate-data: {}", b64(&cert))
+                }
+                l if l.starts_with("client-key-data:") => {
+                    format!("    client-key-data: {}", b64(&key))
+                }
+                _ => line.to_string(),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        let path = self
+            .dir
+            .path()
+            .join(format!("kubeconfig-{}", name.replace(':', "_")));
+        std::fs::write(&path, out).expect("write kubeconfig");
+        path
+    }
+
+    /// A client certificate and key (PEM) for `name` in `groups`.
+    pub fn user_certificate(&self, name: &str, groups: &[&str]) -> (String, String) {
+        let tls = self.dir.path().join("tls");
+        let ca_key =
+            rcgen::KeyPair::from_pem(&std::fs::read_to_string(tls.join("ca.key")).expect("ca.key"))
+                .expect("ca key");
+        let ca_cert = std::fs::read_to_string(tls.join("ca.crt")).expect("ca.crt");
+        let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_cert, ca_key).expect("issuer");
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        for g in groups {
+            p.distinguished_name
+                .push(rcgen::DnType::OrganizationName, *g);
+        }
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = p.signed_by(&key, &issuer).expect("sign");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A kube client for a user (see [`Harness::user_kubeconfig`]).
+    pub async fn client_as(&self, name: &str, groups: &[&str]) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(self.user_kubeconfig(name, groups))
+            .expect("kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("client config");
+        kube::Client::try_from(cfg).expect("client")
+    }
+
+    /// Runs kubectl with `kubeconfig` and this harness's cache dir.
+    pub async fn kubectl_with(
+        &self,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Output {
         use tokio::io::AsyncWriteExt;
         let mut cmd = tokio::process::Command::new(KUBECTL);
         cmd.arg("--kubeconfig")
-            .arg(self.kubeconfig())
+            .arg(kubeconfig)
             .arg("--cache-dir")
             .arg(self.dir.path().join("kubectl-cache"))
             .args(args)
@@ -123,7 +191,11 @@ pub async fn start_compacting(
     )
     .await
     .expect("API server starts");
-    default_service_account(&server.local_client(), "default").await;
+    default_service_account(
+        &server.local_client(orca_apiserver::auth::UserInfo::admin()),
+        "default",
+    )
+    .await;
     server
 }
 
@@ -142,7 +214,11 @@ pub async fn start_in(dir: PathBuf) -> ApiServer {
     )
     .await
     .expect("API server starts");
-    default_service_account(&server.local_client(), "default").await;
+    default_service_account(
+        &server.local_client(orca_apiserver::auth::UserInfo::admin()),
+        "default",
+    )
+    .await;
     server
 }
 

@@ -2,8 +2,13 @@
 //! rules: a lease held by someone else counts as expired only after
 //! `lease_duration` of *local* time without seeing it change (so clocks
 //! need not agree), every write is a compare-and-swap on resourceVersion
-//! (so two candidates cannot both win), and a leader that cannot renew
-//! within `renew_deadline` steps down.
+//! (so two candidates cannot both win), a leader that cannot renew within
+//! `renew_deadline` steps down, and one that stops releases the lease
+//! (empty holder) so another takes over at once. The scheduler and the
+//! controllers of `orca server` each hold one, so that several servers on
+//! one store run each of them once.
+
+use std::future::Future;
 
 use std::time::{Duration, Instant};
 
@@ -151,7 +156,7 @@ impl LeaseLock {
                     tracing::info!(
                         lease = %format!("{}/{}", self.cfg.namespace, self.cfg.name),
                         identity = %self.cfg.identity,
-                        "acquired scheduler leadership"
+                        "acquired leadership"
                     );
                     return;
                 }
@@ -174,14 +179,17 @@ impl LeaseLock {
             match self.try_acquire_or_renew().await {
                 Ok(true) => last_renewed = Instant::now(),
                 Ok(false) => {
-                    tracing::warn!(identity = %self.cfg.identity, "another scheduler took the leader Lease; stepping down");
+                    tracing::warn!(identity = %self.cfg.identity, lease = %self.cfg.name, "another candidate took the leader Lease; stepping down");
                     return;
                 }
-                Err(e) => tracing::warn!("renewing the leader Lease failed (will retry): {e}"),
+                Err(e) => {
+                    tracing::warn!(lease = %self.cfg.name, "renewing the leader Lease failed (will retry): {e}")
+                }
             }
             if last_renewed.elapsed() > self.cfg.renew_deadline {
                 tracing::warn!(
                     identity = %self.cfg.identity,
+                    lease = %self.cfg.name,
                     "could not renew the leader Lease within {:?}; stepping down",
                     self.cfg.renew_deadline
                 );
@@ -189,4 +197,80 @@ impl LeaseLock {
             }
         }
     }
+}
+
+impl LeaseLock {
+    /// Gives the lease up if this candidate holds it, as client-go's
+    /// ReleaseOnCancel: no holder and a one-second duration, so the next
+    /// candidate takes it on its next try.
+    pub async fn release(&mut self) {
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.cfg.name).await else {
+            return;
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(self.cfg.identity.as_str()) {
+            return;
+        }
+        let now = MicroTime(chrono::Utc::now());
+        lease.spec = Some(LeaseSpec {
+            holder_identity: None,
+            lease_duration_seconds: Some(1),
+            acquire_time: Some(now.clone()),
+            renew_time: Some(now),
+            ..spec
+        });
+        match self
+            .api
+            .replace(&self.cfg.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(lease = %self.cfg.name, identity = %self.cfg.identity, "released the leader Lease")
+            }
+            Err(e) => {
+                tracing::warn!(lease = %self.cfg.name, "could not release the leader Lease: {e}")
+            }
+        }
+    }
+}
+
+/// `<hostname>_<random>`, unique per process like client-go's default.
+pub fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "orca".to_string());
+    format!("{host}_{:016x}", rand::random::<u64>())
+}
+
+/// Runs `work` while holding the lease: a fresh `work()` each term (so
+/// nothing decided in an earlier term or by another leader meanwhile is
+/// trusted), dropped when leadership is lost. Returns, releasing the lease,
+/// once `shutdown` resolves, or with `work`'s error.
+pub async fn run_elected<E, F, Fut>(
+    client: Client,
+    cfg: LeaderElectionConfig,
+    shutdown: impl Future<Output = ()>,
+    mut work: F,
+) -> Result<(), E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    let mut lock = LeaseLock::new(client, cfg);
+    tokio::pin!(shutdown);
+    let result = loop {
+        tokio::select! {
+            _ = &mut shutdown => break Ok(()),
+            _ = lock.acquire() => {}
+        }
+        tokio::select! {
+            _ = &mut shutdown => break Ok(()),
+            r = work() => break r,
+            _ = lock.hold() => {
+                tracing::warn!(lease = %lock.cfg.name, "lost leadership; waiting to re-acquire it");
+            }
+        }
+    };
+    lock.release().await;
+    result
 }
