@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{http_get, Cluster};
+use common::Cluster;
 
 const WAIT: Duration = Duration::from_secs(180);
 
@@ -63,8 +63,9 @@ fn pod_count(c: &Cluster) -> usize {
         .count()
 }
 
-fn serves(ip: &str) -> bool {
-    http_get(&format!("{ip}:80"), "/").contains("Welcome to nginx!")
+fn serves(c: &Cluster, ip: &str) -> bool {
+    c.http_get(&format!("{ip}:80"), "/")
+        .contains("Welcome to nginx!")
 }
 
 fn ready_replicas(c: &Cluster) -> i64 {
@@ -94,7 +95,7 @@ fn deployment_replaces_scales_rolls_out_and_back() {
     let before = ready_pods(&c);
     assert_eq!(before.len(), 3, "{before:?}");
     for ip in before.values() {
-        assert!(serves(ip), "{ip} does not serve");
+        assert!(serves(&c, ip), "{ip} does not serve");
     }
 
     // A deleted pod is replaced by a new pod with a new IP; the others
@@ -106,7 +107,7 @@ fn deployment_replaces_scales_rolls_out_and_back() {
         .unwrap();
     c.kubectl_ok(&["delete", "pod", &victim, "--wait=false"]);
     for (name, ip) in before.iter().filter(|(n, _)| **n != victim) {
-        assert!(serves(ip), "{name} stopped serving");
+        assert!(serves(&c, ip), "{name} stopped serving");
     }
     c.wait_until("a replacement is ready", WAIT, || {
         let now = ready_pods(&c);
@@ -119,7 +120,7 @@ fn deployment_replaces_scales_rolls_out_and_back() {
         .expect("a new pod");
     assert!(new_name.starts_with("web-"));
     assert_ne!(*new_ip, victim_ip, "the replacement has a new IP");
-    assert!(serves(new_ip));
+    assert!(serves(&c, new_ip));
 
     // Scale out and in; the surplus goes.
     assert_eq!(
@@ -172,7 +173,7 @@ fn deployment_replaces_scales_rolls_out_and_back() {
         .collect();
     assert_eq!(revisions, ["2", "3"], "{history}");
     c.wait_until("4 ready nginx pods", WAIT, || {
-        ready_pods(&c).values().filter(|ip| serves(ip)).count() == 4
+        ready_pods(&c).values().filter(|ip| serves(&c, ip)).count() == 4
     });
 
     // Foreground deletion: when kubectl returns, the pods are gone.
