@@ -111,3 +111,46 @@ async fn enforce_refuses_warn_warns_and_baseline_admits() {
     assert!(warnings[0].contains("existing pods in namespace \\\"warned\\\" violate the new PodSecurity enforce level \\\"baseline:latest\\\""), "{warnings:?}");
     assert!(warnings[1].contains("w: privileged"), "{warnings:?}");
 }
+
+/// What the real kubectl prints for a warned and for a refused pod.
+#[tokio::test]
+async fn kubectl_prints_the_warning_and_the_refusal() {
+    let h = Harness::start().await;
+    let client = h.client().await;
+    namespace(
+        &client,
+        "ps",
+        json!({"pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/enforce": "baseline"}),
+    )
+    .await;
+    let plain = h
+        .kubectl_out(&["-n", "ps", "run", "plain", "--image=busybox"], None)
+        .await;
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert!(plain.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: would violate PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false"),
+        "{stderr}"
+    );
+    let overrides = r#"{"spec":{"containers":[{"name":"bad","image":"busybox","securityContext":{"privileged":true}}]}}"#;
+    let bad = h
+        .kubectl_out(
+            &[
+                "-n",
+                "ps",
+                "run",
+                "bad",
+                "--image=busybox",
+                "--overrides",
+                overrides,
+            ],
+            None,
+        )
+        .await;
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        stderr.contains("Error from server (Forbidden): pods \"bad\" is forbidden: violates PodSecurity \"baseline:latest\": privileged (container \"bad\" must not set securityContext.privileged=true)"),
+        "{stderr}"
+    );
+}
