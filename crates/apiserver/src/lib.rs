@@ -23,6 +23,7 @@ mod health;
 mod kubernetes_service;
 mod namespaces;
 mod openapi;
+mod pod_security;
 mod protobuf;
 mod protobuf_workloads;
 mod proxy;
