@@ -112,7 +112,7 @@ async fn background_compaction_bounds_the_database_under_churn() {
     // machine may run a moment later.
     let mut status = s.status().await.unwrap();
     for _ in 0..400 {
-        if status.compact_revision >= current - 200 && status.db_size_bytes < 8 << 20 {
+        if status.compact_revision >= current - 200 && status.db_size_bytes < 16 << 20 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -120,9 +120,11 @@ async fn background_compaction_bounds_the_database_under_churn() {
     }
     assert_eq!(status.compact_revision, current - 200);
     // Latest values (8 x 8 KiB) plus 200 revisions of history (each row
-    // holds the new and the previous value) is about 3.3 MiB.
+    // holds the new and the previous value) is about 3.3 MiB, the whole
+    // history about 64 MiB. The WAL's truncation is best effort (a reader
+    // can delay it to the next compaction), so the bound leaves room for it.
     assert!(
-        status.db_size_bytes < 8 << 20,
+        status.db_size_bytes < 16 << 20,
         "database and WAL are {} bytes after compaction",
         status.db_size_bytes
     );

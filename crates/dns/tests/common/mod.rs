@@ -145,9 +145,15 @@ pub async fn start_upstream() -> Upstream {
         LowerName::new(&origin),
         vec![Arc::new(zone) as Arc<dyn ZoneHandler>],
     );
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    // A free UDP port may be taken for TCP by another test: try until one
+    // port is free for both.
+    let (udp, tcp, addr) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        if let Ok(tcp) = TcpListener::bind(addr).await {
+            break (udp, tcp, addr);
+        }
+    };
     let udp_queries = Arc::new(AtomicUsize::new(0));
     let tcp_queries = Arc::new(AtomicUsize::new(0));
     let mut server = Server::new(Counting {
