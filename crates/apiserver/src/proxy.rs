@@ -188,6 +188,8 @@ pub async fn pod_stream<B: RequestBody>(
                 go_dial_error(&e)
             ))
         })?;
+    // Streams carry small interactive frames: no Nagle delay.
+    let _ = tcp.set_nodelay(true);
     let server_name = rustls_pki_types::ServerName::IpAddress(ip.into());
     let tls = tokio_rustls::TlsConnector::from(state.kubelet_tls.clone())
         .connect(server_name, tcp)

@@ -35,6 +35,9 @@ pub(crate) async fn serve(
             what: "accepting a streaming connection".into(),
             source: e,
         })?;
+        // Interactive streams send small frames; Nagle would hold them for
+        // the peer's delayed ACK.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {

@@ -60,6 +60,8 @@ async fn splice(
     mut from_client: mpsc::Receiver<Bytes>,
     to_client: impl Fn(Bytes) -> futures::future::BoxFuture<'static, bool> + Send + 'static,
 ) {
+    // Bytes arrive already batched by the client; pass them on at once.
+    let _ = tcp.set_nodelay(true);
     let (mut rd, mut wr) = tcp.into_split();
     let upstream = tokio::spawn(async move {
         while let Some(b) = from_client.recv().await {
