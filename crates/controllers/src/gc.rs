@@ -107,11 +107,14 @@ async fn collectable(client: &Client) -> anyhow::Result<Vec<(ApiResource, bool)>
     Ok(out)
 }
 
-pub async fn run(client: Client) -> anyhow::Result<()> {
+/// Watches through the controller manager's informers' client, writes as
+/// `generic-garbage-collector`.
+pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
+    let client = clients.informers();
     let resources = collectable(&client).await?;
     let (queue, rx) = WorkQueue::new();
     let c = Arc::new(Collector {
-        client: client.clone(),
+        client: clients.controller("generic-garbage-collector"),
         resources: resources.clone(),
         graph: Mutex::default(),
         queue: Arc::new(queue),

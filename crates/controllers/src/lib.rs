@@ -30,7 +30,49 @@ pub mod serviceaccounts;
 pub mod servicepods;
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The API clients the controllers use, as kube-controller-manager's with
+/// `--use-service-account-credentials`: lists and watches (its shared
+/// informers) go through the controller manager's own identity, each
+/// controller's writes through its service account
+/// (`system:serviceaccount:kube-system:<controller>`), so the bootstrap
+/// policy's `system:controller:*` roles apply to them.
+#[derive(Clone)]
+pub struct Clients {
+    informers: kube::Client,
+    per_controller: Arc<dyn Fn(&str) -> kube::Client + Send + Sync>,
+}
+
+impl Clients {
+    pub fn new(
+        informers: kube::Client,
+        per_controller: impl Fn(&str) -> kube::Client + Send + Sync + 'static,
+    ) -> Clients {
+        Clients {
+            informers,
+            per_controller: Arc::new(per_controller),
+        }
+    }
+
+    /// One client for everything (an admin kubeconfig, tests).
+    pub fn single(client: kube::Client) -> Clients {
+        let writes = client.clone();
+        Clients::new(client, move |_| writes.clone())
+    }
+
+    /// For lists and watches.
+    pub fn informers(&self) -> kube::Client {
+        self.informers.clone()
+    }
+
+    /// For the writes of the controller `name` (its service account name,
+    /// e.g. `node-controller`).
+    pub fn controller(&self, name: &str) -> kube::Client {
+        (self.per_controller)(name)
+    }
+}
 
 /// Settings shared by the controllers.
 #[derive(Clone, Debug)]
@@ -89,11 +131,11 @@ impl Default for Config {
 /// `leader_elect`) until one fails or `shutdown` resolves; a leader then
 /// releases the Lease, so another server takes over at once.
 pub async fn run(
-    client: kube::Client,
+    clients: Clients,
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let all = || run_all(client.clone(), config.clone());
+    let all = || run_all(clients.clone(), config.clone());
     if !config.leader_elect {
         tokio::select! {
             r = all() => return r,
@@ -115,39 +157,53 @@ pub async fn run(
         renew_deadline: config.renew_deadline,
         retry_period: config.retry_period,
     };
-    orca_leader_election::run_elected(client.clone(), election, shutdown, all).await
+    // The Lease is the controller manager's own, as kube-controller-manager
+    // holds it.
+    orca_leader_election::run_elected(clients.informers(), election, shutdown, all).await
 }
 
-async fn run_all(client: kube::Client, config: Config) -> anyhow::Result<()> {
+async fn run_all(clients: Clients, config: Config) -> anyhow::Result<()> {
     let root_ca = async {
         match config.root_ca_pem.clone() {
-            Some(pem) => rootca::run(client.clone(), pem).await,
+            Some(pem) => {
+                let writer = clients.controller("root-ca-cert-publisher");
+                rootca::run(clients.informers(), writer, pem).await
+            }
             None => Ok(()),
         }
     };
     tokio::try_join!(
-        ipam::run(client.clone(), config.clone()),
-        lifecycle::run(client.clone(), config.clone()),
-        serviceaccounts::run(client.clone()),
+        ipam::run(&clients, config.clone()),
+        lifecycle::run(&clients, config.clone()),
+        serviceaccounts::run(&clients),
         root_ca,
-        run_endpoints(client.clone(), config.max_endpoints_per_slice),
-        replicaset::run(client.clone()),
-        deployment::run(client.clone()),
-        gc::run(client.clone()),
+        run_endpoints(&clients, config.max_endpoints_per_slice),
+        replicaset::run(&clients),
+        deployment::run(&clients),
+        gc::run(&clients),
     )?;
     Ok(())
 }
 
 /// The endpoints and endpointslice controllers over one shared watch of
 /// Services and Pods.
-pub async fn run_endpoints(client: kube::Client, max_per_slice: usize) -> anyhow::Result<()> {
+pub async fn run_endpoints(clients: &Clients, max_per_slice: usize) -> anyhow::Result<()> {
     let endpoints_queue = std::sync::Arc::new(servicepods::Queue::default());
     let slices_queue = std::sync::Arc::new(servicepods::Queue::default());
     let inputs = servicepods::Inputs::new(vec![endpoints_queue.clone(), slices_queue.clone()]);
     tokio::try_join!(
-        inputs.clone().run(client.clone()),
-        endpoints::run(client.clone(), inputs.clone(), endpoints_queue),
-        endpointslices::run(client, inputs, slices_queue, max_per_slice),
+        inputs.clone().run(clients.informers()),
+        endpoints::run(
+            clients.controller("endpoint-controller"),
+            inputs.clone(),
+            endpoints_queue
+        ),
+        endpointslices::run(
+            clients.controller("endpointslice-controller"),
+            inputs,
+            slices_queue,
+            max_per_slice
+        ),
     )?;
     Ok(())
 }

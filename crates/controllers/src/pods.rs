@@ -1,9 +1,9 @@
 //! What the workload controllers share about their pods: making a pod
 //! from a template (owned by its controller), pod readiness and
 //! availability, Kubernetes' order for deleting surplus pods, adoption and
-//! release through ownerReferences, and expectations (creates and deletes
+//! release through ownerReferences, expectations (creates and deletes
 //! made but not yet seen through the watch, so a lagging watch never causes
-//! a second create).
+//! a second create), and status writes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 
 /// A controller's reference to itself in the pods it owns.
 pub fn controller_ref(api_version: &str, kind: &str, name: &str, uid: &str) -> OwnerReference {
@@ -191,6 +191,44 @@ pub async fn set_controller(
         "resourceVersion": pod.metadata.resource_version,
     }});
     pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+}
+
+/// Writes `status` (and `annotations`, if given) to the status
+/// subresource of `object`, the controller's cached copy, with an update
+/// (PUT), as Kubernetes' controllers do: their bootstrap roles grant
+/// `update` on `.../status`, not `patch`. The cached resourceVersion makes
+/// it a compare-and-swap; a 409 means a newer copy is coming through the
+/// watch, which syncs the owner again.
+pub async fn update_status<K>(
+    api: &Api<K>,
+    object: &K,
+    status: serde_json::Value,
+    annotations: Option<(&str, String)>,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource
+        + Clone
+        + k8s_openapi::serde::Serialize
+        + k8s_openapi::serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let mut body = serde_json::to_value(object).map_err(kube::Error::SerdeError)?;
+    // Nulls stand for fields left out (a merge patch's deletions).
+    let status = match status {
+        serde_json::Value::Object(m) => {
+            serde_json::Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect())
+        }
+        other => other,
+    };
+    body["status"] = status;
+    if let Some((key, value)) = annotations {
+        body["metadata"]["annotations"][key] = serde_json::Value::String(value);
+    }
+    let name = object.meta().name.clone().unwrap_or_default();
+    let bytes = serde_json::to_vec(&body).map_err(kube::Error::SerdeError)?;
+    api.replace_status(&name, &PostParams::default(), bytes)
         .await
         .map(|_| ())
 }

@@ -21,7 +21,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec, ReplicationController};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -154,7 +154,11 @@ impl Owner {
 }
 
 struct Controller {
-    client: Client,
+    /// Writes for ReplicaSets and their pods, as `replicaset-controller`.
+    rs_client: Client,
+    /// Writes for ReplicationControllers and their pods, as
+    /// `replication-controller`.
+    rc_client: Client,
     pods: Store<Pod>,
     replicasets: Store<ReplicaSet>,
     controllers: Store<ReplicationController>,
@@ -164,20 +168,24 @@ struct Controller {
     rc_events: Recorder,
 }
 
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
+    let client = clients.informers();
+    let rs_client = clients.controller(Kind::ReplicaSet.component());
+    let rc_client = clients.controller(Kind::ReplicationController.component());
     let (queue, rx) = WorkQueue::new();
     let (pods, pod_writer) = reflector::store();
     let (replicasets, rs_writer) = reflector::store();
     let (controllers, rc_writer) = reflector::store();
     let c = Arc::new(Controller {
-        client: client.clone(),
+        rs_client: rs_client.clone(),
+        rc_client: rc_client.clone(),
         pods,
         replicasets,
         controllers,
         expectations: Expectations::default(),
         queue: Arc::new(queue),
-        rs_events: Recorder::new(client.clone(), Kind::ReplicaSet.component()),
-        rc_events: Recorder::new(client.clone(), Kind::ReplicationController.component()),
+        rs_events: Recorder::new(rs_client, Kind::ReplicaSet.component()),
+        rc_events: Recorder::new(rc_client, Kind::ReplicationController.component()),
     });
     let pod_events = watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -241,6 +249,13 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
 }
 
 impl Controller {
+    fn client(&self, kind: Kind) -> Client {
+        match kind {
+            Kind::ReplicaSet => self.rs_client.clone(),
+            Kind::ReplicationController => self.rc_client.clone(),
+        }
+    }
+
     /// A pod changed: its controller syncs, and for an orphan every owner
     /// in its namespace that selects it.
     fn pod_changed(&self, pod: &Pod) {
@@ -290,7 +305,7 @@ impl Controller {
                 .forget(&format!("{}/{}/{}", key.0.name(), key.1, key.2));
             return None;
         };
-        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &owner.namespace);
+        let pods_api: Api<Pod> = Api::namespaced(self.client(owner.kind), &owner.namespace);
         let in_namespace: Vec<Arc<Pod>> = self
             .pods
             .state()
@@ -544,35 +559,44 @@ impl Controller {
         if unchanged {
             return next;
         }
-        let mut patch = json!({"status": status});
-        if conditions.is_empty() {
-            patch["status"]["conditions"] = serde_json::Value::Null;
-        }
         // Zero counts are left out, as Kubernetes' omitempty does
         // (`replicas` is always shown).
         for f in ["fullyLabeledReplicas", "readyReplicas", "availableReplicas"] {
-            if patch["status"][f] == 0 {
-                patch["status"][f] = serde_json::Value::Null;
+            if status[f] == 0 {
+                status[f] = serde_json::Value::Null;
             }
         }
-        let params = PatchParams::default();
         let result = match owner.kind {
-            Kind::ReplicaSet => {
-                Api::<ReplicaSet>::namespaced(self.client.clone(), &owner.namespace)
-                    .patch_status(&owner.name, &params, &Patch::Merge(&patch))
-                    .await
-                    .map(|_| ())
-            }
-            Kind::ReplicationController => {
-                Api::<ReplicationController>::namespaced(self.client.clone(), &owner.namespace)
-                    .patch_status(&owner.name, &params, &Patch::Merge(&patch))
-                    .await
-                    .map(|_| ())
-            }
+            Kind::ReplicaSet => match self
+                .replicasets
+                .get(&reflector::ObjectRef::new(&owner.name).within(&owner.namespace))
+            {
+                Some(rs) => {
+                    let api =
+                        Api::<ReplicaSet>::namespaced(self.rs_client.clone(), &owner.namespace);
+                    pods::update_status(&api, rs.as_ref(), status, None).await
+                }
+                None => return None,
+            },
+            Kind::ReplicationController => match self
+                .controllers
+                .get(&reflector::ObjectRef::new(&owner.name).within(&owner.namespace))
+            {
+                Some(rc) => {
+                    let api = Api::<ReplicationController>::namespaced(
+                        self.rc_client.clone(),
+                        &owner.namespace,
+                    );
+                    pods::update_status(&api, rc.as_ref(), status, None).await
+                }
+                None => return None,
+            },
         };
         match result {
             Ok(()) => next,
             Err(kube::Error::Api(s)) if s.code == 404 => None,
+            // A newer copy is on its way through the watch.
+            Err(kube::Error::Api(s)) if s.code == 409 => Some(Duration::from_millis(200)),
             Err(e) => {
                 tracing::warn!(
                     controller = owner.key(),

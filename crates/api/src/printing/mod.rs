@@ -11,6 +11,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{json, Value};
 
+mod certificates;
+mod rbac;
 mod services;
 pub use services::{endpoint_slice_cells, endpoints_cells, format_endpoints, service_cells};
 mod workloads;
@@ -131,6 +133,8 @@ pub fn columns(kind: &str) -> Vec<Value> {
             col("Holder", "string", "", 0, "holderIdentity contains the identity of the holder of a current lease. If Coordinated Leader Election is used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field."),
             age_col(),
         ],
+        "RoleBinding" | "ClusterRoleBinding" => rbac::binding_columns(),
+        "CertificateSigningRequest" => certificates::csr_columns(),
         "Service" => services::service_columns(),
         "Endpoints" => services::endpoints_columns(),
         "EndpointSlice" => services::endpoint_slice_columns(),
@@ -254,6 +258,8 @@ pub fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
                 json!(age(l.metadata.creation_timestamp.as_ref(), now)),
             ]
         }
+        "RoleBinding" | "ClusterRoleBinding" => rbac::binding_cells(obj, now),
+        "CertificateSigningRequest" => certificates::csr_cells(obj, now),
         _ => {
             let name = obj
                 .pointer("/metadata/name")

@@ -16,6 +16,9 @@ use serde_json::{json, Value};
 
 use crate::quantity::parse_nanos;
 
+mod certificates;
+mod rbac;
+pub use rbac::name_is_path_segment;
 mod endpoints;
 mod services;
 
@@ -2128,6 +2131,13 @@ pub fn validate_new(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldError
         "Secret" => typed::<Secret>(obj, validate_secret),
         "ServiceAccount" => typed::<ServiceAccount>(obj, validate_service_account),
         "Lease" => typed::<Lease>(obj, validate_lease),
+        "Role" => typed(obj, rbac::validate_role),
+        "CertificateSigningRequest" => {
+            typed(obj, certificates::validate_certificate_signing_request)
+        }
+        "ClusterRole" => typed(obj, rbac::validate_cluster_role),
+        "RoleBinding" => typed(obj, rbac::validate_role_binding),
+        "ClusterRoleBinding" => typed(obj, rbac::validate_cluster_role_binding),
         "Event" if crate::convert::is_events_v1(obj) => {
             typed::<Event>(&crate::convert::event_v1_to_core(obj), validate_event)
         }
@@ -2179,6 +2189,7 @@ pub fn validate_update(kind: &str, new: &Value, old: &Value, namespaced: bool) -
     match kind {
         "Node" => errs.extend(node_update_rules(new, old)),
         "ConfigMap" | "Secret" => errs.extend(immutable_data_rules(kind, new, old)),
+        "RoleBinding" | "ClusterRoleBinding" => errs.extend(rbac::binding_update_rules(new, old)),
         _ => {}
     }
     errs

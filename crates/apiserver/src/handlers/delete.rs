@@ -116,6 +116,7 @@ fn delete_decision(
         .preconditions
         .as_ref()
         .is_some_and(|p| p.resource_version.is_some());
+    super::write::admission(ctx, None, crate::auth::admission::Op::Delete, None, cur)?;
     let marked = gc_finalizers(ctx.def.strategy.default_gc_policy(), opts, cur);
     let write = ctx
         .def
@@ -246,6 +247,7 @@ pub async fn delete_collection(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Bo
             },
             query: ctx.query,
             headers: ctx.headers,
+            user: ctx.user,
         };
         match guaranteed_update(
             &sub,

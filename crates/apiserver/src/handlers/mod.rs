@@ -50,6 +50,8 @@ pub struct Ctx<'a> {
     pub namespace: Option<&'a str>,
     pub query: &'a Query,
     pub headers: &'a HeaderMap,
+    /// Who asked (admission checks that depend on the caller use it).
+    pub user: &'a crate::auth::UserInfo,
 }
 
 pub fn now() -> String {

@@ -1,4 +1,22 @@
 use super::*;
+use crate::auth::admission::Op;
+use crate::pod_security;
+
+/// Admission that depends on the caller: NodeRestriction, then the
+/// resource's own checks (RBAC escalation) on its main resource.
+pub(super) fn admission(
+    ctx: &Ctx<'_>,
+    sub: Option<&str>,
+    op: Op,
+    old: Option<&Value>,
+    new: &Value,
+) -> Result<(), ApiError> {
+    crate::auth::admission::node_restriction(ctx.user, ctx.def, sub, op, old, new)?;
+    if op != Op::Delete {
+        ctx.def.strategy.authorize_write(ctx, sub, new, old)?;
+    }
+    Ok(())
+}
 
 // Writes
 const GENERATE_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -48,7 +66,7 @@ async fn namespace_usable(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
 pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let dry = dry_run(ctx.query, "CreateOptions")?;
     let raw = decode_body(ctx.headers, body)?;
-    let (mut v, warnings) = admit_body(
+    let (mut v, mut warnings) = admit_body(
         ctx,
         raw,
         &ctx.def.api_version(),
@@ -56,6 +74,13 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
         ctx.def.schema,
         ctx.def.normalize,
     )?;
+    if let Some(answer) = ctx.def.strategy.answer(ctx, v.clone()).await {
+        // Reviews are answered, never stored: a dry run answers the same.
+        return Ok(with_warnings(
+            object_response(201, ctx.headers, &answer?),
+            &warnings,
+        ));
+    }
     if ctx.def.namespaced {
         let ns = ctx.namespace.ok_or_else(|| {
             ApiError::method_not_allowed(format!(
@@ -92,6 +117,8 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
         ));
     }
     ctx.def.strategy.admit_create(ctx.state, &mut v).await?;
+    let policy = pod_security::namespace_policy(ctx.state, ctx.def, ctx.namespace).await?;
+    let body_warnings = warnings.len();
     // System fields are the server's to set.
     if let Some(m) = v["metadata"].as_object_mut() {
         m.remove("resourceVersion");
@@ -108,8 +135,18 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
             obj["metadata"]["name"] = json!(format!("{generate}{}", generate_suffix()));
         }
         let strategy = ctx.def.strategy;
+        strategy.set_requester(ctx.user, &mut obj);
         strategy.begin_create(ctx.state, &mut obj, dry).await?;
-        if let Err(e) = strategy.prepare_create(ctx.def, &mut obj) {
+        let admitted = strategy
+            .prepare_create(ctx.def, &mut obj)
+            .and_then(|()| admission(ctx, None, Op::Create, None, &obj))
+            .and_then(|()| {
+                pod_security::admit(ctx.state, ctx.def, None, policy.as_ref(), &obj, None)
+            });
+        if let Err(e) = admitted.map(|found| {
+            warnings.truncate(body_warnings);
+            warnings.extend(found);
+        }) {
             if !dry {
                 strategy.finish_create(ctx.state, &obj, false).await;
             }
@@ -381,7 +418,8 @@ pub(super) fn merge_update(
         }
         _ => false,
     };
-    let status_only = sub == Some("status");
+    // `approval` (certificate requests) is a status writer too.
+    let status_only = matches!(sub, Some("status" | "approval"));
     let mut new = if status_only {
         // Kubernetes' status strategies: through /status the stored spec
         // stays, while the status and metadata such as labels and
@@ -432,7 +470,26 @@ pub(super) fn merge_update(
     if same_ignoring_rv(&new, current) {
         return Ok((Write::Unchanged, pinned));
     }
+    admission(ctx, sub, Op::Update, Some(current), &new)?;
     Ok((Write::Update(new), pinned))
+}
+
+/// [`merge_update`], then PodSecurity admission of what would be written
+/// (`policy` is the namespace's): its warnings replace `warnings`.
+fn merge_checked(
+    ctx: &Ctx<'_>,
+    sub: Option<&str>,
+    new: Cow<'_, Value>,
+    current: &Value,
+    policy: Option<&pod_security::Policy>,
+    warnings: &mut Vec<String>,
+) -> Result<(Write, bool), ApiError> {
+    let (write, pinned) = merge_update(ctx, sub, new, current)?;
+    warnings.clear();
+    if let Write::Update(obj) = &write {
+        *warnings = pod_security::admit(ctx.state, ctx.def, sub, policy, obj, Some(current))?;
+    }
+    Ok((write, pinned))
 }
 
 pub async fn update(
@@ -464,14 +521,26 @@ pub async fn update(
             ));
         }
     }
-    guaranteed_update(
+    let policy = pod_security::namespace_policy(ctx.state, ctx.def, ctx.namespace).await?;
+    let mut admission_warnings = Vec::new();
+    let resp = guaranteed_update(
         ctx,
         name,
         dry,
-        |cur| merge_update(ctx, sub, Cow::Borrowed(&new), cur),
+        |cur| {
+            merge_checked(
+                ctx,
+                sub,
+                Cow::Borrowed(&new),
+                cur,
+                policy.as_ref(),
+                &mut admission_warnings,
+            )
+        },
         &warnings,
     )
-    .await
+    .await?;
+    Ok(with_warnings(resp, &admission_warnings))
 }
 
 pub async fn patch(
@@ -496,7 +565,9 @@ pub async fn patch(
     let patch: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
     let mode = validation_mode(ctx.query)?;
+    let policy = pod_security::namespace_policy(ctx.state, ctx.def, ctx.namespace).await?;
     let mut warnings = Vec::new();
+    let mut admission_warnings = Vec::new();
     let resp = guaranteed_update(
         ctx,
         name,
@@ -549,7 +620,14 @@ pub async fn patch(
             // The patched object carries the current resourceVersion, so it
             // is pinned only when the patch itself names one; otherwise a
             // concurrent write is retried, as Kubernetes does.
-            let (w, _) = merge_update(ctx, sub, Cow::Owned(normalized), cur)?;
+            let (w, _) = merge_checked(
+                ctx,
+                sub,
+                Cow::Owned(normalized),
+                cur,
+                policy.as_ref(),
+                &mut admission_warnings,
+            )?;
             let pinned = patch["metadata"]["resourceVersion"]
                 .as_str()
                 .is_some_and(|rv| !rv.is_empty());
@@ -562,6 +640,7 @@ pub async fn patch(
         &[],
     )
     .await?;
+    warnings.extend(admission_warnings);
     Ok(with_warnings(resp, &warnings))
 }
 

@@ -5,9 +5,12 @@
 //! printing and the validation rules themselves live in `orca-api`.
 
 mod allocator;
+pub mod certificates;
 mod endpoints;
 mod namespaces;
 mod pods;
+mod rbac;
+mod reviews;
 mod service_account_admission;
 mod serviceaccounts;
 mod services;
@@ -26,14 +29,21 @@ use orca_api::validation::{
     invalid_message, validate_new, validate_status_update, validate_update, FieldError,
 };
 
+use crate::handlers::Ctx;
 use crate::resources::ResourceDef;
 use crate::server::State;
 use crate::status::ApiError;
 
-pub use allocator::{ServiceNetwork, ServiceNetworkError};
+pub use allocator::{ServiceNetwork, ServiceNetworkError, CLUSTER_DNS_SERVICE};
+pub use certificates::CERTIFICATE_SIGNING_REQUEST;
 pub use endpoints::{ENDPOINTS, ENDPOINT_SLICE};
 pub use namespaces::NAMESPACE;
 pub use pods::POD;
+pub use rbac::{BINDING, ROLE};
+pub use reviews::{
+    LOCAL_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_REVIEW,
+    SELF_SUBJECT_RULES_REVIEW, SUBJECT_ACCESS_REVIEW, TOKEN_REVIEW,
+};
 pub use serviceaccounts::SERVICE_ACCOUNT;
 pub use services::SERVICE;
 pub use simple::{NODE, SECRET};
@@ -72,7 +82,32 @@ pub const ALL_VERBS: &[&str] = &[
     "watch",
 ];
 
+#[async_trait::async_trait]
 pub trait Strategy: Sync {
+    /// Kinds answered rather than stored (the access reviews): the answer
+    /// to a create of `obj`. `None` for stored kinds.
+    async fn answer(&self, _ctx: &Ctx<'_>, _obj: Value) -> Option<Result<Value, ApiError>> {
+        None
+    }
+
+    /// Checks that depend on who writes (RBAC's escalation prevention, who
+    /// may approve or sign a certificate request), on create (`old` is
+    /// None) and update of the resource or subresource `sub`, after
+    /// validation.
+    fn authorize_write(
+        &self,
+        _ctx: &Ctx<'_>,
+        _sub: Option<&str>,
+        _new: &Value,
+        _old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    /// Records who asks, on create, for kinds that keep it (a
+    /// CertificateSigningRequest's `spec.username` and groups).
+    fn set_requester(&self, _user: &crate::auth::UserInfo, _obj: &mut Value) {}
+
     /// Admission that reads other objects (for pods, the ServiceAccount
     /// admission plugin), run once on create, dry run included, before
     /// [`Strategy::prepare_create`].

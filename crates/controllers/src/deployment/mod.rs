@@ -52,16 +52,23 @@ struct Controller {
     events: Recorder,
 }
 
-pub async fn run(client: Client) -> anyhow::Result<()> {
+/// The controller's name, and its service account's.
+const NAME: &str = "deployment-controller";
+
+/// Watches through the controller manager's informers' client, writes as
+/// `deployment-controller`.
+pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
+    let client = clients.informers();
+    let writer = clients.controller(NAME);
     let (queue, rx) = WorkQueue::new();
     let (deployments, d_writer) = reflector::store();
     let (replicasets, rs_writer) = reflector::store();
     let c = Arc::new(Controller {
-        client: client.clone(),
+        client: writer.clone(),
         deployments,
         replicasets,
         queue: Arc::new(queue),
-        events: Recorder::new(client.clone(), "deployment-controller"),
+        events: Recorder::new(writer, NAME),
     });
     let d_events = watcher::watcher(
         Api::<Deployment>::all(client.clone()),
@@ -329,14 +336,10 @@ impl Controller {
                 // A ReplicaSet of that name with another template: count a
                 // collision so the next hash differs.
                 let count = collisions.unwrap_or(0) + 1;
-                let patch = json!({"status": {"collisionCount": count}});
-                Api::<Deployment>::namespaced(self.client.clone(), &ns)
-                    .patch_status(
-                        &r.d.name_any(),
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    )
-                    .await?;
+                let mut status = serde_json::to_value(r.d.status.clone().unwrap_or_default())?;
+                status["collisionCount"] = json!(count);
+                let api = Api::<Deployment>::namespaced(self.client.clone(), &ns);
+                pods::update_status(&api, &r.d, status, None).await?;
                 anyhow::bail!(
                     "replica set {name} exists with another template; collision count now {count}"
                 );
@@ -751,33 +754,18 @@ impl Controller {
         if unchanged_status && !rev_changed {
             return Ok(next);
         }
-        let mut patch = json!({"status": status});
-        // A merge patch removes the counts that became zero.
-        for f in [
-            "replicas",
-            "updatedReplicas",
-            "readyReplicas",
-            "availableReplicas",
-            "unavailableReplicas",
-        ] {
-            if patch["status"].get(f).is_none() {
-                patch["status"][f] = serde_json::Value::Null;
-            }
-        }
-        if let Some(v) = revision.filter(|_| rev_changed) {
-            patch["metadata"] = json!({"annotations": {REVISION: v.to_string()}});
-        }
+        let annotation = revision
+            .filter(|_| rev_changed)
+            .map(|v| (REVISION, v.to_string()));
         let api: Api<Deployment> =
             Api::namespaced(self.client.clone(), &r.d.namespace().unwrap_or_default());
-        match api
-            .patch_status(
-                &r.d.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
+        let status = serde_json::to_value(&status)?;
+        match pods::update_status(&api, &r.d, status, annotation).await {
             Ok(_) | Err(kube::Error::Api(kube::core::ErrorResponse { code: 404, .. })) => Ok(next),
+            // A newer copy is on its way through the watch.
+            Err(kube::Error::Api(kube::core::ErrorResponse { code: 409, .. })) => {
+                Ok(Some(Duration::from_millis(200)))
+            }
             Err(e) => Err(e.into()),
         }
     }
