@@ -1,6 +1,8 @@
-//! pods/log, pods/exec and pods/attach: proxied to the node agent that runs
-//! the pod, over TLS with the apiserver-kubelet-client certificate. Upgrades
-//! (WebSocket, SPDY) are passed through byte for byte.
+//! pods/log, pods/exec, pods/attach and pods/portforward: proxied to the node
+//! agent that runs the pod, over TLS with the apiserver-kubelet-client
+//! certificate. Upgrades (WebSocket, SPDY) are passed through byte for byte,
+//! and so is an agent's refusal of one, as Kubernetes' upgrade-aware proxy
+//! does; a failed log request becomes a `Status` as kube-apiserver makes it.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ const LOG_PARAMS: &[&str] = &[
     "limitBytes",
 ];
 const EXEC_PARAMS: &[&str] = &["command", "stdin", "stdout", "stderr", "tty"];
+const PORTFORWARD_PARAMS: &[&str] = &["ports"];
 
 /// Headers that carry a protocol upgrade end to end.
 const UPGRADE_HEADERS: &[&str] = &[
@@ -102,7 +105,11 @@ pub async fn pod_stream<B: RequestBody>(
     let pod = read_json(state, &pods.key(Some(ns), name))
         .await?
         .ok_or_else(|| ApiError::not_found("pods", "", name))?;
-    let container = container_for(&pod, name, q1(q, "container"))?;
+    let container = if sub == "portforward" {
+        String::new()
+    } else {
+        container_for(&pod, name, q1(q, "container"))?
+    };
     let node_name = pod["spec"]["nodeName"].as_str().unwrap_or("");
     if node_name.is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -137,44 +144,60 @@ pub async fn pod_stream<B: RequestBody>(
     let (base, allowed) = match sub {
         "log" => ("containerLogs", LOG_PARAMS),
         "exec" => ("exec", EXEC_PARAMS),
+        "portforward" => ("portForward", PORTFORWARD_PARAMS),
         _ => ("attach", EXEC_PARAMS),
     };
     let qs = {
         let mut qs = form_urlencoded::Serializer::new(String::new());
         for k in allowed {
             for v in q.get(*k).into_iter().flatten() {
-                qs.append_pair(k, v);
+                // pods/portforward takes `ports`, the kubelet `port`.
+                qs.append_pair(if *k == "ports" { "port" } else { k }, v);
             }
         }
         qs.finish()
     };
-    let path = format!(
-        "/{base}/{}/{}/{}{}{}",
-        enc(ns),
-        enc(name),
-        enc(&container),
-        if qs.is_empty() { "" } else { "?" },
-        qs
-    );
+    let mut path = format!("/{base}/{}/{}", enc(ns), enc(name));
+    if sub != "portforward" {
+        path.push('/');
+        path.push_str(&enc(&container));
+    }
+    if !qs.is_empty() {
+        path.push('?');
+        path.push_str(&qs);
+    }
 
-    let unavailable = |what: String| {
-        ApiError::new(
-            503,
-            "ServiceUnavailable",
-            format!("cannot reach the node agent of {node_name} at {ip}:{port}: {what}"),
-        )
+    // Failing to reach the agent, in kube-apiserver's words for each
+    // subresource: they differ because different code paths dial the kubelet.
+    let url = format!("https://{}{path}", host_port(ip, port));
+    let unreachable = |dial: String| match sub {
+        "log" => ApiError::new(500, "", format!("Get {url:?}: {dial}")),
+        "portforward" => ApiError::new(500, "", format!("error dialing backend: {dial}")),
+        _ => {
+            let cause = format!("error sending request: Post {url:?}: {dial}");
+            ApiError::internal(format!("Internal error occurred: {cause}"))
+                .with_details(serde_json::json!({"causes": [{"message": cause}]}))
+        }
     };
     let tcp = tokio::net::TcpStream::connect((ip, port))
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(|e| {
+            unreachable(format!(
+                "dial tcp {}: {}",
+                host_port(ip, port),
+                go_dial_error(&e)
+            ))
+        })?;
+    // Streams carry small interactive frames: no Nagle delay.
+    let _ = tcp.set_nodelay(true);
     let server_name = rustls_pki_types::ServerName::IpAddress(ip.into());
     let tls = tokio_rustls::TlsConnector::from(state.kubelet_tls.clone())
         .connect(server_name, tcp)
         .await
-        .map_err(|e| unavailable(format!("TLS: {e}")))?;
+        .map_err(|e| unreachable(format!("tls: {e}")))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(|e| unreachable(e.to_string()))?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "agent connection ended");
@@ -198,7 +221,7 @@ pub async fn pod_stream<B: RequestBody>(
     let mut resp = sender
         .send_request(up)
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(|e| unreachable(e.to_string()))?;
 
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -226,6 +249,9 @@ pub async fn pod_stream<B: RequestBody>(
             .body(crate::server::full(Bytes::new()))
             .map_err(|e| ApiError::internal(e.to_string()));
     }
+    if !upgrading && !resp.status().is_success() {
+        return Err(agent_refusal(resp, sub, name).await);
+    }
     let (parts, body) = resp.into_parts();
     let mut out = Response::from_parts(
         parts,
@@ -235,6 +261,54 @@ pub async fn pod_stream<B: RequestBody>(
     out.headers_mut().remove(header::CONNECTION);
     out.headers_mut().remove(header::TRANSFER_ENCODING);
     Ok(out)
+}
+
+/// What kube-apiserver makes of an agent's error answer to a plain
+/// (not upgraded) request: its generic HTTP response checker.
+async fn agent_refusal(resp: Response<hyper::body::Incoming>, sub: &str, name: &str) -> ApiError {
+    let code = resp.status().as_u16();
+    let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map(|b| {
+            String::from_utf8_lossy(&b.to_bytes())
+                .trim_end()
+                .to_string()
+        })
+        .unwrap_or_default();
+    match code {
+        500 => ApiError::internal(format!("Internal error occurred: {body}"))
+            .with_details(serde_json::json!({"causes": [{"message": body}]})),
+        400 => ApiError::bad_request(body),
+        404 => ApiError::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ( pods/{sub} {name})"),
+        )
+        .with_details(serde_json::json!({"name": name, "kind": format!("pods/{sub}")})),
+        _ => ApiError::new(code, "", body),
+    }
+}
+
+/// `host:port`, with brackets around an IPv6 host.
+fn host_port(ip: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::from((ip, port)).to_string()
+}
+
+/// A connect error in the words of Go's net package, which Kubernetes users
+/// see in these messages.
+fn go_dial_error(e: &std::io::Error) -> String {
+    let errno = match e.raw_os_error() {
+        Some(111) => "connection refused".to_string(),
+        Some(113) => "no route to host".to_string(),
+        Some(101) => "network is unreachable".to_string(),
+        Some(110) => "connection timed out".to_string(),
+        _ => {
+            let s = e.to_string();
+            s.split(" (os error").next().unwrap_or(&s).to_lowercase()
+        }
+    };
+    format!("connect: {errno}")
 }
 
 fn enc(s: &str) -> String {

@@ -79,6 +79,8 @@ impl ResourceDef {
             "finalize" => (self.kind, &["update"]),
             "log" => ("Pod", &["get"]),
             "token" => ("TokenRequest", &["create"]),
+            "attach" => ("PodAttachOptions", &["create", "get"]),
+            "portforward" => ("PodPortForwardOptions", &["create", "get"]),
             _ => ("PodExecOptions", &["create", "get"]),
         }
     }
@@ -122,7 +124,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &["status", "binding", "log", "exec", "attach"],
+        subresources: &["status", "binding", "log", "exec", "attach", "portforward"],
         schema: "io.k8s.api.core.v1.Pod",
         strategy: &registry::POD,
         normalize: roundtrip::<core::Pod>,

@@ -454,7 +454,7 @@ async fn dispatch<B: RequestBody>(
     let q = parse_query(req.uri().query());
     let method = req.method().clone();
     let sub = t.sub.as_deref();
-    if matches!(sub, Some("log" | "exec" | "attach")) {
+    if matches!(sub, Some("log" | "exec" | "attach" | "portforward")) {
         return proxy::pod_stream(state, req, &t, &q).await;
     }
     let (parts, body) = req.into_parts();

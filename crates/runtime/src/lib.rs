@@ -24,6 +24,7 @@ mod logs;
 mod netlink;
 mod network;
 mod pause;
+mod portforward;
 mod remove;
 mod rootfs;
 mod sandbox;
@@ -247,6 +248,10 @@ pub enum Error {
     ContainerNotFound(String),
     #[error("cannot create container {name}: {message}")]
     CreateContainer { name: String, message: String },
+    /// The container's configuration cannot work as written (the kubelet's
+    /// CreateContainerConfigError), e.g. runAsNonRoot with a root image.
+    #[error("container {name} is misconfigured: {message}")]
+    ContainerConfig { name: String, message: String },
     #[error("container {id} is not running")]
     NotRunning { id: String },
     #[error("{0}")]
@@ -281,6 +286,9 @@ pub trait Runtime: Send + Sync + 'static {
 
     async fn exec(&self, id: &str, request: ExecRequest) -> Result<StreamSession>;
     async fn attach(&self, id: &str, stdin: bool, tty: bool) -> Result<StreamSession>;
+    /// A connection to `port` on the pod's loopback, made inside the pod's
+    /// network namespace (`kubectl port-forward`).
+    async fn port_forward(&self, pod_uid: &str, port: u16) -> Result<tokio::net::TcpStream>;
 }
 
 #[cfg(test)]

@@ -175,4 +175,8 @@ impl Runtime for LinuxRuntime {
         }
         crate::attach::attach(&self.inner.layout.container(id), id, stdin, tty).await
     }
+
+    async fn port_forward(&self, pod_uid: &str, port: u16) -> Result<tokio::net::TcpStream> {
+        crate::portforward::connect(&self.inner, pod_uid, port).await
+    }
 }

@@ -5,6 +5,7 @@ mod cheatsheet;
 mod common;
 mod services;
 mod services_bench;
+mod streaming;
 mod two_servers;
 mod virtual_nodes;
 mod workloads;
