@@ -1,13 +1,16 @@
 //! The node agent (kubelet): registers its Node, keeps its Lease, runs the
 //! pods bound to it through orca-runtime, reports their status and events
-//! through the Kubernetes API, and serves logs, exec and attach.
+//! through the Kubernetes API, and serves logs, exec and attach. On every
+//! node it also runs the service proxy and the cluster DNS server when
+//! configured to ([`Config::proxy`], [`Config::serve_dns`]).
 //!
 //! Embedding: call [`register_node`] first when the runtime needs the
-//! node's pod CIDR to be built, then [`run`].
+//! node's pod CIDR to be built, then [`run`] or [`run_until`].
 
 mod backoff;
 mod events;
 mod logs;
+mod network;
 mod node;
 mod probe;
 mod resolve;
@@ -34,6 +37,7 @@ use orca_runtime::Runtime;
 use tokio::sync::watch;
 
 pub use node::kubelet_version;
+pub use orca_proxy::{Ipv4Cidr, ProxyConfig};
 
 /// How the agent runs.
 #[derive(Clone, Debug)]
@@ -59,6 +63,22 @@ pub struct Config {
     /// A projected service account token is fetched again once 80% of its
     /// lifetime has passed or it is this old (the kubelet's 24 h).
     pub token_max_age: Duration,
+    /// The kubelet's `--cluster-dns`: the nameservers of `ClusterFirst`
+    /// pods (empty: none; such pods then get the node's resolv.conf and a
+    /// MissingClusterDNS event).
+    pub cluster_dns: Vec<IpAddr>,
+    /// The kubelet's `--cluster-domain`.
+    pub cluster_domain: String,
+    /// The kubelet's `--resolv-conf`: the node's resolv.conf, which
+    /// `Default` pods get and the DNS server forwards to (`None`: no file,
+    /// as the kubelet's `""`).
+    pub resolv_conf: Option<PathBuf>,
+    /// Run the service proxy (ClusterIPs, NodePorts, hostPorts) in this
+    /// process's network namespace; `None`: no proxy here.
+    pub proxy: Option<ProxyConfig>,
+    /// Serve cluster DNS on the first `cluster_dns` address, put on this
+    /// network namespace's `lo`.
+    pub serve_dns: bool,
 }
 
 impl Default for Config {
@@ -73,6 +93,11 @@ impl Default for Config {
             cluster_ca_pem: Vec::new(),
             node_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             token_max_age: Duration::from_secs(24 * 3600),
+            cluster_dns: vec![IpAddr::V4(orca_dns::DEFAULT_CLUSTER_DNS)],
+            cluster_domain: orca_dns::DEFAULT_CLUSTER_DOMAIN.into(),
+            resolv_conf: Some(orca_dns::resolv_conf::node_resolv_conf_path()),
+            proxy: None,
+            serve_dns: false,
         }
     }
 }
@@ -125,6 +150,10 @@ pub(crate) struct Ctx {
     pub pods: Mutex<HashMap<(String, String), String>>,
     /// Every Service, from a watch: their environment variables.
     pub services: reflector::Store<Service>,
+    /// What pods' resolv.conf is formed from.
+    pub dns: network::NodeDnsSettings,
+    /// The hostPorts of the pods running here, for the proxy.
+    pub host_ports: network::HostPorts,
 }
 
 /// How long a container start waits for the first list of Services.
@@ -172,6 +201,19 @@ pub async fn run(
     runtime: Arc<dyn Runtime>,
     config: Config,
 ) -> Result<(), Error> {
+    run_until(client, runtime, config, std::future::pending()).await
+}
+
+/// Runs the agent until `shutdown` completes (then the service proxy's
+/// rules and the cluster DNS address are removed; pods keep running, to be
+/// adopted by the next start), the future is dropped (as a crash: nothing
+/// is removed), or a part of it fails.
+pub async fn run_until(
+    client: kube::Client,
+    runtime: Arc<dyn Runtime>,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
     let agent_dir = config.agent_dir();
     std::fs::create_dir_all(&agent_dir).map_err(|e| Error::Io {
         what: format!("creating {}", agent_dir.display()),
@@ -212,6 +254,7 @@ pub async fn run(
         ),
     )
     .default_backoff();
+    let (host_ports, host_ports_rx) = network::HostPorts::new();
     let ctx = Arc::new(Ctx {
         services,
         recorder: events::Recorder::start(client.clone(), config.node_name.clone()),
@@ -220,15 +263,30 @@ pub async fn run(
         config: config.clone(),
         node: node_resources,
         pods: Mutex::new(HashMap::new()),
+        dns: network::NodeDnsSettings {
+            cluster_dns: config.cluster_dns.clone(),
+            cluster_domain: config.cluster_domain.clone(),
+            resolv_conf: config.resolv_conf.clone(),
+        },
+        host_ports,
     });
+    network::check_resolv_conf(&ctx);
+    let network_services =
+        network::Services::start(&ctx, config.proxy.clone(), config.serve_dns, host_ports_rx);
     tracing::info!(node = %config.node_name, port, "node agent running");
-    tokio::select! {
+    let result = tokio::select! {
         r = node::lease_loop(client.clone(), config.node_name.clone()) => r,
         r = node::status_loop(client.clone(), config.clone(), port) => r,
         r = streaming::serve(ctx.clone(), listener, tls_config) => r,
         r = follow_services(services_watch) => r,
         r = dispatch(ctx) => r,
-    }
+        () = shutdown => {
+            tracing::info!(node = %config.node_name, "node agent stopping");
+            Ok(())
+        }
+    };
+    network_services.stop().await;
+    result
 }
 
 struct Handle {

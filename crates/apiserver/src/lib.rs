@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 pub mod auth;
 mod cache;
+mod cluster_dns_service;
 mod compactor;
 mod discovery;
 #[doc(hidden)]
@@ -22,6 +23,7 @@ mod health;
 mod kubernetes_service;
 mod namespaces;
 mod openapi;
+mod pod_security;
 mod protobuf;
 mod protobuf_workloads;
 mod proxy;
@@ -95,7 +97,9 @@ pub struct Config {
     /// non-loopback one, else the address of the default route's interface.
     /// When the server binds a loopback address it listens here too.
     pub advertise_address: Option<IpAddr>,
-    /// Where Service cluster IPs and node ports come from.
+    /// Where Service cluster IPs and node ports come from; with a cluster
+    /// DNS address ([`ServiceNetwork::with_cluster_dns`]), the server also
+    /// keeps `kube-system/kube-dns` there.
     pub service_network: ServiceNetwork,
     /// How the `kubernetes` Service's endpoints are kept.
     pub endpoint_reconciler: EndpointReconciler,
@@ -355,6 +359,13 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
         addr.port(),
     )
     .await;
+    if let Some(ip) = state.service_network.cluster_dns() {
+        cluster_dns_service::ensure(
+            &server::local_client(state.clone(), auth::UserInfo::apiserver()),
+            ip,
+        )
+        .await;
+    }
     tracing::info!(%addr, advertise = ?advertise, "API server listening");
     Ok(ApiServer {
         state,

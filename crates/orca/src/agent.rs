@@ -69,7 +69,9 @@ async fn join(args: AgentArgs) -> anyhow::Result<()> {
             data_dir: args.data_dir,
             node: args.node,
             cluster_ca_pem: ca_pem,
+            cluster_cidr: args.cluster_cidr,
         },
+        crate::server::shutdown_signal(),
     )
     .await
 }

@@ -97,6 +97,21 @@ pub struct NodeArgs {
     /// The bridge this node's pods are attached to.
     #[arg(long, default_value = "orca0")]
     pub pod_bridge: String,
+    /// The cluster DNS address (comma-separated for several): the
+    /// nameserver of pods with `dnsPolicy: ClusterFirst`, served by every
+    /// node on its `lo` (the kubelet's --cluster-dns). Its Service is
+    /// `kube-system/kube-dns`.
+    #[arg(long, value_delimiter = ',', default_value = "10.43.0.10")]
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster's DNS domain (the kubelet's --cluster-domain).
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The node's resolv.conf: what `dnsPolicy: Default` pods get and where
+    /// cluster DNS forwards other names; "" for none (default:
+    /// /etc/resolv.conf, or systemd-resolved's list of real resolvers when
+    /// that file names only its local stub).
+    #[arg(long)]
+    pub resolv_conf: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -110,6 +125,11 @@ pub struct AgentArgs {
     /// Where the agent keeps images, pods and logs.
     #[arg(long, default_value = "/var/lib/orca")]
     pub data_dir: PathBuf,
+    /// The range every node's pod addresses come from: the server's
+    /// --cluster-cidr (the service proxy masquerades Service traffic from
+    /// outside it, and pod traffic leaving it).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -235,6 +255,39 @@ mod tests {
         assert_eq!(args.service_cidr, "10.43.0.0/16");
         assert_eq!(args.service_node_port_range, "30000-32767");
         assert_eq!(args.advertise_address, None);
+        assert_eq!(args.cluster_cidr, "10.42.0.0/16");
+        assert_eq!(
+            args.node.cluster_dns,
+            ["10.43.0.10".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(args.node.cluster_domain, "cluster.local");
+        assert_eq!(args.node.resolv_conf, None);
+    }
+
+    #[test]
+    fn agent_takes_the_cluster_cidr_and_dns_settings_as_the_server_does() {
+        let cli = Cli::try_parse_from([
+            "orca",
+            "agent",
+            "--server",
+            "https://10.0.0.1:6443",
+            "--token-file",
+            "t",
+            "--cluster-dns",
+            "10.96.0.10",
+            "--cluster-domain",
+            "example.internal",
+        ])
+        .unwrap();
+        let Command::Agent(args) = cli.command else {
+            panic!("not agent")
+        };
+        assert_eq!(args.cluster_cidr, "10.42.0.0/16");
+        assert_eq!(
+            args.node.cluster_dns,
+            ["10.96.0.10".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(args.node.cluster_domain, "example.internal");
     }
 
     #[test]

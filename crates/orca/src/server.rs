@@ -10,6 +10,9 @@ use orca_store::Store;
 use crate::cli::ServerArgs;
 use crate::node;
 
+/// How long the node agent has to remove its rules and address at shutdown.
+const AGENT_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -19,9 +22,12 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     create_private_dir(&args.data_dir)?;
-    let service_network =
+    let mut service_network =
         orca_apiserver::ServiceNetwork::new(&args.service_cidr, &args.service_node_port_range)
             .context("--service-cidr / --service-node-port-range")?;
+    if let Some(std::net::IpAddr::V4(dns)) = args.node.cluster_dns.first() {
+        service_network = service_network.with_cluster_dns(*dns);
+    }
     let store = open_store(&args).await?;
     let api = orca_apiserver::start(
         orca_apiserver::Config {
@@ -108,18 +114,31 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             orca_virtual_nodes::run(clients.client(UserInfo::virtual_nodes()), config),
         ));
     }
+    // The agent is told to stop rather than cancelled: it then removes the
+    // service proxy's rules and the cluster DNS address.
+    let (stop_agent, agent_stopped) = tokio::sync::watch::channel(false);
+    let mut agent = None;
     if !args.disable_agent {
         let ca =
             std::fs::read(args.data_dir.join("tls/ca.crt")).context("reading the cluster CA")?;
         // The embedded agent is judged as a remote one: the node authorizer
         // and NodeRestriction keep it to its own node.
         let node_client = clients.client(UserInfo::node(&node::node_name(&args.node)?));
-        let agent = node::AgentSetup {
+        let setup = node::AgentSetup {
             data_dir: args.data_dir.clone(),
             node: args.node,
             cluster_ca_pem: ca,
+            cluster_cidr: args.cluster_cidr.clone(),
         };
-        tasks.spawn(named("node agent", node::run_agent(node_client, agent)));
+        let mut stopped = agent_stopped;
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let handle = tasks.spawn(named(
+            "node agent",
+            node::run_agent(node_client, setup, shutdown),
+        ));
+        agent = Some(handle.id());
     }
 
     let mut controllers_done = false;
@@ -135,7 +154,24 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
     // The components stop before the API server, so that their requests in
-    // flight do not fail (and log) as it goes away.
+    // flight do not fail (and log) as it goes away; the agent first, while
+    // the others still run.
+    if let Some(id) = agent {
+        stop_agent.send_replace(true);
+        let agent_done = async {
+            while let Some(done) = tasks.join_next_with_id().await {
+                if matches!(&done, Ok((done_id, _)) if *done_id == id) {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(AGENT_STOP_TIMEOUT, agent_done)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the node agent did not stop within {AGENT_STOP_TIMEOUT:?}");
+        }
+    }
     let _ = stop_tx.send(true);
     if !controllers_done
         && tokio::time::timeout(std::time::Duration::from_secs(5), &mut controllers_task)

@@ -1,9 +1,10 @@
 //! Built-in pod networking, no CNI binaries: a bridge holding the gateway
 //! (.1 of the node's pod CIDR), one veth pair per pod with `eth0` inside the
-//! pod's network namespace, and IPs allocated from the CIDR. Allocations are
-//! persisted so a restarted agent does not hand out an IP twice; as CNI's
-//! host-local IPAM, they go round the range from the last one handed out,
-//! so a pod that replaces another gets a new IP.
+//! pod's network namespace and its bridge port in hairpin mode (as the CNI
+//! bridge plugin's `hairpinMode`), and IPs allocated from the CIDR.
+//! Allocations are persisted so a restarted agent does not hand out an IP
+//! twice; as CNI's host-local IPAM, they go round the range from the last one
+//! handed out, so a pod that replaces another gets a new IP.
 //!
 //! Links are configured over rtnetlink from this process: the host side on
 //! the caller's thread, the pod side from a thread inside the pod's namespace.
@@ -216,6 +217,9 @@ impl Network {
         let ns = std::fs::File::open(&ns_path).map_err(err(format!("open {ns_path}")))?;
         nl.add_veth(veth, bridge, "eth0", &ns)
             .map_err(err(format!("create veth {veth} on {}", self.bridge)))?;
+        netlink::link_index(veth)
+            .and_then(|index| nl.set_hairpin(index))
+            .map_err(err(format!("turn on hairpin mode on {veth}")))?;
         let (prefix, gateway) = (self.cidr.prefix, self.cidr.gateway());
         netlink::in_netns(&ns, || {
             let mut pod = Netlink::open()?;

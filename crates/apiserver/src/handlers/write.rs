@@ -1,5 +1,6 @@
 use super::*;
 use crate::auth::admission::Op;
+use crate::pod_security;
 
 /// Admission that depends on the caller: NodeRestriction, then the
 /// resource's own checks (RBAC escalation) on its main resource.
@@ -65,7 +66,7 @@ async fn namespace_usable(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
 pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let dry = dry_run(ctx.query, "CreateOptions")?;
     let raw = decode_body(ctx.headers, body)?;
-    let (mut v, warnings) = admit_body(
+    let (mut v, mut warnings) = admit_body(
         ctx,
         raw,
         &ctx.def.api_version(),
@@ -116,6 +117,8 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
         ));
     }
     ctx.def.strategy.admit_create(ctx.state, &mut v).await?;
+    let policy = pod_security::namespace_policy(ctx.state, ctx.def, ctx.namespace).await?;
+    let body_warnings = warnings.len();
     // System fields are the server's to set.
     if let Some(m) = v["metadata"].as_object_mut() {
         m.remove("resourceVersion");
@@ -136,8 +139,14 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
         strategy.begin_create(ctx.state, &mut obj, dry).await?;
         let admitted = strategy
             .prepare_create(ctx.def, &mut obj)
-            .and_then(|()| admission(ctx, None, Op::Create, None, &obj));
-        if let Err(e) = admitted {
+            .and_then(|()| admission(ctx, None, Op::Create, None, &obj))
+            .and_then(|()| {
+                pod_security::admit(ctx.state, ctx.def, None, policy.as_ref(), &obj, None)
+            });
+        if let Err(e) = admitted.map(|found| {
+            warnings.truncate(body_warnings);
+            warnings.extend(found);
+        }) {
             if !dry {
                 strategy.finish_create(ctx.state, &obj, false).await;
             }
@@ -465,6 +474,24 @@ pub(super) fn merge_update(
     Ok((Write::Update(new), pinned))
 }
 
+/// [`merge_update`], then PodSecurity admission of what would be written
+/// (`policy` is the namespace's): its warnings replace `warnings`.
+fn merge_checked(
+    ctx: &Ctx<'_>,
+    sub: Option<&str>,
+    new: Cow<'_, Value>,
+    current: &Value,
+    policy: Option<&pod_security::Policy>,
+    warnings: &mut Vec<String>,
+) -> Result<(Write, bool), ApiError> {
+    let (write, pinned) = merge_update(ctx, sub, new, current)?;
+    warnings.clear();
+    if let Write::Update(obj) = &write {
+        *warnings = pod_security::admit(ctx.state, ctx.def, sub, policy, obj, Some(current))?;
+    }
+    Ok((write, pinned))
+}
+
 pub async fn update(
     ctx: &Ctx<'_>,
     name: &str,
@@ -494,14 +521,26 @@ pub async fn update(
             ));
         }
     }
-    guaranteed_update(
+    let policy = pod_security::namespace_policy(ctx.state, ctx.def, ctx.namespace).await?;
+    let mut admission_warnings = Vec::new();
+    let resp = guaranteed_update(
         ctx,
         name,
         dry,
-        |cur| merge_update(ctx, sub, Cow::Borrowed(&new), cur),
+        |cur| {
+            merge_checked(
+                ctx,
+                sub,
+                Cow::Borrowed(&new),
+                cur,
+                policy.as_ref(),
+                &mut admission_warnings,
+            )
+        },
         &warnings,
     )
-    .await
+    .await?;
+    Ok(with_warnings(resp, &admission_warnings))
 }
 
 pub async fn patch(
@@ -526,7 +565,9 @@ pub async fn patch(
     let patch: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
     let mode = validation_mode(ctx.query)?;
+    let policy = pod_security::namespace_policy(ctx.state, ctx.def, ctx.namespace).await?;
     let mut warnings = Vec::new();
+    let mut admission_warnings = Vec::new();
     let resp = guaranteed_update(
         ctx,
         name,
@@ -579,7 +620,14 @@ pub async fn patch(
             // The patched object carries the current resourceVersion, so it
             // is pinned only when the patch itself names one; otherwise a
             // concurrent write is retried, as Kubernetes does.
-            let (w, _) = merge_update(ctx, sub, Cow::Owned(normalized), cur)?;
+            let (w, _) = merge_checked(
+                ctx,
+                sub,
+                Cow::Owned(normalized),
+                cur,
+                policy.as_ref(),
+                &mut admission_warnings,
+            )?;
             let pinned = patch["metadata"]["resourceVersion"]
                 .as_str()
                 .is_some_and(|rv| !rv.is_empty());
@@ -592,6 +640,7 @@ pub async fn patch(
         &[],
     )
     .await?;
+    warnings.extend(admission_warnings);
     Ok(with_warnings(resp, &warnings))
 }
 

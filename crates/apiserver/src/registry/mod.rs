@@ -35,7 +35,7 @@ use crate::resources::ResourceDef;
 use crate::server::State;
 use crate::status::ApiError;
 
-pub use allocator::{ServiceNetwork, ServiceNetworkError};
+pub use allocator::{ServiceNetwork, ServiceNetworkError, CLUSTER_DNS_SERVICE};
 pub use apps_batch::{
     CONTROLLER_REVISION, CRON_JOB, DAEMON_SET, JOB, POD_DISRUPTION_BUDGET, STATEFUL_SET,
 };

@@ -1,0 +1,10 @@
+//! The crate's integration tests, one binary: each module was a test binary of its own.
+
+mod common;
+mod agent_join;
+mod cheatsheet;
+mod services;
+mod services_bench;
+mod two_servers;
+mod virtual_nodes;
+mod workloads;
