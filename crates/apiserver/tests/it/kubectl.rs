@@ -25,7 +25,10 @@ spec:
     command: ["nginx", "-g", "daemon off;"]
 "#;
 
-const REF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/kubernetes-v1.32");
+const REF: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/kubernetes-v1.32"
+);
 
 /// A reference capture without its `$ command` line.
 fn reference(name: &str) -> String {

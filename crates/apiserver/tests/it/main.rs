@@ -1,8 +1,8 @@
 //! The crate's integration tests, one binary: each module was a test binary of its own.
 
-mod common;
 mod bad_input;
 mod client;
+mod common;
 mod dry_run;
 mod inflight;
 mod kubectl;

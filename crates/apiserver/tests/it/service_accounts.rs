@@ -11,7 +11,10 @@ use common::{send, Harness};
 use serde_json::{json, Value};
 
 const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
-const PLATFORM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/kubernetes-v1.32/platform");
+const PLATFORM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/kubernetes-v1.32/platform"
+);
 
 fn b64(part: &str) -> Vec<u8> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD

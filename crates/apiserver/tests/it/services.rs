@@ -10,7 +10,10 @@ use std::time::Duration;
 use common::{send, Harness};
 use serde_json::{json, Value};
 
-const REF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/kubernetes-v1.32/platform");
+const REF: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/kubernetes-v1.32/platform"
+);
 
 /// The output of one `$ command` block of a reference capture.
 fn reference(file: &str, command: &str) -> String {

@@ -8,7 +8,10 @@ use crate::common;
 use common::{send, Harness};
 use serde_json::{json, Value};
 
-const PLATFORM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/kubernetes-v1.32/platform");
+const PLATFORM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/kubernetes-v1.32/platform"
+);
 
 /// The output of the first `$ command` in a reference file starting with
 /// `command`.

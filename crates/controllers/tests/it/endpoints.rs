@@ -11,7 +11,10 @@ use std::time::Duration;
 use orca_testkit::wait_for;
 use serde_json::{json, Value};
 
-const REF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/kubernetes-v1.32/platform");
+const REF: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/kubernetes-v1.32/platform"
+);
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The output of one `$ command` block of a reference capture.

@@ -1,7 +1,7 @@
 //! The crate's integration tests, one binary: each module was a test binary of its own.
 
-mod common;
 mod auth;
+mod common;
 mod import;
 mod pull;
 mod remove;

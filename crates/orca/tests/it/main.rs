@@ -1,8 +1,8 @@
 //! The crate's integration tests, one binary: each module was a test binary of its own.
 
-mod common;
 mod agent_join;
 mod cheatsheet;
+mod common;
 mod services;
 mod services_bench;
 mod two_servers;
