@@ -12,6 +12,8 @@
 //!   (with [`pods`], what workload controllers share, [`queue`] and
 //!   [`events`]),
 //! - [`deployment`] rolls Deployments out through ReplicaSets,
+//! - [`job`] runs Jobs' pods to completion and
+//!   [`ttl_after_finished`] deletes finished Jobs whose TTL passed,
 //! - [`gc`] deletes objects whose owners are gone, and carries out
 //!   foreground and orphan deletion.
 
@@ -21,6 +23,7 @@ pub mod endpointslices;
 pub mod events;
 pub mod gc;
 pub mod ipam;
+pub mod job;
 pub mod lifecycle;
 pub mod pods;
 pub mod queue;
@@ -28,6 +31,7 @@ pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccounts;
 pub mod servicepods;
+pub mod ttl_after_finished;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -180,6 +184,8 @@ async fn run_all(clients: Clients, config: Config) -> anyhow::Result<()> {
         run_endpoints(&clients, config.max_endpoints_per_slice),
         replicaset::run(&clients),
         deployment::run(&clients),
+        job::run(&clients),
+        ttl_after_finished::run(&clients),
         gc::run(&clients),
     )?;
     Ok(())

@@ -1,8 +1,10 @@
 //! The crate's integration tests, one binary: each module was a test binary of its own.
 
+mod common;
 mod deployment;
 mod endpoints;
 mod gc;
+mod job;
 mod leader_election;
 mod node_lifecycle;
 mod replicaset;
