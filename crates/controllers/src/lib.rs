@@ -12,11 +12,13 @@
 //!   (with [`pods`], what workload controllers share, [`queue`] and
 //!   [`events`]),
 //! - [`deployment`] rolls Deployments out through ReplicaSets,
-//! - [`job`] runs Jobs' pods to completion and
-//!   [`ttl_after_finished`] deletes finished Jobs whose TTL passed,
+//! - [`job`] runs Jobs' pods to completion,
+//!   [`ttl_after_finished`] deletes finished Jobs whose TTL passed and
+//!   [`cronjob`] creates Jobs on CronJobs' schedules,
 //! - [`gc`] deletes objects whose owners are gone, and carries out
 //!   foreground and orphan deletion.
 
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslices;
@@ -186,6 +188,7 @@ async fn run_all(clients: Clients, config: Config) -> anyhow::Result<()> {
         deployment::run(&clients),
         job::run(&clients),
         ttl_after_finished::run(&clients),
+        cronjob::run(&clients),
         gc::run(&clients),
     )?;
     Ok(())

@@ -1,6 +1,7 @@
 //! The crate's integration tests, one binary: each module was a test binary of its own.
 
 mod common;
+mod cronjob;
 mod deployment;
 mod endpoints;
 mod gc;
