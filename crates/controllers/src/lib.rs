@@ -15,10 +15,13 @@
 //! - [`job`] runs Jobs' pods to completion,
 //!   [`ttl_after_finished`] deletes finished Jobs whose TTL passed and
 //!   [`cronjob`] creates Jobs on CronJobs' schedules,
+//! - [`daemonset`] runs a DaemonSet's pod on every eligible node, with
+//!   template history in ControllerRevisions ([`revisions`]),
 //! - [`gc`] deletes objects whose owners are gone, and carries out
 //!   foreground and orphan deletion.
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslices;
@@ -30,6 +33,7 @@ pub mod lifecycle;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;
+pub mod revisions;
 pub mod rootca;
 pub mod serviceaccounts;
 pub mod servicepods;
@@ -189,6 +193,7 @@ async fn run_all(clients: Clients, config: Config) -> anyhow::Result<()> {
         job::run(&clients),
         ttl_after_finished::run(&clients),
         cronjob::run(&clients),
+        daemonset::run(&clients),
         gc::run(&clients),
     )?;
     Ok(())

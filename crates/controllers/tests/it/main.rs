@@ -2,6 +2,7 @@
 
 mod common;
 mod cronjob;
+mod daemonset;
 mod deployment;
 mod endpoints;
 mod gc;

@@ -54,6 +54,44 @@ impl Cluster {
         }
     }
 
+    /// A scheduler without leader election, stopped with the cluster.
+    pub fn start_scheduler(&mut self) {
+        let client = self.client.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let config = orca_scheduler::Config {
+                leader_elect: false,
+                ..Default::default()
+            };
+            orca_scheduler::run(client, config).await.unwrap();
+        }));
+    }
+
+    /// Registers `count` virtual nodes `<prefix><i>` with `labels` (and the
+    /// virtual-node NoSchedule taint), whose pods run and turn Ready, and
+    /// whose deleted pods go at once.
+    pub async fn add_nodes(&mut self, prefix: &str, count: usize, labels: &[(&str, &str)]) {
+        let config = orca_virtual_nodes::Config {
+            count,
+            name_prefix: prefix.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            termination: orca_virtual_nodes::Termination::Immediate,
+            // Each pool its own pod addresses.
+            pod_cidr_base: std::net::Ipv4Addr::new(10, 128 + self.tasks.len() as u8, 0, 0),
+            ..Default::default()
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let client = self.client.clone();
+        self.tasks.push(tokio::spawn(async move {
+            orca_virtual_nodes::run_with_ready(client, config, Some(tx))
+                .await
+                .unwrap();
+        }));
+        rx.await.expect("virtual nodes registered");
+    }
+
     pub fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
