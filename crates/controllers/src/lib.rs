@@ -17,6 +17,7 @@
 //!   [`cronjob`] creates Jobs on CronJobs' schedules,
 //! - [`daemonset`] runs a DaemonSet's pod on every eligible node, with
 //!   template history in ControllerRevisions ([`revisions`]),
+//! - [`statefulset`] keeps StatefulSets' ordered, stable pods,
 //! - [`gc`] deletes objects whose owners are gone, and carries out
 //!   foreground and orphan deletion.
 
@@ -37,6 +38,7 @@ pub mod revisions;
 pub mod rootca;
 pub mod serviceaccounts;
 pub mod servicepods;
+pub mod statefulset;
 pub mod ttl_after_finished;
 
 use std::net::Ipv4Addr;
@@ -194,6 +196,7 @@ async fn run_all(clients: Clients, config: Config) -> anyhow::Result<()> {
         ttl_after_finished::run(&clients),
         cronjob::run(&clients),
         daemonset::run(&clients),
+        statefulset::run(&clients),
         gc::run(&clients),
     )?;
     Ok(())

@@ -11,3 +11,4 @@ mod leader_election;
 mod node_lifecycle;
 mod replicaset;
 mod root_ca;
+mod statefulset;

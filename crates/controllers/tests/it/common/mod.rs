@@ -164,7 +164,8 @@ fn phase(p: &Pod) -> &str {
 
 /// Plays the kubelet every 100 ms for pods of `default` by their first
 /// container's image: `succeed` pods finish with exit code 0 and `fail`
-/// pods with 1 once 300 ms old; any other image runs and is Ready.
+/// pods with 1 once 300 ms old; `hang` pods stay Pending; any other image
+/// runs and is Ready.
 pub async fn kubelet(client: Client) {
     let pods: Api<Pod> = Api::namespaced(client, "default");
     loop {
@@ -202,6 +203,7 @@ pub async fn kubelet(client: Client) {
                             "reason": if code == 0 { "Completed" } else { "Error" },
                             "startedAt": stamp, "finishedAt": stamp}}}]}})
                 }
+                "hang" => continue,
                 _ if phase(&p) == "Running" => continue,
                 _ => json!({"status": {"phase": "Running", "conditions": [
                     {"type": "Ready", "status": "True", "lastTransitionTime": stamp}]}}),
