@@ -430,8 +430,14 @@ impl Controller {
             .iter()
             .filter(|f| *f != TRACKING_FINALIZER)
             .collect();
+        // None left: the field goes, as Kubernetes' omitempty shows it.
+        let finalizers = if kept.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(kept)
+        };
         let patch = serde_json::json!({"metadata": {
-            "finalizers": kept, "resourceVersion": p.metadata.resource_version}});
+            "finalizers": finalizers, "resourceVersion": p.metadata.resource_version}});
         match api
             .patch(
                 &p.name_any(),

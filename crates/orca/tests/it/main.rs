@@ -3,6 +3,7 @@
 mod agent_join;
 mod cheatsheet;
 mod common;
+mod jobs;
 mod services;
 mod services_bench;
 mod two_servers;
