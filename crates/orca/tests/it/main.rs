@@ -6,6 +6,7 @@ mod common;
 mod jobs;
 mod services;
 mod services_bench;
+mod statefulsets;
 mod two_servers;
 mod virtual_nodes;
 mod workloads;
