@@ -161,6 +161,11 @@ async fn one_pod_per_eligible_node_including_nodes_that_join_later() {
         3
     );
     assert!(reasons.contains(&"SuccessfulDelete".to_string()));
+    let out = c.kubectl(&["describe", "daemonset", "agent"]).await;
+    assert!(
+        out.contains("Desired Number of Nodes Scheduled: 2"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

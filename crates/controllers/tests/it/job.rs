@@ -125,6 +125,12 @@ async fn six_completions_three_at_a_time() {
     let out = c.kubectl(&["get", "job", "work"]).await;
     let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..3], ["work", "Complete", "6/6"], "{out}");
+    let out = c.kubectl(&["describe", "job", "work"]).await;
+    assert!(
+        out.contains("Pods Statuses:    0 Active (0 Ready) / 6 Succeeded / 0 Failed"),
+        "{out}"
+    );
+    assert!(out.contains("Normal  Completed"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

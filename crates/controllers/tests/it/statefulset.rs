@@ -173,6 +173,11 @@ async fn ordered_pods_with_stable_identities_up_and_down_in_order() {
     let out = c.kubectl(&["get", "statefulset", "web"]).await;
     let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..2], ["web", "1/1"], "{out}");
+    let out = c.kubectl(&["describe", "statefulset", "web"]).await;
+    assert!(
+        out.contains("Pods Status:        1 Running / 0 Waiting / 0 Succeeded / 0 Failed"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
