@@ -552,11 +552,13 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
             decode_kind(&kind, raw)?
         }
         "TokenRequest" => token_request::decode(raw)?,
-        "Deployment" | "ReplicaSet" => crate::protobuf_workloads::decode(&kind, raw)?,
+        "Deployment" | "ReplicaSet" | "Job" | "CronJob" => {
+            crate::protobuf_workloads::decode(&kind, raw)?
+        }
         k if table_of(k).is_some() => decode_kind(&kind, raw)?,
         _ => {
             return err(format!(
-                "protobuf bodies are accepted for Namespace, ConfigMap, Secret, ServiceAccount, Service, TokenRequest, Deployment, ReplicaSet, the RBAC kinds and the reviews only, not {kind:?}; send application/json"
+                "protobuf bodies are accepted for Namespace, ConfigMap, Secret, ServiceAccount, Service, TokenRequest, Deployment, ReplicaSet, Job, CronJob, the RBAC kinds and the reviews only, not {kind:?}; send application/json"
             ))
         }
     };

@@ -7,11 +7,15 @@
 //! The pod template covers what a pod created from a command line or a
 //! simple manifest holds: containers (command, args, ports, env, resources,
 //! pull policy), restart and DNS policy, service account, node selector and
-//! grace period; other fields are not carried over.
+//! grace period; other fields are not carried over. Jobs and CronJobs
+//! (`kubectl create job`, `create job --from=cronjob/x`, `create cronjob`)
+//! carry their scalar settings; pod failure and success policies are not
+//! carried over.
 
 use std::collections::BTreeMap;
 
 use k8s_pb::api::apps::v1 as apps;
+use k8s_pb::api::batch::v1 as batch;
 use k8s_pb::api::core::v1 as core;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::util::intstr::IntOrString;
@@ -20,7 +24,8 @@ use serde_json::{json, Map, Value};
 
 use crate::protobuf::DecodeError;
 
-/// Decodes the raw object of a workload `kind` (Deployment, ReplicaSet).
+/// Decodes the raw object of a workload `kind` (Deployment, ReplicaSet,
+/// Job, CronJob).
 pub fn decode(kind: &str, raw: &[u8]) -> Result<Value, DecodeError> {
     let bad = |e: prost::DecodeError| DecodeError(format!("malformed {kind}: {e}"));
     match kind {
@@ -36,6 +41,43 @@ pub fn decode(kind: &str, raw: &[u8]) -> Result<Value, DecodeError> {
                     put_nonzero(&mut m, "minReadySeconds", s.min_ready_seconds);
                     put(&mut m, "selector", s.selector.map(selector));
                     put(&mut m, "template", s.template.map(template));
+                    Value::Object(m)
+                }),
+            )
+        }),
+        "Job" => batch::Job::decode(raw)
+            .map_err(bad)
+            .map(|j| object(j.metadata, j.spec.map(job_spec))),
+        "CronJob" => batch::CronJob::decode(raw).map_err(bad).map(|cj| {
+            object(
+                cj.metadata,
+                cj.spec.map(|s| {
+                    let mut m = Map::new();
+                    put_str(&mut m, "schedule", s.schedule);
+                    put(&mut m, "timeZone", s.time_zone.map(Value::String));
+                    put(
+                        &mut m,
+                        "startingDeadlineSeconds",
+                        s.starting_deadline_seconds.map(|v| json!(v)),
+                    );
+                    put_str(&mut m, "concurrencyPolicy", s.concurrency_policy);
+                    put_true(&mut m, "suspend", s.suspend);
+                    put(
+                        &mut m,
+                        "jobTemplate",
+                        s.job_template
+                            .map(|t| object(t.metadata, t.spec.map(job_spec))),
+                    );
+                    put_i32(
+                        &mut m,
+                        "successfulJobsHistoryLimit",
+                        s.successful_jobs_history_limit,
+                    );
+                    put_i32(
+                        &mut m,
+                        "failedJobsHistoryLimit",
+                        s.failed_jobs_history_limit,
+                    );
                     Value::Object(m)
                 }),
             )
@@ -98,7 +140,48 @@ fn object_meta(m: meta::ObjectMeta) -> Value {
     put_map(&mut o, "labels", m.labels);
     put_map(&mut o, "annotations", m.annotations);
     put_list(&mut o, "finalizers", m.finalizers, Value::String);
+    put_list(&mut o, "ownerReferences", m.owner_references, |r| {
+        let mut m = Map::new();
+        put_str(&mut m, "apiVersion", r.api_version);
+        put_str(&mut m, "kind", r.kind);
+        put_str(&mut m, "name", r.name);
+        put_str(&mut m, "uid", r.uid);
+        put(&mut m, "controller", r.controller.map(Value::Bool));
+        put(
+            &mut m,
+            "blockOwnerDeletion",
+            r.block_owner_deletion.map(Value::Bool),
+        );
+        Value::Object(m)
+    });
     Value::Object(o)
+}
+
+fn job_spec(s: batch::JobSpec) -> Value {
+    let mut m = Map::new();
+    put_i32(&mut m, "parallelism", s.parallelism);
+    put_i32(&mut m, "completions", s.completions);
+    put(
+        &mut m,
+        "activeDeadlineSeconds",
+        s.active_deadline_seconds.map(|v| json!(v)),
+    );
+    put_i32(&mut m, "backoffLimit", s.backoff_limit);
+    put_i32(&mut m, "backoffLimitPerIndex", s.backoff_limit_per_index);
+    put_i32(&mut m, "maxFailedIndexes", s.max_failed_indexes);
+    put(&mut m, "selector", s.selector.map(selector));
+    put(&mut m, "manualSelector", s.manual_selector.map(Value::Bool));
+    put(&mut m, "template", s.template.map(template));
+    put_i32(
+        &mut m,
+        "ttlSecondsAfterFinished",
+        s.ttl_seconds_after_finished,
+    );
+    put_str(&mut m, "completionMode", s.completion_mode);
+    put(&mut m, "suspend", s.suspend.map(Value::Bool));
+    put_str(&mut m, "podReplacementPolicy", s.pod_replacement_policy);
+    put_str(&mut m, "managedBy", s.managed_by);
+    Value::Object(m)
 }
 
 fn selector(s: meta::LabelSelector) -> Value {
@@ -277,6 +360,52 @@ mod tests {
                 "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
                     "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx", "resources": {}}]}},
                     "strategy": {}}})
+        );
+    }
+
+    #[test]
+    fn a_job_from_a_cron_job_keeps_its_owner_and_settings() {
+        let j = batch::Job {
+            metadata: Some(meta::ObjectMeta {
+                name: Some("manual".into()),
+                annotations: [(
+                    "cronjob.kubernetes.io/instantiate".to_string(),
+                    "manual".to_string(),
+                )]
+                .into(),
+                owner_references: vec![meta::OwnerReference {
+                    api_version: Some("batch/v1".into()),
+                    kind: Some("CronJob".into()),
+                    name: Some("tick".into()),
+                    uid: Some("u1".into()),
+                    controller: Some(true),
+                    block_owner_deletion: None,
+                }],
+                ..Default::default()
+            }),
+            spec: Some(batch::JobSpec {
+                completions: Some(2),
+                backoff_limit: Some(1),
+                template: Some(core::PodTemplateSpec {
+                    metadata: None,
+                    spec: Some(core::PodSpec {
+                        restart_policy: Some("Never".into()),
+                        ..Default::default()
+                    }),
+                }),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let v = decode("Job", &j.encode_to_vec()).unwrap();
+        assert_eq!(
+            v,
+            json!({"metadata": {"name": "manual",
+                    "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
+                    "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob",
+                        "name": "tick", "uid": "u1", "controller": true}]},
+                "spec": {"completions": 2, "backoffLimit": 1,
+                    "template": {"spec": {"restartPolicy": "Never"}}}})
         );
     }
 }

@@ -3,8 +3,10 @@
 mod agent_join;
 mod cheatsheet;
 mod common;
+mod jobs;
 mod services;
 mod services_bench;
+mod statefulsets;
 mod streaming;
 mod two_servers;
 mod virtual_nodes;
