@@ -86,6 +86,14 @@ fn zero(v: &Value) -> bool {
     }
 }
 
+fn go_zero(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.values().all(go_zero),
+        Value::Array(a) => a.is_empty(),
+        other => zero(other),
+    }
+}
+
 /// None for a value Go's JSON writes as null or that stands for "unset".
 fn message_json(schema: &Schema, msg: &DynamicMessage) -> Option<Value> {
     let desc = msg.descriptor();
@@ -154,8 +162,13 @@ fn message_json(schema: &Schema, msg: &DynamicMessage) -> Option<Value> {
         }
         _ => {
             let mut out = Map::new();
+            // A required Time Go left zero has no JSON but null, which
+            // k8s-openapi refuses; a struct that is nothing but zero values
+            // (TokenRequest's status in a request) is then left out whole.
+            let mut null_time = false;
             for (f, v) in msg.fields() {
                 let Some(j) = value_json(schema, &f, v) else {
+                    null_time |= schema.required(&f);
                     continue;
                 };
                 if schema.inline(&f) {
@@ -169,6 +182,9 @@ fn message_json(schema: &Schema, msg: &DynamicMessage) -> Option<Value> {
                     continue;
                 }
                 out.insert(f.json_name().to_string(), j);
+            }
+            if null_time && out.values().all(go_zero) {
+                return None;
             }
             Some(Value::Object(out))
         }
