@@ -200,3 +200,36 @@ fn accept_headers_negotiate_as_kube_apiserver() {
     assert_eq!(negotiate("image/png").first(), None);
     assert!(!negotiate("application/vnd.kubernetes.protobuf").json_fallback());
 }
+
+#[test]
+fn every_served_kind_its_list_and_its_subresources_have_a_message() {
+    let schema = schema::schema();
+    for r in crate::resources::RESOURCES {
+        let av = r.api_version();
+        assert!(schema.message(&av, r.kind).is_some(), "{av} {}", r.kind);
+        let list = r.list_kind();
+        // Reviews are create-only and have no list.
+        if r.verbs().contains(&"list") {
+            assert!(schema.message(&av, &list).is_some(), "{av} {list}");
+        }
+        for sub in r.subresources {
+            let (kind, _) = r.subresource(sub);
+            let (group, version) = r.subresource_group_version(sub);
+            let av = if group.is_empty() {
+                version.to_string()
+            } else {
+                format!("{group}/{version}")
+            };
+            assert!(schema.message(&av, kind).is_some(), "{av} {kind} ({sub})");
+        }
+    }
+    for kind in [
+        "Status",
+        "DeleteOptions",
+        "APIVersions",
+        "APIGroupList",
+        "APIResourceList",
+    ] {
+        assert!(schema.message("v1", kind).is_some(), "{kind}");
+    }
+}
