@@ -193,6 +193,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let client = kube::Client::try_from(config)?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // ServiceAccount admission wants it for every pod (in a cluster, a
+    // controller makes it; `serve` runs none).
+    let sa = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": "default"}});
+    let req = http::Request::post("/api/v1/namespaces/default/serviceaccounts")
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(&sa)?)?;
+    let _ = client.request_text(req).await;
 
     // Creates: 32 concurrent clients.
     let started = Instant::now();

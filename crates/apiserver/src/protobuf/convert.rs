@@ -18,7 +18,13 @@ const FIELDS_V1: &str = "k8s.io.apimachinery.pkg.apis.meta.v1.FieldsV1";
 const QUANTITY: &str = "k8s.io.apimachinery.pkg.api.resource.Quantity";
 const INT_OR_STRING: &str = "k8s.io.apimachinery.pkg.util.intstr.IntOrString";
 const RAW_EXTENSION: &str = "k8s.io.apimachinery.pkg.runtime.RawExtension";
-const APIEXT: &str = "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1";
+const APIEXT_JSON: &str = "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1.JSON";
+const SCHEMA_OR_BOOL: &str =
+    "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrBool";
+const SCHEMA_OR_ARRAY: &str =
+    "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrArray";
+const SCHEMA_OR_STRINGS: &str =
+    "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrStringArray";
 
 /// Go writes every non-pointer field of a message, set or not, so a zero
 /// scalar read from protobuf usually means "unset" and JSON leaves it out.
@@ -141,14 +147,12 @@ fn message_json(schema: &Schema, msg: &DynamicMessage) -> Option<Value> {
             Value::from(int(2))
         }),
         RAW_EXTENSION | FIELDS_V1 => raw_json(1),
-        n if n == format!("{APIEXT}.JSON") => raw_json(1),
-        n if n == format!("{APIEXT}.JSONSchemaPropsOrBool") => Some(match num(2) {
+        APIEXT_JSON => raw_json(1),
+        SCHEMA_OR_BOOL => Some(match num(2) {
             Some(s) if msg.has_field_by_number(2) => to_json(schema, s.as_message()?),
             _ => Value::Bool(num(1).and_then(|v| v.as_bool()).unwrap_or(false)),
         }),
-        n if n == format!("{APIEXT}.JSONSchemaPropsOrArray")
-            || n == format!("{APIEXT}.JSONSchemaPropsOrStringArray") =>
-        {
+        SCHEMA_OR_ARRAY | SCHEMA_OR_STRINGS => {
             if msg.has_field_by_number(1) {
                 Some(to_json(schema, num(1)?.as_message()?))
             } else {
@@ -355,8 +359,8 @@ pub fn from_json(desc: &MessageDescriptor, v: &Value) -> Result<DynamicMessage> 
             other => return Err(format!("expected an integer or a string, got {other}")),
         },
         RAW_EXTENSION | FIELDS_V1 => set(&mut msg, 1, raw(v)),
-        n if n == format!("{APIEXT}.JSON") => set(&mut msg, 1, raw(v)),
-        n if n == format!("{APIEXT}.JSONSchemaPropsOrBool") => match v {
+        APIEXT_JSON => set(&mut msg, 1, raw(v)),
+        SCHEMA_OR_BOOL => match v {
             Value::Bool(b) => set(&mut msg, 1, Pv::Bool(*b)),
             other => {
                 set(&mut msg, 1, Pv::Bool(true));
@@ -364,9 +368,7 @@ pub fn from_json(desc: &MessageDescriptor, v: &Value) -> Result<DynamicMessage> 
                 set(&mut msg, 2, field_value(&schema, other)?);
             }
         },
-        n if n == format!("{APIEXT}.JSONSchemaPropsOrArray")
-            || n == format!("{APIEXT}.JSONSchemaPropsOrStringArray") =>
-        {
+        SCHEMA_OR_ARRAY | SCHEMA_OR_STRINGS => {
             let number = if v.is_array() { 2 } else { 1 };
             let f = desc.get_field(number).ok_or("no such field")?;
             set(&mut msg, number, field_value(&f, v)?);

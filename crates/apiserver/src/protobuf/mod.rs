@@ -256,10 +256,15 @@ pub async fn respond(
         ));
     };
     let json = collected.to_bytes();
-    let encoded = serde_json::from_slice::<Value>(&json)
-        .map_err(|e| e.to_string())
-        .and_then(|v| encode(&v));
-    match encoded {
+    let Ok(v) = serde_json::from_slice::<Value>(&json) else {
+        return http::Response::from_parts(parts, crate::server::full(json));
+    };
+    // Documents that are not API objects (/version) are JSON whatever the
+    // client asks, as in kube-apiserver.
+    if v.get("kind").is_none() {
+        return http::Response::from_parts(parts, crate::server::full(json));
+    }
+    match encode(&v) {
         Ok(pb) => {
             parts.headers.insert(
                 http::header::CONTENT_TYPE,

@@ -15,27 +15,21 @@ const TEXT: &str = include_str!("schema.txt");
 
 pub struct Schema {
     pub pool: DescriptorPool,
-    /// (message, field number) of the fields Kubernetes writes in JSON even
-    /// when they hold their zero value.
-    required: HashSet<(String, u32)>,
-    /// Fields holding a Go struct embedded inline: in JSON its fields are
-    /// the parent's.
-    inline: HashSet<(String, u32)>,
+    /// Full names of the fields Kubernetes writes in JSON even when they
+    /// hold their zero value.
+    required: HashSet<String>,
+    /// Full names of the fields holding a Go struct embedded inline: in
+    /// JSON its fields are the parent's.
+    inline: HashSet<String>,
 }
 
 impl Schema {
     pub fn required(&self, field: &FieldDescriptor) -> bool {
-        self.required.contains(&(
-            field.parent_message().full_name().to_string(),
-            field.number(),
-        ))
+        self.required.contains(field.full_name())
     }
 
     pub fn inline(&self, field: &FieldDescriptor) -> bool {
-        self.inline.contains(&(
-            field.parent_message().full_name().to_string(),
-            field.number(),
-        ))
+        self.inline.contains(field.full_name())
     }
 
     /// The message of `kind` in `api_version`: its group's package, or
@@ -88,15 +82,17 @@ fn scalar(ty: &str) -> Option<Type> {
     })
 }
 
-fn field(name: &str, number: u32, label: Label, ty: &str) -> FieldDescriptorProto {
-    // JSON names such as `$ref` or `x-kubernetes-list-type` are not
-    // protobuf identifiers; the JSON name is kept beside the identifier.
-    let ident: String = name
-        .chars()
+/// A JSON name as a protobuf identifier (`$ref`, `x-kubernetes-list-type`
+/// are not identifiers; the JSON name is kept beside it).
+fn ident(name: &str) -> String {
+    name.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
+        .collect()
+}
+
+fn field(name: &str, number: u32, label: Label, ty: &str) -> FieldDescriptorProto {
     let mut f = FieldDescriptorProto {
-        name: Some(ident),
+        name: Some(ident(name)),
         json_name: Some(name.to_string()),
         number: Some(number as i32),
         label: Some(label as i32),
@@ -155,11 +151,12 @@ fn build(text: &str) -> Schema {
             continue;
         };
         let number: u32 = number.parse().unwrap_or_default();
+        let field_name = format!("{full}.{}", ident(name));
         if rest.contains(&"required") {
-            required.insert((full.clone(), number));
+            required.insert(field_name.clone());
         }
         if rest.contains(&"inline") {
-            inline.insert((full.clone(), number));
+            inline.insert(field_name);
         }
         if scalar(ty).is_none() && package_of(ty) != package_of(full) {
             deps.entry(package_of(full).to_string())

@@ -817,6 +817,9 @@ async fn tables_stay_json_when_protobuf_is_asked_first() {
     )
     .await;
     assert_eq!(a.content_type, "application/json");
+    // Documents that are not objects stay JSON, as from kube-apiserver.
+    let a = call(&c, "GET", "/version", PROTOBUF, None).await;
+    assert_eq!((a.code, a.content_type.as_str()), (200, "application/json"));
     // Nothing the server writes.
     let a = call(&c, "GET", &format!("{pods}/t"), "image/png", None).await;
     assert_eq!(a.code, 406);
