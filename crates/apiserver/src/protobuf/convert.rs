@@ -305,14 +305,29 @@ fn parse_go_duration(s: &str) -> Result<i64> {
 // ---------------------------------------------------------------------------
 // JSON -> protobuf
 
-/// The message `desc` holding the JSON object `v`. Fields the message does
-/// not have are left out (the server has checked the object already).
-pub fn from_json(desc: &MessageDescriptor, v: &Value) -> Result<DynamicMessage> {
-    let schema = super::schema::schema();
-    let mut msg = DynamicMessage::new(desc.clone());
-    let set = |msg: &mut DynamicMessage, n: u32, v: Pv| msg.set_field_by_number(n, v);
-    let raw = |v: &Value| Pv::Bytes(serde_json::to_vec(v).unwrap_or_default().into());
+use prost::encoding::{encode_key, encode_varint, WireType};
+
+/// Writes the message `desc` holding the JSON object `v` straight into
+/// `out` (no intermediate message: lists of thousands of objects are
+/// written this way). Fields the message does not have are left out (the
+/// server has checked the object already).
+pub fn encode_json(desc: &MessageDescriptor, v: &Value, out: &mut Vec<u8>) -> Result<()> {
     let name = desc.full_name();
+    let string = |n: u32, s: &str, out: &mut Vec<u8>| {
+        encode_key(n, WireType::LengthDelimited, out);
+        encode_varint(s.len() as u64, out);
+        out.extend_from_slice(s.as_bytes());
+    };
+    let varint = |n: u32, i: u64, out: &mut Vec<u8>| {
+        encode_key(n, WireType::Varint, out);
+        encode_varint(i, out);
+    };
+    let raw = |v: &Value, out: &mut Vec<u8>| {
+        let b = serde_json::to_vec(v).unwrap_or_default();
+        encode_key(1, WireType::LengthDelimited, out);
+        encode_varint(b.len() as u64, out);
+        out.extend_from_slice(&b);
+    };
     match name {
         TIME | MICRO_TIME => {
             let s = v
@@ -320,155 +335,171 @@ pub fn from_json(desc: &MessageDescriptor, v: &Value) -> Result<DynamicMessage> 
                 .ok_or_else(|| format!("{name}: expected a string, got {v}"))?;
             let t = chrono::DateTime::parse_from_rfc3339(s)
                 .map_err(|e| format!("parsing time {s:?}: {e}"))?;
-            set(&mut msg, 1, Pv::I64(t.timestamp()));
+            varint(1, t.timestamp() as u64, out);
             let nanos = if name == TIME {
                 0
             } else {
                 t.timestamp_subsec_micros() * 1000
             };
-            set(&mut msg, 2, Pv::I32(nanos as i32));
+            varint(2, u64::from(nanos), out);
         }
         DURATION => {
             let s = v
                 .as_str()
                 .ok_or_else(|| format!("{name}: expected a string"))?;
-            set(&mut msg, 1, Pv::I64(parse_go_duration(s)?));
+            varint(1, parse_go_duration(s)? as u64, out);
         }
-        QUANTITY => {
-            let s = match v {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                other => return Err(format!("quantities must be strings, not {other}")),
-            };
-            set(&mut msg, 1, Pv::String(s));
-        }
+        QUANTITY => match v {
+            Value::String(s) => string(1, s, out),
+            Value::Number(n) => string(1, &n.to_string(), out),
+            other => return Err(format!("quantities must be strings, not {other}")),
+        },
         INT_OR_STRING => match v {
             Value::String(s) => {
-                set(&mut msg, 1, Pv::I64(1));
-                set(&mut msg, 3, Pv::String(s.clone()));
+                varint(1, 1, out);
+                string(3, s, out);
             }
             Value::Number(n) => {
-                set(&mut msg, 1, Pv::I64(0));
                 let i = n.as_i64().ok_or_else(|| format!("{n} is not an integer"))?;
-                set(
-                    &mut msg,
-                    2,
-                    Pv::I32(i32::try_from(i).map_err(|e| e.to_string())?),
-                );
+                let i = i32::try_from(i).map_err(|e| e.to_string())?;
+                varint(1, 0, out);
+                varint(2, i64::from(i) as u64, out);
             }
             other => return Err(format!("expected an integer or a string, got {other}")),
         },
-        RAW_EXTENSION | FIELDS_V1 => set(&mut msg, 1, raw(v)),
-        APIEXT_JSON => set(&mut msg, 1, raw(v)),
+        RAW_EXTENSION | FIELDS_V1 | APIEXT_JSON => raw(v, out),
         SCHEMA_OR_BOOL => match v {
-            Value::Bool(b) => set(&mut msg, 1, Pv::Bool(*b)),
+            Value::Bool(b) => varint(1, u64::from(*b), out),
             other => {
-                set(&mut msg, 1, Pv::Bool(true));
-                let schema = desc.get_field(2).ok_or("no schema field")?;
-                set(&mut msg, 2, field_value(&schema, other)?);
+                varint(1, 1, out);
+                let f = desc.get_field(2).ok_or("no schema field")?;
+                encode_field(&f, other, out)?;
             }
         },
         SCHEMA_OR_ARRAY | SCHEMA_OR_STRINGS => {
             let number = if v.is_array() { 2 } else { 1 };
             let f = desc.get_field(number).ok_or("no such field")?;
-            set(&mut msg, number, field_value(&f, v)?);
+            encode_field(&f, v, out)?;
         }
         _ if is_list_wrapper(desc) => {
             let f = desc.fields().next().ok_or("no items field")?;
-            msg.set_field(&f, field_value(&f, v)?);
+            encode_field(&f, v, out)?;
         }
         _ => {
             let obj = v
                 .as_object()
                 .ok_or_else(|| format!("{}: expected an object, got {v}", desc.name()))?;
+            let schema = super::schema::schema();
             for f in desc.fields().filter(|f| schema.inline(f)) {
-                let Kind::Message(inner) = f.kind() else {
-                    continue;
-                };
-                msg.set_field(&f, Pv::Message(from_json(&inner, v)?));
+                encode_field(&f, v, out)?;
             }
             for (k, v) in obj {
                 let Some(f) = desc.get_field_by_json_name(k) else {
                     continue;
                 };
-                if v.is_null() {
-                    continue;
+                if !v.is_null() {
+                    encode_field(&f, v, out).map_err(|e| format!("{k}: {e}"))?;
                 }
-                let value = field_value(&f, v).map_err(|e| format!("{k}: {e}"))?;
-                msg.set_field(&f, value);
             }
         }
     }
-    Ok(msg)
+    Ok(())
 }
 
-fn field_value(f: &FieldDescriptor, v: &Value) -> Result<Pv> {
+fn encode_field(f: &FieldDescriptor, v: &Value, out: &mut Vec<u8>) -> Result<()> {
+    let n = f.number();
     if f.is_map() {
         let Kind::Message(entry) = f.kind() else {
             return Err("map without an entry message".into());
         };
-        let value_field = entry.map_entry_value_field();
+        let value_kind = entry.map_entry_value_field().kind();
         let obj = v
             .as_object()
             .ok_or_else(|| format!("expected an object, got {v}"))?;
-        let mut m = std::collections::HashMap::new();
+        let mut buf = Vec::new();
         for (k, v) in obj {
-            m.insert(
-                MapKey::String(k.clone()),
-                single_value(&value_field.kind(), v)?,
-            );
+            buf.clear();
+            encode_key(1, WireType::LengthDelimited, &mut buf);
+            encode_varint(k.len() as u64, &mut buf);
+            buf.extend_from_slice(k.as_bytes());
+            encode_single(2, &value_kind, v, &mut buf)?;
+            encode_key(n, WireType::LengthDelimited, out);
+            encode_varint(buf.len() as u64, out);
+            out.extend_from_slice(&buf);
         }
-        return Ok(Pv::Map(m));
+        return Ok(());
     }
     if f.is_list() {
         let items = v
             .as_array()
             .ok_or_else(|| format!("expected an array, got {v}"))?;
-        return items
-            .iter()
-            .map(|i| single_value(&f.kind(), i))
-            .collect::<Result<Vec<_>>>()
-            .map(Pv::List);
+        let kind = f.kind();
+        for i in items {
+            encode_single(n, &kind, i, out)?;
+        }
+        return Ok(());
     }
-    single_value(&f.kind(), v)
+    encode_single(n, &f.kind(), v, out)
 }
 
-fn single_value(kind: &Kind, v: &Value) -> Result<Pv> {
+fn encode_single(n: u32, kind: &Kind, v: &Value, out: &mut Vec<u8>) -> Result<()> {
     let int = || -> Result<i64> {
         v.as_i64()
             .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
             .ok_or_else(|| format!("expected an integer, got {v}"))
     };
-    Ok(match kind {
-        Kind::String => Pv::String(
+    let bytes = |b: &[u8], out: &mut Vec<u8>| {
+        encode_key(n, WireType::LengthDelimited, out);
+        encode_varint(b.len() as u64, out);
+        out.extend_from_slice(b);
+    };
+    match kind {
+        Kind::String => bytes(
             v.as_str()
                 .ok_or_else(|| format!("expected a string, got {v}"))?
-                .to_string(),
+                .as_bytes(),
+            out,
         ),
-        Kind::Int32 => Pv::I32(i32::try_from(int()?).map_err(|e| e.to_string())?),
-        Kind::Int64 => Pv::I64(int()?),
-        Kind::Bool => Pv::Bool(
-            v.as_bool()
-                .ok_or_else(|| format!("expected a boolean, got {v}"))?,
-        ),
-        Kind::Double => Pv::F64(
-            v.as_f64()
-                .ok_or_else(|| format!("expected a number, got {v}"))?,
-        ),
+        Kind::Int32 => {
+            let i = i32::try_from(int()?).map_err(|e| e.to_string())?;
+            encode_key(n, WireType::Varint, out);
+            encode_varint(i64::from(i) as u64, out);
+        }
+        Kind::Int64 => {
+            encode_key(n, WireType::Varint, out);
+            encode_varint(int()? as u64, out);
+        }
+        Kind::Bool => {
+            let b = v
+                .as_bool()
+                .ok_or_else(|| format!("expected a boolean, got {v}"))?;
+            encode_key(n, WireType::Varint, out);
+            encode_varint(u64::from(b), out);
+        }
+        Kind::Double => {
+            let d = v
+                .as_f64()
+                .ok_or_else(|| format!("expected a number, got {v}"))?;
+            encode_key(n, WireType::SixtyFourBit, out);
+            out.extend_from_slice(&d.to_le_bytes());
+        }
         Kind::Bytes => {
             let s = v
                 .as_str()
                 .ok_or_else(|| format!("expected base64 text, got {v}"))?;
-            Pv::Bytes(
-                base64::engine::general_purpose::STANDARD
-                    .decode(s)
-                    .map_err(|e| format!("illegal base64 data: {e}"))?
-                    .into(),
-            )
+            let b = base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|e| format!("illegal base64 data: {e}"))?;
+            bytes(&b, out);
         }
-        Kind::Message(m) => Pv::Message(from_json(m, v)?),
+        Kind::Message(m) => {
+            let mut inner = Vec::new();
+            encode_json(m, v, &mut inner)?;
+            bytes(&inner, out);
+        }
         other => return Err(format!("unsupported field kind {other:?}")),
-    })
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -77,8 +77,9 @@ pub fn encode(v: &Value) -> Result<Vec<u8>, String> {
     let desc = schema::schema()
         .message(api_version, kind)
         .ok_or_else(|| format!("{kind} ({api_version}) has no protobuf form"))?;
-    let msg = convert::from_json(&desc, v)?;
-    Ok(envelope(api_version, kind, msg.encode_to_vec()))
+    let mut raw = Vec::with_capacity(1024);
+    convert::encode_json(&desc, v, &mut raw)?;
+    Ok(envelope(api_version, kind, raw))
 }
 
 fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
@@ -203,29 +204,26 @@ pub fn encode_list(
     let prost_reflect::Kind::Message(item) = items_field.kind() else {
         return Err(format!("{list_kind} is not a list of objects"));
     };
-    let mut raw = Vec::new();
-    let mut head = DynamicMessage::new(list.clone());
-    let meta = convert::from_json(
-        &match meta_field.kind() {
-            prost_reflect::Kind::Message(m) => m,
-            _ => return Err("list metadata is not a message".into()),
-        },
-        metadata,
-    )?;
-    head.set_field(&meta_field, prost_reflect::Value::Message(meta));
-    head.encode(&mut raw).map_err(|e| e.to_string())?;
+    let prost_reflect::Kind::Message(meta) = meta_field.kind() else {
+        return Err("list metadata is not a message".into());
+    };
+    let mut raw = Vec::with_capacity(items.iter().map(|b| b.len() / 2).sum());
+    let mut buf = Vec::new();
+    convert::encode_json(&meta, metadata, &mut buf)?;
+    write_field(meta_field.number(), &buf, &mut raw);
     for b in items {
         let v: Value = serde_json::from_slice(b).map_err(|e| e.to_string())?;
-        let m = convert::from_json(&item, &v)?;
-        prost::encoding::encode_key(
-            items_field.number(),
-            prost::encoding::WireType::LengthDelimited,
-            &mut raw,
-        );
-        prost::encoding::encode_varint(m.encoded_len() as u64, &mut raw);
-        m.encode(&mut raw).map_err(|e| e.to_string())?;
+        buf.clear();
+        convert::encode_json(&item, &v, &mut buf)?;
+        write_field(items_field.number(), &buf, &mut raw);
     }
     Ok(envelope(api_version, list_kind, raw))
+}
+
+fn write_field(number: u32, message: &[u8], out: &mut Vec<u8>) {
+    prost::encoding::encode_key(number, prost::encoding::WireType::LengthDelimited, out);
+    prost::encoding::encode_varint(message.len() as u64, out);
+    out.extend_from_slice(message);
 }
 
 /// Rewrites a whole JSON answer (an object, a Status) as protobuf when the
