@@ -90,7 +90,7 @@ impl ResourceDef {
         match sub {
             "token" => ("authentication.k8s.io", "v1"),
             "scale" => ("autoscaling", "v1"),
-            "status" | "finalize" => (self.group, self.version),
+            "status" | "finalize" | "approval" => (self.group, self.version),
             _ => ("", "v1"),
         }
     }
