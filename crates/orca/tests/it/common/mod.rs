@@ -418,6 +418,16 @@ impl Cluster {
     /// pods outlive an agent restart by design), then stops the server
     /// with SIGTERM; returns whether it exited of itself.
     pub fn stop(&mut self) -> bool {
+        // Workloads first: their controllers would replace deleted pods
+        // (a StatefulSet's web-0 came back and outlived the test).
+        let _ = self.kubectl(&[
+            "delete",
+            "deployments,replicasets,statefulsets,daemonsets,jobs,cronjobs",
+            "--all",
+            "--all-namespaces",
+            "--cascade=orphan",
+            "--timeout=60s",
+        ]);
         let _ = self.kubectl(&[
             "delete",
             "pods",
