@@ -164,7 +164,12 @@ async fn replace_deletes_the_running_job_for_the_next() {
         .unwrap();
     assert_eq!(active.len(), 1);
     assert_eq!(active[0].name, second.metadata.name);
-    let events = c.events_of("swap").await;
+    let events = c
+        .events_until("swap", |e| {
+            e.iter()
+                .any(|e| e.reason.as_deref() == Some("SuccessfulDelete"))
+        })
+        .await;
     assert!(events
         .iter()
         .any(|e| e.reason.as_deref() == Some("SuccessfulDelete")
@@ -195,9 +200,7 @@ async fn finished_runs_are_kept_to_the_history_limit() {
     })
     .await;
     assert!(cj.status.unwrap().last_schedule_time.is_some());
-    assert!(reasons(&c, "hist")
-        .await
-        .contains(&"SawCompletedJob".into()));
+    c.reasons_once("hist", "SawCompletedJob").await;
     wait_for(
         "the second run, and the first deleted",
         MINUTE_AND_A_BIT,

@@ -150,12 +150,7 @@ async fn one_pod_per_eligible_node_including_nodes_that_join_later() {
         (nodes_of(&c, &uid).await == ["late-ssd-0", "ssd-0"]).then_some(())
     })
     .await;
-    let reasons: Vec<String> = c
-        .events_of("agent")
-        .await
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
+    let reasons = c.reasons_once("agent", "SuccessfulDelete").await;
     assert_eq!(
         reasons.iter().filter(|r| *r == "SuccessfulCreate").count(),
         3

@@ -107,14 +107,22 @@ async fn six_completions_three_at_a_time() {
         assert!(p.finalizers().is_empty(), "counted pods keep no finalizer");
         assert_eq!(p.labels()["batch.kubernetes.io/job-name"], "work");
     }
-    let events = c.events_of("work").await;
-    let reasons: Vec<&str> = events.iter().filter_map(|e| e.reason.as_deref()).collect();
+    let events = c
+        .events_until("work", |e| {
+            e.iter().any(|e| e.reason.as_deref() == Some("Completed"))
+        })
+        .await;
     assert_eq!(
-        reasons.iter().filter(|r| **r == "SuccessfulCreate").count(),
+        events
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("SuccessfulCreate"))
+            .count(),
         6
     );
-    assert_eq!(reasons.last(), Some(&"Completed"));
-    let completed = events.last().unwrap();
+    let completed = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Completed"))
+        .unwrap();
     assert_eq!(completed.message.as_deref(), Some("Job completed"));
     assert_eq!(
         completed.source.as_ref().unwrap().component.as_deref(),
@@ -236,12 +244,7 @@ async fn a_job_past_its_deadline_fails_and_its_pods_go() {
         c.pods_of(&uid).await.is_empty().then_some(())
     })
     .await;
-    let reasons: Vec<String> = c
-        .events_of("slow")
-        .await
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
+    let reasons = c.reasons_once("slow", "SuccessfulDelete").await;
     assert!(
         reasons.contains(&"SuccessfulDelete".to_string()),
         "{reasons:?}"
@@ -356,13 +359,8 @@ async fn suspend_resume_and_ttl_after_finished() {
     .await;
     let j = jobs.get("later").await.unwrap();
     assert_eq!(j.status.as_ref().unwrap().failed, None);
-    let reasons: Vec<String> = c
-        .events_of("later")
-        .await
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
-    assert!(reasons.contains(&"Resumed".into()) && reasons.contains(&"Suspended".into()));
+    let reasons = c.reasons_once("later", "Resumed").await;
+    assert!(reasons.contains(&"Suspended".into()), "{reasons:?}");
 
     // A finished Job with a TTL is deleted, its pods first.
     let brief = jobs

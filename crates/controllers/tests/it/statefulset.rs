@@ -153,7 +153,11 @@ async fn ordered_pods_with_stable_identities_up_and_down_in_order() {
     assert_eq!(out.trim(), "statefulset.apps/web scaled");
     watch_ordered(&c, &uid, "web", |p| p.len() == 1).await;
     let messages: Vec<String> = c
-        .events_of("web")
+        .events_until("web", |e| {
+            e.iter().any(|e| {
+                e.message.as_deref() == Some("delete Pod web-1 in StatefulSet web successful")
+            })
+        })
         .await
         .into_iter()
         .filter_map(|e| e.message)
@@ -265,7 +269,11 @@ async fn rolling_update_goes_down_the_ordinals_to_the_partition() {
     })
     .await;
     let deletes: Vec<String> = c
-        .events_of("web")
+        .events_until("web", |e| {
+            e.iter().any(|e| {
+                e.message.as_deref() == Some("delete Pod web-1 in StatefulSet web successful")
+            })
+        })
         .await
         .into_iter()
         .filter_map(|e| e.message)

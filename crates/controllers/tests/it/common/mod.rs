@@ -116,6 +116,28 @@ impl Cluster {
     }
 
     /// Events about the object named `name`, oldest first.
+    /// `name`'s events once `done` holds for them: a controller posts its
+    /// event after the write it describes, so a test that has seen the write
+    /// waits for the event.
+    pub async fn events_until(&self, name: &str, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+        orca_testkit::wait_for(&format!("the events of {name}"), WAIT, || async {
+            let events = self.events_of(name).await;
+            done(&events).then_some(events)
+        })
+        .await
+    }
+
+    /// The reasons of `name`'s events once one of them is `reason`.
+    pub async fn reasons_once(&self, name: &str, reason: &str) -> Vec<String> {
+        self.events_until(name, |e| {
+            e.iter().any(|e| e.reason.as_deref() == Some(reason))
+        })
+        .await
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect()
+    }
+
     pub async fn events_of(&self, name: &str) -> Vec<Event> {
         let mut e: Vec<Event> = self
             .api::<Event>()
