@@ -5,6 +5,7 @@
 pub mod convert;
 pub mod cron;
 pub mod defaults;
+pub mod disruption;
 pub mod patch;
 pub mod printing;
 pub mod quantity;

@@ -76,6 +76,7 @@ impl ResourceDef {
             "status" | "approval" => (self.kind, &["get", "patch", "update"]),
             "scale" => ("Scale", &["get", "patch", "update"]),
             "binding" => ("Binding", &["create"]),
+            "eviction" => ("Eviction", &["create"]),
             "finalize" => (self.kind, &["update"]),
             "log" => ("Pod", &["get"]),
             "token" => ("TokenRequest", &["create"]),
@@ -90,6 +91,7 @@ impl ResourceDef {
         match sub {
             "token" => ("authentication.k8s.io", "v1"),
             "scale" => ("autoscaling", "v1"),
+            "eviction" => ("policy", "v1"),
             "status" | "finalize" | "approval" => (self.group, self.version),
             _ => ("", "v1"),
         }
@@ -126,7 +128,15 @@ pub static RESOURCES: &[ResourceDef] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &["status", "binding", "log", "exec", "attach", "portforward"],
+        subresources: &[
+            "status",
+            "binding",
+            "eviction",
+            "log",
+            "exec",
+            "attach",
+            "portforward",
+        ],
         schema: "io.k8s.api.core.v1.Pod",
         strategy: &registry::POD,
         normalize: roundtrip::<core::Pod>,

@@ -545,6 +545,10 @@ async fn dispatch<B: RequestBody>(
             let body = read_body(body, h).await?;
             handlers::bind(&ctx, name, &body).await
         }
+        (&Method::POST, Some(name), Some("eviction")) => {
+            let body = read_body(body, h).await?;
+            handlers::evict(&ctx, name, &body).await
+        }
         (&Method::POST, Some(name), Some(sub)) if t.def.subresource(sub).1.contains(&"create") => {
             let body = read_body(body, h).await?;
             handlers::create_subresource(&ctx, name, sub, &body).await

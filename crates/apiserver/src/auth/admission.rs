@@ -50,6 +50,10 @@ pub fn node_restriction(
         ("", "pods", None, Op::Delete) if node_of_pod(new) != node => deny(format!(
             "node {node:?} can only delete pods with spec.nodeName set to itself"
         )),
+        // For an eviction, `new` is the pod to evict.
+        ("", "pods", Some("eviction"), Op::Create) if node_of_pod(new) != node => deny(format!(
+            "node {node} can only evict pods with spec.nodeName set to itself"
+        )),
         ("", "pods", Some("status"), Op::Update)
             if node_of_pod(old.unwrap_or(new)) != node =>
         {

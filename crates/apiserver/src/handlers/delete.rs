@@ -1,33 +1,45 @@
 use super::*;
 use crate::registry::GcPolicy;
 
-#[derive(Default, serde::Deserialize)]
+#[derive(Clone, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct DeleteOptions {
+pub(super) struct DeleteOptions {
     grace_period_seconds: Option<i64>,
     propagation_policy: Option<String>,
-    preconditions: Option<Preconditions>,
-    dry_run: Option<Vec<String>>,
+    pub(super) preconditions: Option<Preconditions>,
+    pub(super) dry_run: Option<Vec<String>>,
     orphan_dependents: Option<bool>,
     /// `dryRun` from the body, or from the query when the body has none.
     #[serde(skip)]
-    dry: bool,
+    pub(super) dry: bool,
 }
 
-#[derive(Default, serde::Deserialize)]
+#[derive(Clone, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Preconditions {
-    uid: Option<String>,
-    resource_version: Option<String>,
+pub(super) struct Preconditions {
+    pub(super) uid: Option<String>,
+    pub(super) resource_version: Option<String>,
 }
 
 fn delete_options(ctx: &Ctx<'_>, body: &[u8]) -> Result<DeleteOptions, ApiError> {
-    let mut o: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
-        DeleteOptions::default()
+    let o = if body.iter().all(u8::is_ascii_whitespace) {
+        None
     } else {
-        let v = decode_body(ctx.headers, body)?;
-        serde_json::from_value(v)
-            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        Some(decode_body(ctx.headers, body)?)
+    };
+    delete_options_from(ctx, o)
+}
+
+/// DeleteOptions from a decoded body (a DELETE's, or an Eviction's
+/// `deleteOptions`) and the query, validated as kube-apiserver does.
+pub(super) fn delete_options_from(
+    ctx: &Ctx<'_>,
+    body: Option<Value>,
+) -> Result<DeleteOptions, ApiError> {
+    let mut o: DeleteOptions = match body {
+        None | Some(Value::Null) => DeleteOptions::default(),
+        Some(v) => serde_json::from_value(v)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?,
     };
     if let Some(g) = parse_num::<i64>(ctx.query, "gracePeriodSeconds")? {
         o.grace_period_seconds = Some(g);
@@ -82,7 +94,7 @@ fn delete_options(ctx: &Ctx<'_>, body: &[u8]) -> Result<DeleteOptions, ApiError>
     Ok(o)
 }
 
-fn delete_decision(
+pub(super) fn delete_decision(
     ctx: &Ctx<'_>,
     opts: &DeleteOptions,
     cur: &Value,

@@ -1,5 +1,5 @@
 //! The verbs: create, get, list, watch, update, patch, delete,
-//! deletecollection and pods/binding, over any resource in
+//! deletecollection, pods/binding and pods/eviction, over any resource in
 //! [`crate::resources::RESOURCES`]. This module holds what the verbs share
 //! (content negotiation, decoding, options, store access); each verb family
 //! has its own file.
@@ -26,6 +26,7 @@ use orca_api::printing::{IncludeObject, TableOptions};
 
 mod binding;
 mod delete;
+mod eviction;
 mod read;
 mod scale;
 mod subresource;
@@ -34,6 +35,7 @@ mod write;
 
 pub use binding::bind;
 pub use delete::{delete, delete_collection};
+pub use eviction::evict;
 pub use read::{get, list};
 pub use scale::{get_scale, patch_scale, update_scale};
 pub use subresource::create_subresource;

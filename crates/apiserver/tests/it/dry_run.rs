@@ -504,6 +504,12 @@ async fn dry_run_never_writes_and_answers_as_the_real_request() {
                     c.check(sub, Write::new("bind a pod", "POST", &uri, binding))
                         .await;
                 }
+                "pods/eviction" => {
+                    let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                        "metadata": {"name": "dry-pods-a"}});
+                    c.check(sub, Write::new("evict a pod", "POST", &uri, eviction))
+                        .await;
+                }
                 "serviceaccounts/token" => {
                     let request = json!({"apiVersion": "authentication.k8s.io/v1",
                         "kind": "TokenRequest", "spec": {"audiences": ["dry-run-test"]}});
