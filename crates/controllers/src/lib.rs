@@ -19,11 +19,14 @@
 //!   template history in ControllerRevisions ([`revisions`]),
 //! - [`statefulset`] keeps StatefulSets' ordered, stable pods,
 //! - [`gc`] deletes objects whose owners are gone, and carries out
-//!   foreground and orphan deletion.
+//!   foreground and orphan deletion,
+//! - [`disruption`] keeps PodDisruptionBudgets' status, which evictions
+//!   decide by.
 
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslices;
 pub mod events;
@@ -198,6 +201,7 @@ async fn run_all(clients: Clients, config: Config) -> anyhow::Result<()> {
         daemonset::run(&clients),
         statefulset::run(&clients),
         gc::run(&clients),
+        disruption::run(&clients),
     )?;
     Ok(())
 }
