@@ -1,0 +1,282 @@
+//! The disruption controller with the ReplicaSet and Deployment
+//! controllers, the real scheduler and virtual nodes (which run pods, report
+//! them Ready and remove deleted ones at once) against a real API server:
+//! PodDisruptionBudget status as Kubernetes computes it, and the real
+//! `kubectl cordon`, `uncordon` and `drain` evicting through the budget.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use orca_testkit::wait_for;
+use serde_json::json;
+
+use crate::common::{Cluster, Controller, WAIT};
+
+const CONTROLLERS: &[Controller] = &[
+    |c| Box::pin(async move { orca_controllers::replicaset::run(&c).await.unwrap() }),
+    |c| Box::pin(async move { orca_controllers::deployment::run(&c).await.unwrap() }),
+    |c| Box::pin(async move { orca_controllers::disruption::run(&c).await.unwrap() }),
+];
+
+fn deployment(name: &str, replicas: i32) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}],
+                    "tolerations": [{"key": "orca.dev/virtual-node", "operator": "Exists"}]}}}
+    }))
+    .unwrap()
+}
+
+async fn create_budget(c: &Cluster, name: &str, app: &str, spec: serde_json::Value) {
+    let mut spec = spec;
+    spec["selector"] = json!({"matchLabels": {"app": app}});
+    let pdb: PodDisruptionBudget =
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
+    c.api::<PodDisruptionBudget>()
+        .create(&PostParams::default(), &pdb)
+        .await
+        .unwrap();
+}
+
+/// (expectedPods, desiredHealthy, currentHealthy, disruptionsAllowed) once
+/// the controller has observed the budget's generation and they are `want`.
+async fn status_becomes(
+    c: &Cluster,
+    name: &str,
+    want: (i32, i32, i32, i32),
+) -> PodDisruptionBudget {
+    let api = c.api::<PodDisruptionBudget>();
+    wait_for(&format!("{name}'s status to be {want:?}"), WAIT, || async {
+        let pdb = api.get(name).await.ok()?;
+        let s = pdb.status.clone()?;
+        let numbers = (
+            s.expected_pods,
+            s.desired_healthy,
+            s.current_healthy,
+            s.disruptions_allowed,
+        );
+        (numbers == want && s.observed_generation == pdb.metadata.generation).then_some(pdb)
+    })
+    .await
+}
+
+/// Ready pods of `app` that are not being deleted.
+async fn ready_pods(pods: &Api<Pod>, app: &str) -> Vec<Pod> {
+    pods.list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_status_follows_min_available_and_max_unavailable() {
+    let mut c = Cluster::start(CONTROLLERS, false).await;
+    c.start_scheduler();
+    c.add_nodes("vn-", 2, &[]).await;
+    c.api::<Deployment>()
+        .create(&PostParams::default(), &deployment("web", 4))
+        .await
+        .unwrap();
+    wait_for("4 ready pods", WAIT, || async {
+        (ready_pods(&c.api(), "web").await.len() == 4).then_some(())
+    })
+    .await;
+
+    create_budget(&c, "min-int", "web", json!({"minAvailable": 3})).await;
+    create_budget(&c, "min-pct", "web", json!({"minAvailable": "30%"})).await;
+    create_budget(&c, "max-int", "web", json!({"maxUnavailable": 1})).await;
+    create_budget(&c, "max-pct", "web", json!({"maxUnavailable": "60%"})).await;
+    create_budget(&c, "nothing", "none", json!({"minAvailable": 1})).await;
+    let pdb = status_becomes(&c, "min-int", (4, 3, 4, 1)).await;
+    let cond = &pdb.status.unwrap().conditions.unwrap()[0];
+    assert_eq!(
+        (
+            cond.type_.as_str(),
+            cond.status.as_str(),
+            cond.reason.as_str()
+        ),
+        ("DisruptionAllowed", "True", "SufficientPods")
+    );
+    // 30% of 4 rounds up to 2.
+    status_becomes(&c, "min-pct", (4, 2, 4, 2)).await;
+    status_becomes(&c, "max-int", (4, 3, 4, 1)).await;
+    // 60% of 4 unavailable rounds up to 3: one must stay.
+    status_becomes(&c, "max-pct", (4, 1, 4, 3)).await;
+    let pdb = status_becomes(&c, "nothing", (0, 1, 0, 0)).await;
+    let cond = &pdb.status.unwrap().conditions.unwrap()[0];
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_str()),
+        ("False", "InsufficientPods")
+    );
+    c.reasons_once("nothing", "NoPods").await;
+
+    // The Deployment's scale, not the pods there are, is what percentages
+    // and maxUnavailable count against.
+    c.api::<Deployment>()
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 6}})),
+        )
+        .await
+        .unwrap();
+    status_becomes(&c, "max-int", (6, 5, 6, 1)).await;
+    // A new spec is observed.
+    c.api::<PodDisruptionBudget>()
+        .patch(
+            "min-int",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"minAvailable": 6}})),
+        )
+        .await
+        .unwrap();
+    let pdb = status_becomes(&c, "min-int", (6, 6, 6, 0)).await;
+    assert_eq!(pdb.status.unwrap().observed_generation, Some(2));
+
+    // kubectl's columns, as real Kubernetes prints them.
+    let reference = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/kubernetes-v1.32/platform/01-pdb.txt"
+    ))
+    .unwrap();
+    let header = reference
+        .lines()
+        .find(|l| l.starts_with("NAME "))
+        .unwrap()
+        .to_string();
+    let table = c.kubectl(&["get", "pdb"]).await;
+    let lines: Vec<&str> = table.lines().collect();
+    let columns = |l: &str| -> Vec<String> {
+        l.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(columns(lines[0]), columns(&header), "{table}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()[..4] == ["max-int", "N/A", "1", "1"]),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_evicts_through_the_budget_one_pod_at_a_time() {
+    let mut c = Cluster::start(CONTROLLERS, false).await;
+    c.start_scheduler();
+    c.add_nodes("old-", 1, &[]).await;
+    let pods: Api<Pod> = c.api();
+    c.api::<Deployment>()
+        .create(&PostParams::default(), &deployment("web", 3))
+        .await
+        .unwrap();
+    wait_for("3 ready pods on old-0", WAIT, || async {
+        (ready_pods(&pods, "web").await.len() == 3).then_some(())
+    })
+    .await;
+    c.add_nodes("new-", 1, &[]).await;
+    create_budget(&c, "web-pdb", "web", json!({"minAvailable": 2})).await;
+    status_becomes(&c, "web-pdb", (3, 2, 3, 1)).await;
+
+    // cordon and uncordon, as kubectl prints them.
+    assert_eq!(
+        c.kubectl(&["cordon", "new-0"]).await,
+        "node/new-0 cordoned\n"
+    );
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    let node = nodes.get("new-0").await.unwrap();
+    assert_eq!(node.spec.unwrap().unschedulable, Some(true));
+    assert_eq!(
+        c.kubectl(&["uncordon", "new-0"]).await,
+        "node/new-0 uncordoned\n"
+    );
+    let node = nodes.get("new-0").await.unwrap();
+    assert_ne!(node.spec.unwrap().unschedulable, Some(true));
+
+    // While the drain runs, the budget's 2 ready pods are never lost.
+    let fewest = Arc::new(AtomicUsize::new(usize::MAX));
+    let sampler = tokio::spawn({
+        let fewest = fewest.clone();
+        let pods = pods.clone();
+        async move {
+            loop {
+                let n = ready_pods(&pods, "web").await.len();
+                fewest.fetch_min(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let out = c
+        .kubectl_out(&[
+            "drain",
+            "old-0",
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=120s",
+        ])
+        .await;
+    sampler.abort();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "drain failed: {stderr}\n{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"node/old-0 cordoned"), "{stdout}");
+    assert_eq!(lines.last(), Some(&"node/old-0 drained"), "{stdout}");
+    let all = format!("{stdout}{stderr}");
+    let evicted = all
+        .lines()
+        .filter(|l| l.starts_with("pod/web-") && l.ends_with(" evicted"))
+        .count();
+    assert_eq!(evicted, 3, "{all}");
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("evicting pod default/web-")),
+        "{all}"
+    );
+    // Three pods asked at once with one disruption allowed: some wait.
+    let blocked = all
+        .lines()
+        .filter(|l| {
+            l.starts_with("error when evicting pods/\"web-")
+                && l.ends_with(" -n \"default\" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.")
+        })
+        .count();
+    assert!(blocked >= 1, "no eviction was refused: {all}");
+    assert!(
+        fewest.load(Ordering::SeqCst) >= 2,
+        "the drain left fewer than 2 ready pods"
+    );
+
+    // No pod is left on old-0, which stays cordoned.
+    let left: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.spec.as_ref().unwrap().node_name.as_deref() == Some("old-0"))
+        .map(|p| p.name_any())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let node = nodes.get("old-0").await.unwrap();
+    assert_eq!(node.spec.unwrap().unschedulable, Some(true));
+}
