@@ -73,7 +73,19 @@ pub fn bytes_response(code: u16, content_type: &str, b: Bytes) -> Response<Body>
 }
 
 pub fn error_response(e: &ApiError) -> Response<Body> {
-    json_response(e.code, &e.to_status())
+    let mut r = json_response(e.code, &e.to_status());
+    // As kube-apiserver: a suggested delay is also a Retry-After header,
+    // which client-go honours by retrying the request itself.
+    let retry_after = e
+        .details
+        .as_ref()
+        .and_then(|d| d["retryAfterSeconds"].as_i64());
+    if let Some(secs) = retry_after.filter(|s| *s > 0) {
+        if let Ok(v) = http::HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    r
 }
 
 /// Who the connection's client certificate names, decided once per

@@ -12,6 +12,10 @@
 //! budget whose numbers cannot be computed allows no disruption
 //! (`SyncFailed`).
 //!
+//! It also resets to False a pod's `DisruptionTarget` condition that an
+//! eviction set two minutes ago without the pod being deleted since (the
+//! eviction failed after marking it).
+//!
 //! Reads: poddisruptionbudgets, pods, replicasets, deployments,
 //! statefulsets, replicationcontrollers. Writes: poddisruptionbudgets/status,
 //! events (`system:controller:disruption-controller`).
@@ -26,7 +30,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -43,6 +47,9 @@ const WORKERS: usize = 5;
 /// healthy count while the pod is not seen being deleted
 /// (`DeletionTimeout`).
 const DELETION_TIMEOUT: chrono::Duration = chrono::Duration::minutes(2);
+/// How long a `DisruptionTarget` condition may stay on a pod that is not
+/// being deleted (`stalePodDisruptionTimeout`).
+const STALE_DISRUPTION_TIMEOUT: chrono::Duration = chrono::Duration::minutes(2);
 
 type Key = (String, String);
 
@@ -196,12 +203,40 @@ fn up_to_date(old: &PodDisruptionBudgetStatus, new: &PodDisruptionBudgetStatus) 
         && disruption::condition_up_to_date(old)
 }
 
+/// When a pod's `DisruptionTarget=True` condition becomes stale: None for
+/// pods without one, being deleted or finished, or marked by their kubelet
+/// (which may take arbitrarily long to act).
+pub fn stale_disruption_at(pod: &Pod) -> Option<DateTime<Utc>> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let status = pod.status.as_ref()?;
+    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    let cond = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionTarget")?;
+    if cond.status != "True" || cond.reason.as_deref() == Some("TerminationByKubelet") {
+        return None;
+    }
+    let since = cond
+        .last_transition_time
+        .as_ref()
+        .map_or(Utc::now(), |t| t.0);
+    Some(since + STALE_DISRUPTION_TIMEOUT)
+}
+
 struct Controller {
     client: Client,
     budgets: Store<PodDisruptionBudget>,
     pods: Store<Pod>,
     owners: Owners,
     queue: Arc<WorkQueue<Key>>,
+    /// Pods whose DisruptionTarget condition may go stale.
+    stale_queue: Arc<WorkQueue<Key>>,
     events: Recorder,
 }
 
@@ -298,6 +333,7 @@ pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
     let informers = clients.informers();
     let writer = clients.controller(NAME);
     let (queue, rx) = WorkQueue::new();
+    let (stale_queue, stale_rx) = WorkQueue::new();
     let (budgets, budget_writer) = reflector::store();
     let (pods, pod_writer) = reflector::store();
     let (replica_sets, rs_writer) = reflector::store();
@@ -315,6 +351,7 @@ pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
             replication_controllers,
         },
         queue: Arc::new(queue),
+        stale_queue: Arc::new(stale_queue),
         events: Recorder::new(writer, NAME),
     });
     let budget_events = watch::<PodDisruptionBudget>(informers.clone(), budget_writer).for_each({
@@ -338,6 +375,9 @@ pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
                     if b.namespace().as_deref() == Some(ns.as_str()) {
                         c.queue.add((ns.clone(), b.name_any()));
                     }
+                }
+                if stale_disruption_at(&p).is_some() {
+                    c.stale_queue.add((ns, p.name_any()));
                 }
             }
             futures::future::ready(())
@@ -376,7 +416,26 @@ pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
         })
         .await
     };
-    tokio::join!(budget_events, pod_events, owner_caches, work);
+    let stale_work = async {
+        let _ = c.pods.wait_until_ready().await;
+        crate::queue::work(&c.stale_queue, stale_rx, WORKERS, {
+            let c = c.clone();
+            move |key: Key| {
+                let c = c.clone();
+                async move {
+                    match c.reset_stale_disruption(&key).await {
+                        Ok(next) => next,
+                        Err(e) => {
+                            tracing::warn!(pod = %format!("{}/{}", key.0, key.1), "resetting a stale DisruptionTarget condition failed (will retry): {e:#}");
+                            Some(Duration::from_secs(1))
+                        }
+                    }
+                }
+            }
+        })
+        .await
+    };
+    tokio::join!(budget_events, pod_events, owner_caches, work, stale_work);
     Ok(())
 }
 
@@ -442,6 +501,39 @@ impl Controller {
         Ok(computed
             .recheck
             .map(|at| (at - now).to_std().unwrap_or_default() + Duration::from_millis(50)))
+    }
+
+    /// Sets a stale `DisruptionTarget` condition to False (its reason and
+    /// message stay), against the pod's version read; or says when to look
+    /// again.
+    async fn reset_stale_disruption(&self, key: &Key) -> anyhow::Result<Option<Duration>> {
+        let (ns, name) = key;
+        let Some(pod) = self.pods.get(&ObjectRef::new(name).within(ns)) else {
+            return Ok(None);
+        };
+        let Some(at) = stale_disruption_at(&pod) else {
+            return Ok(None);
+        };
+        let now = Utc::now();
+        if at > now {
+            return Ok(Some(
+                (at - now).to_std().unwrap_or_default() + Duration::from_millis(50),
+            ));
+        }
+        let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": pod.resource_version()},
+            "status": {"conditions": [{"type": "DisruptionTarget", "status": "False", "lastTransitionTime": stamp}]},
+        });
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Writes the status against the version read (a conflict retries the
@@ -642,6 +734,41 @@ mod tests {
         assert_eq!(numbers(&c), (2, 1, 2, 1));
         assert_eq!(c.status.disrupted_pods, None);
         assert_eq!(c.recheck, None);
+    }
+
+    #[test]
+    fn a_disruption_target_goes_stale_two_minutes_after_it_was_set() {
+        let at = Utc::now() - chrono::Duration::seconds(30);
+        let mut p = pod("a", None, true);
+        assert_eq!(stale_disruption_at(&p), None);
+        let cond = |reason: &str| {
+            serde_json::from_value(json!({"type": "DisruptionTarget", "status": "True",
+                "reason": reason, "lastTransitionTime": at.to_rfc3339()}))
+            .unwrap()
+        };
+        let status = p.status.as_mut().unwrap();
+        status
+            .conditions
+            .as_mut()
+            .unwrap()
+            .push(cond("EvictionByEvictionAPI"));
+        let stale = stale_disruption_at(&p).unwrap();
+        assert!(
+            (stale - (at + STALE_DISRUPTION_TIMEOUT))
+                .num_seconds()
+                .abs()
+                <= 1
+        );
+        // Not while the pod goes, nor once it finished, nor the kubelet's.
+        let mut deleting = p.clone();
+        deleting.metadata.deletion_timestamp = Some(Time(Utc::now()));
+        assert_eq!(stale_disruption_at(&deleting), None);
+        let mut done = p.clone();
+        done.status.as_mut().unwrap().phase = Some("Failed".into());
+        assert_eq!(stale_disruption_at(&done), None);
+        let conds = p.status.as_mut().unwrap().conditions.as_mut().unwrap();
+        *conds.last_mut().unwrap() = cond("TerminationByKubelet");
+        assert_eq!(stale_disruption_at(&p), None);
     }
 
     #[test]

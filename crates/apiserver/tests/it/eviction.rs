@@ -85,6 +85,24 @@ async fn evict(client: &kube::Client, pod: &str, query: &str, body: Vec<u8>) -> 
     (code, v)
 }
 
+/// The Retry-After header of an eviction's answer.
+async fn retry_after_of(client: &kube::Client, pod: &str) -> Option<String> {
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("/api/v1/namespaces/default/pods/{pod}/eviction"))
+        .header("Content-Type", "application/json")
+        .body(kube::client::Body::from(eviction(
+            pod,
+            "policy/v1",
+            Value::Null,
+        )))
+        .unwrap();
+    let resp = client.send(req).await.expect("the server answers");
+    resp.headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string())
+}
+
 async fn get(client: &kube::Client, path: &str) -> Value {
     let (code, v, _) = common::send(client, "GET", path, "application/json", vec![]).await;
     assert_eq!(code, 200, "GET {path}: {v}");
@@ -192,6 +210,8 @@ async fn a_budget_without_disruptions_left_answers_429() {
         "The disruption budget web-pdb is still being processed by the server."
     );
     assert_eq!(v["details"]["retryAfterSeconds"], 10);
+    let retry_after = retry_after_of(&c, "web-2").await;
+    assert_eq!(retry_after.as_deref(), Some("10"));
 
     // An unready pod goes without a disruption while the budget is met.
     running_pod(&c, "web-3", "web", false).await;

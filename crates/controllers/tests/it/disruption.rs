@@ -280,3 +280,44 @@ async fn drain_evicts_through_the_budget_one_pod_at_a_time() {
     let node = nodes.get("old-0").await.unwrap();
     assert_eq!(node.spec.unwrap().unschedulable, Some(true));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_disruption_target_is_reset() {
+    let c = Cluster::start(&CONTROLLERS[2..], false).await;
+    let pods: Api<Pod> = c.api();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "marked"},
+        "spec": {"nodeName": "elsewhere", "containers": [{"name": "c", "image": "nginx"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    // An eviction marked it three minutes ago, then failed to delete it.
+    let then = (chrono::Utc::now() - chrono::Duration::minutes(3))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let status = json!({"status": {"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": then},
+        {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+         "message": "Eviction API: evicting", "lastTransitionTime": then}]}});
+    pods.patch_status("marked", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    let cond = wait_for("the condition to be reset", WAIT, || async {
+        let p = pods.get("marked").await.ok()?;
+        let conds = p.status?.conditions?;
+        let target = conds.into_iter().find(|c| c.type_ == "DisruptionTarget")?;
+        (target.status == "False").then_some(target)
+    })
+    .await;
+    assert_eq!(cond.reason.as_deref(), Some("EvictionByEvictionAPI"));
+    let ready = pods
+        .get("marked")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .conditions
+        .unwrap();
+    assert!(ready
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True"));
+}
