@@ -360,3 +360,20 @@ async fn discovery_lists_pods_eviction_as_kubernetes() {
                "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_evicts_only_its_own_pods() {
+    let h = common::Harness::start().await;
+    let c = h.client().await;
+    running_pod(&c, "web", "web", true).await;
+    let other = h.client_as("system:node:node-b", &["system:nodes"]).await;
+    let (code, v) = evict(&other, "web", "", eviction("web", "policy/v1", Value::Null)).await;
+    assert_eq!(code, 403, "{v}");
+    assert_eq!(
+        v["message"],
+        "pods \"web\" is forbidden: node node-b can only evict pods with spec.nodeName set to itself"
+    );
+    let own = h.client_as("system:node:node-a", &["system:nodes"]).await;
+    let (code, v) = evict(&own, "web", "", eviction("web", "policy/v1", Value::Null)).await;
+    assert_eq!(code, 201, "{v}");
+}

@@ -149,6 +149,21 @@ async fn budget_status_follows_min_available_and_max_unavailable() {
         .unwrap();
     let pdb = status_becomes(&c, "min-int", (6, 6, 6, 0)).await;
     assert_eq!(pdb.status.unwrap().observed_generation, Some(2));
+    // describe's Status section, as kubectl shows it from real Kubernetes.
+    let describe = c.kubectl(&["describe", "pdb", "min-int"]).await;
+    for line in [
+        "Min available:  6",
+        "Selector:       app=web",
+        "    Allowed disruptions:  0",
+        "    Current:              6",
+        "    Desired:              6",
+        "    Total:                6",
+    ] {
+        assert!(
+            describe.lines().any(|l| l == line),
+            "{line:?} in {describe}"
+        );
+    }
 
     // kubectl's columns, as real Kubernetes prints them.
     let reference = std::fs::read_to_string(concat!(
