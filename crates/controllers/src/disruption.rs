@@ -482,15 +482,20 @@ impl Controller {
                     )
                     .await;
                 // Nothing may be disrupted while the numbers are unknown.
-                let mut status = old;
+                let mut status = old.clone();
                 status.disruptions_allowed = 0;
                 disruption::set_condition(&mut status, "False", disruption::SYNC_FAILED, e, now);
-                self.write(&pdb, status).await?;
+                if status != old {
+                    self.write(&pdb, status).await?;
+                }
                 return Ok(Some(Duration::from_secs(5)));
             }
         };
         if !computed.unmanaged.is_empty() {
-            let selector = selector.map(|s| format!("{s:?}")).unwrap_or_default();
+            let selector = selector
+                .and_then(|s| orca_api::selectors::LabelSelector::from_api(s).ok())
+                .map(|s| s.to_selector_string())
+                .unwrap_or_default();
             self.events.warning(&reference, "UnmanagedPods", &format!(
                 "Pods selected by this PodDisruptionBudget (selector: {selector}) were found to be unmanaged. As a result, the status of the PDB cannot be calculated correctly, which may result in undefined behavior. To account for these pods please set \".spec.minAvailable\" field of the PDB to an integer value."
             )).await;
