@@ -227,6 +227,25 @@ async fn drain_evicts_through_the_budget_one_pod_at_a_time() {
     let node = nodes.get("new-0").await.unwrap();
     assert_ne!(node.spec.unwrap().unschedulable, Some(true));
 
+    // A server-side dry run evicts nothing and leaves the node schedulable.
+    let dry = c
+        .kubectl(&["drain", "old-0", "--ignore-daemonsets", "--dry-run=server"])
+        .await;
+    assert!(
+        dry.lines()
+            .any(|l| l == "node/old-0 cordoned (server dry run)"),
+        "{dry}"
+    );
+    assert!(
+        dry.lines()
+            .any(|l| l == "node/old-0 drained (server dry run)"),
+        "{dry}"
+    );
+    let node = nodes.get("old-0").await.unwrap();
+    assert_ne!(node.spec.unwrap().unschedulable, Some(true));
+    assert_eq!(ready_pods(&pods, "web").await.len(), 3);
+    status_becomes(&c, "web-pdb", (3, 2, 3, 1)).await;
+
     // While the drain runs, the budget's 2 ready pods are never lost.
     let fewest = Arc::new(AtomicUsize::new(usize::MAX));
     let sampler = tokio::spawn({
