@@ -35,15 +35,23 @@ pub fn token_ca_hash(token: &str) -> anyhow::Result<&str> {
 
 async fn join(args: AgentArgs) -> anyhow::Result<()> {
     let (client, ca_pem) = join_client(&args.server, &args.token_file).await?;
-    node::run_agent(
+    let agent = node::run_agent(
         client,
         node::AgentSetup {
             data_dir: args.data_dir,
             node: args.node,
             cluster_ca_pem: ca_pem,
         },
-    )
-    .await
+    );
+    // Stopping drops the agent, which removes the node's pod network
+    // routes; its pods keep running and are adopted again at the next start.
+    tokio::select! {
+        r = agent => r,
+        _ = crate::server::shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
 }
 
 /// An API client for `server` authenticated with the node token in

@@ -86,6 +86,31 @@ pub struct NodeArgs {
     /// The bridge this node's pods are attached to.
     #[arg(long, default_value = "orca0")]
     pub pod_bridge: String,
+    /// How pods reach pods on other nodes: vxlan (an overlay over UDP 8472,
+    /// works wherever nodes reach each other), host-gw (routes to the other
+    /// nodes' addresses; nodes must share a link) or none. Use the same on
+    /// every node.
+    #[arg(long, value_enum, default_value = "vxlan")]
+    pub flannel_backend: FlannelBackend,
+}
+
+/// `--flannel-backend`, as k3s names its values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlannelBackend {
+    Vxlan,
+    #[value(name = "host-gw")]
+    HostGw,
+    None,
+}
+
+impl FlannelBackend {
+    pub fn overlay(self) -> Option<orca_overlay::Backend> {
+        match self {
+            FlannelBackend::Vxlan => Some(orca_overlay::Backend::Vxlan),
+            FlannelBackend::HostGw => Some(orca_overlay::Backend::HostGw),
+            FlannelBackend::None => None,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -209,6 +234,40 @@ mod tests {
         assert_eq!(args.service_cidr, "10.43.0.0/16");
         assert_eq!(args.service_node_port_range, "30000-32767");
         assert_eq!(args.advertise_address, None);
+        assert_eq!(
+            args.node.flannel_backend.overlay(),
+            Some(orca_overlay::Backend::Vxlan)
+        );
+    }
+
+    #[test]
+    fn flannel_backends_are_k3s_names() {
+        let backend = |name: &str| {
+            let cli = Cli::try_parse_from([
+                "orca",
+                "agent",
+                "--server",
+                "https://s:6443",
+                "--token-file",
+                "t",
+                "--flannel-backend",
+                name,
+            ])?;
+            let Command::Agent(args) = cli.command else {
+                panic!("not agent")
+            };
+            Ok::<_, clap::Error>(args.node.flannel_backend.overlay())
+        };
+        assert_eq!(
+            backend("host-gw").unwrap(),
+            Some(orca_overlay::Backend::HostGw)
+        );
+        assert_eq!(
+            backend("vxlan").unwrap(),
+            Some(orca_overlay::Backend::Vxlan)
+        );
+        assert_eq!(backend("none").unwrap(), None);
+        assert!(backend("wireguard").is_err());
     }
 
     #[test]

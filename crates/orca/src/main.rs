@@ -5,6 +5,7 @@ mod agent;
 mod cli;
 mod images;
 mod node;
+mod pod_network;
 mod server;
 mod virtual_nodes;
 

@@ -46,8 +46,19 @@ pub async fn run_agent(client: kube::Client, setup: AgentSetup) -> anyhow::Resul
     runtime_config.bridge = setup.node.pod_bridge;
     let runtime = orca_runtime::LinuxRuntime::new(runtime_config)
         .context("starting the container runtime")?;
+    let overlay = crate::pod_network::config(
+        setup.node.flannel_backend.overlay(),
+        &config.node_name,
+        node_ip,
+        &pod_cidr,
+    );
     config.pod_cidr = Some(pod_cidr);
-    Ok(orca_agent::run(client, Arc::new(runtime), config).await?)
+    crate::pod_network::run_with(client.clone(), overlay, |network_problem| {
+        config.network_problem = network_problem;
+        orca_agent::run(client, Arc::new(runtime), config)
+    })
+    .await?;
+    Ok(())
 }
 
 /// Opens the node's image store with `DATA_DIR/registries.yaml`, importing
