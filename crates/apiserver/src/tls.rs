@@ -296,7 +296,7 @@ users:
 /// Node agents serve their streaming endpoints with self-signed certificates
 /// that Kubernetes' API server does not verify by default; neither do we.
 #[derive(Debug)]
-struct AnyServerCert(rustls::crypto::CryptoProvider);
+pub(crate) struct AnyServerCert(pub(crate) rustls::crypto::CryptoProvider);
 
 impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
     fn verify_server_cert(
