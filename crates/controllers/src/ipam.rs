@@ -1,7 +1,7 @@
 //! Node IPAM: assigns each node a free pod CIDR (`spec.podCIDR`), which its
 //! agent then hands out pod IPs from.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use futures::StreamExt;
@@ -54,6 +54,10 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         .reflect(writer)
         .applied_objects()
         .boxed();
+    // Subnets handed out whose nodes the watch has not shown with them yet:
+    // the store lags behind this controller's own writes, and nodes that
+    // register together must not get the same subnet.
+    let mut pending: BTreeMap<String, Ipv4Addr> = BTreeMap::new();
     while let Some(node) = events.next().await {
         let node = match node {
             Ok(node) => node,
@@ -62,21 +66,27 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
                 continue;
             }
         };
+        let name = node.metadata.name.clone().unwrap_or_default();
         if node
             .spec
             .as_ref()
             .and_then(|s| s.pod_cidr.as_ref())
             .is_some()
         {
+            pending.remove(&name);
             continue;
         }
-        let used: BTreeSet<Ipv4Addr> = reader
+        if pending.contains_key(&name) {
+            continue;
+        }
+        pending.retain(|n, _| reader.get(&reflector::ObjectRef::new(n)).is_some());
+        let mut used: BTreeSet<Ipv4Addr> = reader
             .state()
             .iter()
             .filter_map(|n| n.spec.as_ref()?.pod_cidr.as_deref().and_then(parse_cidr))
             .map(|(addr, _)| addr)
             .collect();
-        let name = node.metadata.name.clone().unwrap_or_default();
+        used.extend(pending.values());
         let Some(subnet) = next_free_subnet(config.cluster_cidr, config.node_cidr_prefix, &used)
         else {
             tracing::error!(node = %name, "node IPAM: the cluster CIDR has no free pod CIDR left for this node; its pods cannot get IPs");
@@ -88,7 +98,10 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => tracing::info!(node = %name, %cidr, "assigned pod CIDR"),
+            Ok(_) => {
+                tracing::info!(node = %name, %cidr, "assigned pod CIDR");
+                pending.insert(name, subnet);
+            }
             Err(err) => tracing::warn!(node = %name, %err, "node IPAM: could not set podCIDR"),
         }
     }
