@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# Incremental artifacts would double the debug build on disk and a one-off
+# build gains nothing from them.
+export CARGO_INCREMENTAL=0
 
 WORK=$(mktemp -d /tmp/orca-test.XXXXXX)
 pids=()

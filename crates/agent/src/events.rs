@@ -1,4 +1,4 @@
-//! Events about pods, as the kubelet's recorder writes them (core/v1,
+//! Events about pods and the node, as the kubelet's recorder writes them (core/v1,
 //! source kubelet/<node>), with identical events folded into one whose
 //! count grows. Workers never wait for the API: events go through a channel.
 
@@ -75,6 +75,26 @@ impl Recorder {
             uid: pod.metadata.uid.clone(),
             resource_version: pod.metadata.resource_version.clone(),
             field_path,
+        };
+        let _ = self.tx.send(Record {
+            object,
+            type_,
+            reason: reason.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+impl Recorder {
+    /// Records an event about the Node `name` (stored in `default`, as the
+    /// kubelet's node events are).
+    pub fn node(&self, name: &str, type_: Type, reason: &str, message: impl Into<String>) {
+        let object = ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(name.to_string()),
+            // The kubelet's node reference carries the node's name as uid.
+            uid: Some(name.to_string()),
+            ..Default::default()
         };
         let _ = self.tx.send(Record {
             object,

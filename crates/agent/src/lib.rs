@@ -1,13 +1,16 @@
 //! The node agent (kubelet): registers its Node, keeps its Lease, runs the
 //! pods bound to it through orca-runtime, reports their status and events
-//! through the Kubernetes API, and serves logs, exec and attach.
+//! through the Kubernetes API, and serves logs, exec and attach. On every
+//! node it also runs the service proxy and the cluster DNS server when
+//! configured to ([`Config::proxy`], [`Config::serve_dns`]).
 //!
 //! Embedding: call [`register_node`] first when the runtime needs the
-//! node's pod CIDR to be built, then [`run`].
+//! node's pod CIDR to be built, then [`run`] or [`run_until`].
 
 mod backoff;
 mod events;
 mod logs;
+mod network;
 mod node;
 mod probe;
 mod readiness;
@@ -35,6 +38,7 @@ use orca_runtime::Runtime;
 use tokio::sync::watch;
 
 pub use node::kubelet_version;
+pub use orca_proxy::{Ipv4Cidr, ProxyConfig};
 
 /// How the agent runs.
 #[derive(Clone, Debug)]
@@ -63,6 +67,22 @@ pub struct Config {
     /// Why the pod network between nodes is not ready (`None` once it is),
     /// from whatever runs it; the node is not Ready meanwhile.
     pub network_problem: Option<watch::Receiver<Option<String>>>,
+    /// The kubelet's `--cluster-dns`: the nameservers of `ClusterFirst`
+    /// pods (empty: none; such pods then get the node's resolv.conf and a
+    /// MissingClusterDNS event).
+    pub cluster_dns: Vec<IpAddr>,
+    /// The kubelet's `--cluster-domain`.
+    pub cluster_domain: String,
+    /// The kubelet's `--resolv-conf`: the node's resolv.conf, which
+    /// `Default` pods get and the DNS server forwards to (`None`: no file,
+    /// as the kubelet's `""`).
+    pub resolv_conf: Option<PathBuf>,
+    /// Run the service proxy (ClusterIPs, NodePorts, hostPorts) in this
+    /// process's network namespace; `None`: no proxy here.
+    pub proxy: Option<ProxyConfig>,
+    /// Serve cluster DNS on the first `cluster_dns` address, put on this
+    /// network namespace's `lo`.
+    pub serve_dns: bool,
 }
 
 impl Default for Config {
@@ -78,6 +98,11 @@ impl Default for Config {
             node_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             token_max_age: Duration::from_secs(24 * 3600),
             network_problem: None,
+            cluster_dns: vec![IpAddr::V4(orca_dns::DEFAULT_CLUSTER_DNS)],
+            cluster_domain: orca_dns::DEFAULT_CLUSTER_DOMAIN.into(),
+            resolv_conf: Some(orca_dns::resolv_conf::node_resolv_conf_path()),
+            proxy: None,
+            serve_dns: false,
         }
     }
 }
@@ -134,6 +159,10 @@ pub(crate) struct Ctx {
     pub pods: Mutex<HashMap<(String, String), String>>,
     /// Every Service, from a watch: their environment variables.
     pub services: reflector::Store<Service>,
+    /// What pods' resolv.conf is formed from.
+    pub dns: network::NodeDnsSettings,
+    /// The hostPorts of the pods running here, for the proxy.
+    pub host_ports: network::HostPorts,
 }
 
 /// How long a container start waits for the first list of Services.
@@ -180,6 +209,19 @@ pub async fn run(
     client: kube::Client,
     runtime: Arc<dyn Runtime>,
     config: Config,
+) -> Result<(), Error> {
+    run_until(client, runtime, config, std::future::pending()).await
+}
+
+/// Runs the agent until `shutdown` completes (then the service proxy's
+/// rules and the cluster DNS address are removed; pods keep running, to be
+/// adopted by the next start), the future is dropped (as a crash: nothing
+/// is removed), or a part of it fails.
+pub async fn run_until(
+    client: kube::Client,
+    runtime: Arc<dyn Runtime>,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let agent_dir = config.agent_dir();
     std::fs::create_dir_all(&agent_dir).map_err(|e| Error::Io {
@@ -230,6 +272,7 @@ pub async fn run(
         ),
     )
     .default_backoff();
+    let (host_ports, host_ports_rx) = network::HostPorts::new();
     let ctx = Arc::new(Ctx {
         services,
         recorder: events::Recorder::start(client.clone(), config.node_name.clone()),
@@ -238,15 +281,30 @@ pub async fn run(
         config: config.clone(),
         node: node_resources,
         pods: Mutex::new(HashMap::new()),
+        dns: network::NodeDnsSettings {
+            cluster_dns: config.cluster_dns.clone(),
+            cluster_domain: config.cluster_domain.clone(),
+            resolv_conf: config.resolv_conf.clone(),
+        },
+        host_ports,
     });
+    network::check_resolv_conf(&ctx);
+    let network_services =
+        network::Services::start(&ctx, config.proxy.clone(), config.serve_dns, host_ports_rx);
     tracing::info!(node = %config.node_name, port, "node agent running");
-    tokio::select! {
+    let result = tokio::select! {
         r = node::lease_loop(client.clone(), config.node_name.clone()) => r,
         r = node::status_loop(client.clone(), config.clone(), port, runtime, ready) => r,
         r = streaming::serve(ctx.clone(), listener, tls_config) => r,
         r = follow_services(services_watch) => r,
         r = dispatch(ctx) => r,
-    }
+        () = shutdown => {
+            tracing::info!(node = %config.node_name, "node agent stopping");
+            Ok(())
+        }
+    };
+    network_services.stop().await;
+    result
 }
 
 struct Handle {
@@ -265,12 +323,84 @@ fn poke(workers: &HashMap<String, Handle>, changed: resolve::SourceRef) {
     }
 }
 
-fn source_ref<K: kube::Resource>(secret: bool, o: &K) -> resolve::SourceRef {
-    let meta = o.meta();
-    resolve::SourceRef {
-        secret,
-        namespace: meta.namespace.clone().unwrap_or_default(),
-        name: meta.name.clone().unwrap_or_default(),
+/// The per-object watches of the configMaps and secrets the workers' pods
+/// show; each reports a change of its object.
+struct SourceWatches {
+    client: kube::Client,
+    tasks: HashMap<resolve::SourceRef, tokio::task::JoinHandle<()>>,
+    changed: tokio::sync::mpsc::UnboundedSender<resolve::SourceRef>,
+}
+
+impl SourceWatches {
+    /// Starts the watches the workers need and stops the others.
+    fn sync(&mut self, workers: &HashMap<String, Handle>) {
+        let wanted: HashSet<&resolve::SourceRef> =
+            workers.values().flat_map(|h| h.refs.iter()).collect();
+        self.tasks.retain(|r, task| {
+            let keep = wanted.contains(r);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for r in wanted {
+            if !self.tasks.contains_key(r) {
+                let task = tokio::spawn(watch_source(
+                    self.client.clone(),
+                    r.clone(),
+                    self.changed.clone(),
+                ));
+                self.tasks.insert(r.clone(), task);
+            }
+        }
+    }
+}
+
+impl Drop for SourceWatches {
+    fn drop(&mut self) {
+        for task in self.tasks.values() {
+            task.abort();
+        }
+    }
+}
+
+/// Watches one configMap or secret (a `metadata.name` field selector in
+/// its namespace); changes only, as the first list is what the worker
+/// reads anyway.
+async fn watch_source(
+    client: kube::Client,
+    source: resolve::SourceRef,
+    changed: tokio::sync::mpsc::UnboundedSender<resolve::SourceRef>,
+) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={}", source.name));
+    let mut events = if source.secret {
+        watcher(Api::<Secret>::namespaced(client, &source.namespace), config)
+            .default_backoff()
+            .map(|e| e.map(|e| matches!(e, watcher::Event::Apply(_) | watcher::Event::Delete(_))))
+            .boxed()
+    } else {
+        watcher(
+            Api::<ConfigMap>::namespaced(client, &source.namespace),
+            config,
+        )
+        .default_backoff()
+        .map(|e| e.map(|e| matches!(e, watcher::Event::Apply(_) | watcher::Event::Delete(_))))
+        .boxed()
+    };
+    while let Some(ev) = events.next().await {
+        match ev {
+            Ok(true) => {
+                if changed.send(source.clone()).is_err() {
+                    return;
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::debug!(
+                namespace = %source.namespace,
+                name = %source.name,
+                "watching a volume source failed, retrying: {e}"
+            ),
+        }
     }
 }
 
@@ -290,25 +420,22 @@ async fn dispatch(ctx: Arc<Ctx>) -> Result<(), Error> {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let selector = format!("spec.nodeName={}", ctx.config.node_name);
     let mut stream = watcher(pods, watcher::Config::default().fields(&selector)).boxed();
-    // Changes only: the initial lists are what the workers read anyway.
-    let mut config_maps = watcher(
-        Api::<ConfigMap>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .boxed();
-    let mut secrets = watcher(
-        Api::<Secret>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .boxed();
+    // One watch per configMap or secret the pods show, as the kubelet's
+    // watch-based manager keeps: a node may read only the objects its pods
+    // reference (the node authorizer), never list them all.
+    let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let mut sources = SourceWatches {
+        client: ctx.client.clone(),
+        tasks: HashMap::new(),
+        changed: changed_tx,
+    };
     let mut workers: HashMap<String, Handle> = HashMap::new();
     // Owning the workers here ties them to the agent: when `run` is
     // cancelled they stop where they are, leaving their containers running.
     let mut tasks: tokio::task::JoinSet<String> = tokio::task::JoinSet::new();
     let mut listed: std::collections::HashSet<String> = Default::default();
     loop {
+        sources.sync(&workers);
         tokio::select! {
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Ok(uid) = done {
@@ -317,20 +444,7 @@ async fn dispatch(ctx: Arc<Ctx>) -> Result<(), Error> {
             }
             // A failing watch (retried with back-off) only delays volume
             // updates to the periodic resync.
-            Some(ev) = config_maps.next() => match ev {
-                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
-                    poke(&workers, source_ref(false, &o))
-                }
-                Ok(_) => {}
-                Err(e) => tracing::debug!("watching configmaps failed, retrying: {e}"),
-            },
-            Some(ev) = secrets.next() => match ev {
-                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
-                    poke(&workers, source_ref(true, &o))
-                }
-                Ok(_) => {}
-                Err(e) => tracing::debug!("watching secrets failed, retrying: {e}"),
-            },
+            Some(source) = changed.recv() => poke(&workers, source),
             ev = stream.next() => {
                 let Some(ev) = ev else { return Ok(()) };
                 let ev = match ev {

@@ -490,7 +490,10 @@ async fn renew(
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {
                     // The lease namespace does not exist yet: create it, and
-                    // the lease on the next tick.
+                    // the lease on the next tick. (A node identity may not
+                    // create namespaces: the control plane makes this one at
+                    // start, so only a control plane older than the agent
+                    // lacks it.)
                     let ns = Namespace {
                         metadata: ObjectMeta {
                             name: Some(LEASE_NAMESPACE.into()),

@@ -56,6 +56,19 @@ pub(crate) async fn serve(
                     return;
                 }
             };
+            // Every client certificate the cluster CA signs is accepted by
+            // the handshake (users', nodes'); only the API server's
+            // kubelet client, in system:masters, may stream.
+            let admitted = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .is_some_and(|c| crate::tls::in_system_masters(c));
+            if !admitted {
+                tracing::warn!(%peer, "refused a streaming connection whose client certificate is not the API server's (not in system:masters)");
+                return;
+            }
             let svc = hyper_util::service::TowerToHyperService::new(app);
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)

@@ -94,6 +94,16 @@ pub fn server_config(
     Ok(config)
 }
 
+/// Whether a (verified) client certificate names a member of
+/// system:masters, as the API server's kubelet client certificate does.
+pub fn in_system_masters(der: &CertificateDer<'_>) -> bool {
+    x509_parser::parse_x509_certificate(der).is_ok_and(|(_, cert)| {
+        cert.subject()
+            .iter_organization()
+            .any(|o| o.as_str() == Ok("system:masters"))
+    })
+}
+
 /// HTTPS probes do not verify the container's certificate, as in Kubernetes.
 pub fn insecure_connector() -> tokio_rustls::TlsConnector {
     let config = rustls::ClientConfig::builder_with_provider(provider())
@@ -139,5 +149,29 @@ impl ServerCertVerifier for NoVerify {
         rustls::crypto::ring::default_provider()
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(orgs: &[&str]) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "someone");
+        for o in orgs {
+            p.distinguished_name
+                .push(rcgen::DnType::OrganizationName, *o);
+        }
+        p.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn only_system_masters_may_stream() {
+        assert!(in_system_masters(&cert(&["system:masters"])));
+        assert!(!in_system_masters(&cert(&["system:nodes"])));
+        assert!(!in_system_masters(&cert(&[])));
     }
 }

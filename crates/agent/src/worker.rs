@@ -226,6 +226,7 @@ pub(crate) async fn run(
         w.write_status().await;
     }
     w.main_loop().await;
+    ctx.host_ports.remove(&uid);
     if let Ok(mut pods) = ctx.pods.lock() {
         if pods.get(&key) == Some(&uid) {
             pods.remove(&key);
@@ -474,7 +475,10 @@ impl Worker {
             return RETRY;
         }
         let key = self.sync_key();
+        // Only while the sandbox stands: a refresh after termination
+        // removed it would mount the pod's tmpfs volumes again.
         if matches!(self.state, State::Init(_) | State::Running)
+            && self.sandbox_ready
             && (key != self.synced_key
                 || self
                     .volumes_synced
@@ -526,31 +530,26 @@ impl Worker {
         }
     }
 
+    /// What the runtime needs for the pod's sandbox; an error (for the
+    /// FailedCreatePodSandBox event) when its resolv.conf cannot be formed.
     fn sandbox_config(
         &self,
         volumes: std::collections::BTreeMap<String, orca_runtime::VolumeSource>,
-    ) -> orca_runtime::SandboxConfig {
+    ) -> Result<orca_runtime::SandboxConfig, String> {
         let spec = self.pod.spec.clone().unwrap_or_default();
-        let dns = spec.dns_config.clone().unwrap_or_default();
+        let dns = self.ctx.dns.pod_dns(&self.pod)?;
+        crate::network::record_dns_events(&self.ctx, &self.pod, &dns);
         let sysctls = crate::sysctls::of(&spec);
-        orca_runtime::SandboxConfig {
+        Ok(orca_runtime::SandboxConfig {
             pod_uid: self.uid.clone(),
             namespace: self.namespace(),
             pod_name: self.name(),
             hostname: spec.hostname.clone().unwrap_or_else(|| self.name()),
             host_network: spec.host_network.unwrap_or(false),
             dns: orca_runtime::DnsConfig {
-                nameservers: dns.nameservers.unwrap_or_default(),
-                searches: dns.searches.unwrap_or_default(),
-                options: dns
-                    .options
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|o| match o.value {
-                        Some(v) => format!("{}:{v}", o.name.unwrap_or_default()),
-                        None => o.name.unwrap_or_default(),
-                    })
-                    .collect(),
+                nameservers: dns.conf.nameservers,
+                searches: dns.conf.searches,
+                options: dns.conf.options,
             },
             host_aliases: spec
                 .host_aliases
@@ -561,7 +560,7 @@ impl Worker {
             volumes,
             share_process_namespace: spec.share_process_namespace.unwrap_or(false),
             sysctls,
-        }
+        })
     }
 
     fn downward(&self) -> crate::resolve::Runtime {
@@ -656,7 +655,18 @@ impl Worker {
                 return Err(RETRY);
             }
         };
-        let config = self.sandbox_config(volumes);
+        let config = match self.sandbox_config(volumes) {
+            Ok(config) => config,
+            Err(msg) => {
+                self.event(
+                    None,
+                    Type::Warning,
+                    "FailedCreatePodSandBox",
+                    format!("Failed to create pod sandbox: {msg}"),
+                );
+                return Err(RETRY);
+            }
+        };
         let runtime = self.ctx.runtime.clone();
         let result = unless_deleted(&mut self.rx, &mut self.pod, &mut self.gone, async move {
             runtime.run_sandbox(&config).await
@@ -667,6 +677,9 @@ impl Worker {
             Some(Ok(sb)) => {
                 self.pod_ip = sb.ip;
                 self.sandbox_ready = true;
+                if let Some(ip) = sb.ip {
+                    self.ctx.host_ports.set(&self.uid, &self.pod, ip);
+                }
                 Ok(())
             }
             Some(Err(e)) => {
@@ -1458,6 +1471,7 @@ impl Worker {
         if let Err(e) = self.ctx.runtime.stop_sandbox(&self.uid).await {
             tracing::warn!(pod = %self.name(), "stopping the sandbox of a finished pod: {e}");
         }
+        self.ctx.host_ports.remove(&self.uid);
         self.sandbox_ready = false;
         if let Ok(list) = self.ctx.runtime.list_containers(Some(&self.uid)).await {
             self.observed = list;
@@ -1479,6 +1493,7 @@ impl Worker {
                 tracing::warn!(pod = %self.name(), "stopping the sandbox: {e}");
             }
         }
+        self.ctx.host_ports.remove(&self.uid);
         self.sandbox_ready = false;
         if self.gone {
             self.remove_sandbox().await;

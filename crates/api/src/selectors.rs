@@ -426,6 +426,32 @@ impl LabelSelector {
         self.requirements.is_empty()
     }
 
+    /// Kubernetes' `selector.String()`: `a=b,c in (d,e),!f`, requirements by
+    /// key, values sorted; empty for an empty selector.
+    pub fn to_selector_string(&self) -> String {
+        let terms: Vec<String> = self
+            .requirements
+            .iter()
+            .map(|r| {
+                let mut values = r.values.clone();
+                values.sort();
+                let one = values.first().cloned().unwrap_or_default();
+                match r.operator {
+                    Operator::Equals => format!("{}={one}", r.key),
+                    Operator::DoubleEquals => format!("{}=={one}", r.key),
+                    Operator::NotEquals => format!("{}!={one}", r.key),
+                    Operator::In => format!("{} in ({})", r.key, values.join(",")),
+                    Operator::NotIn => format!("{} notin ({})", r.key, values.join(",")),
+                    Operator::Exists => r.key.clone(),
+                    Operator::DoesNotExist => format!("!{}", r.key),
+                    Operator::GreaterThan => format!("{}>{one}", r.key),
+                    Operator::LessThan => format!("{}<{one}", r.key),
+                }
+            })
+            .collect();
+        terms.join(",")
+    }
+
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
     }
@@ -629,6 +655,9 @@ pub fn supported_fields(kind: &str) -> &'static [&'static str] {
         "Node" => &["metadata.name", "spec.unschedulable"],
         "Namespace" => &["metadata.name", "status.phase"],
         "Secret" => &["metadata.name", "metadata.namespace", "type"],
+        "ReplicaSet" | "ReplicationController" => {
+            &["metadata.name", "metadata.namespace", "status.replicas"]
+        }
         _ => &["metadata.name", "metadata.namespace"],
     }
 }
@@ -656,6 +685,12 @@ pub fn field_value(kind: &str, obj: &Value, field: &str) -> Option<String> {
         ("Node", "spec.unschedulable") => b("/spec/unschedulable"),
         ("Event", "source") => s("/source/component"),
         ("Event", "reportingComponent") => s("/reportingComponent"),
+        ("ReplicaSet" | "ReplicationController", "status.replicas") => Some(
+            obj.pointer("/status/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                .to_string(),
+        ),
         _ => field
             .split('.')
             .try_fold(obj, |v, k| v.get(k))

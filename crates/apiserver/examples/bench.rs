@@ -1,10 +1,12 @@
 //! API server benchmark (reports, asserts nothing). Runs the `serve` example
 //! as a separate process on a temp data dir (SQLite store) and measures:
-//! pod creates at 32 concurrent clients, LIST of all pods, watch event
-//! latency with 100 watchers, and the server's RSS.
+//! pod creates at 32 concurrent clients, GETs of single pods, LIST of all
+//! pods, watch event latency with 100 watchers, and the server's RSS.
 //!
 //! `cargo build --release -p orca-apiserver --examples &&
-//!  target/release/examples/bench [PODS]` (default 10000).
+//!  target/release/examples/bench [PODS] [--as-user]` (default 10000). With
+//! `--as-user` the load comes from a user bound to `edit` in `default`
+//! (RBAC decides every request) instead of the admin (system:masters).
 
 use std::io::BufRead;
 use std::time::{Duration, Instant};
@@ -46,6 +48,23 @@ fn pod(name: &str) -> Pod {
     .expect("pod")
 }
 
+/// A client certificate for `name`, signed by the server's CA.
+fn user_certificate(
+    data_dir: &std::path::Path,
+    name: &str,
+) -> Result<(String, String), Box<dyn std::error::Error>> {
+    let tls = data_dir.join("tls");
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(tls.join("ca.key"))?)?;
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(tls.join("ca.crt"))?, ca_key)?;
+    let mut p = rcgen::CertificateParams::default();
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate()?;
+    let cert = p.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total: usize = std::env::args()
@@ -53,6 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(10_000);
+    let as_user = std::env::args().any(|a| a == "--as-user");
     let dir = tempfile::tempdir()?;
     let serve = std::env::current_exe()?.with_file_name("serve");
     let mut child = std::process::Command::new(&serve)
@@ -72,9 +92,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let idle_rss = rss_kib(pid, "VmRSS:");
 
     let kc = kube::config::Kubeconfig::read_from(dir.path().join("kubeconfig"))?;
-    let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?,
-    )?;
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    if as_user {
+        let admin = kube::Client::try_from(config.clone())?;
+        let binding = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding", "metadata": {"name": "bench-edit", "namespace": "default"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bench"}]});
+        let req = http::Request::post(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+        )
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(&binding)?)?;
+        admin.request_text(req).await?;
+        let (cert, key) = user_certificate(dir.path(), "bench")?;
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        config.auth_info.client_certificate_data = Some(b64(&cert));
+        config.auth_info.client_key_data = Some(b64(&key).into());
+        println!("load from user \"bench\" (RoleBinding to edit in default)");
+    }
+    let client = kube::Client::try_from(config)?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
 
     // Creates: 32 concurrent clients.
@@ -112,6 +150,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ms(pct(&lat, 0.99))
     );
     let rss_after_create = rss_kib(pid, "VmRSS:");
+
+    // GET of single pods, one at a time.
+    let gets = total.min(2_000);
+    let mut lat = Vec::with_capacity(gets);
+    for i in 0..gets {
+        let t = Instant::now();
+        pods.get(&format!("bench-{i:05}")).await?;
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    println!(
+        "GET x{gets} sequential: p50 {}, p99 {}",
+        ms(pct(&lat, 0.5)),
+        ms(pct(&lat, 0.99))
+    );
 
     // LIST of every pod (full JSON body), 20 times.
     let mut lat = Vec::new();

@@ -115,6 +115,17 @@ pub struct Cache {
     by_name: HashMap<&'static str, Arc<ResourceCache>>,
     revision: Arc<watch::Sender<Revision>>,
     store: Arc<dyn Store>,
+    hooks: Vec<Arc<dyn CacheHook>>,
+}
+
+/// Something kept in step with the cache (the RBAC index, the node
+/// authorizer's graph): told of every change to the resources it wants,
+/// under the cache's lock, before a write's answer is sent. It must not
+/// call back into the cache.
+pub trait CacheHook: Send + Sync {
+    fn wants(&self, def: &ResourceDef) -> bool;
+    /// `obj` is the new version, `None` when `key` was deleted.
+    fn changed(&self, def: &'static ResourceDef, key: &str, obj: Option<&CachedObj>);
 }
 
 /// Parses stored bytes and sets metadata.resourceVersion.
@@ -172,7 +183,10 @@ pub fn build(
 
 impl Cache {
     /// Loads every object and starts following the store.
-    pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Cache>, orca_store::Error> {
+    pub async fn start(
+        store: Arc<dyn Store>,
+        hooks: Vec<Arc<dyn CacheHook>>,
+    ) -> Result<Arc<Cache>, orca_store::Error> {
         let revision = Arc::new(watch::channel(0).0);
         let by_name = RESOURCES
             .iter()
@@ -197,6 +211,7 @@ impl Cache {
             by_name,
             revision,
             store,
+            hooks,
         });
         let rev = cache.load().await?;
         let stream = cache.store.watch("/registry/", rev).await?;
@@ -219,6 +234,7 @@ impl Cache {
             for kv in &page.kvs {
                 if let Some(def) = resources::by_prefix(&kv.key) {
                     if let Some(obj) = build(def, &kv.key, &kv.value, kv.mod_revision) {
+                        self.notify(def, &kv.key, Some(&obj));
                         let rc = &self.by_name[def.name];
                         rc.state
                             .write()
@@ -270,6 +286,12 @@ impl Cache {
             .is_ok_and(|r| r.is_ok())
     }
 
+    fn notify(&self, def: &'static ResourceDef, key: &str, obj: Option<&CachedObj>) {
+        for h in self.hooks.iter().filter(|h| h.wants(def)) {
+            h.changed(def, key, obj);
+        }
+    }
+
     fn apply(&self, ev: WatchEvent) {
         let (key, rev) = match &ev {
             WatchEvent::Put { kv, .. } => (kv.key.clone(), kv.mod_revision),
@@ -282,6 +304,7 @@ impl Cache {
             let event = match ev {
                 WatchEvent::Put { kv, .. } => match build(def, &key, &kv.value, rev) {
                     Some(obj) => {
+                        self.notify(def, &key, Some(&obj));
                         st.objects.insert(key.clone(), obj.clone());
                         Some(CacheEvent {
                             kind: if prev.is_some() {
@@ -300,6 +323,7 @@ impl Cache {
                     }
                 },
                 WatchEvent::Delete { prev: old, .. } => {
+                    self.notify(def, &key, None);
                     st.objects.remove(&key);
                     build(def, &key, &old.value, rev).map(|obj| CacheEvent {
                         kind: EventType::Deleted,

@@ -176,9 +176,10 @@ pub fn resource_list(group: &str, version: &str) -> Response<Body> {
                 "kind": kind,
                 "verbs": verbs,
             });
-            // A kind from another group names its group and version.
+            // A kind from another group version names it
+            // (`deployments/scale` answers autoscaling/v1 Scale).
             let (sub_group, sub_version) = r.subresource_group_version(s);
-            if !sub_group.is_empty() {
+            if (sub_group, sub_version) != (r.group, r.version) {
                 sub["group"] = json!(sub_group);
                 sub["version"] = json!(sub_version);
             }

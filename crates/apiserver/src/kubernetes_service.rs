@@ -79,7 +79,7 @@ impl Reconciler {
             tracing::warn!("the kubernetes Service gets no endpoints: this server advertises no address \
                 (no --advertise-address and no default route); pods cannot reach the API through it");
         }
-        let client = crate::server::local_client(state.clone());
+        let client = apiserver_client(&state);
         round(&state, &client, advertise, port).await;
         let task = tokio::spawn(run(state.clone(), advertise, port));
         Reconciler {
@@ -101,7 +101,7 @@ impl Reconciler {
         if let Some(ip) = self.advertise {
             let key = format!("{LEASE_PREFIX}{ip}");
             let _ = self.state.store.delete(&key, None).await;
-            let client = crate::server::local_client(self.state.clone());
+            let client = apiserver_client(&self.state);
             if let Err(e) = reconcile_endpoints(&self.state, &client, None, self.port).await {
                 tracing::warn!(error = %e, "could not remove this server from the kubernetes endpoints");
             }
@@ -109,8 +109,14 @@ impl Reconciler {
     }
 }
 
+/// The server's own client for these writes, as kube-apiserver's loopback
+/// client: `system:apiserver` in system:masters.
+fn apiserver_client(state: &Arc<State>) -> kube::Client {
+    crate::server::local_client(state.clone(), crate::auth::UserInfo::apiserver())
+}
+
 async fn run(state: Arc<State>, advertise: Option<IpAddr>, port: u16) {
-    let client = crate::server::local_client(state.clone());
+    let client = apiserver_client(&state);
     let mut tick = tokio::time::interval(INTERVAL);
     tick.tick().await;
     loop {

@@ -11,16 +11,21 @@ use std::sync::Arc;
 use orca_store::Store;
 use tokio::net::TcpListener;
 
+pub mod auth;
 mod cache;
+mod cluster_dns_service;
 mod compactor;
 mod discovery;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handlers;
+mod health;
 mod kubernetes_service;
 mod namespaces;
 mod openapi;
+mod pod_security;
 mod protobuf;
+mod protobuf_workloads;
 mod proxy;
 mod rawjson;
 mod registry;
@@ -76,13 +81,25 @@ pub struct Config {
     /// than the previous run's, so watches can resume up to one interval back.
     /// Zero disables compaction.
     pub compaction_interval: std::time::Duration,
+    /// Read-only requests served at once (kube-apiserver's
+    /// `--max-requests-inflight`); zero: no limit.
+    pub max_requests_inflight: usize,
+    /// Mutating requests served at once
+    /// (`--max-mutating-requests-inflight`); zero: no limit.
+    pub max_mutating_requests_inflight: usize,
+    /// The longest client certificate the cluster CA signs for an approved
+    /// request (kube-controller-manager's `--cluster-signing-duration`, one
+    /// year); a request's `expirationSeconds` may ask for less.
+    pub cluster_signing_duration: std::time::Duration,
     /// The address pods and other machines reach this server at: the
     /// `kubernetes` Service's endpoint (kube-apiserver's
     /// `--advertise-address`). `None`: the bind address if it is a specific
     /// non-loopback one, else the address of the default route's interface.
     /// When the server binds a loopback address it listens here too.
     pub advertise_address: Option<IpAddr>,
-    /// Where Service cluster IPs and node ports come from.
+    /// Where Service cluster IPs and node ports come from; with a cluster
+    /// DNS address ([`ServiceNetwork::with_cluster_dns`]), the server also
+    /// keeps `kube-system/kube-dns` there.
     pub service_network: ServiceNetwork,
     /// How the `kubernetes` Service's endpoints are kept.
     pub endpoint_reconciler: EndpointReconciler,
@@ -96,6 +113,9 @@ impl Default for Config {
             https_port: 6443,
             tls_sans: Vec::new(),
             compaction_interval: std::time::Duration::from_secs(300),
+            max_requests_inflight: 400,
+            max_mutating_requests_inflight: 200,
+            cluster_signing_duration: std::time::Duration::from_secs(365 * 24 * 3600),
             advertise_address: None,
             service_network: ServiceNetwork::default(),
             endpoint_reconciler: EndpointReconciler::Lease,
@@ -132,13 +152,21 @@ impl ApiServer {
         &self.node_token
     }
 
-    /// A client for components running in this process (scheduler,
-    /// controllers, node agent): the same API, routing and handlers as over
-    /// HTTPS, minus TLS and TCP, with the admin certificate's trust. Streaming
-    /// subresources that need a protocol upgrade (exec, attach) are not
-    /// available through it.
-    pub fn local_client(&self) -> kube::Client {
-        server::local_client(self.state.clone())
+    /// A client for a component running in this process (scheduler,
+    /// controllers, node agent), acting as `identity`: the same API, limits,
+    /// authorizers, routing and handlers as over HTTPS, minus TLS and TCP.
+    /// Streaming subresources that need a protocol upgrade (exec, attach)
+    /// are not available through it.
+    pub fn local_client(&self, identity: auth::UserInfo) -> kube::Client {
+        self.local_clients().client(identity)
+    }
+
+    /// Makes [`ApiServer::local_client`]s, for handing to code that needs
+    /// several identities (the controllers).
+    pub fn local_clients(&self) -> LocalClients {
+        LocalClients {
+            state: self.state.clone(),
+        }
     }
 
     /// The address the `kubernetes` Service's endpoints name, if any.
@@ -154,6 +182,19 @@ impl ApiServer {
         for t in self.tasks {
             let _ = t.await;
         }
+    }
+}
+
+/// Makes in-process clients with chosen identities.
+#[derive(Clone)]
+pub struct LocalClients {
+    state: Arc<server::State>,
+}
+
+impl LocalClients {
+    /// See [`ApiServer::local_client`].
+    pub fn client(&self, identity: auth::UserInfo) -> kube::Client {
+        server::local_client(self.state.clone(), identity)
     }
 }
 
@@ -251,7 +292,10 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
     let server_url = format!("https://{host}:{}", addr.port());
     let kubeconfig = tls::write_kubeconfig(&config.data_dir, &server_url)?;
 
-    let cache = cache::Cache::start(store.clone()).await?;
+    let rbac = Arc::new(auth::rbac::Rbac::default());
+    let node_graph = Arc::new(auth::node::NodeGraph::default());
+    let hooks: Vec<Arc<dyn cache::CacheHook>> = vec![rbac.clone(), node_graph.clone()];
+    let cache = cache::Cache::start(store.clone(), hooks).await?;
     let sa_tokens = sa_tokens
         .await
         .map_err(|e| Error::Tls(format!("making the service account key: {e}")))??;
@@ -262,17 +306,33 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
             config.compaction_interval,
         ));
     }
+    // The bearer-token authenticators, asked in this order.
+    let token_authenticators: Vec<Arc<dyn auth::authn::TokenAuthenticator>> = vec![
+        Arc::new(auth::authn::BootstrapToken::new(&material.node_token)),
+        Arc::new(auth::authn::ServiceAccountTokens),
+    ];
     let state = Arc::new(server::State {
         store,
         cache,
-        node_token: material.node_token.clone(),
+        token_authenticators,
+        rbac,
+        node_graph,
+        inflight: auth::inflight::Inflight::new(
+            config.max_requests_inflight,
+            config.max_mutating_requests_inflight,
+        ),
         ca_pem: material.ca_pem.clone(),
+        signer: material.signer.clone(),
+        cluster_signing_duration: config.cluster_signing_duration,
         kubelet_tls: material.kubelet_client_config.clone(),
         server_url,
         sa_tokens,
         service_network: config.service_network.clone(),
     });
     namespaces::bootstrap(&state).await?;
+    auth::policy::reconcile(&state).await?;
+    auth::aggregation::start(&state).await;
+    auth::certificates::start(&state);
     // Allocations left by a server that stopped mid-request are put right
     // before this one hands out more.
     registry::repair_service_allocations(&state).await?;
@@ -299,6 +359,13 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
         addr.port(),
     )
     .await;
+    if let Some(ip) = state.service_network.cluster_dns() {
+        cluster_dns_service::ensure(
+            &server::local_client(state.clone(), auth::UserInfo::apiserver()),
+            ip,
+        )
+        .await;
+    }
     tracing::info!(%addr, advertise = ?advertise, "API server listening");
     Ok(ApiServer {
         state,

@@ -48,6 +48,7 @@ pub fn spawn_cleanup(state: Arc<State>, ns: String) {
     tokio::spawn(async move {
         let headers = HeaderMap::new();
         let query = Query::new();
+        let user = crate::auth::UserInfo::apiserver();
         loop {
             let mut left = 0;
             for def in RESOURCES.iter().filter(|d| d.namespaced) {
@@ -59,6 +60,7 @@ pub fn spawn_cleanup(state: Arc<State>, ns: String) {
                     namespace: Some(&ns),
                     query: &query,
                     headers: &headers,
+                    user: &user,
                 };
                 for o in objs {
                     let v: Value = serde_json::from_slice(&o.bytes).unwrap_or(Value::Null);

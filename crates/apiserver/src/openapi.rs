@@ -16,12 +16,19 @@ use crate::resources::{ResourceDef, GROUPS, RESOURCES};
 const REF_PREFIX: &str = "#/components/schemas/";
 
 fn definitions() -> Map<String, Value> {
+    use k8s_openapi::api::apps::v1 as apps;
     use k8s_openapi::api::authentication::v1 as authn;
+    use k8s_openapi::api::autoscaling::v1 as autoscaling;
     use k8s_openapi::api::coordination::v1 as coord;
     use k8s_openapi::api::core::v1 as core;
     use k8s_openapi::api::discovery::v1 as discovery;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
     let mut g = SchemaSettings::openapi3().into_generator();
+    g.subschema_for::<core::PodTemplate>();
+    g.subschema_for::<core::ReplicationController>();
+    g.subschema_for::<apps::Deployment>();
+    g.subschema_for::<apps::ReplicaSet>();
+    g.subschema_for::<autoscaling::Scale>();
     g.subschema_for::<core::Pod>();
     g.subschema_for::<core::Namespace>();
     g.subschema_for::<core::Node>();
@@ -35,6 +42,22 @@ fn definitions() -> Map<String, Value> {
     g.subschema_for::<core::Binding>();
     g.subschema_for::<authn::TokenRequest>();
     g.subschema_for::<coord::Lease>();
+    {
+        use k8s_openapi::api::authentication::v1 as authn;
+        use k8s_openapi::api::authorization::v1 as authz;
+        use k8s_openapi::api::rbac::v1 as rbac;
+        g.subschema_for::<rbac::Role>();
+        g.subschema_for::<rbac::ClusterRole>();
+        g.subschema_for::<rbac::RoleBinding>();
+        g.subschema_for::<rbac::ClusterRoleBinding>();
+        g.subschema_for::<authz::SelfSubjectAccessReview>();
+        g.subschema_for::<authz::SelfSubjectRulesReview>();
+        g.subschema_for::<authz::SubjectAccessReview>();
+        g.subschema_for::<authz::LocalSubjectAccessReview>();
+        g.subschema_for::<authn::SelfSubjectReview>();
+        g.subschema_for::<authn::TokenReview>();
+        g.subschema_for::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>();
+    }
     g.subschema_for::<meta::Status>();
     g.subschema_for::<meta::DeleteOptions>();
     let mut defs = g.take_definitions(true);
@@ -177,6 +200,14 @@ fn gv_doc(group: &str, version: &str, defs: &Value) -> Value {
         let kind = r.kind;
         let mut create_params = scope_params.clone();
         create_params.extend(write_params());
+        if !r.verbs().contains(&"get") {
+            // Create-only kinds (the reviews).
+            paths.insert(
+                coll,
+                json!({"post": op(r, "post", format!("create{kind}"), create_params, json!({"requestBody": body_of(r.schema)}))}),
+            );
+            continue;
+        }
         paths.insert(
             coll.clone(),
             json!({
@@ -202,13 +233,40 @@ fn gv_doc(group: &str, version: &str, defs: &Value) -> Value {
                 "delete": op(r, "delete", format!("delete{kind}"), item_params.clone(), json!({})),
             }),
         );
-        if r.subresources.contains(&"status") {
+        for sub in r
+            .subresources
+            .iter()
+            .filter(|s| matches!(**s, "status" | "approval"))
+        {
+            let title = if *sub == "status" {
+                "Status"
+            } else {
+                "Approval"
+            };
             paths.insert(
-                format!("{item}/status"),
+                format!("{item}/{sub}"),
                 json!({
-                    "get": op(r, "get", format!("read{kind}Status"), item_params.clone(), json!({})),
-                    "put": op(r, "put", format!("replace{kind}Status"), upd.clone(), json!({"requestBody": body_of(r.schema)})),
-                    "patch": op(r, "patch", format!("patch{kind}Status"), upd, json!({"requestBody": patch_body})),
+                    "get": op(r, "get", format!("read{kind}{title}"), item_params.clone(), json!({})),
+                    "put": op(r, "put", format!("replace{kind}{title}"), upd.clone(), json!({"requestBody": body_of(r.schema)})),
+                    "patch": op(r, "patch", format!("patch{kind}{title}"), upd.clone(), json!({"requestBody": patch_body})),
+                }),
+            );
+        }
+        if r.subresources.contains(&"scale") {
+            let scale = "io.k8s.api.autoscaling.v1.Scale";
+            let scale_op = |action: &str, id: String, params: Vec<Value>, extra: Value| {
+                let mut o = op(r, action, id, params, extra);
+                o["x-kubernetes-group-version-kind"] =
+                    json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
+                o["responses"] = ok_of(scale);
+                o
+            };
+            paths.insert(
+                format!("{item}/scale"),
+                json!({
+                    "get": scale_op("get", format!("read{kind}Scale"), item_params.clone(), json!({})),
+                    "put": scale_op("put", format!("replace{kind}Scale"), upd.clone(), json!({"requestBody": body_of(scale)})),
+                    "patch": scale_op("patch", format!("patch{kind}Scale"), upd, json!({"requestBody": patch_body})),
                 }),
             );
         }

@@ -300,7 +300,166 @@ fn service_spec(b: &[u8]) -> Result<Value, DecodeError> {
     Ok(Value::Object(m))
 }
 
+/// A message whose fields are strings, repeated strings or nested
+/// messages, described by a table of (field number, JSON name, shape).
+#[derive(Clone, Copy)]
+enum Shape {
+    Str,
+    Strings,
+    Msg(&'static [(u64, &'static str, Shape)]),
+    Msgs(&'static [(u64, &'static str, Shape)]),
+    /// map<string, string>
+    StrMap,
+    /// map<string, {repeated string items = 1}>
+    StringsMap,
+}
+
+fn message(b: &[u8], table: &[(u64, &str, Shape)]) -> Result<Value, DecodeError> {
+    let mut m = Map::new();
+    for f in fields(b) {
+        let (n, Field::Bytes(x)) = f? else { continue };
+        let Some((_, name, shape)) = table.iter().find(|(k, _, _)| *k == n) else {
+            continue;
+        };
+        match shape {
+            Shape::Str => {
+                m.insert((*name).into(), string(x)?);
+            }
+            Shape::Strings => push_list(&mut m, name, string(x)?),
+            Shape::Msg(t) => {
+                m.insert((*name).into(), message(x, t)?);
+            }
+            Shape::Msgs(t) => push_list(&mut m, name, message(x, t)?),
+            Shape::StrMap => push_map(&mut m, name, map_entry(x, false)?),
+            Shape::StringsMap => {
+                let mut key = String::new();
+                let mut items = Vec::new();
+                for g in fields(x) {
+                    match g? {
+                        (1, Field::Bytes(k)) => key = String::from_utf8_lossy(k).into_owned(),
+                        (2, Field::Bytes(v)) => {
+                            for h in fields(v) {
+                                if let (1, Field::Bytes(i)) = h? {
+                                    items.push(string(i)?);
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                push_map(&mut m, name, (key, Value::Array(items)));
+            }
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+const POLICY_RULE: &[(u64, &str, Shape)] = &[
+    (1, "verbs", Shape::Strings),
+    (2, "apiGroups", Shape::Strings),
+    (3, "resources", Shape::Strings),
+    (4, "resourceNames", Shape::Strings),
+    (5, "nonResourceURLs", Shape::Strings),
+];
+const LABEL_SELECTOR: &[(u64, &str, Shape)] = &[
+    (1, "matchLabels", Shape::StrMap),
+    (
+        2,
+        "matchExpressions",
+        Shape::Msgs(&[
+            (1, "key", Shape::Str),
+            (2, "operator", Shape::Str),
+            (3, "values", Shape::Strings),
+        ]),
+    ),
+];
+const SUBJECT: &[(u64, &str, Shape)] = &[
+    (1, "kind", Shape::Str),
+    (2, "apiGroup", Shape::Str),
+    (3, "name", Shape::Str),
+    (4, "namespace", Shape::Str),
+];
+const ROLE_REF: &[(u64, &str, Shape)] = &[
+    (1, "apiGroup", Shape::Str),
+    (2, "kind", Shape::Str),
+    (3, "name", Shape::Str),
+];
+const RESOURCE_ATTRIBUTES: &[(u64, &str, Shape)] = &[
+    (1, "namespace", Shape::Str),
+    (2, "verb", Shape::Str),
+    (3, "group", Shape::Str),
+    (4, "version", Shape::Str),
+    (5, "resource", Shape::Str),
+    (6, "subresource", Shape::Str),
+    (7, "name", Shape::Str),
+];
+const NON_RESOURCE_ATTRIBUTES: &[(u64, &str, Shape)] =
+    &[(1, "path", Shape::Str), (2, "verb", Shape::Str)];
+const SUBJECT_ACCESS_REVIEW_SPEC: &[(u64, &str, Shape)] = &[
+    (1, "resourceAttributes", Shape::Msg(RESOURCE_ATTRIBUTES)),
+    (
+        2,
+        "nonResourceAttributes",
+        Shape::Msg(NON_RESOURCE_ATTRIBUTES),
+    ),
+    (3, "user", Shape::Str),
+    (4, "groups", Shape::Strings),
+    (5, "extra", Shape::StringsMap),
+    (6, "uid", Shape::Str),
+];
+
+/// The fields after `metadata` (number 1) of the kinds read by table.
+fn table_of(kind: &str) -> Option<&'static [(u64, &'static str, Shape)]> {
+    Some(match kind {
+        "Role" => &[(2, "rules", Shape::Msgs(POLICY_RULE))],
+        "ClusterRole" => &[
+            (2, "rules", Shape::Msgs(POLICY_RULE)),
+            (
+                3,
+                "aggregationRule",
+                Shape::Msg(&[(1, "clusterRoleSelectors", Shape::Msgs(LABEL_SELECTOR))]),
+            ),
+        ],
+        "RoleBinding" | "ClusterRoleBinding" => &[
+            (2, "subjects", Shape::Msgs(SUBJECT)),
+            (3, "roleRef", Shape::Msg(ROLE_REF)),
+        ],
+        "SelfSubjectAccessReview" => &[(
+            2,
+            "spec",
+            Shape::Msg(&[
+                (1, "resourceAttributes", Shape::Msg(RESOURCE_ATTRIBUTES)),
+                (
+                    2,
+                    "nonResourceAttributes",
+                    Shape::Msg(NON_RESOURCE_ATTRIBUTES),
+                ),
+            ]),
+        )],
+        "SubjectAccessReview" | "LocalSubjectAccessReview" => {
+            &[(2, "spec", Shape::Msg(SUBJECT_ACCESS_REVIEW_SPEC))]
+        }
+        "SelfSubjectRulesReview" => &[(2, "spec", Shape::Msg(&[(1, "namespace", Shape::Str)]))],
+        "SelfSubjectReview" => &[],
+        "TokenReview" => &[(
+            2,
+            "spec",
+            Shape::Msg(&[(1, "token", Shape::Str), (2, "audiences", Shape::Strings)]),
+        )],
+        _ => return None,
+    })
+}
+
 fn decode_kind(kind: &str, raw: &[u8]) -> Result<Value, DecodeError> {
+    if let Some(table) = table_of(kind) {
+        let mut v = message(raw, table)?;
+        for f in fields(raw) {
+            if let (1, Field::Bytes(x)) = f? {
+                v["metadata"] = object_meta(x)?;
+            }
+        }
+        return Ok(v);
+    }
     let mut o = Map::new();
     for f in fields(raw) {
         let (n, field) = f?;
@@ -393,9 +552,11 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
             decode_kind(&kind, raw)?
         }
         "TokenRequest" => token_request::decode(raw)?,
+        "Deployment" | "ReplicaSet" => crate::protobuf_workloads::decode(&kind, raw)?,
+        k if table_of(k).is_some() => decode_kind(&kind, raw)?,
         _ => {
             return err(format!(
-                "protobuf bodies are accepted for Namespace, ConfigMap, Secret, ServiceAccount, Service and TokenRequest only, not {kind:?}; send application/json"
+                "protobuf bodies are accepted for Namespace, ConfigMap, Secret, ServiceAccount, Service, TokenRequest, Deployment, ReplicaSet, the RBAC kinds and the reviews only, not {kind:?}; send application/json"
             ))
         }
     };

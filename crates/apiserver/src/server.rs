@@ -16,6 +16,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::authn::{self, TokenAuthenticator};
+use crate::auth::inflight::Inflight;
+use crate::auth::node::NodeGraph;
+use crate::auth::rbac::Rbac;
+use crate::auth::{Attributes, Caller};
 use crate::cache::Cache;
 use crate::resources::{self, ResourceDef};
 use crate::status::ApiError;
@@ -30,8 +35,16 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 pub struct State {
     pub store: Arc<dyn Store>,
     pub cache: Arc<Cache>,
-    pub node_token: String,
+    /// Bearer-token authenticators, asked in turn (see [`crate::auth::authn`]).
+    pub token_authenticators: Vec<Arc<dyn TokenAuthenticator>>,
+    pub rbac: Arc<Rbac>,
+    pub node_graph: Arc<NodeGraph>,
+    pub inflight: Inflight,
     pub ca_pem: String,
+    /// Signs approved client certificate requests.
+    pub signer: Arc<crate::tls::Signer>,
+    /// The longest client certificate it signs.
+    pub cluster_signing_duration: Duration,
     pub kubelet_tls: Arc<rustls::ClientConfig>,
     pub server_url: String,
     /// Issues and verifies service account tokens.
@@ -63,11 +76,11 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
     json_response(e.code, &e.to_status())
 }
 
-/// Who is calling, decided once per connection (certificate) and per
-/// request (bearer token).
-#[derive(Clone, Copy)]
+/// Who the connection's client certificate names, decided once per
+/// connection (a bearer token is read per request).
+#[derive(Clone)]
 struct Conn {
-    client_cert: bool,
+    cert_user: Option<Caller>,
 }
 
 pub async fn serve(
@@ -94,9 +107,17 @@ pub async fn serve(
                         }
                         Err(_) => return,
                     };
-                    let conn = Conn { client_cert: tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty()) };
+                    let cert_user = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| authn::certificate_user(c))
+                        .map(Arc::new);
+                    let conn = Conn { cert_user };
                     let svc = hyper::service::service_fn(move |req| {
                         let state = state.clone();
+                        let conn = conn.clone();
                         async move { Ok::<_, Infallible>(handle(state, conn, req).await) }
                     });
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -111,46 +132,6 @@ pub async fn serve(
     // Waits for the aborted connections to drop what they hold (the store
     // among it), so a restarted server in this process can reopen it.
     conns.shutdown().await;
-}
-
-fn is_anonymous(path: &str) -> bool {
-    matches!(
-        path,
-        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/" | "/cacerts"
-    )
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-}
-
-fn bearer_ok(headers: &HeaderMap, token: &str) -> bool {
-    bearer(headers).is_some_and(|t| {
-        // Constant-time comparison: this is a secret.
-        t.len() == token.len()
-            && t.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    })
-}
-
-/// Whether the request's bearer token is a valid service account token.
-async fn service_account_ok(state: &State, headers: &HeaderMap) -> bool {
-    let Some(token) = bearer(headers) else {
-        return false;
-    };
-    match state.sa_tokens.verify(state, token).await {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::debug!(error = %e, "bearer token rejected");
-            false
-        }
-    }
 }
 
 pub type Query = HashMap<String, Vec<String>>;
@@ -171,18 +152,55 @@ pub fn q1<'a>(q: &'a Query, k: &str) -> Option<&'a str> {
 
 async fn handle(state: Arc<State>, conn: Conn, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
-    if !is_anonymous(&path)
-        && !conn.client_cert
-        && !bearer_ok(req.headers(), &state.node_token)
-        && !service_account_ok(&state, req.headers()).await
-    {
-        return error_response(&ApiError::unauthorized());
-    }
     let method = req.method().clone();
-    let resp = route(&state, req).await;
-    let resp = resp.unwrap_or_else(|e| error_response(&e));
+    let caller = match authn::authenticate(&state, conn.cert_user.as_ref(), req.headers()).await {
+        Ok(c) => c,
+        Err(e) => return error_response(&e),
+    };
+    let resp = match authn::impersonate(&state, caller, req.headers()) {
+        Ok(caller) => guarded(&state, caller, req).await,
+        Err(e) => error_response(&e),
+    };
     tracing::debug!(%method, path, code = resp.status().as_u16(), "request");
     resp
+}
+
+/// The in-flight limit and the authorizers, then the route.
+async fn guarded<B: RequestBody>(
+    state: &Arc<State>,
+    caller: Caller,
+    req: Request<B>,
+) -> Response<Body> {
+    let attrs = Attributes::from_request(req.method(), req.uri().path(), req.uri().query());
+    let follow = req.uri().query().is_some_and(|q| {
+        q1(&parse_query(Some(q)), "follow").is_some_and(|f| f == "true" || f == "1")
+    });
+    let _permit = match state
+        .inflight
+        .admit(&attrs, &caller, attrs.is_long_running(follow))
+    {
+        Ok(p) => p,
+        Err(_) => return too_many_requests(),
+    };
+    // The cluster CA is public: a joining node reads it before it can
+    // authenticate (the token it holds pins its hash).
+    let public = req.uri().path() == "/cacerts";
+    if !public {
+        if let Err(reason) = crate::auth::authorize(state, &caller, &attrs) {
+            return error_response(&attrs.forbidden(&caller, &reason));
+        }
+    }
+    route(state, &caller, req)
+        .await
+        .unwrap_or_else(|e| error_response(&e))
+}
+
+/// kube-apiserver's answer beyond the in-flight limit (plain text).
+fn too_many_requests() -> Response<Body> {
+    let mut r = text(429, "Too many requests, please try again later.\n");
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+    r
 }
 
 fn text(code: u16, s: &str) -> Response<Body> {
@@ -193,23 +211,30 @@ fn text(code: u16, s: &str) -> Response<Body> {
     )
 }
 
-/// A client for components in this process (see
+/// A client for a component in this process acting as `identity` (see
 /// [`crate::ApiServer::local_client`]).
-pub fn local_client(state: Arc<State>) -> kube::Client {
+pub fn local_client(state: Arc<State>, identity: crate::auth::UserInfo) -> kube::Client {
+    let caller: Caller = Arc::new(identity);
     let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(handle_local(state, req).await) }
+        let caller = caller.clone();
+        async move { Ok::<_, Infallible>(handle_local(state, caller, req).await) }
     });
     kube::Client::new(service, "default")
 }
 
 /// Serves a request from a component in this process (see
-/// [`crate::ApiServer::local_client`]): same routing and handlers, no TLS,
-/// trusted like the admin certificate.
-pub async fn handle_local<B: RequestBody>(state: Arc<State>, req: Request<B>) -> Response<Body> {
-    route(&state, req)
-        .await
-        .unwrap_or_else(|e| error_response(&e))
+/// [`crate::ApiServer::local_client`]) as `caller`: same limits,
+/// authorizers, routing and handlers, no TLS.
+pub async fn handle_local<B: RequestBody>(
+    state: Arc<State>,
+    caller: Caller,
+    req: Request<B>,
+) -> Response<Body> {
+    match authn::impersonate(&state, caller, req.headers()) {
+        Ok(caller) => guarded(&state, caller, req).await,
+        Err(e) => error_response(&e),
+    }
 }
 
 /// A request body from the network or from an in-process client.
@@ -224,18 +249,15 @@ impl<B> RequestBody for B where
 
 async fn route<B: RequestBody>(
     state: &Arc<State>,
+    caller: &Caller,
     req: Request<B>,
 ) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let get = req.method() == Method::GET;
     match segs.as_slice() {
-        ["healthz"] | ["livez"] => return Ok(text(200, "ok")),
-        ["readyz"] => {
-            return Ok(match state.store.current_revision().await {
-                Ok(_) => text(200, "ok"),
-                Err(e) => text(500, &format!("store not ready: {e}")),
-            })
+        [endpoint @ ("healthz" | "livez" | "readyz"), check @ ..] => {
+            return crate::health::serve(state, endpoint, check, req.uri().query()).await
         }
         ["version"] => return Ok(json_response(200, &discovery::version())),
         ["cacerts"] => {
@@ -300,7 +322,7 @@ async fn route<B: RequestBody>(
         _ => return Err(not_found_resource()),
     };
     let target = parse_target(group, version, rest)?;
-    dispatch(state, req, target).await
+    dispatch(state, caller, req, target).await
 }
 
 /// A request's object path after the group version.
@@ -425,6 +447,7 @@ pub async fn read_body<B: RequestBody>(
 
 async fn dispatch<B: RequestBody>(
     state: &Arc<State>,
+    caller: &Caller,
     req: Request<B>,
     t: Target,
 ) -> Result<Response<Body>, ApiError> {
@@ -442,7 +465,24 @@ async fn dispatch<B: RequestBody>(
         namespace: t.namespace.as_deref(),
         query: &q,
         headers: h,
+        user: caller,
     };
+    let verb = match (&method, t.name.as_deref(), sub) {
+        (&Method::GET, None, None) => "list",
+        (&Method::POST, None, None) => "create",
+        (&Method::DELETE, None, None) => "deletecollection",
+        (&Method::GET, _, None) => "get",
+        (&Method::PUT, _, None) => "update",
+        (&Method::PATCH, _, None) => "patch",
+        (&Method::DELETE, _, None) => "delete",
+        _ => "",
+    };
+    if !verb.is_empty() && !t.def.verbs().contains(&verb) {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource: {method} {}",
+            t.def.name
+        )));
+    }
     match (&method, t.name.as_deref(), sub) {
         (&Method::GET, None, None) => {
             let watch = matches!(q1(&q, "watch"), Some("1" | "true"));
@@ -460,12 +500,23 @@ async fn dispatch<B: RequestBody>(
             let body = read_body(body, h).await?;
             handlers::delete_collection(&ctx, &body).await
         }
-        (&Method::GET, Some(name), None | Some("status")) => handlers::get(&ctx, name).await,
-        (&Method::PUT, Some(name), None | Some("status")) => {
+        (&Method::GET, Some(name), Some("scale")) => handlers::get_scale(&ctx, name).await,
+        (&Method::PUT, Some(name), Some("scale")) => {
+            let body = read_body(body, h).await?;
+            handlers::update_scale(&ctx, name, &body).await
+        }
+        (&Method::PATCH, Some(name), Some("scale")) => {
+            let body = read_body(body, h).await?;
+            handlers::patch_scale(&ctx, name, &body).await
+        }
+        (&Method::GET, Some(name), None | Some("status" | "approval")) => {
+            handlers::get(&ctx, name).await
+        }
+        (&Method::PUT, Some(name), None | Some("status" | "approval")) => {
             let body = read_body(body, h).await?;
             handlers::update(&ctx, name, sub, &body).await
         }
-        (&Method::PATCH, Some(name), None | Some("status")) => {
+        (&Method::PATCH, Some(name), None | Some("status" | "approval")) => {
             let body = read_body(body, h).await?;
             handlers::patch(&ctx, name, sub, &body).await
         }

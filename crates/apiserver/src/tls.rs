@@ -29,6 +29,46 @@ pub struct Material {
     pub kubelet_client_config: Arc<rustls::ClientConfig>,
     /// The whole `K10...::node:...` line agents present as a bearer token.
     pub node_token: String,
+    /// Signs client certificates for approved certificate requests.
+    pub signer: Arc<Signer>,
+}
+
+/// The cluster CA's signing side (kube-controller-manager's csrsigning).
+pub struct Signer {
+    ca_pem: String,
+    ca_key_pem: String,
+}
+
+impl Signer {
+    /// A client certificate for the PEM request `csr_pem` (its subject and
+    /// key; usages digital signature, key encipherment and client auth),
+    /// valid from a little before now (for clock skew: 5 minutes, less for
+    /// short lifetimes so that renewal at 80% still lies ahead) until
+    /// `lifetime` from now.
+    pub fn sign_client(
+        &self,
+        csr_pem: &str,
+        lifetime: std::time::Duration,
+    ) -> Result<String, Error> {
+        let key = KeyPair::from_pem(&self.ca_key_pem).map_err(tls_err)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.ca_pem, key).map_err(tls_err)?;
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(tls_err)?;
+        let now = time::OffsetDateTime::now_utc();
+        let p = &mut csr.params;
+        let backdate = (lifetime.as_secs() / 10).min(300) as i64;
+        p.not_before = now - time::Duration::seconds(backdate);
+        p.not_after = now + time::Duration::seconds(lifetime.as_secs() as i64);
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.subject_alt_names.clear();
+        p.use_authority_key_identifier_extension = true;
+        let cert = csr.signed_by(&issuer).map_err(tls_err)?;
+        Ok(cert.pem())
+    }
 }
 
 fn tls_err(what: impl std::fmt::Display) -> Error {
@@ -231,7 +271,12 @@ pub fn load_or_create(data_dir: &Path, sans: &[String]) -> Result<Material, Erro
         )
         .map_err(tls_err)?;
 
+    let signer = Arc::new(Signer {
+        ca_pem: ca_pem.clone(),
+        ca_key_pem: read(&ca_key_path)?,
+    });
     Ok(Material {
+        signer,
         ca_pem,
         server_config: Arc::new(server_config),
         kubelet_client_config: Arc::new(kubelet_client_config),

@@ -15,6 +15,7 @@ mod report;
 mod results;
 mod scenarios;
 mod stats;
+mod workloads;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,6 +44,23 @@ enum Cmd {
     All(AllArgs),
     /// Redraw plots and BENCHMARKS.md from a results file (default: the newest).
     Render { results: Option<PathBuf> },
+    /// Deployments: scale 0 -> 100 (real containers) and 0 -> 10,000
+    /// (virtual nodes), pod replacement, memory; prints the "Workloads"
+    /// section of BENCHMARKS.md.
+    Workloads(WorkloadsArgs),
+}
+
+#[derive(Args)]
+struct WorkloadsArgs {
+    /// Small sizes, to try the tool.
+    #[arg(long)]
+    quick: bool,
+    /// The orca binary (default: build target/release/orca with cargo).
+    #[arg(long)]
+    orca_bin: Option<PathBuf>,
+    /// Directory with busybox.docker.tar (default: $ORCA_TEST_IMAGES).
+    #[arg(long)]
+    images: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -113,6 +131,28 @@ fn main() -> anyhow::Result<()> {
             let report = runtime.block_on(run_all(&root, &args))?;
             let file = write_results(&root, &report)?;
             render(&root, &report, &file)
+        }
+        Cmd::Workloads(args) => {
+            let bin = match &args.orca_bin {
+                Some(bin) => bin.clone(),
+                None => build_orca(&root)?,
+            };
+            let Some(images) = args
+                .images
+                .clone()
+                .or_else(|| std::env::var_os("ORCA_TEST_IMAGES").map(PathBuf::from))
+            else {
+                bail!(
+                    "give --images DIR or set ORCA_TEST_IMAGES (see scripts/build-test-images.sh)"
+                );
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let text =
+                runtime.block_on(workloads::run(&orca::bin_path(&bin), &images, args.quick))?;
+            print!("{text}");
+            Ok(())
         }
         Cmd::Render { results } => {
             let file = match results {

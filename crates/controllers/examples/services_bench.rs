@@ -176,7 +176,15 @@ async fn main() {
     )
     .await
     .unwrap();
-    let controllers = tokio::spawn(orca_controllers::run_endpoints(server.local_client(), 100));
+    // The controllers with their own identities, as in `orca server`.
+    let local = server.local_clients();
+    let per_controller = local.clone();
+    let clients = orca_controllers::Clients::new(
+        local.client(orca_apiserver::auth::UserInfo::kube_controller_manager()),
+        move |name| per_controller.client(orca_apiserver::auth::UserInfo::controller(name)),
+    );
+    let controllers =
+        tokio::spawn(async move { orca_controllers::run_endpoints(&clients, 100).await });
     let client = orca_testkit::admin_client(&server).await;
     create_services(&client, services, "ClusterIP").await;
     create_services(&client, services.min(2500), "NodePort").await;

@@ -46,14 +46,19 @@ fn mask(len: u8) -> u32 {
     }
 }
 
-pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client);
+/// Runs as kube-controller-manager's node IPAM controller, whose writes use
+/// the `node-controller` service account.
+pub async fn run(clients: &crate::Clients, config: Config) -> anyhow::Result<()> {
+    let nodes: Api<Node> = Api::all(clients.controller("node-controller"));
     let (reader, writer) = reflector::store();
-    let mut events = watcher(nodes.clone(), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .boxed();
+    let mut events = watcher(
+        Api::<Node>::all(clients.informers()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    .boxed();
     // Subnets handed out whose nodes the watch has not shown with them yet:
     // the store lags behind this controller's own writes, and nodes that
     // register together must not get the same subnet.

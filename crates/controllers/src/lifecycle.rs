@@ -162,12 +162,13 @@ pub fn eviction_time(
         .min()
 }
 
-pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
+pub async fn run(clients: &crate::Clients, config: Config) -> anyhow::Result<()> {
     if config.node_monitor_period.is_zero() {
         anyhow::bail!("node lifecycle: the node monitor period must be positive");
     }
     let mut controller = Controller {
-        client,
+        reader: clients.informers(),
+        client: clients.controller("node-controller"),
         config,
         first_seen: HashMap::new(),
     };
@@ -182,6 +183,9 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
 }
 
 struct Controller {
+    /// For lists (the controller manager's identity).
+    reader: kube::Client,
+    /// For writes (the node-controller service account).
     client: kube::Client,
     config: Config,
     /// When this controller first saw each NoExecute taint that carries no
@@ -191,8 +195,8 @@ struct Controller {
 
 impl Controller {
     async fn check(&mut self) -> anyhow::Result<()> {
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
+        let nodes: Api<Node> = Api::all(self.reader.clone());
+        let leases: Api<Lease> = Api::namespaced(self.reader.clone(), "kube-node-lease");
         let leases = leases.list(&ListParams::default()).await?.items;
         let nodes = nodes.list(&ListParams::default()).await?.items;
         let now = Utc::now();
@@ -304,7 +308,7 @@ impl Controller {
 
     async fn pods_on(&self, node: &str) -> anyhow::Result<Vec<Pod>> {
         let on_node = ListParams::default().fields(&format!("spec.nodeName={node}"));
-        Ok(Api::<Pod>::all(self.client.clone())
+        Ok(Api::<Pod>::all(self.reader.clone())
             .list(&on_node)
             .await
             .with_context(|| format!("listing the pods on node {node}"))?

@@ -23,7 +23,10 @@ const RETRY: Duration = Duration::from_secs(1);
 const ATTEMPTS: usize = 5;
 
 /// Keeps `kube-root-ca.crt` holding `ca_pem` in every namespace.
-pub async fn run(client: kube::Client, ca_pem: String) -> anyhow::Result<()> {
+/// Watches as `reader` (the controller manager's informers) and writes as
+/// `writer` (the root-ca-cert-publisher service account).
+pub async fn run(reader: kube::Client, writer: kube::Client, ca_pem: String) -> anyhow::Result<()> {
+    let client = reader;
     let namespaces = watcher(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
@@ -58,7 +61,7 @@ pub async fn run(client: kube::Client, ca_pem: String) -> anyhow::Result<()> {
     let mut names = stream::select(namespaces, config_maps).boxed();
     while let Some(namespace) = names.next().await {
         for attempt in 1..=ATTEMPTS {
-            match sync(&client, &namespace, &ca_pem).await {
+            match sync(&client, &writer, &namespace, &ca_pem).await {
                 Ok(()) => break,
                 // A namespace being deleted takes no new content.
                 Err(kube::Error::Api(e)) if e.code == 403 || e.code == 404 => break,
@@ -78,10 +81,18 @@ fn wanted_data(ca_pem: &str) -> BTreeMap<String, String> {
 }
 
 /// Creates or repairs the ConfigMap of `namespace`.
-async fn sync(client: &kube::Client, namespace: &str, ca_pem: &str) -> Result<(), kube::Error> {
-    let api = Api::<ConfigMap>::namespaced(client.clone(), namespace);
+async fn sync(
+    reader: &kube::Client,
+    writer: &kube::Client,
+    namespace: &str,
+    ca_pem: &str,
+) -> Result<(), kube::Error> {
+    let api = Api::<ConfigMap>::namespaced(writer.clone(), namespace);
     let data = wanted_data(ca_pem);
-    match api.get_opt(NAME).await? {
+    let current = Api::<ConfigMap>::namespaced(reader.clone(), namespace)
+        .get_opt(NAME)
+        .await?;
+    match current {
         None => {
             let cm = ConfigMap {
                 metadata: ObjectMeta {

@@ -6,8 +6,9 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 
-pub async fn run(client: kube::Client) -> anyhow::Result<()> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
+pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
+    let client = clients.controller("service-account-controller");
+    let namespaces: Api<Namespace> = Api::all(clients.informers());
     let mut events = watcher(namespaces, watcher::Config::default())
         .default_backoff()
         .applied_objects()

@@ -11,7 +11,7 @@
 //! flight; the server, the upstream and the clients share the machine's
 //! cores.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};

@@ -3,14 +3,16 @@
 //!
 //! The token reads `K10<sha256 of the CA certificate>::node:<secret>`: the
 //! agent fetches the CA from `/cacerts` and trusts it only if its hash
-//! matches, then authenticates with the whole token as a bearer token.
+//! matches. The token is a bootstrap credential: with it the agent obtains
+//! its own client certificate (see [`crate::credentials`]) and uses that
+//! for everything else.
 
 use std::path::Path;
 
 use anyhow::{bail, Context};
 
 use crate::cli::AgentArgs;
-use crate::node;
+use crate::{credentials, node};
 
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -34,32 +36,53 @@ pub fn token_ca_hash(token: &str) -> anyhow::Result<&str> {
 }
 
 async fn join(args: AgentArgs) -> anyhow::Result<()> {
-    let (client, ca_pem) = join_client(&args.server, &args.token_file).await?;
-    let agent = node::run_agent(
-        client,
+    let node_name = node::node_name(&args.node)?;
+    let agent_dir = args.data_dir.join("agent");
+    crate::server::create_private_dir(&agent_dir)?;
+    let store = credentials::Store::new(&agent_dir);
+    let (credential, ca_pem) = match store.load_current(&node_name) {
+        Some(c) => (c, fetch_checked_ca(&args.server, &args.token_file).await?),
+        None => {
+            let (bootstrap, ca_pem) = join_client(&args.server, &args.token_file).await?;
+            let c = credentials::request(&bootstrap, &node_name).await?;
+            store.save(&c)?;
+            (c, ca_pem)
+        }
+    };
+    let ca = pem_certificates(&ca_pem)?;
+    let rotating = credentials::Rotating::new(credentials::client_with(
+        &args.server,
+        ca.clone(),
+        &credential,
+    )?);
+    tokio::spawn(credentials::keep_renewed(
+        args.server.clone(),
+        ca,
+        node_name,
+        store,
+        credential,
+        rotating.clone(),
+    ));
+    node::run_agent(
+        rotating.client(),
         node::AgentSetup {
             data_dir: args.data_dir,
             node: args.node,
             cluster_ca_pem: ca_pem,
+            cluster_cidr: args.cluster_cidr,
         },
-    );
-    // Stopping drops the agent, which removes the node's pod network
-    // routes; its pods keep running and are adopted again at the next start.
-    tokio::select! {
-        r = agent => r,
-        _ = crate::server::shutdown_signal() => {
-            tracing::info!("shutting down");
-            Ok(())
-        }
-    }
+        crate::server::shutdown_signal(),
+    )
+    .await
 }
 
-/// An API client for `server` authenticated with the node token in
-/// `token_file`, trusting only the CA the token pins; also returns that CA.
-pub async fn join_client(
-    server: &str,
-    token_file: &Path,
-) -> anyhow::Result<(kube::Client, Vec<u8>)> {
+/// The server's CA, checked against the hash the token in `token_file`
+/// pins; also the token.
+async fn fetch_checked_ca(server: &str, token_file: &Path) -> anyhow::Result<Vec<u8>> {
+    Ok(checked_ca(server, token_file).await?.0)
+}
+
+async fn checked_ca(server: &str, token_file: &Path) -> anyhow::Result<(Vec<u8>, String)> {
     let token = std::fs::read_to_string(token_file)
         .with_context(|| format!("reading the node token {}", token_file.display()))?;
     let token = token.trim().to_string();
@@ -72,6 +95,17 @@ pub async fn join_client(
              wrong server or wrong token"
         );
     }
+    Ok((ca_pem, token))
+}
+
+/// An API client for `server` authenticated with the node token in
+/// `token_file` (the bootstrap identity), trusting only the CA the token
+/// pins; also returns that CA.
+pub async fn join_client(
+    server: &str,
+    token_file: &Path,
+) -> anyhow::Result<(kube::Client, Vec<u8>)> {
+    let (ca_pem, token) = checked_ca(server, token_file).await?;
     let url: http::Uri = server
         .parse()
         .with_context(|| format!("--server {server}"))?;
@@ -106,7 +140,7 @@ fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
-fn pem_certificates(pem: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
+pub(crate) fn pem_certificates(pem: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
     use rustls_pki_types::pem::PemObject;
     let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pem)
         .map(|cert| cert.map(|c| c.to_vec()))

@@ -48,6 +48,17 @@ pub struct ServerArgs {
     /// Do not run the scheduler in this server.
     #[arg(long)]
     pub disable_scheduler: bool,
+    /// Read-only API requests served at once; more get 429 (0: no limit).
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// Mutating API requests served at once; more get 429 (0: no limit).
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
+    /// Lifetime of the client certificates the cluster CA signs for nodes,
+    /// e.g. 8760h, 30m, 90s (kube-controller-manager's
+    /// --cluster-signing-duration); agents renew at 80% of it.
+    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+    pub cluster_signing_duration: std::time::Duration,
     /// Also register this many simulated nodes (for scale tests).
     #[arg(long, default_value_t = 0)]
     pub virtual_nodes: u32,
@@ -92,6 +103,21 @@ pub struct NodeArgs {
     /// every node.
     #[arg(long, value_enum, default_value = "vxlan")]
     pub flannel_backend: FlannelBackend,
+    /// The cluster DNS address (comma-separated for several): the
+    /// nameserver of pods with `dnsPolicy: ClusterFirst`, served by every
+    /// node on its `lo` (the kubelet's --cluster-dns). Its Service is
+    /// `kube-system/kube-dns`.
+    #[arg(long, value_delimiter = ',', default_value = "10.43.0.10")]
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster's DNS domain (the kubelet's --cluster-domain).
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The node's resolv.conf: what `dnsPolicy: Default` pods get and where
+    /// cluster DNS forwards other names; "" for none (default:
+    /// /etc/resolv.conf, or systemd-resolved's list of real resolvers when
+    /// that file names only its local stub).
+    #[arg(long)]
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// `--flannel-backend`, as k3s names its values.
@@ -124,6 +150,11 @@ pub struct AgentArgs {
     /// Where the agent keeps images, pods and logs.
     #[arg(long, default_value = "/var/lib/orca")]
     pub data_dir: PathBuf,
+    /// The range every node's pod addresses come from: the server's
+    /// --cluster-cidr (the service proxy masquerades Service traffic from
+    /// outside it, and pod traffic leaving it).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -218,6 +249,21 @@ impl Cli {
     }
 }
 
+/// `90s`, `30m` or `8760h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 90s, 30m or 8760h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?} is not a duration such as 90s, 30m or 8760h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +280,13 @@ mod tests {
         assert_eq!(args.service_cidr, "10.43.0.0/16");
         assert_eq!(args.service_node_port_range, "30000-32767");
         assert_eq!(args.advertise_address, None);
+        assert_eq!(args.cluster_cidr, "10.42.0.0/16");
+        assert_eq!(
+            args.node.cluster_dns,
+            ["10.43.0.10".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(args.node.cluster_domain, "cluster.local");
+        assert_eq!(args.node.resolv_conf, None);
         assert_eq!(
             args.node.flannel_backend.overlay(),
             Some(orca_overlay::Backend::Vxlan)
@@ -268,6 +321,32 @@ mod tests {
         );
         assert_eq!(backend("none").unwrap(), None);
         assert!(backend("wireguard").is_err());
+    }
+
+    #[test]
+    fn agent_takes_the_cluster_cidr_and_dns_settings_as_the_server_does() {
+        let cli = Cli::try_parse_from([
+            "orca",
+            "agent",
+            "--server",
+            "https://10.0.0.1:6443",
+            "--token-file",
+            "t",
+            "--cluster-dns",
+            "10.96.0.10",
+            "--cluster-domain",
+            "example.internal",
+        ])
+        .unwrap();
+        let Command::Agent(args) = cli.command else {
+            panic!("not agent")
+        };
+        assert_eq!(args.cluster_cidr, "10.42.0.0/16");
+        assert_eq!(
+            args.node.cluster_dns,
+            ["10.96.0.10".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(args.node.cluster_domain, "example.internal");
     }
 
     #[test]

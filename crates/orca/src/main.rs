@@ -3,6 +3,7 @@
 
 mod agent;
 mod cli;
+mod credentials;
 mod images;
 mod node;
 mod pod_network;

@@ -13,13 +13,30 @@ pub struct AgentSetup {
     pub data_dir: PathBuf,
     pub node: NodeArgs,
     pub cluster_ca_pem: Vec<u8>,
+    /// Every node's pod range (`--cluster-cidr`), for the service proxy.
+    pub cluster_cidr: String,
 }
 
-pub async fn run_agent(client: kube::Client, setup: AgentSetup) -> anyhow::Result<()> {
-    let node_name = match setup.node.node_name {
-        Some(name) => name,
-        None => hostname()?,
-    };
+/// The node's name: `--node-name`, else the hostname.
+pub fn node_name(args: &NodeArgs) -> anyhow::Result<String> {
+    match &args.node_name {
+        Some(name) => Ok(name.clone()),
+        None => hostname(),
+    }
+}
+
+/// Runs the node agent, with the service proxy and cluster DNS, until
+/// `shutdown` completes (then their rules and address are removed).
+pub async fn run_agent(
+    client: kube::Client,
+    setup: AgentSetup,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let cluster_cidr: orca_agent::Ipv4Cidr = setup
+        .cluster_cidr
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--cluster-cidr: {e}"))?;
+    let node_name = node_name(&setup.node)?;
     let node_ip = match setup.node.node_ip {
         Some(ip) => ip
             .parse()
@@ -28,12 +45,35 @@ pub async fn run_agent(client: kube::Client, setup: AgentSetup) -> anyhow::Resul
     };
     let agent_dir = setup.data_dir.join("agent");
     crate::server::create_private_dir(&agent_dir)?;
+    let mut proxy = orca_agent::ProxyConfig::new(cluster_cidr);
+    // The node answers the cluster DNS address itself (see orca-proxy's
+    // node_local_cluster_ips): kube-dns must not be DNATed or rejected.
+    proxy.node_local_cluster_ips = setup
+        .node
+        .cluster_dns
+        .iter()
+        .filter_map(|ip| match ip {
+            std::net::IpAddr::V4(ip) => Some(*ip),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .take(1)
+        .collect();
+    let resolv_conf = match setup.node.resolv_conf {
+        Some(path) if path.as_os_str().is_empty() => None,
+        Some(path) => Some(path),
+        None => Some(orca_dns::resolv_conf::node_resolv_conf_path()),
+    };
     let mut config = orca_agent::Config {
         node_name,
         node_ip,
         data_dir: setup.data_dir.clone(),
         streaming_port: setup.node.agent_port,
         cluster_ca_pem: setup.cluster_ca_pem,
+        cluster_dns: setup.node.cluster_dns,
+        cluster_domain: setup.node.cluster_domain,
+        resolv_conf,
+        proxy: Some(proxy),
+        serve_dns: true,
         ..Default::default()
     };
 
@@ -53,9 +93,12 @@ pub async fn run_agent(client: kube::Client, setup: AgentSetup) -> anyhow::Resul
         &pod_cidr,
     );
     config.pod_cidr = Some(pod_cidr);
+    // Ending the agent drops the overlay, which removes the node's routes
+    // to the other nodes; its pods keep running and are adopted again at
+    // the next start.
     crate::pod_network::run_with(client.clone(), overlay, |network_problem| {
         config.network_problem = network_problem;
-        orca_agent::run(client, Arc::new(runtime), config)
+        orca_agent::run_until(client, Arc::new(runtime), config, shutdown)
     })
     .await?;
     Ok(())

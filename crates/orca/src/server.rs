@@ -10,6 +10,9 @@ use orca_store::Store;
 use crate::cli::ServerArgs;
 use crate::node;
 
+/// How long the node agent has to remove its rules and address at shutdown.
+const AGENT_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -19,9 +22,12 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     create_private_dir(&args.data_dir)?;
-    let service_network =
+    let mut service_network =
         orca_apiserver::ServiceNetwork::new(&args.service_cidr, &args.service_node_port_range)
             .context("--service-cidr / --service-node-port-range")?;
+    if let Some(std::net::IpAddr::V4(dns)) = args.node.cluster_dns.first() {
+        service_network = service_network.with_cluster_dns(*dns);
+    }
     let store = open_store(&args).await?;
     let api = orca_apiserver::start(
         orca_apiserver::Config {
@@ -39,6 +45,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             } else {
                 orca_apiserver::Config::default().compaction_interval
             },
+            max_requests_inflight: args.max_requests_inflight,
+            max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+            cluster_signing_duration: args.cluster_signing_duration,
         },
         store,
     )
@@ -51,8 +60,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         "API server ready"
     );
     // The in-process components use the API like any client, without the
-    // TLS and TCP round trip a loopback connection would cost.
-    let client = api.local_client();
+    // TLS and TCP round trip a loopback connection would cost, each with
+    // its own identity so that the authorizers judge them as remote ones.
+    use orca_apiserver::auth::UserInfo;
+    let clients = api.local_clients();
 
     let mut tasks = tokio::task::JoinSet::new();
     let cluster_cidr =
@@ -70,15 +81,25 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         root_ca_pem: Some(root_ca_pem),
         ..Default::default()
     };
-    tasks.spawn(named(
+    let per_controller = clients.clone();
+    let controller_clients = orca_controllers::Clients::new(
+        clients.client(UserInfo::kube_controller_manager()),
+        move |name| per_controller.client(UserInfo::controller(name)),
+    );
+    // The controllers stop on their own at shutdown, to release their
+    // leader Lease for another server.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let mut controllers_task = tokio::spawn(named(
         "controllers",
-        orca_controllers::run(client.clone(), controllers),
+        orca_controllers::run(controller_clients, controllers, async move {
+            let _ = stop_rx.changed().await;
+        }),
     ));
     if !args.disable_scheduler {
         let config = orca_scheduler::Config::default();
         tasks.spawn(named(
             "scheduler",
-            orca_scheduler::run(client.clone(), config),
+            orca_scheduler::run(clients.client(UserInfo::kube_scheduler()), config),
         ));
     }
     if args.virtual_nodes > 0 {
@@ -88,29 +109,77 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         };
         tasks.spawn(named(
             "virtual nodes",
-            orca_virtual_nodes::run(client.clone(), config),
+            // A simulator of many kubelets behind one client, as kwok (which
+            // runs with cluster-admin): no single node identity fits it.
+            orca_virtual_nodes::run(clients.client(UserInfo::virtual_nodes()), config),
         ));
     }
+    // The agent is told to stop rather than cancelled: it then removes the
+    // service proxy's rules and the cluster DNS address.
+    let (stop_agent, agent_stopped) = tokio::sync::watch::channel(false);
+    let mut agent = None;
     if !args.disable_agent {
         let ca =
             std::fs::read(args.data_dir.join("tls/ca.crt")).context("reading the cluster CA")?;
-        let agent = node::AgentSetup {
+        // The embedded agent is judged as a remote one: the node authorizer
+        // and NodeRestriction keep it to its own node.
+        let node_client = clients.client(UserInfo::node(&node::node_name(&args.node)?));
+        let setup = node::AgentSetup {
             data_dir: args.data_dir.clone(),
             node: args.node,
             cluster_ca_pem: ca,
+            cluster_cidr: args.cluster_cidr.clone(),
         };
-        tasks.spawn(named("node agent", node::run_agent(client.clone(), agent)));
+        let mut stopped = agent_stopped;
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let handle = tasks.spawn(named(
+            "node agent",
+            node::run_agent(node_client, setup, shutdown),
+        ));
+        agent = Some(handle.id());
     }
 
+    let mut controllers_done = false;
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),
         Some(done) = tasks.join_next() => {
             let result = done.context("a component panicked")?;
             result?;
         }
+        done = &mut controllers_task => {
+            controllers_done = true;
+            done.context("the controllers panicked")??;
+        }
     }
     // The components stop before the API server, so that their requests in
-    // flight do not fail (and log) as it goes away.
+    // flight do not fail (and log) as it goes away; the agent first, while
+    // the others still run.
+    if let Some(id) = agent {
+        stop_agent.send_replace(true);
+        let agent_done = async {
+            while let Some(done) = tasks.join_next_with_id().await {
+                if matches!(&done, Ok((done_id, _)) if *done_id == id) {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(AGENT_STOP_TIMEOUT, agent_done)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the node agent did not stop within {AGENT_STOP_TIMEOUT:?}");
+        }
+    }
+    let _ = stop_tx.send(true);
+    if !controllers_done
+        && tokio::time::timeout(std::time::Duration::from_secs(5), &mut controllers_task)
+            .await
+            .is_err()
+    {
+        controllers_task.abort();
+    }
     tasks.shutdown().await;
     api.shutdown().await;
     Ok(())

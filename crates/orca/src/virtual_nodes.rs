@@ -3,7 +3,9 @@
 //! Running without containers (see the orca-virtual-nodes crate).
 //!
 //! It joins like `orca agent` (`--server` and the node token, the CA pinned by
-//! the token) or with a kubeconfig, as kwok users expect.
+//! the token: each node then gets its own client certificate through a
+//! CertificateSigningRequest and acts as `system:node:<name>`) or with a
+//! kubeconfig, as kwok users expect.
 
 use std::collections::BTreeMap;
 
@@ -21,13 +23,14 @@ pub fn run(args: VirtualNodesArgs) -> anyhow::Result<()> {
 
 async fn serve(args: VirtualNodesArgs) -> anyhow::Result<()> {
     let config = library_config(&args)?;
-    let client = match (&args.kubeconfig, &args.server, &args.token_file) {
-        (Some(kubeconfig), _, _) => client_from_kubeconfig(kubeconfig).await?,
-        (None, Some(server), Some(token_file)) => {
-            crate::agent::join_client(server, token_file).await?.0
-        }
-        _ => bail!("give either --kubeconfig, or --server with --token-file"),
-    };
+    let client: orca_virtual_nodes::Clients =
+        match (&args.kubeconfig, &args.server, &args.token_file) {
+            (Some(kubeconfig), _, _) => client_from_kubeconfig(kubeconfig).await?.into(),
+            (None, Some(server), Some(token_file)) => {
+                node_clients(server, token_file, &config).await?
+            }
+            _ => bail!("give either --kubeconfig, or --server with --token-file"),
+        };
     let (count, prefix) = (config.count, config.name_prefix.clone());
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let nodes = orca_virtual_nodes::run_with_ready(client, config, Some(ready_tx));
@@ -49,6 +52,43 @@ async fn serve(args: VirtualNodesArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A client per virtual node, each with the node's own certificate
+/// requested with the join token (a year's lifetime by default; the
+/// simulator does not renew them).
+async fn node_clients(
+    server: &str,
+    token_file: &std::path::Path,
+    config: &orca_virtual_nodes::Config,
+) -> anyhow::Result<orca_virtual_nodes::Clients> {
+    use futures::StreamExt;
+    let (bootstrap, ca_pem) = crate::agent::join_client(server, token_file).await?;
+    let ca = crate::agent::pem_certificates(&ca_pem)?;
+    let names: Vec<String> = (0..config.count)
+        .map(|i| format!("{}{i}", config.name_prefix))
+        .collect();
+    let issued: Vec<anyhow::Result<(String, kube::Client)>> = futures::stream::iter(names)
+        .map(|name| {
+            let (bootstrap, ca) = (bootstrap.clone(), ca.clone());
+            async move {
+                let credential = crate::credentials::request(&bootstrap, &name).await?;
+                let client = crate::credentials::client_with(server, ca, &credential)?;
+                Ok((name, client))
+            }
+        })
+        .buffer_unordered(config.parallelism.max(1))
+        .collect()
+        .await;
+    let clients: std::collections::HashMap<String, kube::Client> =
+        issued.into_iter().collect::<anyhow::Result<_>>()?;
+    let fallback = bootstrap;
+    Ok(orca_virtual_nodes::Clients::per_node(move |name| {
+        clients
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| fallback.clone())
+    }))
 }
 
 fn library_config(args: &VirtualNodesArgs) -> anyhow::Result<orca_virtual_nodes::Config> {

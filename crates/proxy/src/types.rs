@@ -79,6 +79,12 @@ pub struct ProxyConfig {
     /// Masquerade pod traffic to destinations outside the cluster CIDR, so
     /// pods reach other machines (what flannel does on every node).
     pub masquerade_pod_egress: bool,
+    /// Cluster IPs a server on the node answers itself: the cluster DNS
+    /// address, which each node holds on its `lo`. A Service holding one
+    /// (k3s's `kube-system/kube-dns`) is not programmed, so its traffic is
+    /// neither DNATed to endpoints nor rejected for having none: it reaches
+    /// the node's own server.
+    pub node_local_cluster_ips: Vec<Ipv4Addr>,
 }
 
 impl ProxyConfig {
@@ -90,6 +96,7 @@ impl ProxyConfig {
             node_port_addresses: Vec::new(),
             masquerade_all: false,
             masquerade_pod_egress: true,
+            node_local_cluster_ips: Vec::new(),
         }
     }
 }

@@ -40,6 +40,7 @@ pub async fn run(
     mut host_ports: watch::Receiver<Vec<HostPortMapping>>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), ProxyError> {
+    let node_local_ips = config.node_local_cluster_ips.clone();
     let mut proxier = blocking(move || Proxier::new(config)).await?;
 
     let (services, services_writer) = reflector::store::<Service>();
@@ -104,7 +105,12 @@ pub async fn run(
             },
             Ok(()) = host_ports.changed() => host_ports_dirty = true,
             _ = sleep => {
-                let ports = service_ports(&services.state(), &slices.state(), &node_name);
+                let ports = service_ports(
+                    &services.state(),
+                    &slices.state(),
+                    &node_name,
+                    &node_local_ips,
+                );
                 let mappings = host_ports_dirty.then(|| host_ports.borrow_and_update().clone());
                 last_sync = Instant::now();
                 let (back, result) = blocking(move || {
@@ -143,13 +149,15 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The Service ports to program: ClusterIP Services with an IPv4 cluster IP
-/// (headless and ExternalName Services have nothing to proxy), each port
-/// with the endpoints its EndpointSlices list for it (matched by port name
-/// and protocol, so named target ports come resolved per pod).
+/// (headless and ExternalName Services have nothing to proxy) other than
+/// the `node_local_ips` (see [`ProxyConfig::node_local_cluster_ips`]), each
+/// port with the endpoints its EndpointSlices list for it (matched by port
+/// name and protocol, so named target ports come resolved per pod).
 pub fn service_ports(
     services: &[impl Borrow<Service>],
     slices: &[impl Borrow<EndpointSlice>],
     node_name: &str,
+    node_local_ips: &[Ipv4Addr],
 ) -> Vec<ServicePort> {
     let mut slices_of: BTreeMap<(String, String), Vec<&EndpointSlice>> = BTreeMap::new();
     for slice in slices {
@@ -178,6 +186,9 @@ pub fn service_ports(
         else {
             continue; // headless ("None"), unset, or IPv6
         };
+        if node_local_ips.contains(&cluster_ip) {
+            continue;
+        }
         let namespace = service.namespace().unwrap_or_default();
         let name = service.name_any();
         let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
@@ -347,7 +358,7 @@ mod tests {
             json!([{"name": "http", "port": 1}]),
             json!([{"addresses": ["10.42.9.9"]}]),
         );
-        let ports = service_ports(&[svc], &[a, b, other], "n1");
+        let ports = service_ports(&[svc], &[a, b, other], "n1", &[]);
         assert_eq!(ports.len(), 2);
         let dns = &ports[0];
         assert_eq!(
@@ -387,7 +398,23 @@ mod tests {
         let headless = service(json!({"clusterIP": "None", "ports": [{"port": 80}]}));
         let external = service(json!({"type": "ExternalName", "externalName": "example.com"}));
         let no_slices: [EndpointSlice; 0] = [];
-        assert!(service_ports(&[headless, external], &no_slices, "n1").is_empty());
+        assert!(service_ports(&[headless, external], &no_slices, "n1", &[]).is_empty());
+    }
+
+    #[test]
+    fn services_on_a_node_local_address_are_left_to_the_node() {
+        let dns: Service = serde_json::from_value(json!({
+            "metadata": {"name": "kube-dns", "namespace": "kube-system"},
+            "spec": {"clusterIP": "10.43.0.10", "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]},
+        }))
+        .unwrap();
+        let web = service(json!({"clusterIP": "10.43.0.20", "ports": [{"port": 80}]}));
+        let no_slices: [EndpointSlice; 0] = [];
+        let local = ["10.43.0.10".parse().unwrap()];
+        let ports = service_ports(&[dns.clone(), web], &no_slices, "n1", &local);
+        let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["web"], "kube-dns is neither DNATed nor rejected");
+        assert_eq!(service_ports(&[dns], &no_slices, "n1", &[]).len(), 1);
     }
 
     #[test]
@@ -412,7 +439,7 @@ mod tests {
             json!([{"port": 8080}]),
             json!([{"addresses": ["10.42.0.5"], "conditions": {"ready": false}}]),
         );
-        let ports = service_ports(&[svc], &[s], "n1");
+        let ports = service_ports(&[svc], &[s], "n1", &[]);
         let p = &ports[0];
         assert_eq!(p.session_affinity_timeout, Some(DEFAULT_AFFINITY_TIMEOUT));
         assert_eq!(

@@ -274,15 +274,20 @@ fn udp_services_answer_from_the_cluster_ip() {
     dns.endpoints[0].port = 5353;
     proxier.sync(&[dns]).unwrap();
 
-    let server = cluster.pod("pod1").spawn(|| {
+    // The query goes out only once the server is bound: a datagram to an
+    // unbound port is simply dropped.
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let server = cluster.pod("pod1").spawn(move || {
         let socket = UdpSocket::bind(("0.0.0.0", 5353)).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
+        bound_tx.send(()).unwrap();
         let mut buf = [0u8; 64];
         let (n, peer) = socket.recv_from(&mut buf).unwrap();
         socket.send_to(&buf[..n], peer).unwrap();
     });
+    bound_rx.recv().unwrap();
     let (answer, from) = cluster.pod("client").run(|| {
         let socket = UdpSocket::bind(("0.0.0.0", 0)).unwrap();
         socket

@@ -51,7 +51,8 @@ pub struct SandboxConfig {
     pub hostname: String,
     /// Use the node's network namespace instead of a pod IP.
     pub host_network: bool,
-    /// `/etc/resolv.conf` lines for the pod.
+    /// The pod's whole `/etc/resolv.conf` (the agent forms it from the
+    /// pod's dnsPolicy and the node's settings; empty gives an empty file).
     pub dns: DnsConfig,
     /// Extra `/etc/hosts` entries (`spec.hostAliases`): ip -> hostnames.
     pub host_aliases: Vec<(String, Vec<String>)>,

@@ -13,7 +13,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -123,6 +124,22 @@ impl Netlink {
             NLM_F_CREATE | NLM_F_EXCL,
             RouteNetlinkMessage::NewLink(link),
         )
+    }
+
+    /// Turns on hairpin mode on a bridge port (`ip link set DEV type
+    /// bridge_slave hairpin on`): the bridge may then send a frame back out
+    /// of the port it came in on, which is how a pod reaches itself through
+    /// a Service address DNATed back to its own IP.
+    pub fn set_hairpin(&mut self, index: u32) -> io::Result<()> {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        link.attributes = vec![LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ])];
+        self.request(0, RouteNetlinkMessage::NewLink(link))
     }
 
     /// Brings a link up.

@@ -1,7 +1,10 @@
 //! Built-in pod networking, no CNI binaries: a bridge holding the gateway
 //! (.1 of the node's pod CIDR), one veth pair per pod with `eth0` inside the
-//! pod's network namespace, and IPs allocated from the CIDR. Allocations are
-//! persisted so a restarted agent does not hand out an IP twice.
+//! pod's network namespace and its bridge port in hairpin mode (as the CNI
+//! bridge plugin's `hairpinMode`), and IPs allocated from the CIDR.
+//! Allocations are persisted so a restarted agent does not hand out an IP
+//! twice; as CNI's host-local IPAM, they go round the range from the last one
+//! handed out, so a pod that replaces another gets a new IP.
 //!
 //! Links are configured over rtnetlink from this process: the host side on
 //! the caller's thread, the pod side from a thread inside the pod's namespace.
@@ -78,6 +81,8 @@ pub(crate) struct Network {
     pub bridge: String,
     pub cidr: Cidr,
     allocations: PathBuf,
+    /// The last IP handed out (host-local's `last_reserved_ip`).
+    last: PathBuf,
     lock: Mutex<()>,
     /// The bridge's index once set up (0: not yet).
     bridge_ready: AtomicU32,
@@ -87,6 +92,7 @@ impl Network {
     pub fn new(state_dir: PathBuf, bridge: &str, cidr: &str) -> Result<Network, NetworkError> {
         Ok(Network {
             allocations: state_dir.join(format!("{bridge}-ips.json")),
+            last: state_dir.join(format!("{bridge}-last-ip")),
             bridge: bridge.to_string(),
             cidr: Cidr::parse(cidr)?,
             lock: Mutex::new(()),
@@ -150,20 +156,31 @@ impl Network {
         })
     }
 
-    /// The pod's IP: its existing allocation, or the lowest free one.
+    /// The pod's IP: its existing allocation, or the first free one after
+    /// the last handed out (wrapping round the range).
     pub fn allocate(&self, pod_uid: &str) -> Result<Ipv4Addr, NetworkError> {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut map = self.load()?;
         if let Some((ip, _)) = map.iter().find(|(_, uid)| *uid == pod_uid) {
             return Ok(*ip);
         }
-        let ip = self
-            .cidr
-            .hosts()
+        let last: Option<Ipv4Addr> = std::fs::read_to_string(&self.last)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        let hosts: Vec<Ipv4Addr> = self.cidr.hosts().collect();
+        let start = last
+            .and_then(|l| hosts.iter().position(|h| *h == l))
+            .map_or(0, |i| i + 1);
+        let ip = hosts[start..]
+            .iter()
+            .chain(&hosts[..start])
             .find(|ip| !map.contains_key(ip))
+            .copied()
             .ok_or_else(|| NetworkError::Exhausted(self.cidr.to_string()))?;
         map.insert(ip, pod_uid.to_string());
         self.save(&map)?;
+        // Only a preference: losing it at worst hands out a recent IP again.
+        let _ = std::fs::write(&self.last, ip.to_string());
         Ok(ip)
     }
 
@@ -200,6 +217,9 @@ impl Network {
         let ns = std::fs::File::open(&ns_path).map_err(err(format!("open {ns_path}")))?;
         nl.add_veth(veth, bridge, "eth0", &ns)
             .map_err(err(format!("create veth {veth} on {}", self.bridge)))?;
+        netlink::link_index(veth)
+            .and_then(|index| nl.set_hairpin(index))
+            .map_err(err(format!("turn on hairpin mode on {veth}")))?;
         let (prefix, gateway) = (self.cidr.prefix, self.cidr.gateway());
         netlink::in_netns(&ns, || {
             let mut pod = Netlink::open()?;
@@ -270,6 +290,20 @@ mod tests {
         ));
         again.release("a").unwrap();
         assert_eq!(again.allocate("g").unwrap(), a);
+    }
+
+    #[test]
+    fn a_replacement_gets_a_new_ip() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = Network::new(dir.path().into(), "orcatest", "10.9.0.0/29").unwrap();
+        let a = n.allocate("a").unwrap();
+        n.release("a").unwrap();
+        let b = n.allocate("b").unwrap();
+        assert_ne!(a, b, "a freed IP is not handed out again at once");
+        // Round the range: the first free after the last one handed out.
+        let again = Network::new(dir.path().into(), "orcatest", "10.9.0.0/29").unwrap();
+        let c = again.allocate("c").unwrap();
+        assert_eq!(u32::from(c), u32::from(b) + 1);
     }
 
     #[test]

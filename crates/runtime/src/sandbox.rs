@@ -324,21 +324,18 @@ fn write_etc_files(
     }
     std::fs::write(dir.join("hosts"), hosts)?;
     std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+    // Written as given, even empty: the agent forms the whole file from the
+    // pod's dnsPolicy (`None` without dnsConfig is an empty file).
     let dns = &config.dns;
-    let resolv = if dns.nameservers.is_empty() && dns.searches.is_empty() {
-        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
-    } else {
-        let mut s = String::new();
-        if !dns.searches.is_empty() {
-            s.push_str(&format!("search {}\n", dns.searches.join(" ")));
-        }
-        for ns in &dns.nameservers {
-            s.push_str(&format!("nameserver {ns}\n"));
-        }
-        if !dns.options.is_empty() {
-            s.push_str(&format!("options {}\n", dns.options.join(" ")));
-        }
-        s
-    };
+    let mut resolv = String::new();
+    if !dns.searches.is_empty() {
+        resolv.push_str(&format!("search {}\n", dns.searches.join(" ")));
+    }
+    for ns in &dns.nameservers {
+        resolv.push_str(&format!("nameserver {ns}\n"));
+    }
+    if !dns.options.is_empty() {
+        resolv.push_str(&format!("options {}\n", dns.options.join(" ")));
+    }
     std::fs::write(dir.join("resolv.conf"), resolv)
 }

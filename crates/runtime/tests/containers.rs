@@ -66,7 +66,8 @@ fn container_is_isolated_and_logs_in_cri_format() {
         assert!(sb.ready);
         let script = format!(
             "echo pid=$$; test -d /proc/{} && echo hostproc-visible || echo hostproc-hidden; \
-             test -e {} && echo host-visible || echo host-hidden; echo oops >&2; hostname",
+             test -e {} && echo host-visible || echo host-hidden; echo oops >&2; hostname; \
+             test -s /etc/resolv.conf && echo resolv-not-empty || echo resolv-empty",
             std::process::id(),
             marker.display()
         );
@@ -93,6 +94,12 @@ fn container_is_isolated_and_logs_in_cri_format() {
         );
         assert!(lines.contains(&"stderr F oops".to_string()), "{lines:?}");
         assert!(lines.contains(&"stdout F iso".to_string()), "{lines:?}");
+        // No DNS settings given (dnsPolicy None without dnsConfig): an empty
+        // resolv.conf, not the host's.
+        assert!(
+            lines.contains(&"stdout F resolv-empty".to_string()),
+            "{lines:?}"
+        );
         let raw = std::fs::read_to_string(&st.log_path).unwrap();
         let ts = raw.split(' ').next().unwrap();
         assert!(
@@ -127,9 +134,22 @@ fn pod_containers_share_ip_localhost_volume_and_ipc() {
         let mut sb = sandbox("pod-2", "shared");
         sb.volumes.insert("shared".into(), emptydir(false));
         sb.volumes.insert("mem".into(), emptydir(true));
+        sb.dns = orca_runtime::DnsConfig {
+            nameservers: vec!["10.43.0.10".into()],
+            searches: vec!["default.svc.cluster.local".into(), "cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        };
         let status = rt.run_sandbox(&sb).await.unwrap();
         let ip = status.ip.expect("pod IP").to_string();
         assert!(ip.starts_with("10.250.2."), "{ip}");
+        // The pod's bridge port sends frames back where they came from, so
+        // the pod can reach itself through a Service.
+        let ports = std::fs::read_dir(format!("/sys/class/net/{}/brif", env.bridge)).unwrap();
+        let modes: Vec<String> = ports
+            .flatten()
+            .map(|p| std::fs::read_to_string(p.path().join("hairpin_mode")).unwrap())
+            .collect();
+        assert_eq!(modes, ["1\n"], "one pod port, hairpin on");
         // Idempotent per pod uid.
         assert_eq!(rt.run_sandbox(&sb).await.unwrap().ip, status.ip);
 
@@ -168,7 +188,7 @@ fn pod_containers_share_ip_localhost_volume_and_ipc() {
              cat /shared/a; cat /dev/shm/tok; \
              test \"$(readlink /proc/self/ns/ipc)\" = \"$(cat /shared/ipc-a)\" && echo same-ipc; \
              test \"$(readlink /proc/self/ns/net)\" = \"$(cat /shared/net-a)\" && echo same-net; \
-             ip -4 addr show eth0 | grep -o 'inet [0-9.]*'",
+             ip -4 addr show eth0 | grep -o 'inet [0-9.]*'; cat /etc/resolv.conf",
         );
         b.mounts = vec![mount("shared", "/shared")];
         let st = run_to_exit(rt, "pod-2", &b).await;
@@ -180,6 +200,9 @@ fn pod_containers_share_ip_localhost_volume_and_ipc() {
             "stdout F same-ipc".to_string(),
             "stdout F same-net".to_string(),
             format!("stdout F inet {ip}"),
+            "stdout F search default.svc.cluster.local cluster.local".to_string(),
+            "stdout F nameserver 10.43.0.10".to_string(),
+            "stdout F options ndots:5".to_string(),
         ] {
             assert!(lines.contains(&want), "missing {want:?} in {lines:?}");
         }

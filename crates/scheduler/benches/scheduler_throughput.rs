@@ -231,7 +231,8 @@ async fn bench(a: Args) {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = orca_testkit::api_server(dir.path()).await;
     let client = if a.in_process_clients {
-        server.local_client()
+        // The load generator and observer act as the admin, as kubectl would.
+        server.local_client(orca_apiserver::auth::UserInfo::admin())
     } else {
         orca_testkit::admin_client(&server).await
     };
@@ -254,8 +255,8 @@ async fn bench(a: Args) {
     // The virtual nodes and the scheduler use the in-process client, as in
     // `orca server --virtual-nodes N`; the load generator and the observer
     // come over HTTPS like kubectl unless `--in-process-clients`.
-    let local = server.local_client();
-    let vn_client = local.clone();
+    let vn_client = server.local_client(orca_apiserver::auth::UserInfo::virtual_nodes());
+    let local = server.local_client(orca_apiserver::auth::UserInfo::kube_scheduler());
     let nodes = a.nodes;
     let virtual_nodes = tokio::spawn(async move {
         let config = orca_virtual_nodes::Config {

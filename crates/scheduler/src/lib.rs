@@ -10,7 +10,6 @@
 
 pub mod cache;
 pub mod filter;
-pub mod leader;
 pub mod node;
 pub mod podinfo;
 pub mod quantity;
@@ -34,7 +33,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use cache::{Cache, Decision};
-use leader::{LeaderElectionConfig, LeaseLock};
+use orca_leader_election::{LeaderElectionConfig, LeaseLock};
 use podinfo::PodInfo;
 use writer::{PodRef, Write, Writer};
 
@@ -78,13 +77,7 @@ impl Default for Config {
     }
 }
 
-/// `<hostname>_<random>`, unique per process like client-go's default.
-pub fn default_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "orca".to_string());
-    format!("{host}_{:016x}", rand::random::<u64>())
-}
+pub use orca_leader_election::default_identity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

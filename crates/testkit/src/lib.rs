@@ -49,8 +49,31 @@ pub async fn api_server(dir: &Path) -> ApiServer {
     )
     .await
     .expect("the API server starts");
-    default_service_account(&server.local_client(), "default").await;
+    default_service_account(
+        &server.local_client(orca_apiserver::auth::UserInfo::admin()),
+        "default",
+    )
+    .await;
     server
+}
+
+/// In-process clients with the identities `orca server` gives the
+/// controllers: the controller manager's (`system:kube-controller-manager`,
+/// for lists, watches and its leader Lease) and, by controller name, each
+/// controller's service account in kube-system, so that the bootstrap
+/// policy's roles are what lets them work. For `orca_controllers::Clients::new`.
+pub fn controller_identities(
+    server: &ApiServer,
+) -> (
+    kube::Client,
+    impl Fn(&str) -> kube::Client + Send + Sync + 'static,
+) {
+    use orca_apiserver::auth::UserInfo;
+    let local = server.local_clients();
+    let manager = local.client(UserInfo::kube_controller_manager());
+    (manager, move |name: &str| {
+        local.client(UserInfo::controller(name))
+    })
 }
 
 /// A client with the server's admin kubeconfig, as kubectl would connect.

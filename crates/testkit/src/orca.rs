@@ -212,7 +212,8 @@ impl Agent {
     /// `server_url` with `token_file`, its data in `data_dir` (kept across
     /// restarts). The test images in `ORCA_TEST_IMAGES` are dropped in its
     /// image directory, as the agent cannot reach the host's test registry:
-    /// pods use them with `imagePullPolicy: IfNotPresent`.
+    /// pods use them with `imagePullPolicy: IfNotPresent`. `args` go last
+    /// (e.g. the server's `--cluster-cidr`).
     pub fn start(
         orca: &Path,
         machine: &Machine,
@@ -220,6 +221,7 @@ impl Agent {
         token_file: &Path,
         data_dir: &Path,
         backend: Backend,
+        args: &[&str],
     ) -> Agent {
         let images = data_dir.join("agent/images");
         std::fs::create_dir_all(&images).unwrap();
@@ -239,7 +241,8 @@ impl Agent {
             .arg(data_dir)
             .args(["--node-name", &machine.name])
             .args(["--node-ip", &machine.ip.to_string()])
-            .args(["--flannel-backend", backend.flag()]);
+            .args(["--flannel-backend", backend.flag()])
+            .args(args);
         let process = Process::spawn(&mut command, &data_dir.join("agent.log"));
         Agent {
             process,

@@ -118,20 +118,57 @@ pub enum Error {
     },
 }
 
+/// The API clients of the simulated nodes: either one client for the whole
+/// fleet (as kwok runs, with cluster-wide rights), or one per node with
+/// that node's own identity (`system:node:<name>`), whose pods are then
+/// watched node by node as a kubelet does.
+#[derive(Clone)]
+pub struct Clients {
+    fleet: Option<Client>,
+    per_node: Arc<dyn Fn(&str) -> Client + Send + Sync>,
+}
+
+impl Clients {
+    pub fn fleet(client: Client) -> Clients {
+        let all = client.clone();
+        Clients {
+            fleet: Some(client),
+            per_node: Arc::new(move |_| all.clone()),
+        }
+    }
+
+    pub fn per_node(f: impl Fn(&str) -> Client + Send + Sync + 'static) -> Clients {
+        Clients {
+            fleet: None,
+            per_node: Arc::new(f),
+        }
+    }
+
+    fn node(&self, name: &str) -> Client {
+        (self.per_node)(name)
+    }
+}
+
+impl From<Client> for Clients {
+    fn from(client: Client) -> Clients {
+        Clients::fleet(client)
+    }
+}
+
 /// Registers the nodes, then keeps them alive and runs their pods until the
 /// future is dropped.
-pub async fn run(client: Client, config: Config) -> Result<(), Error> {
-    run_with_ready(client, config, None).await
+pub async fn run(clients: impl Into<Clients>, config: Config) -> Result<(), Error> {
+    run_with_ready(clients, config, None).await
 }
 
 /// Like [`run`], but sends on `ready` once every node is registered.
 pub async fn run_with_ready(
-    client: Client,
+    clients: impl Into<Clients>,
     config: Config,
     ready: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<(), Error> {
     validate(&config)?;
-    let sim = Arc::new(Simulator::new(client, config));
+    let sim = Arc::new(Simulator::new(clients.into(), config));
     sim.register_all().await?;
     if let Some(tx) = ready {
         let _ = tx.send(());
@@ -201,13 +238,10 @@ struct PodWork {
     deleting: HashSet<String>,
     /// Node and IP given to each pod, by UID.
     assigned: HashMap<String, (String, Ipv4Addr)>,
-    /// Buffering during a (re)list: pods are held until every existing IP
-    /// is known, so no IP is handed out twice.
-    listing: Option<Vec<Pod>>,
 }
 
 struct Simulator {
-    client: Client,
+    clients: Clients,
     config: Config,
     names: Vec<String>,
     nodes: Mutex<HashMap<String, NodeState>>,
@@ -221,12 +255,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Simulator {
-    fn new(client: Client, config: Config) -> Simulator {
+    fn new(clients: Clients, config: Config) -> Simulator {
         let names = (0..config.count)
             .map(|i| format!("{}{}", config.name_prefix, i))
             .collect();
         Simulator {
-            client,
+            clients,
             writes: tokio::sync::Semaphore::new(config.parallelism),
             config,
             names,
@@ -316,7 +350,12 @@ impl Simulator {
             },
             ..Default::default()
         };
-        match Api::<Namespace>::all(self.client.clone())
+        // A node identity may not create namespaces; the control plane
+        // makes this one at start.
+        let Some(fleet) = &self.clients.fleet else {
+            return Ok(());
+        };
+        match Api::<Namespace>::all(fleet.clone())
             .create(&PostParams::default(), &ns)
             .await
         {
@@ -349,7 +388,7 @@ impl Simulator {
             node: name.clone(),
             source: Box::new(source),
         };
-        let api: Api<Node> = Api::all(self.client.clone());
+        let api: Api<Node> = Api::all(self.clients.node(&name));
         let desired = self.node_object(index);
         let mut attempt = 0;
         let node = loop {
@@ -431,7 +470,7 @@ impl Simulator {
     /// request in the common case), a create if the Lease is missing, a
     /// fresh read if someone else wrote it.
     async fn renew_lease(&self, name: &str) -> Result<(), kube::Error> {
-        let api: Api<Lease> = Api::namespaced(self.client.clone(), NODE_LEASE_NAMESPACE);
+        let api: Api<Lease> = Api::namespaced(self.clients.node(name), NODE_LEASE_NAMESPACE);
         let (uid, version) = {
             let nodes = lock(&self.nodes);
             let Some(n) = nodes.get(name) else {
@@ -498,7 +537,6 @@ impl Simulator {
     async fn report_status(&self) {
         let interval = self.config.status_report_interval;
         let count = self.names.len().max(1) as u32;
-        let api: Api<Node> = Api::all(self.client.clone());
         loop {
             let round = tokio::time::Instant::now();
             tokio::time::sleep_until(round + interval).await;
@@ -506,7 +544,7 @@ impl Simulator {
             futures::stream::iter(self.names.iter())
                 .enumerate()
                 .for_each_concurrent(self.config.parallelism, |(i, name)| {
-                    let api = api.clone();
+                    let api: Api<Node> = Api::all(self.clients.node(name));
                     async move {
                         tokio::time::sleep_until(round + interval * (i as u32) / count / 2).await;
                         let _permit = self.writes.acquire().await;
@@ -535,39 +573,62 @@ impl Simulator {
     }
 
     async fn watch_pods(&self, tx: UnboundedSender<String>) {
-        let api: Api<Pod> = Api::all(self.client.clone());
-        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+        match &self.clients.fleet {
+            Some(fleet) => {
+                let api: Api<Pod> = Api::all(fleet.clone());
+                self.watch_pod_stream(api, watcher::Config::default(), None, &tx)
+                    .await
+            }
+            None => {
+                // A node may watch only its own pods.
+                futures::future::join_all(self.names.iter().map(|name| {
+                    let api: Api<Pod> = Api::all(self.clients.node(name));
+                    let config =
+                        watcher::Config::default().fields(&format!("spec.nodeName={name}"));
+                    self.watch_pod_stream(api, config, Some(name.as_str()), &tx)
+                }))
+                .await;
+            }
+        }
+    }
+
+    /// Follows one pod watch: of all pods, or of `node`'s.
+    async fn watch_pod_stream(
+        &self,
+        api: Api<Pod>,
+        config: watcher::Config,
+        node: Option<&str>,
+        tx: &UnboundedSender<String>,
+    ) {
+        let stream = watcher::watcher(api, config).default_backoff();
         futures::pin_mut!(stream);
+        // Buffering during a (re)list: pods are held until every existing
+        // IP is known, so no IP is handed out twice.
+        let mut listing: Option<Vec<Pod>> = None;
         while let Some(ev) = stream.next().await {
             match ev {
-                Ok(Event::Init) => lock(&self.work).listing = Some(Vec::new()),
-                Ok(Event::InitApply(pod)) => {
-                    let mut work = lock(&self.work);
-                    match work.listing.as_mut() {
-                        Some(buf) => buf.push(pod),
-                        None => {
-                            drop(work);
-                            self.pod_changed(pod, &tx);
-                        }
-                    }
-                }
+                Ok(Event::Init) => listing = Some(Vec::new()),
+                Ok(Event::InitApply(pod)) => match listing.as_mut() {
+                    Some(buf) => buf.push(pod),
+                    None => self.pod_changed(pod, tx),
+                },
                 Ok(Event::InitDone) => {
-                    let listed = lock(&self.work).listing.take().unwrap_or_default();
-                    self.relisted(&listed);
+                    let listed = listing.take().unwrap_or_default();
+                    self.relisted(&listed, node);
                     for pod in listed {
-                        self.pod_changed(pod, &tx);
+                        self.pod_changed(pod, tx);
                     }
                 }
-                Ok(Event::Apply(pod)) => self.pod_changed(pod, &tx),
+                Ok(Event::Apply(pod)) => self.pod_changed(pod, tx),
                 Ok(Event::Delete(pod)) => self.pod_gone(&pod),
                 Err(e) => tracing::warn!("watching pods failed (retrying with backoff): {e}"),
             }
         }
     }
 
-    /// After a (re)list: record the IPs pods already hold, forget pods that
-    /// are gone.
-    fn relisted(&self, pods: &[Pod]) {
+    /// After a (re)list (of all pods, or of `node`'s): record the IPs pods
+    /// already hold, forget pods that are gone.
+    fn relisted(&self, pods: &[Pod], node: Option<&str>) {
         let mut nodes = lock(&self.nodes);
         let mut work = lock(&self.work);
         let present: HashSet<&str> = pods
@@ -576,9 +637,11 @@ impl Simulator {
             .collect();
         let gone: Vec<String> = work
             .assigned
-            .keys()
-            .filter(|u| !present.contains(u.as_str()))
-            .cloned()
+            .iter()
+            .filter(|(u, (on, _))| {
+                !present.contains(u.as_str()) && node.is_none_or(|n| n == on.as_str())
+            })
+            .map(|(u, _)| u.clone())
             .collect();
         for uid in gone {
             if let Some((node, ip)) = work.assigned.remove(&uid) {
@@ -663,7 +726,12 @@ impl Simulator {
                 .unwrap_or(Duration::ZERO),
         };
         let api: Api<Pod> = Api::namespaced(
-            self.client.clone(),
+            self.clients.node(
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .unwrap_or_default(),
+            ),
             pod.metadata.namespace.as_deref().unwrap_or("default"),
         );
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -743,7 +811,7 @@ impl Simulator {
         };
         status::set_running(&mut pod, host_ip, pod_ip, chrono::Utc::now());
         let api: Api<Pod> = Api::namespaced(
-            self.client.clone(),
+            self.clients.node(&node),
             pod.metadata.namespace.as_deref().unwrap_or("default"),
         );
         let name = pod.metadata.name.clone().unwrap_or_default();

@@ -76,7 +76,7 @@ impl Env {
         let root_ca = tokio::spawn({
             let client = client.clone();
             async move {
-                let _ = orca_controllers::rootca::run(client, ca).await;
+                let _ = orca_controllers::rootca::run(client.clone(), client, ca).await;
             }
         });
         let mut env = Env {
@@ -110,8 +110,15 @@ impl Env {
         }
     }
 
+    /// Starts the agent as `orca server` does: with the node's own identity
+    /// (`system:node:<name>`), which the Node authorizer and NodeRestriction
+    /// keep to this node.
     pub fn start_agent(&mut self) {
-        let client = self.client.clone();
+        let client = self
+            .api
+            .as_ref()
+            .expect("the API server runs")
+            .local_client(orca_apiserver::auth::UserInfo::node(&self.node));
         let runtime: Arc<dyn Runtime> = self.runtime.clone();
         let config = self.agent_config();
         self.agent = Some(tokio::spawn(async move {
@@ -268,6 +275,15 @@ impl Env {
                     .await;
             }
         }
+        let root = self.dir.path().display().to_string();
+        let mounts = || -> Vec<String> {
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains(&root))
+                .map(String::from)
+                .collect()
+        };
         let t0 = Instant::now();
         loop {
             let left = self
@@ -276,7 +292,9 @@ impl Env {
                 .await
                 .map(|s| s.len())
                 .unwrap_or(0);
-            if left == 0 || t0.elapsed() > Duration::from_secs(30) {
+            // The worker unmounts the pod's volumes just after the runtime
+            // has removed its sandbox: wait for both.
+            if (left == 0 && mounts().is_empty()) || t0.elapsed() > Duration::from_secs(30) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -288,13 +306,7 @@ impl Env {
         // The agent removed everything of the deleted pods.
         let containers = self.runtime.list_containers(None).await.unwrap_or_default();
         let sandboxes = self.runtime.list_sandboxes().await.unwrap_or_default();
-        let root = self.dir.path().display().to_string();
-        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(&root))
-            .map(String::from)
-            .collect();
+        let mounts = mounts();
         let leaks = format!(
             "left behind: {} containers, {} sandboxes, mounts {mounts:?}",
             containers.len(),

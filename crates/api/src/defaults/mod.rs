@@ -13,6 +13,8 @@ use crate::{default_image_pull_policy, qos_class};
 
 mod services;
 pub use services::{endpoint_slice, endpoints, service, DEFAULT_AFFINITY_SECONDS};
+mod workloads;
+pub use workloads::{deployment, pod_template, replica_set, replication_controller};
 
 /// Seconds a pod keeps running on a not-ready or unreachable node before it
 /// is evicted (DefaultTolerationSeconds admission plugin).
@@ -46,22 +48,7 @@ pub fn pod(pod: &mut Pod) {
 
 /// The spec part of [`pod`], for callers that hold only a spec.
 pub fn pod_spec(spec: &mut PodSpec) {
-    let host_network = spec.host_network == Some(true);
-    for c in spec.init_containers.iter_mut().flatten() {
-        container(c, host_network);
-    }
-    for c in spec.containers.iter_mut() {
-        container(c, host_network);
-    }
-    for v in spec.volumes.iter_mut().flatten() {
-        volume(v);
-    }
-    set_str(&mut spec.dns_policy, "ClusterFirst");
-    set_str(&mut spec.restart_policy, "Always");
-    set_str(&mut spec.scheduler_name, "default-scheduler");
-    spec.security_context
-        .get_or_insert_with(PodSecurityContext::default);
-    spec.termination_grace_period_seconds.get_or_insert(30);
+    template_pod_spec(spec);
     spec.enable_service_links.get_or_insert(true);
     // serviceAccount is the deprecated alias; the two are kept equal.
     let sa = spec
@@ -81,6 +68,28 @@ pub fn pod_spec(spec: &mut PodSpec) {
     spec.priority.get_or_insert(priority);
     set_str(&mut spec.preemption_policy, "PreemptLowerPriority");
     default_tolerations(spec.tolerations.get_or_insert_with(Vec::new));
+}
+
+/// The v1 scheme's pod spec defaults alone, as a pod template inside a
+/// workload gets them: what admission plugins add to pods (service account,
+/// priority, tolerations) waits for the pods made from it.
+pub fn template_pod_spec(spec: &mut PodSpec) {
+    let host_network = spec.host_network == Some(true);
+    for c in spec.init_containers.iter_mut().flatten() {
+        container(c, host_network);
+    }
+    for c in spec.containers.iter_mut() {
+        container(c, host_network);
+    }
+    for v in spec.volumes.iter_mut().flatten() {
+        volume(v);
+    }
+    set_str(&mut spec.dns_policy, "ClusterFirst");
+    set_str(&mut spec.restart_policy, "Always");
+    set_str(&mut spec.scheduler_name, "default-scheduler");
+    spec.security_context
+        .get_or_insert_with(PodSecurityContext::default);
+    spec.termination_grace_period_seconds.get_or_insert(30);
 }
 
 /// Adds the NoExecute tolerations for `node.kubernetes.io/not-ready` and

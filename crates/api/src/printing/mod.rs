@@ -11,8 +11,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{json, Value};
 
+mod certificates;
+mod rbac;
 mod services;
 pub use services::{endpoint_slice_cells, endpoints_cells, format_endpoints, service_cells};
+mod workloads;
+pub use workloads::{format_label_selector, format_labels};
 
 /// What each row carries in `object` (`includeObject` parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,6 +76,9 @@ fn age_col() -> Value {
 
 /// The column definitions for a kind (by `kind` name, e.g. `Pod`).
 pub fn columns(kind: &str) -> Vec<Value> {
+    if let Some(cols) = workloads::columns(kind) {
+        return cols;
+    }
     match kind {
         "Pod" => vec![
             name_col(),
@@ -126,6 +133,8 @@ pub fn columns(kind: &str) -> Vec<Value> {
             col("Holder", "string", "", 0, "holderIdentity contains the identity of the holder of a current lease. If Coordinated Leader Election is used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field."),
             age_col(),
         ],
+        "RoleBinding" | "ClusterRoleBinding" => rbac::binding_columns(),
+        "CertificateSigningRequest" => certificates::csr_columns(),
         "Service" => services::service_columns(),
         "Endpoints" => services::endpoints_columns(),
         "EndpointSlice" => services::endpoint_slice_columns(),
@@ -190,6 +199,9 @@ fn from_value<T: serde::de::DeserializeOwned + Default>(obj: &Value) -> T {
 
 /// The cells of one row, wide columns included.
 pub fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    if let Some(cells) = workloads::cells(kind, obj, now) {
+        return cells;
+    }
     match kind {
         "Pod" => pod_cells(&from_value(obj), now),
         "Node" => node_cells(&from_value(obj), now),
@@ -246,6 +258,8 @@ pub fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
                 json!(age(l.metadata.creation_timestamp.as_ref(), now)),
             ]
         }
+        "RoleBinding" | "ClusterRoleBinding" => rbac::binding_cells(obj, now),
+        "CertificateSigningRequest" => certificates::csr_cells(obj, now),
         _ => {
             let name = obj
                 .pointer("/metadata/name")

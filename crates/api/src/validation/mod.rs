@@ -16,6 +16,9 @@ use serde_json::{json, Value};
 
 use crate::quantity::parse_nanos;
 
+mod certificates;
+mod rbac;
+pub use rbac::name_is_path_segment;
 mod endpoints;
 mod services;
 
@@ -27,6 +30,14 @@ pub use services::{
     externally_accessible, is_dns1035_label, is_headless, needs_health_check, validate_cluster_ips,
     validate_non_special_ip, validate_service, validate_service_status_update,
     validate_service_update,
+};
+mod workloads;
+pub use workloads::{
+    go_label_selector, go_string_map, validate_deployment, validate_deployment_status_update,
+    validate_deployment_update, validate_pod_template, validate_replica_set,
+    validate_replica_set_status_update, validate_replica_set_update,
+    validate_replication_controller, validate_replication_controller_status_update,
+    validate_replication_controller_update, validate_scale,
 };
 
 /// The `reason` of a Status cause (`metav1.CauseType`).
@@ -2120,6 +2131,13 @@ pub fn validate_new(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldError
         "Secret" => typed::<Secret>(obj, validate_secret),
         "ServiceAccount" => typed::<ServiceAccount>(obj, validate_service_account),
         "Lease" => typed::<Lease>(obj, validate_lease),
+        "Role" => typed(obj, rbac::validate_role),
+        "CertificateSigningRequest" => {
+            typed(obj, certificates::validate_certificate_signing_request)
+        }
+        "ClusterRole" => typed(obj, rbac::validate_cluster_role),
+        "RoleBinding" => typed(obj, rbac::validate_role_binding),
+        "ClusterRoleBinding" => typed(obj, rbac::validate_cluster_role_binding),
         "Event" if crate::convert::is_events_v1(obj) => {
             typed::<Event>(&crate::convert::event_v1_to_core(obj), validate_event)
         }
@@ -2127,6 +2145,10 @@ pub fn validate_new(kind: &str, obj: &Value, namespaced: bool) -> Vec<FieldError
         "Service" => typed::<Service>(obj, validate_service),
         "Endpoints" => typed::<Endpoints>(obj, validate_endpoints),
         "EndpointSlice" => typed::<EndpointSlice>(obj, validate_endpoint_slice_create),
+        "Deployment" => typed(obj, workloads::validate_deployment),
+        "ReplicaSet" => typed(obj, workloads::validate_replica_set),
+        "ReplicationController" => typed(obj, workloads::validate_replication_controller),
+        "PodTemplate" => typed(obj, workloads::validate_pod_template),
         _ => {
             let meta: ObjectMeta = obj
                 .get("metadata")
@@ -2146,6 +2168,11 @@ pub fn validate_update(kind: &str, new: &Value, old: &Value, namespaced: bool) -
         "Service" => return with_typed(new, old, validate_service_update),
         "Endpoints" => return with_typed(new, old, validate_endpoints_update),
         "EndpointSlice" => return with_typed(new, old, validate_endpoint_slice_update),
+        "Deployment" => return with_typed(new, old, workloads::validate_deployment_update),
+        "ReplicaSet" => return with_typed(new, old, workloads::validate_replica_set_update),
+        "ReplicationController" => {
+            return with_typed(new, old, workloads::validate_replication_controller_update)
+        }
         _ => {}
     }
     let meta = |v: &Value| -> ObjectMeta {
@@ -2162,6 +2189,7 @@ pub fn validate_update(kind: &str, new: &Value, old: &Value, namespaced: bool) -
     match kind {
         "Node" => errs.extend(node_update_rules(new, old)),
         "ConfigMap" | "Secret" => errs.extend(immutable_data_rules(kind, new, old)),
+        "RoleBinding" | "ClusterRoleBinding" => errs.extend(rbac::binding_update_rules(new, old)),
         _ => {}
     }
     errs
@@ -2179,6 +2207,13 @@ pub fn validate_status_update(
     match kind {
         "Pod" => with_pods(new, old, validate_pod_status_update),
         "Service" => with_typed(new, old, validate_service_status_update),
+        "Deployment" => with_typed(new, old, workloads::validate_deployment_status_update),
+        "ReplicaSet" => with_typed(new, old, workloads::validate_replica_set_status_update),
+        "ReplicationController" => with_typed(
+            new,
+            old,
+            workloads::validate_replication_controller_status_update,
+        ),
         _ => validate_update(kind, new, old, namespaced),
     }
 }

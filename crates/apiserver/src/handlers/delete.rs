@@ -1,4 +1,5 @@
 use super::*;
+use crate::registry::GcPolicy;
 
 #[derive(Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -34,14 +35,37 @@ fn delete_options(ctx: &Ctx<'_>, body: &[u8]) -> Result<DeleteOptions, ApiError>
     if let Some(p) = q1(ctx.query, "propagationPolicy") {
         o.propagation_policy = Some(p.to_string());
     }
+    if let Some(v) = q1(ctx.query, "orphanDependents") {
+        o.orphan_dependents = Some(v == "true");
+    }
+    // kube-apiserver's ValidateDeleteOptions.
+    let mut causes = Vec::new();
+    if let (Some(p), Some(_)) = (&o.propagation_policy, o.orphan_dependents) {
+        causes.push((
+            "FieldValueInvalid".to_string(),
+            "propagationPolicy".to_string(),
+            format!(
+                "Invalid value: {p:?}: orphanDependents and deletionPropagation cannot be both set"
+            ),
+        ));
+    }
     if let Some(p) = &o.propagation_policy {
         if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
-            return Err(ApiError::bad_request(format!(
-                "propagationPolicy {p:?} is not supported: use Orphan, Background or Foreground"
-            )));
+            causes.push((
+                "FieldValueNotSupported".to_string(),
+                "propagationPolicy".to_string(),
+                format!("Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""),
+            ));
         }
     }
-    let _ = o.orphan_dependents;
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(
+            "DeleteOptions",
+            "meta.k8s.io",
+            "",
+            causes,
+        ));
+    }
     if let Some(g) = o.grace_period_seconds {
         if g < 0 {
             return Err(ApiError::bad_request(
@@ -92,24 +116,118 @@ fn delete_decision(
         .preconditions
         .as_ref()
         .is_some_and(|p| p.resource_version.is_some());
-    let write = ctx.def.strategy.delete(opts.grace_period_seconds, cur)?;
+    super::write::admission(ctx, None, crate::auth::admission::Op::Delete, None, cur)?;
+    let marked = gc_finalizers(ctx.def.strategy.default_gc_policy(), opts, cur);
+    let write = ctx
+        .def
+        .strategy
+        .delete(opts.grace_period_seconds, marked.as_ref().unwrap_or(cur))?;
+    let write = match (write, marked) {
+        // Already being deleted, but asked to treat the dependents
+        // differently: the finalizers change.
+        (Write::Unchanged, Some(new)) => Write::Update(new),
+        (w, _) => w,
+    };
     Ok((write, pinned))
+}
+
+const ORPHAN: &str = "orphan";
+const FOREGROUND: &str = "foregroundDeletion";
+
+/// kube-apiserver's `deletionFinalizersForGarbageCollection`: the object
+/// with the garbage collector's finalizers set as the options (else its
+/// finalizers, else its kind's default) ask, or None when they stay as
+/// they are. `orphan` makes the collector drop the dependents' references
+/// to it first; `foregroundDeletion` makes it delete them first.
+fn gc_finalizers(policy: GcPolicy, opts: &DeleteOptions, cur: &Value) -> Option<Value> {
+    if policy == GcPolicy::Unsupported {
+        return None;
+    }
+    let existing: Vec<String> = cur["metadata"]["finalizers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect();
+    let has = |f: &str| existing.iter().any(|e| e == f);
+    let explicit = match (opts.orphan_dependents, opts.propagation_policy.as_deref()) {
+        (Some(orphan), _) => Some((orphan, false)),
+        (None, Some("Orphan")) => Some((true, false)),
+        (None, Some("Foreground")) => Some((false, true)),
+        (None, Some(_)) => Some((false, false)),
+        (None, None) => None,
+    };
+    let (orphan, foreground) = explicit.unwrap_or_else(|| {
+        if has(ORPHAN) {
+            (true, false)
+        } else if has(FOREGROUND) {
+            (false, true)
+        } else {
+            (policy == GcPolicy::OrphanDependents, false)
+        }
+    });
+    let mut finalizers: Vec<String> = existing
+        .iter()
+        .filter(|f| *f != ORPHAN && *f != FOREGROUND)
+        .cloned()
+        .collect();
+    if orphan {
+        finalizers.push(ORPHAN.into());
+    }
+    if foreground {
+        finalizers.push(FOREGROUND.into());
+    }
+    let same = finalizers.len() == existing.len() && finalizers.iter().all(|f| has(f));
+    if same {
+        return None;
+    }
+    let mut new = cur.clone();
+    if finalizers.is_empty() {
+        if let Some(m) = new["metadata"].as_object_mut() {
+            m.remove("finalizers");
+        }
+    } else {
+        new["metadata"]["finalizers"] = json!(finalizers);
+    }
+    if !finalizers.is_empty() && new["metadata"]["deletionTimestamp"].is_null() {
+        new["metadata"]["deletionTimestamp"] = json!(now());
+        new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    }
+    Some(new)
+}
+
+/// The answer to a DELETE: the object, or for kinds that do not return
+/// it, a `Status` naming what was removed (kube-apiserver's answer).
+async fn delete_response(ctx: &Ctx<'_>, outcome: Outcome) -> Response<Body> {
+    let removed = match &outcome {
+        Outcome::Removed { obj, .. } => Some(obj),
+        Outcome::Answer(obj) if obj["metadata"]["deletionTimestamp"].is_null() => Some(obj),
+        _ => None,
+    };
+    match removed {
+        Some(obj) if !ctx.def.strategy.returns_deleted_object() => {
+            let mut details = json!({"name": obj["metadata"]["name"], "kind": ctx.def.name});
+            if !ctx.def.group.is_empty() {
+                details["group"] = json!(ctx.def.group);
+            }
+            details["uid"] = obj["metadata"]["uid"].clone();
+            if let Outcome::Removed { rev, .. } = outcome {
+                ctx.state.cache.wait_for(rev).await;
+            }
+            json_response(200, &success_status(Some(details)))
+        }
+        _ => respond(ctx, outcome, &[]).await,
+    }
 }
 
 pub async fn delete(ctx: &Ctx<'_>, name: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let opts = delete_options(ctx, body)?;
-    let resp = guaranteed_update(
-        ctx,
-        name,
-        opts.dry,
-        |cur| delete_decision(ctx, &opts, cur),
-        &[],
-    )
-    .await?;
+    let outcome =
+        guaranteed_write(ctx, name, opts.dry, |cur| delete_decision(ctx, &opts, cur)).await?;
     if !opts.dry {
         ctx.def.strategy.after_delete(ctx.state, name);
     }
-    Ok(resp)
+    Ok(delete_response(ctx, outcome).await)
 }
 
 pub async fn delete_collection(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiError> {
@@ -129,6 +247,7 @@ pub async fn delete_collection(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Bo
             },
             query: ctx.query,
             headers: ctx.headers,
+            user: ctx.user,
         };
         match guaranteed_update(
             &sub,

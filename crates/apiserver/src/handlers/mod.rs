@@ -27,6 +27,7 @@ use orca_api::printing::{IncludeObject, TableOptions};
 mod binding;
 mod delete;
 mod read;
+mod scale;
 mod subresource;
 mod watch;
 mod write;
@@ -34,13 +35,14 @@ mod write;
 pub use binding::bind;
 pub use delete::{delete, delete_collection};
 pub use read::{get, list};
+pub use scale::{get_scale, patch_scale, update_scale};
 pub use subresource::create_subresource;
 pub use watch::watch;
 pub use write::create;
 pub use write::{patch, update};
 
 use read::{include_object, list_response, table, Filter};
-use write::guaranteed_update;
+use write::{guaranteed_update, guaranteed_write, respond, Outcome};
 
 pub struct Ctx<'a> {
     pub state: &'a Arc<State>,
@@ -48,6 +50,8 @@ pub struct Ctx<'a> {
     pub namespace: Option<&'a str>,
     pub query: &'a Query,
     pub headers: &'a HeaderMap,
+    /// Who asked (admission checks that depend on the caller use it).
+    pub user: &'a crate::auth::UserInfo,
 }
 
 pub fn now() -> String {

@@ -39,6 +39,11 @@ pub async fn create_subresource(
     let raw = decode_body(ctx.headers, body)?;
     let schema = schema_name(group, version, kind);
     let (obj, warnings) = admit_body(ctx, raw, &api_version, kind, &schema, Ok)?;
+    if (ctx.def.group, ctx.def.name, sub) == ("", "serviceaccounts", "token") {
+        let namespace = ctx.namespace.unwrap_or_default();
+        crate::auth::admission::node_token_request(ctx.state, ctx.user, namespace, name, &obj)
+            .await?;
+    }
     let target = crate::registry::SubresourceTarget {
         namespace: ctx.namespace,
         name,

@@ -1,4 +1,22 @@
 use super::*;
+use crate::auth::admission::Op;
+use crate::pod_security;
+
+/// Admission that depends on the caller: NodeRestriction, then the
+/// resource's own checks (RBAC escalation) on its main resource.
+pub(super) fn admission(
+    ctx: &Ctx<'_>,
+    sub: Option<&str>,
+    op: Op,
+    old: Option<&Value>,
+    new: &Value,
+) -> Result<(), ApiError> {
+    crate::auth::admission::node_restriction(ctx.user, ctx.def, sub, op, old, new)?;
+    if op != Op::Delete {
+        ctx.def.strategy.authorize_write(ctx, sub, new, old)?;
+    }
+    Ok(())
+}
 
 // Writes
 const GENERATE_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -48,7 +66,7 @@ async fn namespace_usable(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
 pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let dry = dry_run(ctx.query, "CreateOptions")?;
     let raw = decode_body(ctx.headers, body)?;
-    let (mut v, warnings) = admit_body(
+    let (mut v, mut warnings) = admit_body(
         ctx,
         raw,
         &ctx.def.api_version(),
@@ -56,6 +74,13 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
         ctx.def.schema,
         ctx.def.normalize,
     )?;
+    if let Some(answer) = ctx.def.strategy.answer(ctx, v.clone()).await {
+        // Reviews are answered, never stored: a dry run answers the same.
+        return Ok(with_warnings(
+            object_response(201, ctx.headers, &answer?),
+            &warnings,
+        ));
+    }
     if ctx.def.namespaced {
         let ns = ctx.namespace.ok_or_else(|| {
             ApiError::method_not_allowed(format!(
@@ -92,6 +117,8 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
         ));
     }
     ctx.def.strategy.admit_create(ctx.state, &mut v).await?;
+    let policy = pod_security::namespace_policy(ctx.state, ctx.def, ctx.namespace).await?;
+    let body_warnings = warnings.len();
     // System fields are the server's to set.
     if let Some(m) = v["metadata"].as_object_mut() {
         m.remove("resourceVersion");
@@ -108,8 +135,18 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
             obj["metadata"]["name"] = json!(format!("{generate}{}", generate_suffix()));
         }
         let strategy = ctx.def.strategy;
+        strategy.set_requester(ctx.user, &mut obj);
         strategy.begin_create(ctx.state, &mut obj, dry).await?;
-        if let Err(e) = strategy.prepare_create(ctx.def, &mut obj) {
+        let admitted = strategy
+            .prepare_create(ctx.def, &mut obj)
+            .and_then(|()| admission(ctx, None, Op::Create, None, &obj))
+            .and_then(|()| {
+                pod_security::admit(ctx.state, ctx.def, None, policy.as_ref(), &obj, None)
+            });
+        if let Err(e) = admitted.map(|found| {
+            warnings.truncate(body_warnings);
+            warnings.extend(found);
+        }) {
             if !dry {
                 strategy.finish_create(ctx.state, &obj, false).await;
             }
@@ -154,15 +191,57 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
     ))
 }
 
+/// What a read-modify-write did.
+pub(super) enum Outcome {
+    /// A new version was stored.
+    Stored {
+        obj: Value,
+        kv: orca_store::KeyValue,
+    },
+    /// The object was removed at revision `rev` (`obj` its last version).
+    Removed { obj: Value, rev: Revision },
+    /// Nothing changed, or a dry run: `obj` is the current or would-be
+    /// version.
+    Answer(Value),
+}
+
+/// The usual response to an outcome: the object as it now is.
+pub(super) async fn respond(
+    ctx: &Ctx<'_>,
+    outcome: Outcome,
+    warnings: &[String],
+) -> Response<Body> {
+    match outcome {
+        Outcome::Stored { mut obj, kv } => stored(ctx, 200, &mut obj, &kv, warnings).await,
+        Outcome::Removed { obj, rev } => written(ctx, 200, &obj, rev, warnings).await,
+        Outcome::Answer(obj) => with_warnings(object_response(200, ctx.headers, &obj), warnings),
+    }
+}
+
 /// Read-modify-write with compare-and-swap, retried on conflicts unless the
-/// caller pinned a resourceVersion.
+/// caller pinned a resourceVersion; answers with the object.
 pub(super) async fn guaranteed_update<F>(
     ctx: &Ctx<'_>,
     name: &str,
     dry: bool,
-    mut f: F,
+    f: F,
     warnings: &[String],
 ) -> Result<Response<Body>, ApiError>
+where
+    F: FnMut(&Value) -> Result<(Write, bool), ApiError>,
+{
+    let outcome = guaranteed_write(ctx, name, dry, f).await?;
+    Ok(respond(ctx, outcome, warnings).await)
+}
+
+/// The read-modify-write behind [`guaranteed_update`], for callers that
+/// answer with something else than the object.
+pub(super) async fn guaranteed_write<F>(
+    ctx: &Ctx<'_>,
+    name: &str,
+    dry: bool,
+    mut f: F,
+) -> Result<Outcome, ApiError>
 where
     F: FnMut(&Value) -> Result<(Write, bool), ApiError>,
 {
@@ -190,12 +269,7 @@ where
         };
         match write {
             Write::Unchanged if from_cache => continue,
-            Write::Unchanged => {
-                return Ok(with_warnings(
-                    object_response(200, ctx.headers, &current),
-                    warnings,
-                ))
-            }
+            Write::Unchanged => return Ok(Outcome::Answer(current)),
             Write::Update(mut new) => {
                 let strategy = ctx.def.strategy;
                 match strategy
@@ -208,10 +282,7 @@ where
                     Err(e) => return Err(e),
                 }
                 if dry {
-                    return Ok(with_warnings(
-                        object_response(200, ctx.headers, &new),
-                        warnings,
-                    ));
+                    return Ok(Outcome::Answer(new));
                 }
                 // An object being deleted whose last finalizer went away is
                 // removed (pods only once their grace period is over).
@@ -219,7 +290,7 @@ where
                     strategy
                         .finish_update(ctx.state, &new, &current, false)
                         .await;
-                    match remove(ctx, &key, name, rev, warnings).await {
+                    match remove(ctx, &key, name, rev).await {
                         Err(e) if e.code == 409 && from_cache => continue,
                         other => return other,
                     }
@@ -237,7 +308,7 @@ where
                     .finish_update(ctx.state, &new, &current, result.is_ok())
                     .await;
                 match result {
-                    Ok(kv) => return Ok(stored(ctx, 200, &mut new, &kv, warnings).await),
+                    Ok(kv) => return Ok(Outcome::Stored { obj: new, kv }),
                     Err(orca_store::Error::Conflict { .. } | orca_store::Error::NotFound(_))
                         if from_cache =>
                     {
@@ -253,12 +324,9 @@ where
             }
             Write::Remove => {
                 if dry {
-                    return Ok(with_warnings(
-                        object_response(200, ctx.headers, &current),
-                        warnings,
-                    ));
+                    return Ok(Outcome::Answer(current));
                 }
-                match remove(ctx, &key, name, rev, warnings).await {
+                match remove(ctx, &key, name, rev).await {
                     Err(e) if e.code == 409 && (from_cache || !pinned) => continue,
                     other => return other,
                 }
@@ -275,19 +343,13 @@ where
     ))
 }
 
-async fn remove(
-    ctx: &Ctx<'_>,
-    key: &str,
-    name: &str,
-    rev: Revision,
-    warnings: &[String],
-) -> Result<Response<Body>, ApiError> {
+async fn remove(ctx: &Ctx<'_>, key: &str, name: &str, rev: Revision) -> Result<Outcome, ApiError> {
     match ctx.state.store.delete(key, Some(rev)).await {
         Ok((kv, del_rev)) => {
-            let mut v = cache::decode_with_rv(&kv.value, del_rev).unwrap_or(Value::Null);
-            ctx.def.strategy.after_remove(ctx.state, &v).await;
-            set_rv(&mut v, del_rev);
-            Ok(written(ctx, 200, &v, del_rev, warnings).await)
+            let mut obj = cache::decode_with_rv(&kv.value, del_rev).unwrap_or(Value::Null);
+            ctx.def.strategy.after_remove(ctx.state, &obj).await;
+            set_rv(&mut obj, del_rev);
+            Ok(Outcome::Removed { obj, rev: del_rev })
         }
         Err(orca_store::Error::Conflict { .. }) => {
             Err(ApiError::modified(ctx.def.name, ctx.def.group, name))
@@ -340,7 +402,7 @@ fn restore(new: &mut Value, current: &Value, field: &str) {
 
 /// Builds the new stored version from a client's full object, borrowed
 /// when the caller may need it again (a retried PUT), owned otherwise.
-fn merge_update(
+pub(super) fn merge_update(
     ctx: &Ctx<'_>,
     sub: Option<&str>,
     new: Cow<'_, Value>,
@@ -356,7 +418,8 @@ fn merge_update(
         }
         _ => false,
     };
-    let status_only = sub == Some("status");
+    // `approval` (certificate requests) is a status writer too.
+    let status_only = matches!(sub, Some("status" | "approval"));
     let mut new = if status_only {
         // Kubernetes' status strategies: through /status the stored spec
         // stays, while the status and metadata such as labels and
@@ -384,10 +447,6 @@ fn merge_update(
     ] {
         restore(&mut new, current, f);
     }
-    if ctx.def.strategy.tracks_generation() && new["spec"] != current["spec"] {
-        let g = current["metadata"]["generation"].as_i64().unwrap_or(1);
-        new["metadata"]["generation"] = json!(g + 1);
-    }
     if let Some(m) = new["metadata"].as_object_mut() {
         m.remove("managedFields");
         m.remove("selfLink");
@@ -401,11 +460,36 @@ fn merge_update(
         ctx.def
             .strategy
             .prepare_update(ctx.def, &mut new, current)?;
+        // Judged after defaulting, so a client that leaves out defaulted
+        // fields does not start a new generation.
+        if ctx.def.strategy.bumps_generation(&new, current) {
+            let g = current["metadata"]["generation"].as_i64().unwrap_or(1);
+            new["metadata"]["generation"] = json!(g + 1);
+        }
     }
     if same_ignoring_rv(&new, current) {
         return Ok((Write::Unchanged, pinned));
     }
+    admission(ctx, sub, Op::Update, Some(current), &new)?;
     Ok((Write::Update(new), pinned))
+}
+
+/// [`merge_update`], then PodSecurity admission of what would be written
+/// (`policy` is the namespace's): its warnings replace `warnings`.
+fn merge_checked(
+    ctx: &Ctx<'_>,
+    sub: Option<&str>,
+    new: Cow<'_, Value>,
+    current: &Value,
+    policy: Option<&pod_security::Policy>,
+    warnings: &mut Vec<String>,
+) -> Result<(Write, bool), ApiError> {
+    let (write, pinned) = merge_update(ctx, sub, new, current)?;
+    warnings.clear();
+    if let Write::Update(obj) = &write {
+        *warnings = pod_security::admit(ctx.state, ctx.def, sub, policy, obj, Some(current))?;
+    }
+    Ok((write, pinned))
 }
 
 pub async fn update(
@@ -437,14 +521,26 @@ pub async fn update(
             ));
         }
     }
-    guaranteed_update(
+    let policy = pod_security::namespace_policy(ctx.state, ctx.def, ctx.namespace).await?;
+    let mut admission_warnings = Vec::new();
+    let resp = guaranteed_update(
         ctx,
         name,
         dry,
-        |cur| merge_update(ctx, sub, Cow::Borrowed(&new), cur),
+        |cur| {
+            merge_checked(
+                ctx,
+                sub,
+                Cow::Borrowed(&new),
+                cur,
+                policy.as_ref(),
+                &mut admission_warnings,
+            )
+        },
         &warnings,
     )
-    .await
+    .await?;
+    Ok(with_warnings(resp, &admission_warnings))
 }
 
 pub async fn patch(
@@ -469,7 +565,9 @@ pub async fn patch(
     let patch: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
     let mode = validation_mode(ctx.query)?;
+    let policy = pod_security::namespace_policy(ctx.state, ctx.def, ctx.namespace).await?;
     let mut warnings = Vec::new();
+    let mut admission_warnings = Vec::new();
     let resp = guaranteed_update(
         ctx,
         name,
@@ -522,7 +620,14 @@ pub async fn patch(
             // The patched object carries the current resourceVersion, so it
             // is pinned only when the patch itself names one; otherwise a
             // concurrent write is retried, as Kubernetes does.
-            let (w, _) = merge_update(ctx, sub, Cow::Owned(normalized), cur)?;
+            let (w, _) = merge_checked(
+                ctx,
+                sub,
+                Cow::Owned(normalized),
+                cur,
+                policy.as_ref(),
+                &mut admission_warnings,
+            )?;
             let pinned = patch["metadata"]["resourceVersion"]
                 .as_str()
                 .is_some_and(|rv| !rv.is_empty());
@@ -535,6 +640,7 @@ pub async fn patch(
         &[],
     )
     .await?;
+    warnings.extend(admission_warnings);
     Ok(with_warnings(resp, &warnings))
 }
 

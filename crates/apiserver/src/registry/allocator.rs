@@ -39,7 +39,13 @@ pub struct ServiceNetwork {
     base: u32,
     prefix: u8,
     node_ports: (u16, u16),
+    /// The cluster DNS address, kept for [`CLUSTER_DNS_SERVICE`].
+    cluster_dns: Option<Ipv4Addr>,
 }
+
+/// The Service that may hold the cluster DNS address (namespace, name):
+/// k3s's, which `orca server` creates.
+pub const CLUSTER_DNS_SERVICE: (&str, &str) = ("kube-system", "kube-dns");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceNetworkError {
@@ -58,6 +64,7 @@ impl Default for ServiceNetwork {
             base: u32::from(Ipv4Addr::new(10, 43, 0, 0)),
             prefix: 16,
             node_ports: (30000, 32767),
+            cluster_dns: None,
         }
     }
 }
@@ -84,7 +91,29 @@ impl ServiceNetwork {
             base: u32::from(ip) & (u32::MAX << (32 - prefix)),
             prefix,
             node_ports: (lo, hi),
+            cluster_dns: None,
         })
+    }
+
+    /// Keeps `ip`, the cluster DNS address every node answers on itself,
+    /// for [`CLUSTER_DNS_SERVICE`]: it is never picked for another Service
+    /// and another Service asking for it is refused, so no Service but
+    /// kube-dns ever holds it (the node proxy leaves it to the node's DNS
+    /// server). An address outside the range needs no keeping.
+    pub fn with_cluster_dns(mut self, ip: Ipv4Addr) -> Self {
+        self.cluster_dns = Some(ip).filter(|ip| self.contains_ip(*ip));
+        self
+    }
+
+    /// The cluster DNS address, when it is in the range.
+    pub fn cluster_dns(&self) -> Option<Ipv4Addr> {
+        self.cluster_dns
+    }
+
+    /// `ip` is the cluster DNS address and `holder` not its Service.
+    fn reserved_from(&self, ip: Ipv4Addr, holder: &Holder) -> bool {
+        self.cluster_dns == Some(ip)
+            && (holder.namespace.as_str(), holder.name.as_str()) != CLUSTER_DNS_SERVICE
     }
 
     /// `10.43.0.0/16`.
@@ -186,6 +215,8 @@ pub(crate) enum Refused {
     IpNotInRange(Ipv4Addr, String),
     PortNotInRange(String),
     IpTaken,
+    /// The cluster DNS address, asked for by another Service.
+    IpReserved,
     PortTaken,
     Full,
     Store(orca_store::Error),
@@ -203,6 +234,11 @@ impl std::fmt::Display for Refused {
                 "provided port is not in the valid range. The range of valid ports is {range}"
             ),
             Refused::IpTaken => f.write_str("provided IP is already allocated"),
+            Refused::IpReserved => write!(
+                f,
+                "provided IP is reserved for the cluster DNS Service {}/{}",
+                CLUSTER_DNS_SERVICE.0, CLUSTER_DNS_SERVICE.1
+            ),
             Refused::PortTaken => f.write_str("provided port is already allocated"),
             Refused::Full => f.write_str("range is full"),
             Refused::Store(e) => write!(f, "the store failed: {e}"),
@@ -230,15 +266,20 @@ pub(crate) async fn take_ip(
             if !net.contains_ip(ip) {
                 return Err(Refused::IpNotInRange(ip, net.cidr()));
             }
+            if net.reserved_from(ip, holder) {
+                return Err(Refused::IpReserved);
+            }
             take_key(store, &ip_key(ip), holder, Refused::IpTaken).await?;
             Ok(ip)
         }
         None => {
+            let reserved = net.cluster_dns.and_then(|ip| net.ip_index(ip));
             let i = take_next(
                 store,
                 IP_PREFIX,
                 net.ip_count(),
                 net.ip_offset(),
+                reserved,
                 holder,
                 |i| ip_key(Ipv4Addr::from(net.base + 1 + i)),
             )
@@ -266,9 +307,15 @@ pub(crate) async fn take_port(
         }
         None => {
             let count = u32::from(hi - lo) + 1;
-            let i = take_next(store, PORT_PREFIX, count, net.port_offset(), holder, |i| {
-                port_key(lo + i as u16)
-            })
+            let i = take_next(
+                store,
+                PORT_PREFIX,
+                count,
+                net.port_offset(),
+                None,
+                holder,
+                |i| port_key(lo + i as u16),
+            )
             .await?;
             Ok(lo + i as u16)
         }
@@ -288,19 +335,24 @@ async fn take_key(
     }
 }
 
-/// A free index of `count`: random picks from `[offset, count)` first, then,
-/// if they keep colliding, one of the values no key holds.
+/// A free index of `count` other than `reserved`: random picks from
+/// `[offset, count)` first, then, if they keep colliding, one of the values
+/// no key holds.
 async fn take_next(
     store: &dyn Store,
     prefix: &str,
     count: u32,
     offset: u32,
+    reserved: Option<u32>,
     holder: &Holder,
     key_of: impl Fn(u32) -> String,
 ) -> Result<u32, Refused> {
     let offset = if offset >= count { 0 } else { offset };
     for _ in 0..RANDOM_TRIES {
         let i = rand::random_range(offset..count);
+        if Some(i) == reserved {
+            continue;
+        }
         match store.create(&key_of(i), holder.bytes()).await {
             Ok(_) => return Ok(i),
             Err(orca_store::Error::AlreadyExists(_)) => continue,
@@ -317,7 +369,7 @@ async fn take_next(
             .collect();
         let free: Vec<u32> = (offset..count)
             .chain(0..offset)
-            .filter(|i| !taken.contains(&key_of(*i)))
+            .filter(|i| Some(*i) != reserved && !taken.contains(&key_of(*i)))
             .take(64)
             .collect();
         if free.is_empty() {
@@ -480,10 +532,16 @@ pub(crate) async fn repair_loop(state: Weak<State>) {
 }
 
 /// What a dry run of [`take_ip`] answers: `want` if in range (taken or
-/// not, as kube-apiserver does not check), else the network address.
-pub(crate) fn dry_ip(net: &ServiceNetwork, want: Option<Ipv4Addr>) -> Result<Ipv4Addr, Refused> {
+/// not, as kube-apiserver does not check) and not kept for the cluster
+/// DNS, else the network address.
+pub(crate) fn dry_ip(
+    net: &ServiceNetwork,
+    want: Option<Ipv4Addr>,
+    holder: &Holder,
+) -> Result<Ipv4Addr, Refused> {
     match want {
         Some(ip) if !net.contains_ip(ip) => Err(Refused::IpNotInRange(ip, net.cidr())),
+        Some(ip) if net.reserved_from(ip, holder) => Err(Refused::IpReserved),
         Some(ip) => Ok(ip),
         None => Ok(net.network_address()),
     }
@@ -531,7 +589,9 @@ mod tests {
     #[test]
     fn messages_are_kubernetes_wording() {
         let net = ServiceNetwork::new("10.0.0.0/24", "30000-32767").unwrap();
-        let e = dry_ip(&net, Some(Ipv4Addr::new(10, 1, 0, 5))).unwrap_err();
+        let holder =
+            Holder::of(&serde_json::json!({"metadata": {"namespace": "default", "name": "web"}}));
+        let e = dry_ip(&net, Some(Ipv4Addr::new(10, 1, 0, 5)), &holder).unwrap_err();
         assert_eq!(
             e.to_string(),
             "the provided IP (10.1.0.5) is not in the valid range. The range of valid IPs is 10.0.0.0/24"
@@ -540,6 +600,36 @@ mod tests {
             dry_port(&net, Some(40000)).unwrap_err().to_string(),
             "provided port is not in the valid range. The range of valid ports is 30000-32767"
         );
-        assert_eq!(dry_ip(&net, None).unwrap(), Ipv4Addr::new(10, 0, 0, 0));
+        assert_eq!(
+            dry_ip(&net, None, &holder).unwrap(),
+            Ipv4Addr::new(10, 0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn the_cluster_dns_address_is_kept_for_kube_dns() {
+        let dns = Ipv4Addr::new(10, 0, 0, 10);
+        let net = ServiceNetwork::new("10.0.0.0/24", "30000-32767")
+            .unwrap()
+            .with_cluster_dns(dns);
+        assert_eq!(net.cluster_dns(), Some(dns));
+        let of = |ns: &str, name: &str| {
+            Holder::of(&serde_json::json!({"metadata": {"namespace": ns, "name": name}}))
+        };
+        let web = of("default", "web");
+        assert_eq!(
+            dry_ip(&net, Some(dns), &web).unwrap_err().to_string(),
+            "provided IP is reserved for the cluster DNS Service kube-system/kube-dns"
+        );
+        assert!(!net.reserved_from(Ipv4Addr::new(10, 0, 0, 11), &web));
+        assert_eq!(
+            dry_ip(&net, Some(dns), &of("kube-system", "kube-dns")).unwrap(),
+            dns
+        );
+        // Outside the range there is nothing to keep.
+        let other = ServiceNetwork::new("10.0.0.0/24", "30000-32767")
+            .unwrap()
+            .with_cluster_dns(Ipv4Addr::new(10, 43, 0, 10));
+        assert_eq!(other.cluster_dns(), None);
     }
 }

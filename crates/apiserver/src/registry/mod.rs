@@ -5,13 +5,17 @@
 //! printing and the validation rules themselves live in `orca-api`.
 
 mod allocator;
+pub mod certificates;
 mod endpoints;
 mod namespaces;
 mod pods;
+mod rbac;
+mod reviews;
 mod service_account_admission;
 mod serviceaccounts;
 mod services;
 mod simple;
+mod workloads;
 
 use std::sync::Arc;
 
@@ -25,17 +29,25 @@ use orca_api::validation::{
     invalid_message, validate_new, validate_status_update, validate_update, FieldError,
 };
 
+use crate::handlers::Ctx;
 use crate::resources::ResourceDef;
 use crate::server::State;
 use crate::status::ApiError;
 
-pub use allocator::{ServiceNetwork, ServiceNetworkError};
+pub use allocator::{ServiceNetwork, ServiceNetworkError, CLUSTER_DNS_SERVICE};
+pub use certificates::CERTIFICATE_SIGNING_REQUEST;
 pub use endpoints::{ENDPOINTS, ENDPOINT_SLICE};
 pub use namespaces::NAMESPACE;
 pub use pods::POD;
+pub use rbac::{BINDING, ROLE};
+pub use reviews::{
+    LOCAL_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_REVIEW,
+    SELF_SUBJECT_RULES_REVIEW, SUBJECT_ACCESS_REVIEW, TOKEN_REVIEW,
+};
 pub use serviceaccounts::SERVICE_ACCOUNT;
 pub use services::SERVICE;
 pub use simple::{NODE, SECRET};
+pub use workloads::{DEPLOYMENT, POD_TEMPLATE, REPLICATION_CONTROLLER, REPLICA_SET};
 
 pub(crate) use allocator::{
     repair as repair_service_allocations, repair_loop as repair_service_allocations_loop,
@@ -70,7 +82,32 @@ pub const ALL_VERBS: &[&str] = &[
     "watch",
 ];
 
+#[async_trait::async_trait]
 pub trait Strategy: Sync {
+    /// Kinds answered rather than stored (the access reviews): the answer
+    /// to a create of `obj`. `None` for stored kinds.
+    async fn answer(&self, _ctx: &Ctx<'_>, _obj: Value) -> Option<Result<Value, ApiError>> {
+        None
+    }
+
+    /// Checks that depend on who writes (RBAC's escalation prevention, who
+    /// may approve or sign a certificate request), on create (`old` is
+    /// None) and update of the resource or subresource `sub`, after
+    /// validation.
+    fn authorize_write(
+        &self,
+        _ctx: &Ctx<'_>,
+        _sub: Option<&str>,
+        _new: &Value,
+        _old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    /// Records who asks, on create, for kinds that keep it (a
+    /// CertificateSigningRequest's `spec.username` and groups).
+    fn set_requester(&self, _user: &crate::auth::UserInfo, _obj: &mut Value) {}
+
     /// Admission that reads other objects (for pods, the ServiceAccount
     /// admission plugin), run once on create, dry run included, before
     /// [`Strategy::prepare_create`].
@@ -136,9 +173,32 @@ pub trait Strategy: Sync {
         )
     }
 
-    /// Whether `metadata.generation` counts changes of the spec.
-    fn tracks_generation(&self) -> bool {
+    /// Whether an update (prepared, `new` against the stored `old`) starts
+    /// a new `metadata.generation`: for kinds that count them, a changed
+    /// spec.
+    fn bumps_generation(&self, _new: &Value, _old: &Value) -> bool {
         false
+    }
+
+    /// The `scale` subresource's view of an object, for kinds that serve
+    /// one.
+    fn scale(&self, _obj: &Value) -> Option<ScaleView> {
+        None
+    }
+
+    /// Sets the desired replicas (a write through `scale`).
+    fn set_replicas(&self, _obj: &mut Value, _replicas: i32) {}
+
+    /// What DELETE does to the dependents when the client does not say
+    /// (kube-apiserver's `DefaultGarbageCollectionPolicy`).
+    fn default_gc_policy(&self) -> GcPolicy {
+        GcPolicy::DeleteDependents
+    }
+
+    /// Whether a DELETE that removes the object answers with the object
+    /// (as pods do) rather than a `Status` naming it.
+    fn returns_deleted_object(&self) -> bool {
+        true
     }
 
     /// What DELETE does to `current` (preconditions already checked): by
@@ -224,6 +284,30 @@ pub trait Strategy: Sync {
     fn verbs(&self) -> &'static [&'static str] {
         ALL_VERBS
     }
+}
+
+/// What an object's `scale` subresource shows.
+pub struct ScaleView {
+    /// `spec.replicas`.
+    pub desired: i64,
+    /// `status.replicas`.
+    pub current: i64,
+    /// The pod selector, as a label selector string.
+    pub selector: String,
+}
+
+/// kube-apiserver's garbage collection policies.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GcPolicy {
+    /// Deleting the owner deletes its dependents (in the background
+    /// unless asked otherwise).
+    DeleteDependents,
+    /// Deleting the owner leaves its dependents, their references to it
+    /// removed (ReplicationControllers, for compatibility).
+    OrphanDependents,
+    /// DELETE ignores propagation options (namespaces clean up by
+    /// themselves).
+    Unsupported,
 }
 
 /// The strategy of resources stored as they are validated.

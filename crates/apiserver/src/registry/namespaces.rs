@@ -49,6 +49,11 @@ impl Strategy for Namespace {
                 .is_none_or(|f| f.is_empty())
     }
 
+    /// A namespace's clean-up deletes its content whatever DELETE says.
+    fn default_gc_policy(&self) -> super::GcPolicy {
+        super::GcPolicy::Unsupported
+    }
+
     fn after_delete(&self, state: &Arc<State>, name: &str) {
         crate::namespaces::spawn_cleanup(state.clone(), name.to_string());
     }

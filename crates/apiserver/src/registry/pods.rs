@@ -82,8 +82,8 @@ impl Strategy for Pod {
         )
     }
 
-    fn tracks_generation(&self) -> bool {
-        true
+    fn bumps_generation(&self, new: &Value, old: &Value) -> bool {
+        new["spec"] != old["spec"]
     }
 
     /// A pod bound to a node is given its grace period, for the node agent

@@ -175,13 +175,13 @@ async fn allocate(
                 wanted.parse::<Ipv4Addr>().ok()
             };
             let result = if dry_run {
-                allocator::dry_ip(net, want)
+                allocator::dry_ip(net, want, &holder)
             } else {
                 allocator::take_ip(store, net, want, &holder).await
             };
             let ip = match result {
                 Ok(ip) => ip,
-                Err(e @ (Refused::IpTaken | Refused::IpNotInRange(..))) => {
+                Err(e @ (Refused::IpTaken | Refused::IpReserved | Refused::IpNotInRange(..))) => {
                     let err = FieldError::invalid(
                         "spec.clusterIPs",
                         BadValue::StrList(spec.cluster_ips.clone().unwrap_or_default()),

@@ -1,0 +1,18 @@
+//! The crate's integration tests, one binary: each module was a test binary of its own.
+
+mod bad_input;
+mod client;
+mod common;
+mod dry_run;
+mod inflight;
+mod kubectl;
+mod list_scale;
+mod node_identity;
+mod pod_lifecycle;
+mod pod_security;
+mod proxy;
+mod rbac;
+mod service_accounts;
+mod service_allocation;
+mod services;
+mod workloads_api;

@@ -1,0 +1,5 @@
+//! The crate's integration tests, one binary: each module was a test binary of its own.
+
+mod common;
+mod interface;
+mod server;

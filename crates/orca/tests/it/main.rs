@@ -1,0 +1,12 @@
+//! The crate's integration tests, one binary: each module was a test binary of its own.
+
+mod agent_join;
+mod cheatsheet;
+mod common;
+mod multinode;
+mod node_health;
+mod services;
+mod services_bench;
+mod two_servers;
+mod virtual_nodes;
+mod workloads;

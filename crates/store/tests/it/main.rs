@@ -1,0 +1,7 @@
+//! The crate's integration tests, one binary: each module was a test binary of its own.
+
+mod common;
+mod conformance;
+mod crash;
+mod etcd;
+mod sqlite;
