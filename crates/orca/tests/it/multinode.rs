@@ -2,15 +2,16 @@
 //! simulated LAN, joined to one `orca server`: pods reach pods on other
 //! nodes (ping and TCP, both ways), a node's host reaches a pod on another
 //! node, a pod reaches another node's address; with VXLAN, then with
-//! host-gw after restarting the agents; routes follow a deleted node that
-//! comes back and one that leaves.
+//! host-gw after restarting the agents; pod traffic to a machine outside
+//! the cluster is masqueraded; routes follow a deleted node that comes back
+//! and one that leaves.
 
 use std::path::Path;
 use std::time::Duration;
 
 use orca_testkit::lan::{Lan, Machine};
 use orca_testkit::orca::{busybox_pod, Agent, Backend, Kubectl, Server, WAIT};
-use orca_testkit::process::wait_until;
+use orca_testkit::process::{wait_until, Process};
 
 const ORCA: &str = env!("CARGO_BIN_EXE_orca");
 const NODES: [&str; 3] = ["mn1", "mn2", "mn3"];
@@ -20,6 +21,10 @@ struct Cluster {
     // Dropped in order: agents, then their machines, then the server and LAN.
     agents: Vec<Option<Agent>>,
     machines: Vec<Machine>,
+    _outside_server: Process,
+    /// A machine on the LAN that is no node: it has no route to pods, so
+    /// it answers them only if their traffic is masqueraded.
+    outside: Machine,
     server: Server,
     _lan: Lan,
     dirs: tempfile::TempDir,
@@ -51,15 +56,25 @@ impl Cluster {
             &["--cluster-cidr", CLUSTER_CIDR],
         );
         let machines: Vec<Machine> = NODES.iter().map(|n| lan.add_machine(n)).collect();
+        let outside = lan.add_machine("outside");
+        let dirs = tempfile::Builder::new()
+            .prefix("orca-nodes-")
+            .tempdir()
+            .unwrap();
+        let outside_server = Process::spawn(
+            outside
+                .command("busybox")
+                .args(["nc", "-ll", "-p", "9000", "-e", "echo", "outside"]),
+            &dirs.path().join("outside.log"),
+        );
         let mut cluster = Cluster {
             agents: Vec::new(),
             machines,
+            _outside_server: outside_server,
+            outside,
             server,
             _lan: lan,
-            dirs: tempfile::Builder::new()
-                .prefix("orca-nodes-")
-                .tempdir()
-                .unwrap(),
+            dirs,
         };
         for i in 0..NODES.len() {
             let agent = cluster.start_agent(i, backend);
@@ -167,6 +182,15 @@ fn pods_reach_across_nodes(c: &Cluster, pod_ips: &[String]) {
     let mn2 = c.machines[1].ip.to_string();
     assert!(!tcp_from_pod(c, "srv-mn1", &mn2, "8081").is_empty());
     ping_from_pod(c, "srv-mn3", &mn2);
+    // A pod to a machine outside the cluster, which has no route back to
+    // pods: it answers because the node masquerades pod traffic leaving
+    // the cluster CIDR.
+    let routes = c.outside.routes();
+    assert!(!routes.contains("10.244."), "{routes}");
+    let outside = c.outside.ip.to_string();
+    for pod in ["srv-mn1", "srv-mn2"] {
+        assert_eq!(tcp_from_pod(c, pod, &outside, "9000"), "outside");
+    }
 }
 
 #[test]
