@@ -76,7 +76,7 @@ fn tls_err(what: impl std::fmt::Display) -> Error {
 }
 
 /// Writes `contents` to `path` with mode 0600 (atomically via a temp file).
-pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), Error> {
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = fs::OpenOptions::new()

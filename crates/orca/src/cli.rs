@@ -42,6 +42,11 @@ pub struct ServerArgs {
     /// etcd endpoints (comma-separated) instead of the embedded store.
     #[arg(long, value_delimiter = ',')]
     pub datastore_endpoint: Vec<String>,
+    /// Join the cluster already in the datastore as another server: a file
+    /// holding its token (DATA_DIR/token on its first server), which
+    /// decrypts the cluster CA and keys stored there.
+    #[arg(long, requires = "datastore_endpoint")]
+    pub token_file: Option<PathBuf>,
     /// Run the control plane only, without a node agent on this machine.
     #[arg(long)]
     pub disable_agent: bool,

@@ -2,6 +2,7 @@
 //! server, store, scheduler, controllers) and node agent.
 
 mod agent;
+mod bootstrap;
 mod cli;
 mod credentials;
 mod images;

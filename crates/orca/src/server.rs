@@ -29,6 +29,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         service_network = service_network.with_cluster_dns(*dns);
     }
     let store = open_store(&args).await?;
+    // Servers on one etcd serve one cluster: the first stores its CA and
+    // keys there, the others take them.
+    let shared = !args.datastore_endpoint.is_empty();
+    if shared {
+        crate::bootstrap::join(store.as_ref(), &args.data_dir, args.token_file.as_deref()).await?;
+    }
     let api = orca_apiserver::start(
         orca_apiserver::Config {
             data_dir: args.data_dir.clone(),
@@ -49,10 +55,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             max_mutating_requests_inflight: args.max_mutating_requests_inflight,
             cluster_signing_duration: args.cluster_signing_duration,
         },
-        store,
+        store.clone(),
     )
     .await
     .context("starting the API server")?;
+    if shared {
+        crate::bootstrap::publish(store.as_ref(), &args.data_dir).await?;
+    }
     tracing::info!(
         address = %api.addr(),
         advertise = ?api.advertise_address(),

@@ -3,6 +3,7 @@
 mod agent_join;
 mod cheatsheet;
 mod common;
+mod ha_servers;
 mod multinode;
 mod node_health;
 mod services;

@@ -1,0 +1,124 @@
+//! Three `orca server`s on a 3-member etcd (control plane only): the second
+//! and third join with `--datastore-endpoint ... --token-file TOKEN`, take
+//! the cluster CA and keys the first stored there encrypted with the token,
+//! and so serve one cluster (one kubeconfig works against each; a service
+//! account token issued by one is accepted by the others). A server with
+//! no token or a wrong one refuses to start, saying why.
+
+use std::path::Path;
+use std::process::Command;
+
+use orca_testkit::etcd::EtcdCluster;
+use orca_testkit::orca::{Kubectl, Server, WAIT};
+use orca_testkit::process::{free_port, wait_until, Process};
+
+const ORCA: &str = env!("CARGO_BIN_EXE_orca");
+
+/// `kubectl` with `kubeconfig`, against the server at `url`.
+fn kubectl_at(kubeconfig: &Kubectl, url: &str, args: &[&str]) -> (bool, String) {
+    let mut all = vec!["--server", url];
+    all.extend_from_slice(args);
+    let out = kubeconfig.run(&all);
+    (out.success, format!("{}{}", out.stdout, out.stderr))
+}
+
+/// Starts a server expected to fail; returns its log once it has exited.
+fn failing_server(endpoints: &str, token_file: Option<&Path>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(ORCA);
+    command
+        .args([
+            "server",
+            "--disable-agent",
+            "--datastore-endpoint",
+            endpoints,
+        ])
+        .args(["--https-port", &free_port().to_string()])
+        .arg("--data-dir")
+        .arg(dir.path());
+    if let Some(token) = token_file {
+        command.arg("--token-file").arg(token);
+    }
+    let log = dir.path().join("server.log");
+    let mut server = Process::spawn(&mut command, &log);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until("the server exits", WAIT, || !server.running(), read_log);
+    read_log()
+}
+
+#[test]
+fn servers_join_a_cluster_with_its_token() {
+    let etcd = EtcdCluster::start(3);
+    let endpoints = etcd.endpoints().join(",");
+    let loopback = std::net::Ipv4Addr::LOCALHOST;
+    let first = Server::start(
+        Path::new(ORCA),
+        loopback,
+        &["--datastore-endpoint", &endpoints],
+    );
+    let token = first.token_file();
+    let token_arg = token.display().to_string();
+    let joined: Vec<Server> = (0..2)
+        .map(|_| {
+            Server::start(
+                Path::new(ORCA),
+                loopback,
+                &[
+                    "--datastore-endpoint",
+                    &endpoints,
+                    "--token-file",
+                    &token_arg,
+                ],
+            )
+        })
+        .collect();
+    let ca = std::fs::read(first.dir.path().join("tls/ca.crt")).unwrap();
+    let kubectl = first.kubectl();
+    for server in &joined {
+        assert_eq!(
+            std::fs::read(server.dir.path().join("tls/ca.crt")).unwrap(),
+            ca
+        );
+        // The first server's admin credentials, checked by this server's
+        // TLS against the shared CA.
+        let (ok, out) = kubectl_at(&kubectl, &server.url, &["get", "namespaces"]);
+        assert!(ok && out.contains("kube-system"), "{out}");
+    }
+
+    // A token one server signs (with the shared service-account key) is
+    // accepted by another, as a TokenReview there says.
+    kubectl.ok(&["create", "serviceaccount", "robot"]);
+    let sa_token = kubectl.ok(&["create", "token", "robot"]);
+    let review = serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": sa_token.trim()},
+    })
+    .to_string();
+    let out = kubectl.run_with_input(
+        &[
+            "--server",
+            &joined[1].url,
+            "create",
+            "--validate=false",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.status.user.username}",
+        ],
+        Some(&review),
+    );
+    assert!(out.success, "{out:?}");
+    assert_eq!(out.stdout, "system:serviceaccount:default:robot");
+
+    // Without the token, or with another cluster's, a server refuses.
+    let log = failing_server(&endpoints, None);
+    assert!(
+        log.contains("the datastore already holds a cluster: join it with --token-file"),
+        "{log}"
+    );
+    let wrong = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(wrong.path(), format!("K10{}::node:0123", "0".repeat(64))).unwrap();
+    let log = failing_server(&endpoints, Some(wrong.path()));
+    assert!(log.contains("wrong token"), "{log}");
+}
