@@ -2,14 +2,16 @@
 //! and third join with `--datastore-endpoint ... --token-file TOKEN`, take
 //! the cluster CA and keys the first stored there encrypted with the token,
 //! and so serve one cluster (one kubeconfig works against each; a service
-//! account token issued by one is accepted by the others). A server with
-//! no token or a wrong one refuses to start, saying why.
+//! account token issued by one is accepted by the others; logs and exec
+//! reach an agent through every server). A server with no token or a wrong
+//! one refuses to start, saying why.
 
 use std::path::Path;
 use std::process::Command;
 
 use orca_testkit::etcd::EtcdCluster;
-use orca_testkit::orca::{Kubectl, Server, WAIT};
+use orca_testkit::lan::Lan;
+use orca_testkit::orca::{busybox_pod, Agent, Backend, Kubectl, Server, WAIT};
 use orca_testkit::process::{free_port, wait_until, Process};
 
 const ORCA: &str = env!("CARGO_BIN_EXE_orca");
@@ -50,10 +52,10 @@ fn failing_server(endpoints: &str, token_file: Option<&Path>) -> String {
 fn servers_join_a_cluster_with_its_token() {
     let etcd = EtcdCluster::start(3);
     let endpoints = etcd.endpoints().join(",");
-    let loopback = std::net::Ipv4Addr::LOCALHOST;
+    let lan = Lan::new();
     let first = Server::start(
         Path::new(ORCA),
-        loopback,
+        lan.host_ip(),
         &["--datastore-endpoint", &endpoints],
     );
     let token = first.token_file();
@@ -62,7 +64,7 @@ fn servers_join_a_cluster_with_its_token() {
         .map(|_| {
             Server::start(
                 Path::new(ORCA),
-                loopback,
+                lan.host_ip(),
                 &[
                     "--datastore-endpoint",
                     &endpoints,
@@ -110,6 +112,45 @@ fn servers_join_a_cluster_with_its_token() {
     );
     assert!(out.success, "{out:?}");
     assert_eq!(out.stdout, "system:serviceaccount:default:robot");
+
+    // An agent joined through the first server: its logs and exec work
+    // through every server (each has its own client certificate for
+    // agents, under the shared CA).
+    let machine = lan.add_machine("ha1");
+    let data = tempfile::tempdir().unwrap();
+    let _agent = Agent::start(
+        Path::new(ORCA),
+        &machine,
+        &first.url,
+        &token,
+        data.path(),
+        Backend::Vxlan,
+        &[],
+    );
+    struct DeletePods(Kubectl);
+    impl Drop for DeletePods {
+        fn drop(&mut self) {
+            let _ = self.0.run(&["delete", "pods", "--all", "--grace-period=1"]);
+        }
+    }
+    let _cleanup = DeletePods(kubectl.clone());
+    kubectl.apply(&busybox_pod(
+        "talker",
+        "ha1",
+        "echo hello; exec sleep 3600",
+        false,
+    ));
+    kubectl.wait_pods_ready(&["talker"]);
+    for server in std::iter::once(&first).chain(&joined) {
+        let (ok, out) = kubectl_at(&kubectl, &server.url, &["logs", "talker"]);
+        assert!(ok && out == "hello\n", "logs through {}: {out}", server.url);
+        let (ok, out) = kubectl_at(
+            &kubectl,
+            &server.url,
+            &["exec", "talker", "--", "echo", "hi"],
+        );
+        assert!(ok && out == "hi\n", "exec through {}: {out}", server.url);
+    }
 
     // Without the token, or with another cluster's, a server refuses.
     let log = failing_server(&endpoints, None);
