@@ -4,10 +4,13 @@
 //! and so serve one cluster (one kubeconfig works against each; a service
 //! account token issued by one is accepted by the others; logs and exec
 //! reach an agent through every server). A server with no token or a wrong
-//! one refuses to start, saying why.
+//! one refuses to start, saying why. The scheduler's Lease moves at once
+//! when its server stops, and after its expiry when it is SIGKILLed (the
+//! time to the next pod bound is printed).
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use orca_testkit::etcd::EtcdCluster;
 use orca_testkit::lan::Lan;
@@ -56,11 +59,13 @@ fn servers_join_a_cluster_with_its_token() {
     let first = Server::start(
         Path::new(ORCA),
         lan.host_ip(),
-        &["--datastore-endpoint", &endpoints],
+        // The agent's server: the scheduler runs in the others, which
+        // this test stops.
+        &["--datastore-endpoint", &endpoints, "--disable-scheduler"],
     );
     let token = first.token_file();
     let token_arg = token.display().to_string();
-    let joined: Vec<Server> = (0..2)
+    let mut joined: Vec<Server> = (0..2)
         .map(|_| {
             Server::start(
                 Path::new(ORCA),
@@ -151,6 +156,80 @@ fn servers_join_a_cluster_with_its_token() {
         );
         assert!(ok && out == "hi\n", "exec through {}: {out}", server.url);
     }
+
+    // The scheduler's server stops: it releases the Lease, the other takes
+    // it at once (well before the 15 s lease would expire).
+    let holder = || {
+        kubectl.jsonpath(
+            &["lease", "-n", "kube-system", "orca-scheduler"],
+            "{.spec.holderIdentity}",
+        )
+    };
+    let server_of = |identity: &str, servers: &[Server]| {
+        servers.iter().position(|s| {
+            std::fs::read_to_string(s.process.log_path())
+                .unwrap_or_default()
+                .contains(&format!("identity={identity}"))
+        })
+    };
+    let mut leader = String::new();
+    wait_until(
+        "a scheduler leader",
+        WAIT,
+        || {
+            leader = holder();
+            !leader.is_empty()
+        },
+        String::new,
+    );
+    let stopping = server_of(&leader, &joined).expect("the scheduler runs in a joined server");
+    let stopped = Instant::now();
+    joined[stopping].process.terminate(Duration::from_secs(20));
+    wait_until(
+        "another scheduler leader",
+        WAIT,
+        || {
+            let h = holder();
+            !h.is_empty() && h != leader
+        },
+        String::new,
+    );
+    let handover = stopped.elapsed();
+    eprintln!("scheduler Lease handed over {handover:?} after a graceful stop");
+    assert!(handover < Duration::from_secs(10), "{handover:?}");
+
+    // The new leader is SIGKILLed: a restarted server takes over once the
+    // Lease expires, and binds the next pod.
+    joined.remove(stopping);
+    joined.push(Server::start(
+        Path::new(ORCA),
+        lan.host_ip(),
+        &[
+            "--datastore-endpoint",
+            &endpoints,
+            "--token-file",
+            &token_arg,
+        ],
+    ));
+    let killed = Instant::now();
+    joined[0].process.kill();
+    kubectl.apply(
+        &busybox_pod("after-kill", "", "exec sleep 3600", false).replace("  nodeName: \n", ""),
+    );
+    wait_until(
+        "the pod is bound after the scheduler's server was killed",
+        WAIT,
+        || {
+            !kubectl
+                .jsonpath(&["pod", "after-kill"], "{.spec.nodeName}")
+                .is_empty()
+        },
+        String::new,
+    );
+    eprintln!(
+        "a pod was bound {:?} after the scheduler's server was SIGKILLed",
+        killed.elapsed()
+    );
 
     // Without the token, or with another cluster's, a server refuses.
     let log = failing_server(&endpoints, None);
