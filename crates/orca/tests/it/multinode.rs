@@ -162,6 +162,17 @@ fn ping_from_pod(c: &Cluster, pod: &str, ip: &str) {
     assert!(ok, "{pod} cannot ping {ip}: {out}\n{}", c.logs());
 }
 
+/// Prints the round trip from `srv-mn1` to a pod on its own node and to
+/// one on another node (BENCHMARKS.md), as busybox ping sums it up.
+fn print_round_trips(c: &Cluster, backend: &str, same_node_ip: &str, other_node_ip: &str) {
+    for (what, ip) in [("same node", same_node_ip), ("across nodes", other_node_ip)] {
+        let (ok, out) = c.exec("srv-mn1", &["ping", "-q", "-c", "20", "-i", "0.1", ip]);
+        assert!(ok, "{out}");
+        let summary = out.lines().last().unwrap_or_default();
+        eprintln!("{backend}: pod to pod {what}: {summary}");
+    }
+}
+
 /// The checks both backends must pass.
 fn pods_reach_across_nodes(c: &Cluster, pod_ips: &[String]) {
     // Pod to pod, every ordered pair of nodes, over TCP; ping both ways.
@@ -233,6 +244,8 @@ fn pod_network_spans_nodes_with_vxlan_and_host_gw() {
         ));
         manifests.push_str("---\n");
     }
+    manifests.push_str(&busybox_pod("peer-mn1", "mn1", "exec sleep 3600", false));
+    manifests.push_str("---\n");
     manifests.push_str(&busybox_pod(
         "hostsrv",
         "mn2",
@@ -240,12 +253,14 @@ fn pod_network_spans_nodes_with_vxlan_and_host_gw() {
         true,
     ));
     kubectl.apply(&manifests);
-    kubectl.wait_pods_ready(&["srv-mn1", "srv-mn2", "srv-mn3", "hostsrv"]);
+    kubectl.wait_pods_ready(&["srv-mn1", "srv-mn2", "srv-mn3", "hostsrv", "peer-mn1"]);
+    let peer_ip = kubectl.pod_ip("peer-mn1");
     let pod_ips: Vec<String> = NODES
         .iter()
         .map(|n| kubectl.pod_ip(&format!("srv-{n}")))
         .collect();
     pods_reach_across_nodes(&c, &pod_ips);
+    print_round_trips(&c, "vxlan", &peer_ip, &pod_ips[1]);
 
     // A graceful stop removes the node's device and routes; its pods keep
     // running and are adopted again by the next agent, here with host-gw.
@@ -274,6 +289,7 @@ fn pod_network_spans_nodes_with_vxlan_and_host_gw() {
         });
     }
     pods_reach_across_nodes(&c, &pod_ips);
+    print_round_trips(&c, "host-gw", &peer_ip, &pod_ips[1]);
 
     // A deleted Node comes back (its agent registers it again, with the
     // pod CIDR it uses), and so do the routes to it.
