@@ -90,6 +90,12 @@ fn servers_join_a_cluster_with_its_token() {
         // TLS against the shared CA.
         let (ok, out) = kubectl_at(&kubectl, &server.url, &["get", "namespaces"]);
         assert!(ok && out.contains("kube-system"), "{out}");
+        // The Services the first server made are left alone.
+        let log = std::fs::read_to_string(server.process.log_path()).unwrap();
+        assert!(
+            !log.contains("could not create the cluster DNS Service"),
+            "{log}"
+        );
     }
 
     // A token one server signs (with the shared service-account key) is
