@@ -930,9 +930,14 @@ impl Worker {
             None => return Err(Duration::ZERO),
             Some(Ok(id)) => id,
             Some(Err(e)) => {
-                let msg = match e {
-                    orca_runtime::Error::CreateContainer { message, .. } => message,
-                    other => other.to_string(),
+                let (reason, msg) = match e {
+                    orca_runtime::Error::CreateContainer { message, .. } => {
+                        ("CreateContainerError", message)
+                    }
+                    orca_runtime::Error::ContainerConfig { message, .. } => {
+                        ("CreateContainerConfigError", message)
+                    }
+                    other => ("CreateContainerError", other.to_string()),
                 };
                 self.event(
                     Some((c, init)),
@@ -940,7 +945,7 @@ impl Worker {
                     "Failed",
                     format!("Error: {msg}"),
                 );
-                self.slot(&c.name).waiting = Some(("CreateContainerError".into(), msg));
+                self.slot(&c.name).waiting = Some((reason.into(), msg));
                 return Err(RETRY);
             }
         };

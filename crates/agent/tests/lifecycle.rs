@@ -1131,6 +1131,60 @@ spec:
     let mut out = stream::Output::default();
     ws.read_until(&mut out, "got hello").await;
     assert!(out.stdout.contains("got hello"), "{out:?}");
+
+    // The protocols before v4, which the upstream e2e suite still uses: no
+    // Status, the failure as text on the error channel.
+    let ws = env
+        .streaming_ws(
+            "/exec/default/shell/main?command=sh&command=-c&command=echo%20remote%20execution%20test%3B%20exit%204&stdout=1&stderr=1",
+            "channel.k8s.io",
+        )
+        .await;
+    let out = ws.finish().await;
+    assert_eq!(out.stdout, "remote execution test\n", "{out:?}");
+    assert_eq!(
+        out.error_text,
+        "command terminated with non-zero exit code: error executing command, exit code 4"
+    );
+    // base64: text frames, the channel as a digit; stdin travels the same way.
+    let mut ws = env
+        .streaming_ws(
+            "/exec/default/shell/main?command=sh&command=-c&command=read%20x%3B%20echo%20got%20%24x&stdin=1&stdout=1",
+            "base64.channel.k8s.io",
+        )
+        .await;
+    ws.send_base64(0, b"b64\n").await;
+    let out = ws.finish().await;
+    assert_eq!(out.stdout, "got b64\n", "{out:?}");
+    assert_eq!(out.error_text, "", "success sends nothing: {out:?}");
+
+    // Port-forward over the WebSocket channel protocol (as the e2e suite's
+    // "should support forwarding over websockets"): each channel first says
+    // its port, then data flows on channel 0.
+    env.create(&format!(
+        r#"
+metadata: {{name: greeter}}
+spec:
+  containers:
+  - {{name: main, image: "{}", imagePullPolicy: IfNotPresent, command: [sh, -c, "while true; do echo hello from the pod | nc -l -p 8080; done"]}}
+"#,
+        busybox()
+    ))
+    .await;
+    env.wait("greeter", T, "running", |p| is_running(p, "main"))
+        .await;
+    let mut ws = env
+        .streaming_ws(
+            "/portForward/default/greeter?port=8080",
+            "v4.channel.k8s.io",
+        )
+        .await;
+    let mut out = stream::Output::default();
+    assert_eq!(ws.next_on(&mut out, 0).await, 8080u16.to_le_bytes());
+    assert_eq!(ws.next_on(&mut out, 1).await, 8080u16.to_le_bytes());
+    ws.send(0, b"hi\n").await;
+    let data = ws.next_on(&mut out, 0).await;
+    assert_eq!(String::from_utf8_lossy(&data), "hello from the pod\n");
     env.teardown().await;
 }
 

@@ -3,6 +3,7 @@
 //! functions, no I/O.
 
 pub mod convert;
+pub mod cron;
 pub mod defaults;
 pub mod patch;
 pub mod printing;

@@ -7,6 +7,8 @@
 //!  target/release/examples/bench [PODS] [--as-user]` (default 10000). With
 //! `--as-user` the load comes from a user bound to `edit` in `default`
 //! (RBAC decides every request) instead of the admin (system:masters).
+//! With `--protobuf` creates, GETs and LISTs go as client-go sends them by
+//! default: k8s-pb messages in `application/vnd.kubernetes.protobuf`.
 
 use std::io::BufRead;
 use std::time::{Duration, Instant};
@@ -35,6 +37,82 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
+/// The bench's pod as a protobuf body (`k8s\0` + runtime.Unknown).
+fn pod_protobuf(name: &str) -> Vec<u8> {
+    use k8s_pb::api::core::v1 as core;
+    use prost::Message;
+    let pod = core::Pod {
+        metadata: Some(k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.into()),
+            labels: [("app", "bench"), ("tier", "web")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }),
+        spec: Some(core::PodSpec {
+            containers: vec![core::Container {
+                name: Some("c".into()),
+                image: Some("busybox:1.36".into()),
+                command: vec!["sleep".into(), "3600".into()],
+                ports: vec![core::ContainerPort {
+                    container_port: Some(80),
+                    ..Default::default()
+                }],
+                env: vec![core::EnvVar {
+                    name: Some("A".into()),
+                    value: Some("b".into()),
+                    value_from: None,
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let unknown = k8s_pb::apimachinery::pkg::runtime::Unknown {
+        type_meta: Some(k8s_pb::apimachinery::pkg::runtime::TypeMeta {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+        }),
+        raw: Some(pod.encode_to_vec()),
+        content_encoding: Some(String::new()),
+        content_type: Some(String::new()),
+    };
+    [b"k8s\0".as_slice(), &unknown.encode_to_vec()].concat()
+}
+
+/// A request in protobuf both ways; fails unless the answer is `code`.
+async fn send_protobuf(
+    client: &kube::Client,
+    method: &str,
+    uri: &str,
+    body: Vec<u8>,
+    code: u16,
+) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("Content-Type", PROTOBUF)
+        .header("Accept", format!("{PROTOBUF},application/json"))
+        .body(kube::client::Body::from(body))?;
+    let resp = client.send(req).await?;
+    let status = resp.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await?
+        .to_bytes();
+    if status != code || !bytes.starts_with(b"k8s\0") {
+        return Err(format!(
+            "{method} {uri}: {status} {:?}",
+            &bytes[..bytes.len().min(200)]
+        )
+        .into());
+    }
+    Ok(bytes.len())
 }
 
 fn pod(name: &str) -> Pod {
@@ -73,6 +151,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(10_000);
     let as_user = std::env::args().any(|a| a == "--as-user");
+    let protobuf = std::env::args().any(|a| a == "--protobuf");
     let dir = tempfile::tempdir()?;
     let serve = std::env::current_exe()?.with_file_name("serve");
     let mut child = std::process::Command::new(&serve)
@@ -114,6 +193,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let client = kube::Client::try_from(config)?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // ServiceAccount admission wants it for every pod (in a cluster, a
+    // controller makes it; `serve` runs none).
+    let sa = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": "default"}});
+    let req = http::Request::post("/api/v1/namespaces/default/serviceaccounts")
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(&sa)?)?;
+    let _ = client.request_text(req).await;
 
     // Creates: 32 concurrent clients.
     let started = Instant::now();
@@ -122,6 +209,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..32 {
         let pods = pods.clone();
         let next = next.clone();
+        let client = client.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
@@ -129,10 +217,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if i >= total {
                     return lat;
                 }
+                let name = format!("bench-{i:05}");
                 let t = Instant::now();
-                pods.create(&PostParams::default(), &pod(&format!("bench-{i:05}")))
-                    .await
-                    .expect("create");
+                if protobuf {
+                    let uri = "/api/v1/namespaces/default/pods";
+                    send_protobuf(&client, "POST", uri, pod_protobuf(&name), 201)
+                        .await
+                        .expect("create");
+                } else {
+                    pods.create(&PostParams::default(), &pod(&name))
+                        .await
+                        .expect("create");
+                }
                 lat.push(t.elapsed());
             }
         }));
@@ -143,6 +239,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let elapsed = started.elapsed();
     lat.sort();
+    println!(
+        "wire: {}",
+        if protobuf {
+            PROTOBUF
+        } else {
+            "application/json"
+        }
+    );
     println!(
         "create x{total} @32 clients: {:.0} creates/s, p50 {}, p99 {}",
         total as f64 / elapsed.as_secs_f64(),
@@ -155,8 +259,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gets = total.min(2_000);
     let mut lat = Vec::with_capacity(gets);
     for i in 0..gets {
+        let name = format!("bench-{i:05}");
         let t = Instant::now();
-        pods.get(&format!("bench-{i:05}")).await?;
+        if protobuf {
+            let uri = format!("/api/v1/namespaces/default/pods/{name}");
+            send_protobuf(&client, "GET", &uri, Vec::new(), 200)
+                .await
+                .map_err(|e| e.to_string())?;
+        } else {
+            pods.get(&name).await?;
+        }
         lat.push(t.elapsed());
     }
     lat.sort();
@@ -166,15 +278,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ms(pct(&lat, 0.99))
     );
 
-    // LIST of every pod (full JSON body), 20 times.
+    // LIST of every pod (one full body), 20 times.
     let mut lat = Vec::new();
     let mut bytes = 0;
     for _ in 0..20 {
-        let req = http::Request::get("/api/v1/namespaces/default/pods").body(Vec::new())?;
+        let uri = "/api/v1/namespaces/default/pods";
         let t = Instant::now();
-        let body = client.request_text(req).await?;
+        bytes = if protobuf {
+            send_protobuf(&client, "GET", uri, Vec::new(), 200)
+                .await
+                .map_err(|e| e.to_string())?
+        } else {
+            let req = http::Request::get(uri).body(Vec::new())?;
+            client.request_text(req).await?.len()
+        };
         lat.push(t.elapsed());
-        bytes = body.len();
     }
     lat.sort();
     println!(

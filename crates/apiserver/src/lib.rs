@@ -25,7 +25,6 @@ mod namespaces;
 mod openapi;
 mod pod_security;
 mod protobuf;
-mod protobuf_workloads;
 mod proxy;
 mod rawjson;
 mod registry;

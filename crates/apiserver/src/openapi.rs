@@ -28,6 +28,13 @@ fn definitions() -> Map<String, Value> {
     g.subschema_for::<core::ReplicationController>();
     g.subschema_for::<apps::Deployment>();
     g.subschema_for::<apps::ReplicaSet>();
+    g.subschema_for::<apps::DaemonSet>();
+    g.subschema_for::<apps::StatefulSet>();
+    g.subschema_for::<apps::ControllerRevision>();
+    g.subschema_for::<k8s_openapi::api::batch::v1::Job>();
+    g.subschema_for::<k8s_openapi::api::batch::v1::CronJob>();
+    g.subschema_for::<k8s_openapi::api::policy::v1::PodDisruptionBudget>();
+    g.subschema_for::<k8s_openapi::api::policy::v1::Eviction>();
     g.subschema_for::<autoscaling::Scale>();
     g.subschema_for::<core::Pod>();
     g.subschema_for::<core::Namespace>();

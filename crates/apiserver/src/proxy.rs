@@ -1,6 +1,8 @@
-//! pods/log, pods/exec and pods/attach: proxied to the node agent that runs
-//! the pod, over TLS with the apiserver-kubelet-client certificate. Upgrades
-//! (WebSocket, SPDY) are passed through byte for byte.
+//! pods/log, pods/exec, pods/attach and pods/portforward: proxied to the node
+//! agent that runs the pod, over TLS with the apiserver-kubelet-client
+//! certificate. Upgrades (WebSocket, SPDY) are passed through byte for byte,
+//! and so is an agent's refusal of one, as Kubernetes' upgrade-aware proxy
+//! does; a failed log request becomes a `Status` as kube-apiserver makes it.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,6 +35,7 @@ const LOG_PARAMS: &[&str] = &[
     "limitBytes",
 ];
 const EXEC_PARAMS: &[&str] = &["command", "stdin", "stdout", "stderr", "tty"];
+const PORTFORWARD_PARAMS: &[&str] = &["ports"];
 
 /// Headers that carry a protocol upgrade end to end.
 const UPGRADE_HEADERS: &[&str] = &[
@@ -109,7 +112,11 @@ pub async fn pod_stream<B: RequestBody>(
     let pod = read_json(state, &pods.key(Some(ns), name))
         .await?
         .ok_or_else(|| ApiError::not_found("pods", "", name))?;
-    let container = container_for(&pod, name, q1(q, "container"))?;
+    let container = if sub == "portforward" {
+        String::new()
+    } else {
+        container_for(&pod, name, q1(q, "container"))?
+    };
     let node_name = pod["spec"]["nodeName"].as_str().unwrap_or("");
     if node_name.is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -144,33 +151,40 @@ pub async fn pod_stream<B: RequestBody>(
     let (base, allowed) = match sub {
         "log" => ("containerLogs", LOG_PARAMS),
         "exec" => ("exec", EXEC_PARAMS),
+        "portforward" => ("portForward", PORTFORWARD_PARAMS),
         _ => ("attach", EXEC_PARAMS),
     };
     let qs = {
         let mut qs = form_urlencoded::Serializer::new(String::new());
         for k in allowed {
             for v in q.get(*k).into_iter().flatten() {
-                qs.append_pair(k, v);
+                // pods/portforward takes `ports`, the kubelet `port`.
+                qs.append_pair(if *k == "ports" { "port" } else { k }, v);
             }
         }
         qs.finish()
     };
-    let path = format!(
-        "/{base}/{}/{}/{}{}{}",
-        enc(ns),
-        enc(name),
-        enc(&container),
-        if qs.is_empty() { "" } else { "?" },
-        qs
-    );
+    let mut path = format!("/{base}/{}/{}", enc(ns), enc(name));
+    if sub != "portforward" {
+        path.push('/');
+        path.push_str(&enc(&container));
+    }
+    if !qs.is_empty() {
+        path.push('?');
+        path.push_str(&qs);
+    }
 
-    // As kube-apiserver words them: what was asked of whom, then the cause.
-    let failed = |cause: String| {
-        let message = match sub {
-            "log" => format!("Get \"https://{ip}:{port}{path}\": {cause}"),
-            _ => format!("error dialing backend: {cause}"),
-        };
-        ApiError::new(500, "", message)
+    // Failing to reach the agent, in kube-apiserver's words for each
+    // subresource: they differ because different code paths dial the kubelet.
+    let url = format!("https://{}{path}", host_port(ip, port));
+    let unreachable = |dial: String| match sub {
+        "log" => ApiError::new(500, "", format!("Get {url:?}: {dial}")),
+        "portforward" => ApiError::new(500, "", format!("error dialing backend: {dial}")),
+        _ => {
+            let cause = format!("error sending request: Post {url:?}: {dial}");
+            ApiError::internal(format!("Internal error occurred: {cause}"))
+                .with_details(serde_json::json!({"causes": [{"message": cause}]}))
+        }
     };
     let tcp = match tokio::time::timeout(
         AGENT_HANDSHAKE_TIMEOUT,
@@ -179,14 +193,23 @@ pub async fn pod_stream<B: RequestBody>(
     .await
     {
         Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => return Err(failed(connect_error(&e, node_name, ip, port))),
+        Ok(Err(e)) => {
+            return Err(unreachable(format!(
+                "dial tcp {}: {}",
+                host_port(ip, port),
+                go_dial_error(&e)
+            )))
+        }
         Err(_) => {
-            return Err(failed(format!(
-                "dial tcp {ip}:{port}: i/o timeout: no answer from node {node_name} within {}s; is it up and its agent port reachable?",
+            return Err(unreachable(format!(
+                "dial tcp {}: i/o timeout: no answer from node {node_name} within {}s; is it up and its agent port reachable?",
+                host_port(ip, port),
                 AGENT_HANDSHAKE_TIMEOUT.as_secs()
             )))
         }
     };
+    // Streams carry small interactive frames: no Nagle delay.
+    let _ = tcp.set_nodelay(true);
     let server_name = rustls_pki_types::ServerName::IpAddress(ip.into());
     let tls = match tokio::time::timeout(
         AGENT_HANDSHAKE_TIMEOUT,
@@ -195,9 +218,9 @@ pub async fn pod_stream<B: RequestBody>(
     .await
     {
         Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => return Err(failed(stream_error(&e, node_name))),
+        Ok(Err(e)) => return Err(unreachable(stream_error(&e, node_name))),
         Err(_) => {
-            return Err(failed(format!(
+            return Err(unreachable(format!(
                 "net/http: TLS handshake timeout: the node agent of {node_name} accepted the connection but did not answer within {}s; it is frozen or overloaded",
                 AGENT_HANDSHAKE_TIMEOUT.as_secs()
             )))
@@ -205,7 +228,7 @@ pub async fn pod_stream<B: RequestBody>(
     };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
-        .map_err(|e| failed(hyper_error(&e, node_name)))?;
+        .map_err(|e| unreachable(hyper_error(&e, node_name)))?;
     // A request fails only as "canceled" when the connection fails under
     // it (an agent refusing this server's certificate): the cause is the
     // connection's error.
@@ -245,10 +268,10 @@ pub async fn pod_stream<B: RequestBody>(
                     .await
                     .unwrap_or_else(|| hyper_error(&e, node_name)),
             };
-            return Err(failed(cause));
+            return Err(unreachable(cause));
         }
         Err(_) => {
-            return Err(failed(format!(
+            return Err(unreachable(format!(
                 "net/http: timeout awaiting response headers: the node agent of {node_name} did not answer within {}s",
                 AGENT_RESPONSE_TIMEOUT.as_secs()
             )))
@@ -281,6 +304,9 @@ pub async fn pod_stream<B: RequestBody>(
             .body(crate::server::full(Bytes::new()))
             .map_err(|e| ApiError::internal(e.to_string()));
     }
+    if !upgrading && !resp.status().is_success() {
+        return Err(agent_refusal(resp, sub, name).await);
+    }
     let (parts, body) = resp.into_parts();
     let body = body.map_err(|e| Box::new(e) as crate::server::BoxError);
     let following = q1(q, "follow") == Some("true");
@@ -308,25 +334,6 @@ pub async fn pod_stream<B: RequestBody>(
     out.headers_mut().remove(header::CONNECTION);
     out.headers_mut().remove(header::TRANSFER_ENCODING);
     Ok(out)
-}
-
-/// Why connecting to an agent failed, in Go's words with a hint.
-fn connect_error(e: &std::io::Error, node: &str, ip: IpAddr, port: u16) -> String {
-    use std::io::ErrorKind;
-    let hint = match e.kind() {
-        ErrorKind::ConnectionRefused => format!("is the node agent of {node} running?"),
-        ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => {
-            format!("is node {node} up and its address {ip} reachable from this server?")
-        }
-        _ => format!("node {node}"),
-    };
-    let cause = match e.kind() {
-        ErrorKind::ConnectionRefused => "connection refused".to_string(),
-        ErrorKind::HostUnreachable => "no route to host".to_string(),
-        ErrorKind::NetworkUnreachable => "network is unreachable".to_string(),
-        _ => e.to_string(),
-    };
-    format!("dial tcp {ip}:{port}: connect: {cause} ({hint})")
 }
 
 /// The TLS failure behind an I/O error on the connection to an agent, if
@@ -396,6 +403,54 @@ fn stream_error(e: &std::io::Error, node: &str) -> String {
 
 fn hyper_error(e: &hyper::Error, node: &str) -> String {
     tls_cause(e, node).unwrap_or_else(|| format!("{e} (node agent of {node})"))
+}
+
+/// What kube-apiserver makes of an agent's error answer to a plain
+/// (not upgraded) request: its generic HTTP response checker.
+async fn agent_refusal(resp: Response<hyper::body::Incoming>, sub: &str, name: &str) -> ApiError {
+    let code = resp.status().as_u16();
+    let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map(|b| {
+            String::from_utf8_lossy(&b.to_bytes())
+                .trim_end()
+                .to_string()
+        })
+        .unwrap_or_default();
+    match code {
+        500 => ApiError::internal(format!("Internal error occurred: {body}"))
+            .with_details(serde_json::json!({"causes": [{"message": body}]})),
+        400 => ApiError::bad_request(body),
+        404 => ApiError::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ( pods/{sub} {name})"),
+        )
+        .with_details(serde_json::json!({"name": name, "kind": format!("pods/{sub}")})),
+        _ => ApiError::new(code, "", body),
+    }
+}
+
+/// `host:port`, with brackets around an IPv6 host.
+fn host_port(ip: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::from((ip, port)).to_string()
+}
+
+/// A connect error in the words of Go's net package, which Kubernetes users
+/// see in these messages.
+fn go_dial_error(e: &std::io::Error) -> String {
+    let errno = match e.raw_os_error() {
+        Some(111) => "connection refused".to_string(),
+        Some(113) => "no route to host".to_string(),
+        Some(101) => "network is unreachable".to_string(),
+        Some(110) => "connection timed out".to_string(),
+        _ => {
+            let s = e.to_string();
+            s.split(" (os error").next().unwrap_or(&s).to_lowercase()
+        }
+    };
+    format!("connect: {errno}")
 }
 
 fn enc(s: &str) -> String {

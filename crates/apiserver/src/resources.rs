@@ -79,6 +79,8 @@ impl ResourceDef {
             "finalize" => (self.kind, &["update"]),
             "log" => ("Pod", &["get"]),
             "token" => ("TokenRequest", &["create"]),
+            "attach" => ("PodAttachOptions", &["create", "get"]),
+            "portforward" => ("PodPortForwardOptions", &["create", "get"]),
             _ => ("PodExecOptions", &["create", "get"]),
         }
     }
@@ -88,7 +90,7 @@ impl ResourceDef {
         match sub {
             "token" => ("authentication.k8s.io", "v1"),
             "scale" => ("autoscaling", "v1"),
-            "status" | "finalize" => (self.group, self.version),
+            "status" | "finalize" | "approval" => (self.group, self.version),
             _ => ("", "v1"),
         }
     }
@@ -106,10 +108,12 @@ fn roundtrip<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, String>
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::authentication::v1 as authn;
 use k8s_openapi::api::authorization::v1 as authz;
+use k8s_openapi::api::batch::v1 as batch;
 use k8s_openapi::api::certificates::v1 as certs;
 use k8s_openapi::api::coordination::v1 as coord;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
+use k8s_openapi::api::policy::v1 as policy;
 use k8s_openapi::api::rbac::v1 as rbac;
 
 pub static RESOURCES: &[ResourceDef] = &[
@@ -122,7 +126,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &["status", "binding", "log", "exec", "attach"],
+        subresources: &["status", "binding", "log", "exec", "attach", "portforward"],
         schema: "io.k8s.api.core.v1.Pod",
         strategy: &registry::POD,
         normalize: roundtrip::<core::Pod>,
@@ -324,6 +328,90 @@ pub static RESOURCES: &[ResourceDef] = &[
         normalize: roundtrip::<apps::ReplicaSet>,
     },
     ResourceDef {
+        group: "apps",
+        version: "v1",
+        name: "daemonsets",
+        singular: "daemonset",
+        kind: "DaemonSet",
+        namespaced: true,
+        short_names: &["ds"],
+        categories: &["all"],
+        subresources: &["status"],
+        schema: "io.k8s.api.apps.v1.DaemonSet",
+        strategy: &registry::DAEMON_SET,
+        normalize: roundtrip::<apps::DaemonSet>,
+    },
+    ResourceDef {
+        group: "apps",
+        version: "v1",
+        name: "statefulsets",
+        singular: "statefulset",
+        kind: "StatefulSet",
+        namespaced: true,
+        short_names: &["sts"],
+        categories: &["all"],
+        subresources: &["scale", "status"],
+        schema: "io.k8s.api.apps.v1.StatefulSet",
+        strategy: &registry::STATEFUL_SET,
+        normalize: roundtrip::<apps::StatefulSet>,
+    },
+    ResourceDef {
+        group: "apps",
+        version: "v1",
+        name: "controllerrevisions",
+        singular: "controllerrevision",
+        kind: "ControllerRevision",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        schema: "io.k8s.api.apps.v1.ControllerRevision",
+        strategy: &registry::CONTROLLER_REVISION,
+        normalize: roundtrip::<apps::ControllerRevision>,
+    },
+    ResourceDef {
+        group: "batch",
+        version: "v1",
+        name: "jobs",
+        singular: "job",
+        kind: "Job",
+        namespaced: true,
+        short_names: &[],
+        categories: &["all"],
+        subresources: &["status"],
+        schema: "io.k8s.api.batch.v1.Job",
+        strategy: &registry::JOB,
+        normalize: roundtrip::<batch::Job>,
+    },
+    ResourceDef {
+        group: "batch",
+        version: "v1",
+        name: "cronjobs",
+        singular: "cronjob",
+        kind: "CronJob",
+        namespaced: true,
+        short_names: &["cj"],
+        categories: &["all"],
+        subresources: &["status"],
+        schema: "io.k8s.api.batch.v1.CronJob",
+        strategy: &registry::CRON_JOB,
+        normalize: roundtrip::<batch::CronJob>,
+    },
+    ResourceDef {
+        group: "policy",
+        version: "v1",
+        name: "poddisruptionbudgets",
+        singular: "poddisruptionbudget",
+        kind: "PodDisruptionBudget",
+        namespaced: true,
+        short_names: &["pdb"],
+        categories: &[],
+        subresources: &["status"],
+        schema: "io.k8s.api.policy.v1.PodDisruptionBudget",
+        strategy: &registry::POD_DISRUPTION_BUDGET,
+        normalize: roundtrip::<policy::PodDisruptionBudget>,
+    },
+    ResourceDef {
         group: "rbac.authorization.k8s.io",
         version: "v1",
         name: "clusterrolebindings",
@@ -485,7 +573,9 @@ pub const GROUPS: &[(&str, &str)] = &[
     ("apps", "v1"),
     ("authentication.k8s.io", "v1"),
     ("authorization.k8s.io", "v1"),
+    ("batch", "v1"),
     ("certificates.k8s.io", "v1"),
+    ("policy", "v1"),
     ("rbac.authorization.k8s.io", "v1"),
     ("coordination.k8s.io", "v1"),
     ("discovery.k8s.io", "v1"),

@@ -165,8 +165,25 @@ async fn handle(state: Arc<State>, conn: Conn, req: Request<Incoming>) -> Respon
     resp
 }
 
-/// The in-flight limit and the authorizers, then the route.
+/// The in-flight limit and the authorizers, then the route; the answer in
+/// the wire the client asked for.
 async fn guarded<B: RequestBody>(
+    state: &Arc<State>,
+    caller: Caller,
+    req: Request<B>,
+) -> Response<Body> {
+    let accept = req
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let resp = guarded_json(state, caller, req).await;
+    crate::protobuf::respond(&accept, resp).await
+}
+
+async fn guarded_json<B: RequestBody>(
     state: &Arc<State>,
     caller: Caller,
     req: Request<B>,
@@ -454,7 +471,7 @@ async fn dispatch<B: RequestBody>(
     let q = parse_query(req.uri().query());
     let method = req.method().clone();
     let sub = t.sub.as_deref();
-    if matches!(sub, Some("log" | "exec" | "attach")) {
+    if matches!(sub, Some("log" | "exec" | "attach" | "portforward")) {
         return proxy::pod_stream(state, req, &t, &q).await;
     }
     let (parts, body) = req.into_parts();

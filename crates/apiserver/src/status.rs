@@ -134,6 +134,12 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        // As Kubernetes, which omits an empty reason (StatusReasonUnknown).
+        if self.reason.is_empty() {
+            if let Some(m) = s.as_object_mut() {
+                m.remove("reason");
+            }
+        }
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }

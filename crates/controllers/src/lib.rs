@@ -12,22 +12,34 @@
 //!   (with [`pods`], what workload controllers share, [`queue`] and
 //!   [`events`]),
 //! - [`deployment`] rolls Deployments out through ReplicaSets,
+//! - [`job`] runs Jobs' pods to completion,
+//!   [`ttl_after_finished`] deletes finished Jobs whose TTL passed and
+//!   [`cronjob`] creates Jobs on CronJobs' schedules,
+//! - [`daemonset`] runs a DaemonSet's pod on every eligible node, with
+//!   template history in ControllerRevisions ([`revisions`]),
+//! - [`statefulset`] keeps StatefulSets' ordered, stable pods,
 //! - [`gc`] deletes objects whose owners are gone, and carries out
 //!   foreground and orphan deletion.
 
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslices;
 pub mod events;
 pub mod gc;
 pub mod ipam;
+pub mod job;
 pub mod lifecycle;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;
+pub mod revisions;
 pub mod rootca;
 pub mod serviceaccounts;
 pub mod servicepods;
+pub mod statefulset;
+pub mod ttl_after_finished;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -180,6 +192,11 @@ async fn run_all(clients: Clients, config: Config) -> anyhow::Result<()> {
         run_endpoints(&clients, config.max_endpoints_per_slice),
         replicaset::run(&clients),
         deployment::run(&clients),
+        job::run(&clients),
+        ttl_after_finished::run(&clients),
+        cronjob::run(&clients),
+        daemonset::run(&clients),
+        statefulset::run(&clients),
         gc::run(&clients),
     )?;
     Ok(())

@@ -127,6 +127,20 @@ async fn wait_for_shim(
     })
 }
 
+/// Why a bundle could not be written: the kubelet tells a container whose
+/// configuration can never work (CreateContainerConfigError) from one the
+/// runtime failed to create (CreateContainerError).
+enum BundleError {
+    Config(String),
+    Other(String),
+}
+
+impl From<String> for BundleError {
+    fn from(message: String) -> Self {
+        BundleError::Other(message)
+    }
+}
+
 impl Inner {
     fn prepare_bundle(
         &self,
@@ -138,9 +152,15 @@ impl Inner {
         let sandbox = self.sandbox(pod_uid)?;
         let dir = self.layout.container(id);
         self.write_bundle(id, &dir, &sandbox, config, image)
-            .map_err(|message| Error::CreateContainer {
-                name: config.name.clone(),
-                message,
+            .map_err(|e| match e {
+                BundleError::Config(message) => Error::ContainerConfig {
+                    name: config.name.clone(),
+                    message,
+                },
+                BundleError::Other(message) => Error::CreateContainer {
+                    name: config.name.clone(),
+                    message,
+                },
             })
     }
 
@@ -151,7 +171,7 @@ impl Inner {
         sandbox: &SandboxRecord,
         config: &ContainerConfig,
         image: &RuntimeImage,
-    ) -> Result<(), String> {
+    ) -> Result<(), BundleError> {
         let log_path = self
             .layout
             .log_path(&sandbox.pod_uid, &config.name, config.attempt);
@@ -166,13 +186,13 @@ impl Inner {
             &crate::rootfs::read_in_rootfs(&rootfs, "etc/group"),
         )
         .map_err(|e| match e {
-            crate::spec::SpecError::RunsAsRoot | crate::spec::SpecError::NonNumericUser(_) => {
-                format!(
-                    "{e} (pod: \"{}_{}({})\", container: {})",
-                    sandbox.pod_name, sandbox.namespace, sandbox.pod_uid, config.name
-                )
-            }
-            other => other.to_string(),
+            crate::spec::SpecError::RunsAsRoot
+            | crate::spec::SpecError::RunAsUserRoot
+            | crate::spec::SpecError::NonNumericUser(_) => BundleError::Config(format!(
+                "{e} (pod: \"{}_{}({})\", container: {})",
+                sandbox.pod_name, sandbox.namespace, sandbox.pod_uid, config.name
+            )),
+            other => BundleError::Other(other.to_string()),
         })?;
 
         let pod_dir = self.layout.pod(&sandbox.pod_uid);
@@ -253,9 +273,11 @@ impl Inner {
             stop_signal,
             termination_message_path: config.termination_message_path.clone(),
             stdin: config.stdin,
+            stdin_once: config.stdin_once,
             created_at: SystemTime::now(),
         };
-        write_json(&dir.join(ContainerFiles::RECORD), &record).map_err(|e| e.to_string())
+        write_json(&dir.join(ContainerFiles::RECORD), &record)
+            .map_err(|e| BundleError::Other(e.to_string()))
     }
 
     /// Undoes a bundle that never became a container.

@@ -24,6 +24,7 @@ mod logs;
 mod netlink;
 mod network;
 mod pause;
+mod portforward;
 mod remove;
 mod rootfs;
 mod sandbox;
@@ -274,6 +275,10 @@ pub enum Error {
     ContainerNotFound(String),
     #[error("cannot create container {name}: {message}")]
     CreateContainer { name: String, message: String },
+    /// The container's configuration cannot work as written (the kubelet's
+    /// CreateContainerConfigError), e.g. runAsNonRoot with a root image.
+    #[error("container {name} is misconfigured: {message}")]
+    ContainerConfig { name: String, message: String },
     #[error("container {id} is not running")]
     NotRunning { id: String },
     #[error("{0}")]
@@ -311,6 +316,9 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Whether containers can be run and pods get networks now.
     async fn status(&self) -> RuntimeStatus;
+    /// A connection to `port` on the pod's loopback, made inside the pod's
+    /// network namespace (`kubectl port-forward`).
+    async fn port_forward(&self, pod_uid: &str, port: u16) -> Result<tokio::net::TcpStream>;
 }
 
 #[cfg(test)]

@@ -192,4 +192,8 @@ impl Runtime for LinuxRuntime {
             network_ready: crate::RuntimeCondition::ready(),
         }
     }
+
+    async fn port_forward(&self, pod_uid: &str, port: u16) -> Result<tokio::net::TcpStream> {
+        crate::portforward::connect(&self.inner, pod_uid, port).await
+    }
 }

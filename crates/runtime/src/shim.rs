@@ -380,6 +380,9 @@ impl Shim {
                         let _ = s.write_all(&frame.data);
                     }
                 }
+                // An attach session's input ended. Only `stdinOnce` passes
+                // that on; otherwise stdin stays open for the next session.
+                FrameKind::CloseStdin if !self.record.stdin_once => {}
                 FrameKind::CloseStdin => {
                     // With a pty, stdin is the master: keep it, send EOF (^D) instead.
                     if self.master.is_some() {

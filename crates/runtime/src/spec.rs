@@ -110,6 +110,8 @@ pub(crate) enum SpecError {
     NonNumericUser(String),
     #[error("container has runAsNonRoot and image will run as root")]
     RunsAsRoot,
+    #[error("container's runAsUser breaks non-root policy")]
+    RunAsUserRoot,
     #[error("invalid runtime spec: {0}")]
     Invalid(String),
 }
@@ -261,7 +263,11 @@ pub(crate) fn resolve_user(
         gid = g as u32;
     }
     if sec.run_as_non_root && uid == 0 {
-        return Err(SpecError::RunsAsRoot);
+        return Err(if sec.run_as_user.is_some() {
+            SpecError::RunAsUserRoot
+        } else {
+            SpecError::RunsAsRoot
+        });
     }
     Ok(User {
         uid,
@@ -563,6 +569,14 @@ mod tests {
             Err(SpecError::NonNumericUser("www-data".into()))
         );
         assert!(resolve_user(&sec, Some("33"), PASSWD, GROUP).is_ok());
+        let root_uid = SecurityConfig {
+            run_as_user: Some(0),
+            ..sec
+        };
+        assert_eq!(
+            resolve_user(&root_uid, Some("33"), PASSWD, GROUP),
+            Err(SpecError::RunAsUserRoot)
+        );
     }
 
     #[test]

@@ -101,6 +101,10 @@ pub(crate) struct ContainerRecord {
     pub termination_message_path: Option<String>,
     /// Keep the container's stdin open for attach.
     pub stdin: bool,
+    /// Close the container's stdin when the first attach session's input
+    /// ends; otherwise it stays open for the next session.
+    #[serde(default)]
+    pub stdin_once: bool,
     pub created_at: SystemTime,
 }
 

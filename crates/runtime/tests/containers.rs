@@ -639,6 +639,8 @@ fn attach_relays_stdin_and_stdout() {
         rt.run_sandbox(&sandbox("pod-9", "attach")).await.unwrap();
         let mut c = busybox("cat", "echo ready >&2; exec cat");
         c.stdin = true;
+        // Only with stdinOnce does an attach's end close the container's stdin.
+        c.stdin_once = true;
         let id = rt.create_container("pod-9", &c).await.unwrap();
         rt.start_container(&id).await.unwrap();
         wait_log(rt, &id, "ready").await;
@@ -654,7 +656,7 @@ fn attach_relays_stdin_and_stdout() {
             stdout.read_exact(&mut buf).await.unwrap();
             assert_eq!(&buf, b"ping\n");
         }
-        // Closing stdin ends `cat`; both sessions see the exit code.
+        // Closing stdin (stdinOnce) ends `cat`; both sessions see the exit code.
         drop(stdin);
         assert_eq!(s.exit.await.unwrap(), 0);
         assert_eq!(watcher.exit.await.unwrap(), 0);

@@ -113,12 +113,16 @@ pub struct Ws {
     ws: tokio_tungstenite::WebSocketStream<Tls>,
 }
 
-/// Everything a session printed, and its error-channel Status.
+/// Everything a session printed, and its error channel (a JSON Status for
+/// v4 and v5, plain text before).
 #[derive(Debug, Default)]
 pub struct Output {
     pub stdout: String,
     pub stderr: String,
     pub status: Option<serde_json::Value>,
+    pub error_text: String,
+    /// Every (channel, data) received, in order.
+    pub frames: Vec<(u8, Vec<u8>)>,
 }
 
 impl Ws {
@@ -144,20 +148,55 @@ impl Ws {
         out
     }
 
+    /// Sends a `base64.channel.k8s.io` frame: the channel as a digit, then
+    /// the data in base64.
+    pub async fn send_base64(&mut self, channel: u8, data: &[u8]) {
+        use base64::Engine;
+        let text = format!(
+            "{}{}",
+            (b'0' + channel) as char,
+            base64::engine::general_purpose::STANDARD.encode(data)
+        );
+        self.ws.send(Message::Text(text.into())).await.unwrap();
+    }
+
     async fn read_one(&mut self, out: &mut Output) -> bool {
-        match self.ws.next().await {
-            Some(Ok(Message::Binary(b))) if !b.is_empty() => {
-                let text = String::from_utf8_lossy(&b[1..]).to_string();
-                match b[0] {
-                    1 => out.stdout.push_str(&text),
-                    2 => out.stderr.push_str(&text),
-                    3 => out.status = serde_json::from_str(&text).ok(),
-                    _ => {}
-                }
-                true
+        let (channel, data) = match self.ws.next().await {
+            Some(Ok(Message::Binary(b))) if !b.is_empty() => (b[0], b[1..].to_vec()),
+            Some(Ok(Message::Text(t))) if !t.is_empty() => {
+                use base64::Engine;
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(&t.as_bytes()[1..])
+                    .expect("base64 frame");
+                (t.as_bytes()[0] - b'0', data)
             }
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => false,
-            Some(Ok(_)) => true,
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return false,
+            Some(Ok(_)) => return true,
+        };
+        let text = String::from_utf8_lossy(&data).to_string();
+        match channel {
+            1 => out.stdout.push_str(&text),
+            2 => out.stderr.push_str(&text),
+            3 => {
+                out.status = serde_json::from_str(&text).ok();
+                out.error_text.push_str(&text);
+            }
+            _ => {}
+        }
+        out.frames.push((channel, data));
+        true
+    }
+
+    /// Reads frames until one arrives on `channel`.
+    pub async fn next_on(&mut self, out: &mut Output, channel: u8) -> Vec<u8> {
+        loop {
+            let seen = out.frames.len();
+            assert!(self.read_one(out).await, "the session ended: {out:?}");
+            if let Some((c, d)) = out.frames.get(seen) {
+                if *c == channel {
+                    return d.clone();
+                }
+            }
         }
     }
 }

@@ -13,8 +13,12 @@ use crate::{default_image_pull_policy, qos_class};
 
 mod services;
 pub use services::{endpoint_slice, endpoints, service, DEFAULT_AFFINITY_SECONDS};
+mod batch;
+pub use batch::{cron_job, job};
 mod workloads;
-pub use workloads::{deployment, pod_template, replica_set, replication_controller};
+pub use workloads::{
+    daemon_set, deployment, pod_template, replica_set, replication_controller, stateful_set,
+};
 
 /// Seconds a pod keeps running on a not-ready or unreachable node before it
 /// is evicted (DefaultTolerationSeconds admission plugin).

@@ -1,17 +1,19 @@
-//! Defaults of the workload kinds (apps/v1 Deployment and ReplicaSet,
-//! core/v1 ReplicationController and PodTemplate), as the v1 schemes set
-//! them on every decode. Their pod templates get the scheme's pod spec
+//! Defaults of the workload kinds (apps/v1 Deployment, ReplicaSet,
+//! DaemonSet and StatefulSet, core/v1 ReplicationController and
+//! PodTemplate), as the v1 schemes set them on every decode. Their pod templates get the scheme's pod spec
 //! defaults only ([`super::template_pod_spec`]).
 
 use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentStrategy, ReplicaSet, RollingUpdateDeployment,
+    DaemonSet, DaemonSetUpdateStrategy, Deployment, DeploymentStrategy, ReplicaSet,
+    RollingUpdateDaemonSet, RollingUpdateDeployment, RollingUpdateStatefulSetStrategy, StatefulSet,
+    StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{PodTemplate, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{set_str, template_pod_spec};
 
-fn template(t: &mut PodTemplateSpec) {
+pub(super) fn template(t: &mut PodTemplateSpec) {
     template_pod_spec(t.spec.get_or_insert_with(Default::default));
 }
 
@@ -73,6 +75,54 @@ pub fn replication_controller(rc: &mut ReplicationController) {
     }
 }
 
+/// A RollingUpdate strategy replacing one pod at a time without surge, ten
+/// old revisions kept.
+pub fn daemon_set(ds: &mut DaemonSet) {
+    let spec = ds.spec.get_or_insert_with(Default::default);
+    let strategy = spec
+        .update_strategy
+        .get_or_insert_with(DaemonSetUpdateStrategy::default);
+    set_str(&mut strategy.type_, "RollingUpdate");
+    if strategy.type_.as_deref() == Some("RollingUpdate") {
+        let rolling = strategy
+            .rolling_update
+            .get_or_insert_with(RollingUpdateDaemonSet::default);
+        rolling.max_unavailable.get_or_insert(IntOrString::Int(1));
+        rolling.max_surge.get_or_insert(IntOrString::Int(0));
+    }
+    spec.revision_history_limit.get_or_insert(10);
+    template(&mut spec.template);
+}
+
+/// OrderedReady pod management, a RollingUpdate strategy from partition 0,
+/// claims retained, one replica, ten old revisions kept.
+pub fn stateful_set(sts: &mut StatefulSet) {
+    let spec = sts.spec.get_or_insert_with(Default::default);
+    set_str(&mut spec.pod_management_policy, "OrderedReady");
+    let strategy = spec
+        .update_strategy
+        .get_or_insert_with(StatefulSetUpdateStrategy::default);
+    if strategy.type_.as_deref().unwrap_or("").is_empty() {
+        strategy.type_ = Some("RollingUpdate".into());
+        strategy
+            .rolling_update
+            .get_or_insert_with(RollingUpdateStatefulSetStrategy::default);
+    }
+    if strategy.type_.as_deref() == Some("RollingUpdate") {
+        if let Some(r) = strategy.rolling_update.as_mut() {
+            r.partition.get_or_insert(0);
+        }
+    }
+    let retention = spec
+        .persistent_volume_claim_retention_policy
+        .get_or_insert_with(StatefulSetPersistentVolumeClaimRetentionPolicy::default);
+    set_str(&mut retention.when_deleted, "Retain");
+    set_str(&mut retention.when_scaled, "Retain");
+    spec.replicas.get_or_insert(1);
+    spec.revision_history_limit.get_or_insert(10);
+    template(&mut spec.template);
+}
+
 pub fn pod_template(pt: &mut PodTemplate) {
     if let Some(t) = pt.template.as_mut() {
         template(t);
@@ -119,6 +169,31 @@ mod tests {
             serde_json::from_value(json!({"spec": {"strategy": {"type": "Recreate"}}})).unwrap();
         deployment(&mut d);
         assert!(d.spec.unwrap().strategy.unwrap().rolling_update.is_none());
+    }
+
+    #[test]
+    fn a_daemon_set_and_a_stateful_set_get_the_reference_defaults() {
+        let mut ds: DaemonSet = serde_json::from_value(json!({"spec": {}})).unwrap();
+        daemon_set(&mut ds);
+        let v = serde_json::to_value(&ds).unwrap();
+        assert_eq!(
+            v["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}})
+        );
+        assert_eq!(v["spec"]["revisionHistoryLimit"], 10);
+        let mut sts: StatefulSet = serde_json::from_value(json!({"spec": {}})).unwrap();
+        stateful_set(&mut sts);
+        let v = serde_json::to_value(&sts).unwrap();
+        assert_eq!(v["spec"]["podManagementPolicy"], "OrderedReady");
+        assert_eq!(
+            v["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        );
+        assert_eq!(
+            v["spec"]["persistentVolumeClaimRetentionPolicy"],
+            json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
+        );
+        assert_eq!(v["spec"]["replicas"], 1);
     }
 
     #[test]

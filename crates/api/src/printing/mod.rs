@@ -11,8 +11,10 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{json, Value};
 
+mod batch;
 mod certificates;
 mod rbac;
+pub use batch::job_status;
 mod services;
 pub use services::{endpoint_slice_cells, endpoints_cells, format_endpoints, service_cells};
 mod workloads;
@@ -76,7 +78,7 @@ fn age_col() -> Value {
 
 /// The column definitions for a kind (by `kind` name, e.g. `Pod`).
 pub fn columns(kind: &str) -> Vec<Value> {
-    if let Some(cols) = workloads::columns(kind) {
+    if let Some(cols) = workloads::columns(kind).or_else(|| batch::columns(kind)) {
         return cols;
     }
     match kind {
@@ -199,7 +201,7 @@ fn from_value<T: serde::de::DeserializeOwned + Default>(obj: &Value) -> T {
 
 /// The cells of one row, wide columns included.
 pub fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    if let Some(cells) = workloads::cells(kind, obj, now) {
+    if let Some(cells) = workloads::cells(kind, obj, now).or_else(|| batch::cells(kind, obj, now)) {
         return cells;
     }
     match kind {

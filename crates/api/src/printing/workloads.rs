@@ -1,12 +1,17 @@
 //! Table columns of the workload kinds, as Kubernetes' printers fill them:
 //! `NAME READY UP-TO-DATE AVAILABLE AGE` for Deployments, `NAME DESIRED
-//! CURRENT READY AGE` for ReplicaSets and ReplicationControllers, with the
-//! template's containers, images and the selector as wide columns.
+//! CURRENT READY AGE` for ReplicaSets and ReplicationControllers, `NAME
+//! DESIRED CURRENT READY UP-TO-DATE AVAILABLE NODE SELECTOR AGE` for
+//! DaemonSets, `NAME READY AGE` for StatefulSets, with the template's
+//! containers, images and the selector as wide columns; ControllerRevisions
+//! name their controller and revision.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::core::v1::{PodTemplate, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{json, Value};
@@ -56,6 +61,32 @@ pub(super) fn columns(kind: &str) -> Option<Vec<Value>> {
             containers,
             images,
             col("Selector", "string", "", 1, "Selector is a label query over pods that should match the Replicas count. If Selector is empty, it is defaulted to the labels present on the Pod template. Label keys and values that must match in order to be controlled by this replication controller, if empty defaulted to labels on Pod template. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors"),
+        ],
+        "DaemonSet" => vec![
+            name_col(),
+            col("Desired", "integer", "", 0, "The total number of nodes that should be running the daemon pod (including nodes correctly running the daemon pod). More info: https://kubernetes.io/docs/concepts/workloads/controllers/daemonset/"),
+            col("Current", "integer", "", 0, "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod. More info: https://kubernetes.io/docs/concepts/workloads/controllers/daemonset/"),
+            col("Ready", "integer", "", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready."),
+            col("Up-to-date", "integer", "", 0, "The total number of nodes that are running updated daemon pod"),
+            col("Available", "integer", "", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)"),
+            col("Node Selector", "string", "", 0, "NodeSelector is a selector which must be true for the pod to fit on a node. Selector which must match a node's labels for the pod to be scheduled on that node. More info: https://kubernetes.io/docs/concepts/configuration/assign-pod-node/"),
+            age_col(),
+            containers,
+            images,
+            col("Selector", "string", "", 1, "A label query over pods that are managed by the daemon set. Must match in order to be controlled. If empty, defaulted to labels on Pod template. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors"),
+        ],
+        "StatefulSet" => vec![
+            name_col(),
+            col("Ready", "string", "", 0, "Number of the pod with ready state"),
+            age_col(),
+            containers,
+            images,
+        ],
+        "ControllerRevision" => vec![
+            name_col(),
+            col("Controller", "string", "", 0, "Controller of the object"),
+            col("Revision", "string", "", 0, "revision indicates the revision of the state represented by Data."),
+            age_col(),
         ],
         "PodTemplate" => vec![
             name_col(),
@@ -122,6 +153,73 @@ pub(super) fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Option<Vec<V
                 json!(format_labels(spec.selector.as_ref())),
             ]
         }
+        "DaemonSet" => {
+            let ds: DaemonSet = from_value(obj);
+            let spec = ds.spec.unwrap_or_default();
+            let status = ds.status.unwrap_or_default();
+            let [containers, images] = containers_and_images(Some(&spec.template));
+            let node_selector = spec
+                .template
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_selector.as_ref());
+            vec![
+                json!(name_of(&ds.metadata)),
+                json!(status.desired_number_scheduled),
+                json!(status.current_number_scheduled),
+                json!(status.number_ready),
+                json!(status.updated_number_scheduled.unwrap_or(0)),
+                json!(status.number_available.unwrap_or(0)),
+                json!(format_labels(node_selector)),
+                json!(age(ds.metadata.creation_timestamp.as_ref(), now)),
+                json!(containers),
+                json!(images),
+                json!(format_label_selector(Some(&spec.selector))),
+            ]
+        }
+        "StatefulSet" => {
+            let sts: StatefulSet = from_value(obj);
+            let spec = sts.spec.unwrap_or_default();
+            let status = sts.status.unwrap_or_default();
+            let [containers, images] = containers_and_images(Some(&spec.template));
+            vec![
+                json!(name_of(&sts.metadata)),
+                json!(format!(
+                    "{}/{}",
+                    status.ready_replicas.unwrap_or(0),
+                    spec.replicas.unwrap_or(0)
+                )),
+                json!(age(sts.metadata.creation_timestamp.as_ref(), now)),
+                json!(containers),
+                json!(images),
+            ]
+        }
+        "ControllerRevision" => {
+            let cr: ControllerRevision = from_value(obj);
+            // `daemonset.apps/logger`, as kubectl names a GroupKind.
+            let controller = cr
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|r| r.controller == Some(true))
+                .map(|r| {
+                    let group = r.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+                    let kind = r.kind.to_lowercase();
+                    if group.is_empty() {
+                        format!("{kind}/{}", r.name)
+                    } else {
+                        format!("{kind}.{group}/{}", r.name)
+                    }
+                })
+                .unwrap_or_else(|| "<none>".into());
+            vec![
+                json!(name_of(&cr.metadata)),
+                json!(controller),
+                json!(cr.revision),
+                json!(age(cr.metadata.creation_timestamp.as_ref(), now)),
+            ]
+        }
         "PodTemplate" => {
             let pt: PodTemplate = from_value(obj);
             let [containers, images] = containers_and_images(pt.template.as_ref());
@@ -142,7 +240,7 @@ pub(super) fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Option<Vec<V
 }
 
 /// The template's container names and images, comma-separated.
-fn containers_and_images(t: Option<&PodTemplateSpec>) -> [String; 2] {
+pub(super) fn containers_and_images(t: Option<&PodTemplateSpec>) -> [String; 2] {
     let containers = t
         .and_then(|t| t.spec.as_ref())
         .map(|s| s.containers.as_slice())

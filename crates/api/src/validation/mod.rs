@@ -19,8 +19,22 @@ use crate::quantity::parse_nanos;
 mod certificates;
 mod rbac;
 pub use rbac::name_is_path_segment;
+mod apps;
+mod batch;
 mod endpoints;
 mod services;
+
+pub use apps::{
+    validate_controller_revision, validate_controller_revision_update, validate_daemon_set,
+    validate_daemon_set_status_update, validate_daemon_set_update, validate_stateful_set,
+    validate_stateful_set_status_update, validate_stateful_set_update, TEMPLATE_GENERATION,
+};
+pub use batch::{
+    pdb_selects, validate_cron_job, validate_cron_job_update, validate_job,
+    validate_job_status_update, validate_job_update, validate_pod_disruption_budget,
+    validate_pod_disruption_budget_status_update, validate_pod_disruption_budget_update,
+    CONTROLLER_UID, JOB_NAME, LEGACY_CONTROLLER_UID, LEGACY_JOB_NAME,
+};
 
 pub use endpoints::{
     validate_endpoint_slice, validate_endpoint_slice_create, validate_endpoint_slice_update,

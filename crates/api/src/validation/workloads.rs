@@ -22,7 +22,7 @@ use super::{
     BadValue, FieldError,
 };
 
-const NONNEGATIVE: &str = "must be greater than or equal to 0";
+pub(super) const NONNEGATIVE: &str = "must be greater than or equal to 0";
 
 // ---- Go's `%#v`, for values Kubernetes prints that way ----
 
@@ -76,7 +76,7 @@ pub fn go_label_selector(sel: &LabelSelector) -> String {
     )
 }
 
-fn go_int_or_string(v: &IntOrString) -> String {
+pub(super) fn go_int_or_string(v: &IntOrString) -> String {
     match v {
         IntOrString::Int(i) => format!("intstr.IntOrString{{Type:0, IntVal:{i}, StrVal:\"\"}}"),
         IntOrString::String(s) => {
@@ -88,7 +88,7 @@ fn go_int_or_string(v: &IntOrString) -> String {
     }
 }
 
-fn nonnegative(v: i64, path: &str, errs: &mut Vec<FieldError>) {
+pub(super) fn nonnegative(v: i64, path: &str, errs: &mut Vec<FieldError>) {
     if v < 0 {
         errs.push(FieldError::invalid(path, v, NONNEGATIVE));
     }
@@ -98,7 +98,7 @@ fn nonnegative(v: i64, path: &str, errs: &mut Vec<FieldError>) {
 
 /// `ValidateLabelSelector`: label keys and values, and each expression's
 /// key, operator and values.
-fn validate_label_selector(sel: &LabelSelector, path: &str) -> Vec<FieldError> {
+pub(super) fn validate_label_selector(sel: &LabelSelector, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(l) = &sel.match_labels {
         errs.extend(validate_labels(l, &format!("{path}.matchLabels")));
@@ -140,7 +140,7 @@ fn validate_label_selector(sel: &LabelSelector, path: &str) -> Vec<FieldError> {
 
 /// `ValidatePodTemplateSpec`: the template's labels and annotations, and
 /// its pod spec.
-fn validate_template(t: &PodTemplateSpec, path: &str) -> Vec<FieldError> {
+pub(super) fn validate_template(t: &PodTemplateSpec, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(m) = &t.metadata {
         if let Some(l) = &m.labels {
@@ -174,7 +174,7 @@ fn validate_template(t: &PodTemplateSpec, path: &str) -> Vec<FieldError> {
 
 /// A workload's template: selected by its selector, restarted always, no
 /// active deadline (`owner` names the kind in the message).
-fn validate_workload_template(
+pub(super) fn validate_workload_template(
     t: &PodTemplateSpec,
     matches: Option<bool>,
     owner: &str,
@@ -305,7 +305,7 @@ impl SelectorOpt for DeploymentSpec {
     }
 }
 
-fn int_or_percent(v: &IntOrString, path: &str, errs: &mut Vec<FieldError>) {
+pub(super) fn int_or_percent(v: &IntOrString, path: &str, errs: &mut Vec<FieldError>) {
     match v {
         IntOrString::Int(i) => nonnegative((*i).into(), path, errs),
         IntOrString::String(s) => {
@@ -322,7 +322,7 @@ fn int_or_percent(v: &IntOrString, path: &str, errs: &mut Vec<FieldError>) {
 }
 
 /// The value of an int or a valid percent (None for an invalid string).
-fn int_or_percent_value(v: Option<&IntOrString>) -> Option<i64> {
+pub(super) fn int_or_percent_value(v: Option<&IntOrString>) -> Option<i64> {
     match v? {
         IntOrString::Int(i) => Some((*i).into()),
         IntOrString::String(s) => s.strip_suffix('%')?.parse().ok(),
@@ -390,7 +390,7 @@ fn validate_strategy(spec: &DeploymentSpec, errs: &mut Vec<FieldError>) {
 }
 
 /// A Deployment's or ReplicaSet's selector never changes.
-fn selector_unchanged(
+pub(super) fn selector_unchanged(
     new: Option<&LabelSelector>,
     old: Option<&LabelSelector>,
 ) -> Option<FieldError> {

@@ -78,38 +78,26 @@ fn wants_table(h: &HeaderMap) -> bool {
     })
 }
 
-/// Refuses Accept headers we cannot satisfy (protobuf only, say).
+/// Refuses Accept headers we cannot satisfy (an image type, say).
 fn check_accept(h: &HeaderMap) -> Result<(), ApiError> {
     let a = accept(h);
-    if a.is_empty() {
-        return Ok(());
-    }
-    let ok = a.split(',').any(|m| {
-        let mt = m.split(';').next().unwrap_or("").trim();
-        matches!(
-            mt,
-            "application/json" | "*/*" | "application/*" | "application/yaml" | ""
-        )
-    });
-    if ok {
+    if crate::protobuf::negotiate(&a).first().is_some() {
         Ok(())
     } else {
         Err(ApiError::new(
             406,
             "NotAcceptable",
-            format!("only the following media types are accepted: application/json, application/yaml (asked for {a})"),
+            format!("only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf (asked for {a})"),
         ))
     }
 }
 
 fn yaml_first(h: &HeaderMap) -> bool {
-    accept(h)
-        .split(',')
-        .next()
-        .is_some_and(|m| m.trim().starts_with("application/yaml"))
+    crate::protobuf::negotiate(&accept(h)).first() == Some(crate::protobuf::Wire::Yaml)
 }
 
-/// Serialises `v` as JSON or YAML as the client asked.
+/// Serialises `v` as JSON or YAML as the client asked (protobuf answers
+/// are made from the JSON one, see [`crate::protobuf::respond`]).
 fn object_response(code: u16, h: &HeaderMap, v: &Value) -> Response<Body> {
     if yaml_first(h) {
         if let Ok(s) = serde_yaml::to_string(v) {
@@ -169,9 +157,9 @@ pub fn decode_body(h: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
             .map_err(|e| {
                 ApiError::bad_request(format!("couldn't get version/kind; yaml parse error: {e}"))
             })?,
-        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body).map_err(|e| {
-            ApiError::bad_request(format!("cannot decode the protobuf body: {}", e.0))
-        })?,
+        crate::protobuf::CONTENT_TYPE => {
+            crate::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.0))?
+        }
         other => return Err(unsupported_media(other)),
     };
     if !v.is_object() {

@@ -55,12 +55,7 @@ fn decode_continue(s: &str) -> Result<ContinueToken, ApiError> {
         .ok_or_else(|| ApiError::bad_request("continue key is not valid: malformed token"))
 }
 
-fn list_head(
-    def: &ResourceDef,
-    rv: Revision,
-    cont: Option<&str>,
-    remaining: Option<usize>,
-) -> String {
+fn list_head_meta(rv: Revision, cont: Option<&str>, remaining: Option<usize>) -> Value {
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if let Some(c) = cont {
         meta["continue"] = json!(c);
@@ -68,6 +63,16 @@ fn list_head(
     if let Some(r) = remaining {
         meta["remainingItemCount"] = json!(r);
     }
+    meta
+}
+
+fn list_head(
+    def: &ResourceDef,
+    rv: Revision,
+    cont: Option<&str>,
+    remaining: Option<usize>,
+) -> String {
+    let meta = list_head_meta(rv, cont, remaining);
     format!(
         "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
         def.list_kind(),
@@ -371,6 +376,28 @@ fn render_list(
             t["metadata"]["continue"] = json!(c);
         }
         return Ok(json_response(200, &t));
+    }
+    let negotiated = crate::protobuf::negotiate(&accept(ctx.headers));
+    if negotiated.first() == Some(crate::protobuf::Wire::Protobuf) {
+        let head = list_head_meta(rv, cont.as_deref(), remaining);
+        match crate::protobuf::encode_list(
+            &ctx.def.api_version(),
+            &ctx.def.list_kind(),
+            &head,
+            &items,
+        ) {
+            Ok(pb) => {
+                return Ok(bytes_response(
+                    200,
+                    crate::protobuf::CONTENT_TYPE,
+                    Bytes::from(pb),
+                ))
+            }
+            Err(why) if !negotiated.json_fallback() => {
+                return Err(ApiError::new(406, "NotAcceptable", why))
+            }
+            Err(_) => {}
+        }
     }
     Ok(list_response(
         ctx.def,

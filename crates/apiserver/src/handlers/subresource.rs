@@ -10,14 +10,6 @@ fn schema_name(group: &str, version: &str, kind: &str) -> String {
     format!("io.k8s.api.{short}.{version}.{kind}")
 }
 
-/// Whether the client asks for protobuf before anything else.
-fn protobuf_first(h: &HeaderMap) -> bool {
-    accept(h)
-        .split(',')
-        .next()
-        .is_some_and(|m| m.trim().starts_with("application/vnd.kubernetes.protobuf"))
-}
-
 /// POST to a subresource that makes something other than the object
 /// (serviceaccounts/token): the body is decoded and checked against the
 /// subresource's kind here, the rest is the resource's strategy's.
@@ -54,12 +46,6 @@ pub async fn create_subresource(
         .strategy
         .create_subresource(ctx.state, target, obj)
         .await?;
-    if protobuf_first(ctx.headers) {
-        if let Some(pb) = crate::protobuf::encode(&out) {
-            let resp = bytes_response(201, crate::protobuf::CONTENT_TYPE, Bytes::from(pb));
-            return Ok(with_warnings(resp, &warnings));
-        }
-    }
     Ok(with_warnings(
         object_response(201, ctx.headers, &out),
         &warnings,

@@ -15,6 +15,8 @@ fn watch_line(kind: &str, obj: &[u8]) -> Bytes {
 struct WatchOut {
     def: &'static ResourceDef,
     table: bool,
+    /// Events as length-framed protobuf WatchEvents instead of JSON lines.
+    protobuf: bool,
     include: IncludeObject,
     filter: Filter,
     prefix: String,
@@ -53,8 +55,22 @@ impl WatchOut {
         self.send(kind.as_str(), &ev.obj.bytes).await
     }
 
+    /// One event in the stream's wire.
+    fn frame(&self, kind: &str, obj: &[u8]) -> Bytes {
+        if self.protobuf {
+            let v: Value = serde_json::from_slice(obj).unwrap_or(Value::Null);
+            match crate::protobuf::watch_frame(kind, &v) {
+                Ok(b) => return b,
+                Err(why) => tracing::warn!(%why, "watch event not encodable as protobuf"),
+            }
+        }
+        watch_line(kind, obj)
+    }
+
     async fn send(&self, kind: &str, obj: &Bytes) -> bool {
-        let line = if self.table {
+        let line = if self.protobuf {
+            self.frame(kind, obj)
+        } else if self.table {
             let v: Value = serde_json::from_slice(obj).unwrap_or(Value::Null);
             let t = table(self.def, std::slice::from_ref(&v), self.include);
             watch_line(kind, t.to_string().as_bytes())
@@ -72,7 +88,7 @@ impl WatchOut {
         let obj =
             json!({"kind": self.def.kind, "apiVersion": self.def.api_version(), "metadata": meta});
         self.tx
-            .send(watch_line("BOOKMARK", obj.to_string().as_bytes()))
+            .send(self.frame("BOOKMARK", obj.to_string().as_bytes()))
             .await
             .is_ok()
     }
@@ -80,7 +96,7 @@ impl WatchOut {
     async fn error(&self, e: &ApiError) {
         let _ = self
             .tx
-            .send(watch_line("ERROR", e.to_status().to_string().as_bytes()))
+            .send(self.frame("ERROR", e.to_status().to_string().as_bytes()))
             .await;
     }
 }
@@ -106,9 +122,14 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let prefix = ctx.def.ns_prefix(ctx.namespace);
     let rc = ctx.state.cache.resource(ctx.def).clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
+    let table = wants_table(ctx.headers);
+    let protobuf = !table
+        && crate::protobuf::negotiate(&accept(ctx.headers)).first()
+            == Some(crate::protobuf::Wire::Protobuf);
     let mut out = WatchOut {
         def: ctx.def,
-        table: wants_table(ctx.headers),
+        table,
+        protobuf,
         include: include_object(ctx.query)?,
         filter,
         prefix: prefix.clone(),
@@ -186,7 +207,14 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let body = http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(stream));
     Ok(Response::builder()
         .status(200)
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::CONTENT_TYPE,
+            if protobuf {
+                crate::protobuf::WATCH_CONTENT_TYPE
+            } else {
+                "application/json"
+            },
+        )
         .header(header::CACHE_CONTROL, "no-cache, private")
         .body(body)
         .unwrap_or_else(|_| Response::new(crate::server::full(Bytes::new()))))

@@ -5,6 +5,7 @@
 //! printing and the validation rules themselves live in `orca-api`.
 
 mod allocator;
+mod apps_batch;
 pub mod certificates;
 mod endpoints;
 mod namespaces;
@@ -35,6 +36,9 @@ use crate::server::State;
 use crate::status::ApiError;
 
 pub use allocator::{ServiceNetwork, ServiceNetworkError, CLUSTER_DNS_SERVICE};
+pub use apps_batch::{
+    CONTROLLER_REVISION, CRON_JOB, DAEMON_SET, JOB, POD_DISRUPTION_BUDGET, STATEFUL_SET,
+};
 pub use certificates::CERTIFICATE_SIGNING_REQUEST;
 pub use endpoints::{ENDPOINTS, ENDPOINT_SLICE};
 pub use namespaces::NAMESPACE;

@@ -18,7 +18,7 @@ use crate::status::ApiError;
 
 /// Decodes `obj` once, defaults it, runs `validate` on it and stores it
 /// back; `on_create` also resets what a client may not set.
-fn prepare<T: DeserializeOwned + Serialize>(
+pub(super) fn prepare<T: DeserializeOwned + Serialize>(
     def: &ResourceDef,
     obj: &mut Value,
     default: fn(&mut T),
@@ -40,28 +40,40 @@ fn prepare<T: DeserializeOwned + Serialize>(
 /// Go writes a template's unset creationTimestamp as `null`, and kubectl
 /// shows it (`creationTimestamp: null` under `template.metadata`).
 fn template_timestamp(obj: &mut Value) {
-    let template = if obj["kind"] == "PodTemplate" {
-        obj.get_mut("template")
-    } else {
-        obj.get_mut("spec").and_then(|s| s.get_mut("template"))
+    let template = match obj["kind"].as_str() {
+        Some("PodTemplate") => obj.get_mut("template"),
+        // A CronJob's job template, and the pod template inside it.
+        Some("CronJob") => {
+            let job = obj.get_mut("spec").and_then(|s| s.get_mut("jobTemplate"));
+            let Some(job) = job.filter(|j| j.is_object()) else {
+                return;
+            };
+            null_timestamp(job);
+            job.get_mut("spec").and_then(|s| s.get_mut("template"))
+        }
+        _ => obj.get_mut("spec").and_then(|s| s.get_mut("template")),
     };
     if let Some(t) = template.filter(|t| t.is_object()) {
-        if !t["metadata"].is_object() {
-            t["metadata"] = json!({});
-        }
-        if t["metadata"].get("creationTimestamp").is_none() {
-            t["metadata"]["creationTimestamp"] = Value::Null;
-        }
+        null_timestamp(t);
+    }
+}
+
+fn null_timestamp(t: &mut Value) {
+    if !t["metadata"].is_object() {
+        t["metadata"] = json!({});
+    }
+    if t["metadata"].get("creationTimestamp").is_none() {
+        t["metadata"]["creationTimestamp"] = Value::Null;
     }
 }
 
 /// Decodes the stored `old` for an update rule.
-fn decoded<T: DeserializeOwned>(old: &Value) -> Result<T, ApiError> {
+pub(super) fn decoded<T: DeserializeOwned>(old: &Value) -> Result<T, ApiError> {
     T::deserialize(old)
         .map_err(|e| ApiError::internal(format!("the stored object cannot be decoded: {e}")))
 }
 
-fn replicas_view(obj: &Value, selector: String) -> ScaleView {
+pub(super) fn replicas_view(obj: &Value, selector: String) -> ScaleView {
     ScaleView {
         desired: obj["spec"]["replicas"].as_i64().unwrap_or(1),
         current: obj["status"]["replicas"].as_i64().unwrap_or(0),
@@ -69,7 +81,7 @@ fn replicas_view(obj: &Value, selector: String) -> ScaleView {
     }
 }
 
-fn label_selector_string(obj: &Value) -> String {
+pub(super) fn label_selector_string(obj: &Value) -> String {
     serde_json::from_value(obj["spec"]["selector"].clone())
         .ok()
         .and_then(|s| orca_api::selectors::LabelSelector::from_api(&s).ok())
@@ -77,7 +89,7 @@ fn label_selector_string(obj: &Value) -> String {
         .unwrap_or_default()
 }
 
-fn set_spec_replicas(obj: &mut Value, replicas: i32) {
+pub(super) fn set_spec_replicas(obj: &mut Value, replicas: i32) {
     if !obj["spec"].is_object() {
         obj["spec"] = json!({});
     }

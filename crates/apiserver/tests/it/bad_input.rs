@@ -195,7 +195,7 @@ async fn bad_bodies_get_a_status_and_change_nothing() {
     )
     .await;
     assert_eq!(code, 400);
-    assert_status(&v, 400, "BadRequest", "protobuf");
+    assert_status(&v, 400, "BadRequest", "the object provided is unrecognized");
 
     let (code, v, _) = send(
         &c,

@@ -53,6 +53,12 @@ fn comparable(mut v: Value) -> Value {
             }
         }
     }
+    // A Job's generated selector and pod labels carry its uid, new on
+    // every create.
+    if let Some(uid) = v["metadata"]["uid"].as_str().map(str::to_string) {
+        let text = serde_json::to_string(&v).unwrap().replace(&uid, "UID");
+        v = serde_json::from_str(&text).unwrap();
+    }
     if let Some(m) = v["metadata"].as_object_mut() {
         for f in [
             "uid",
@@ -318,6 +324,22 @@ fn sample(resource: &str, name: &str) -> Value {
                 "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
                 "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
         }
+        "daemonsets" => json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta,
+            "spec": {"selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}),
+        "statefulsets" => json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta,
+            "spec": {"replicas": 0, "serviceName": name, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}),
+        "controllerrevisions" => json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": meta, "revision": 1, "data": {"spec": {}}}),
+        "jobs" => json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+            "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "busybox"}]}}}}),
+        "cronjobs" => json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta,
+            "spec": {"schedule": "*/5 * * * *", "suspend": true, "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "busybox"}]}}}}}}),
+        "poddisruptionbudgets" => json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": meta, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": name}}}}),
         other => panic!(
             "the server serves {other:?} but this test has no sample of it: add one, \
              so that its writes are checked for dry run too"

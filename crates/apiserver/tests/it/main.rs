@@ -10,6 +10,7 @@ mod list_scale;
 mod node_identity;
 mod pod_lifecycle;
 mod pod_security;
+mod protobuf;
 mod proxy;
 mod rbac;
 mod service_accounts;

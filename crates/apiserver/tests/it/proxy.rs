@@ -60,10 +60,11 @@ async fn fake_agent(ca_pem: &[u8]) -> u16 {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let svc =
-                    hyper::service::service_fn(|mut req: hyper::Request<Incoming>| async move {
+                let svc = hyper::service::service_fn(
+                    |mut req: hyper::Request<Incoming>| async move {
                         let path = req.uri().to_string();
                         if req.headers().contains_key("upgrade") {
+                            let spdy = req.headers().get("x-stream-protocol-version").cloned();
                             let on = hyper::upgrade::on(&mut req);
                             tokio::spawn(async move {
                                 let Ok(up) = on.await else { return };
@@ -75,20 +76,35 @@ async fn fake_agent(ca_pem: &[u8]) -> u16 {
                                     }
                                 }
                             });
-                            return Ok::<_, std::convert::Infallible>(
-                                hyper::Response::builder()
-                                    .status(101)
-                                    .header("connection", "Upgrade")
+                            let mut r = hyper::Response::builder()
+                                .status(101)
+                                .header("connection", "Upgrade");
+                            r = match spdy {
+                                Some(p) => r
+                                    .header("upgrade", "SPDY/3.1")
+                                    .header("x-stream-protocol-version", p),
+                                None => r
                                     .header("upgrade", "websocket")
-                                    .header("sec-websocket-protocol", "v5.channel.k8s.io")
-                                    .body(Full::new(Bytes::new()))
-                                    .expect("response"),
+                                    .header("sec-websocket-protocol", "v5.channel.k8s.io"),
+                            };
+                            return Ok::<_, std::convert::Infallible>(
+                                r.body(Full::new(Bytes::new())).expect("response"),
                             );
+                        }
+                        if path.contains("/containerLogs/default/web/bad") {
+                            return Ok(hyper::Response::builder()
+                                .status(400)
+                                .header("content-type", "text/plain")
+                                .body(Full::new(Bytes::from(
+                                    "container \"bad\" in pod \"web\" is waiting to start: trying and failing to pull image",
+                                )))
+                                .expect("response"));
                         }
                         Ok(hyper::Response::new(Full::new(Bytes::from(format!(
                             "agent saw {path}\n"
                         )))))
-                    });
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tls), svc)
                     .with_upgrades()
@@ -117,7 +133,7 @@ async fn logs_and_exec_reach_the_agent() {
         .expect("node");
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
-        "spec": {"nodeName": "node-a", "containers": [{"name": "c", "image": "busybox"}]},
+        "spec": {"nodeName": "node-a", "containers": [{"name": "c", "image": "busybox"}, {"name": "bad", "image": "nosuch"}]},
     }))
     .expect("pod");
     Api::<Pod>::namespaced(client, "default")
@@ -125,8 +141,14 @@ async fn logs_and_exec_reach_the_agent() {
         .await
         .expect("pod");
 
-    let out = h.kubectl(&["logs", "web", "--tail=5"]).await;
+    let out = h.kubectl(&["logs", "web", "-c", "c", "--tail=5"]).await;
     assert_eq!(out, "agent saw /containerLogs/default/web/c?tailLines=5\n");
+    // The agent's plain-text refusal reaches kubectl as a Status.
+    let err = h.kubectl_fails(&["logs", "web", "-c", "bad"], None).await;
+    assert_eq!(
+        err.trim(),
+        "Error from server (BadRequest): container \"bad\" in pod \"web\" is waiting to start: trying and failing to pull image"
+    );
 
     // An exec upgrade, driven by hand: bytes go through unchanged.
     let dir = h.dir.path().join("tls");
@@ -151,7 +173,7 @@ async fn logs_and_exec_reach_the_agent() {
     let tcp = tokio::net::TcpStream::connect(h.server.addr())
         .await
         .expect("connect");
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config.clone()))
         .connect(
             rustls_pki_types::ServerName::try_from("127.0.0.1").expect("name"),
             tcp,
@@ -159,7 +181,7 @@ async fn logs_and_exec_reach_the_agent() {
         .await
         .expect("tls");
     tls.write_all(
-        b"GET /api/v1/namespaces/default/pods/web/exec?command=sh&stdin=true&stdout=true HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n",
+        b"GET /api/v1/namespaces/default/pods/web/exec?container=c&command=sh&stdin=true&stdout=true HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n",
     )
     .await
     .expect("write");
@@ -180,9 +202,118 @@ async fn logs_and_exec_reach_the_agent() {
     tls.read_exact(&mut echo).await.expect("echo");
     assert_eq!(&echo, b"ping");
 
+    // pods/portforward reaches the agent's /portForward with `port`.
+    let tcp = tokio::net::TcpStream::connect(h.server.addr())
+        .await
+        .expect("connect");
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls_pki_types::ServerName::try_from("127.0.0.1").expect("name"),
+            tcp,
+        )
+        .await
+        .expect("tls");
+    tls.write_all(
+        b"POST /api/v1/namespaces/default/pods/web/portforward?ports=80 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tls.read_exact(&mut b).await.expect("response head");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("x-stream-protocol-version: portforward.k8s.io"),
+        "{head}"
+    );
+
     // A pod with no node has nowhere to proxy to.
     let err = h.kubectl_fails(&["logs", "missing"], None).await;
     assert!(err.contains("pods \"missing\" not found"), "{err}");
+}
+
+/// A node whose agent cannot be reached: each subresource fails with
+/// kube-apiserver's message for it (see the reference's 10-port-forward.txt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_agent_fails_as_kubernetes_words_it() {
+    let h = common::Harness::start().await;
+    let client = h.client().await;
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-b"},
+        "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                   "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}},
+    }))
+    .expect("node");
+    Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("node");
+    let pods = Api::<Pod>::namespaced(client, "default");
+    for (name, node) in [("web", "node-b"), ("pending", "")] {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": node, "containers": [{"name": "nginx", "image": "nginx"}]},
+        }))
+        .expect("pod");
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("pod");
+    }
+    pods.patch_status(
+        "web",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"status": {"phase": "Running"}})),
+    )
+    .await
+    .expect("status");
+
+    let err = h
+        .kubectl_fails(&["port-forward", "pod/pending", "18080:80"], None)
+        .await;
+    assert_eq!(
+        err.trim(),
+        "error: unable to forward port because pod is not running. Current status=Pending"
+    );
+    let dial = format!("dial tcp 127.0.0.1:{port}: connect: connection refused");
+    let err = h
+        .kubectl_fails(&["port-forward", "pod/web", "18080:80"], None)
+        .await;
+    assert_eq!(
+        err.trim(),
+        format!("error: error upgrading connection: error dialing backend: {dial}")
+    );
+    let err = h.kubectl_fails(&["logs", "web"], None).await;
+    assert_eq!(
+        err.trim(),
+        format!("Error from server: Get \"https://127.0.0.1:{port}/containerLogs/default/web/nginx\": {dial}")
+    );
+    let err = h.kubectl_fails(&["exec", "web", "--", "true"], None).await;
+    assert!(
+        err.contains(&format!(
+            "Internal error occurred: error sending request: Post \"https://127.0.0.1:{port}/exec/default/web/nginx?command=true"
+        )) && err.trim().ends_with(&dial),
+        "{err}"
+    );
+    let discovery = h.kubectl(&["get", "--raw", "/api/v1"]).await;
+    let v: serde_json::Value = serde_json::from_str(&discovery).expect("json");
+    let pf = v["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["name"] == "pods/portforward")
+        .expect("pods/portforward is listed");
+    assert_eq!(pf["kind"], "PodPortForwardOptions");
+    assert_eq!(pf["verbs"], serde_json::json!(["create", "get"]));
 }
 
 /// A Node named `name` whose agent listens at 127.0.0.1:`port`, and a pod
@@ -232,19 +363,8 @@ async fn agent_failures_name_their_cause() {
     );
     let err = h.kubectl_fails(&["exec", "web", "--", "true"], None).await;
     assert!(
-        err.contains("error dialing backend: ") && err.contains("does not trust"),
-        "{err}"
-    );
-
-    // No agent listening.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    pod_on_node(&client, "gone", closed, "orphan").await;
-    let err = h.kubectl_fails(&["logs", "orphan"], None).await;
-    assert!(
-        err.contains(&format!("dial tcp 127.0.0.1:{closed}: connect: connection refused (is the node agent of gone running?)")),
+        err.contains("Internal error occurred: error sending request: Post ")
+            && err.contains("does not trust"),
         "{err}"
     );
 }

@@ -157,17 +157,21 @@ async fn keeps_replicas_replaces_deleted_pods_and_scales_down() {
     let left = c.wait_pods(&uid, 1).await;
     assert_eq!(left[0].name_any(), ready_one);
 
+    // Events are posted after the pods they describe are written: wait for them.
     let events: Api<Event> = Api::namespaced(c.client.clone(), "default");
-    let events = events.list(&ListParams::default()).await.unwrap().items;
-    let created = events
-        .iter()
-        .filter(|e| e.reason.as_deref() == Some("SuccessfulCreate"))
-        .count();
+    let (created, e) = wait_for("a SuccessfulDelete event", WAIT, || async {
+        let events = events.list(&ListParams::default()).await.ok()?.items;
+        let created = events
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("SuccessfulCreate"))
+            .count();
+        let deleted = events
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("SuccessfulDelete"))?;
+        (created == 4).then_some((created, deleted))
+    })
+    .await;
     assert_eq!(created, 4, "3 pods then a replacement");
-    let e = events
-        .iter()
-        .find(|e| e.reason.as_deref() == Some("SuccessfulDelete"))
-        .expect("a SuccessfulDelete event");
     assert!(e
         .message
         .as_deref()

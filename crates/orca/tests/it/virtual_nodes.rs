@@ -451,3 +451,101 @@ spec:
         10000
     );
 }
+
+const AGENT_DAEMON_SET: &str = r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+spec:
+  selector:
+    matchLabels:
+      app: agent
+  template:
+    metadata:
+      labels:
+        app: agent
+    spec:
+      tolerations:
+      - key: orca.dev/virtual-node
+        operator: Exists
+        effect: NoSchedule
+      containers:
+      - name: main
+        image: busybox
+        command: ["sleep", "3600"]
+"#;
+
+/// `node=phase` of the DaemonSet's pods, sorted.
+fn daemon_pods(server: &Server) -> Vec<String> {
+    let out = server.kubectl_ok(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            r#"jsonpath={range .items[*]}{.spec.nodeName}={.status.phase}{"\n"}{end}"#,
+        ],
+        None,
+    );
+    let mut pods: Vec<String> = out.lines().map(str::to_string).collect();
+    pods.sort();
+    pods
+}
+
+#[test]
+fn a_daemon_set_covers_every_virtual_node_including_one_that_joins_later() {
+    let server = Server::start();
+    let token = server.path("token");
+    let token = token.to_str().unwrap();
+    let mut first = server.virtual_nodes(
+        &[
+            "--count",
+            "2",
+            "--server",
+            &server.url,
+            "--token-file",
+            token,
+            "--name-prefix",
+            "vn-",
+        ],
+        "virtual-nodes.log",
+    );
+    server.wait_until("2 virtual nodes are Ready", || {
+        server.node_readiness("type=virtual") == ["vn-0=True", "vn-1=True"]
+    });
+    server.kubectl_ok(&["apply", "-f", "-"], Some(AGENT_DAEMON_SET));
+    server.wait_until("a running pod on each node", || {
+        daemon_pods(&server) == ["vn-0=Running", "vn-1=Running"]
+    });
+
+    // Another fleet joins (its own pod range): its node gets a pod too.
+    let mut later = server.virtual_nodes(
+        &[
+            "--count",
+            "1",
+            "--server",
+            &server.url,
+            "--token-file",
+            token,
+            "--name-prefix",
+            "late-",
+            "--pod-cidr-base",
+            "10.129.0.0",
+        ],
+        "late-nodes.log",
+    );
+    server.wait_until("a running pod on the late node as well", || {
+        daemon_pods(&server) == ["late-0=Running", "vn-0=Running", "vn-1=Running"]
+    });
+    server.wait_until("the status counts 3", || {
+        server.kubectl_ok(
+            &["get", "daemonset", "agent", "-o",
+              "jsonpath={.status.desiredNumberScheduled} {.status.numberReady} {.status.updatedNumberScheduled}"],
+            None,
+        ) == "3 3 3"
+    });
+    server.kubectl_ok(&["delete", "daemonset", "agent", "--wait=false"], None);
+    assert!(later.terminate().success());
+    assert!(first.terminate().success());
+}

@@ -32,7 +32,7 @@ async fn acknowledged_writes_survive_sigkill() {
     let db = dir.path().join("state.db");
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "acknowledged_writes_survive_sigkill",
+            "crash::acknowledged_writes_survive_sigkill",
             "--exact",
             "--nocapture",
             "--test-threads=1",

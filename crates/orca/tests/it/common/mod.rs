@@ -314,6 +314,38 @@ impl Cluster {
         }
     }
 
+    /// Runs kubectl on the node with extra environment variables, feeding
+    /// it `stdin`.
+    pub fn kubectl_env(&self, env: &[(&str, &str)], args: &[&str], stdin: &str) -> KubectlOutput {
+        let mut child = self
+            .kubectl_command(env, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running kubectl");
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.as_bytes()).unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        KubectlOutput {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// kubectl on the node, with this cluster's kubeconfig and extra
+    /// environment.
+    pub fn kubectl_command(&self, env: &[(&str, &str)], args: &[&str]) -> Command {
+        let mut cmd = self.node.command("kubectl");
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
     /// Runs kubectl and returns its stdout, failing the test (with the
     /// server's log tail) when it fails.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
@@ -386,6 +418,16 @@ impl Cluster {
     /// pods outlive an agent restart by design), then stops the server
     /// with SIGTERM; returns whether it exited of itself.
     pub fn stop(&mut self) -> bool {
+        // Workloads first: their controllers would replace deleted pods
+        // (a StatefulSet's web-0 came back and outlived the test).
+        let _ = self.kubectl(&[
+            "delete",
+            "deployments,replicasets,statefulsets,daemonsets,jobs,cronjobs",
+            "--all",
+            "--all-namespaces",
+            "--cascade=orphan",
+            "--timeout=60s",
+        ]);
         let _ = self.kubectl(&[
             "delete",
             "pods",

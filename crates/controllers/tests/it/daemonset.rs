@@ -1,0 +1,278 @@
+//! The DaemonSet controller with the real scheduler and virtual nodes
+//! (which run pods and report them Ready) against a real API server, and
+//! the real kubectl's rollout commands.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use orca_testkit::wait_for;
+use serde_json::json;
+
+use crate::common::{Cluster, Controller, WAIT};
+
+const CONTROLLERS: &[Controller] =
+    &[|c| Box::pin(async move { orca_controllers::daemonset::run(&c).await.unwrap() })];
+
+fn daemon_set(name: &str, image: &str, extra: serde_json::Value) -> DaemonSet {
+    let mut ds = json!({
+        "metadata": {"name": name},
+        "spec": {"selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": image}],
+                    "tolerations": [{"key": "orca.dev/virtual-node", "operator": "Exists"}]}}}
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        if k == "spec" {
+            for (sk, sv) in v.as_object().unwrap() {
+                ds["spec"][sk] = sv.clone();
+            }
+        } else {
+            ds["spec"]["template"]["spec"][k] = v.clone();
+        }
+    }
+    serde_json::from_value(ds).unwrap()
+}
+
+/// Nodes of the DaemonSet's live pods.
+async fn nodes_of(c: &Cluster, uid: &str) -> Vec<String> {
+    let mut nodes: Vec<String> = c
+        .pods_of(uid)
+        .await
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.spec?.node_name)
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pod_per_eligible_node_including_nodes_that_join_later() {
+    let mut c = Cluster::start(CONTROLLERS, false).await;
+    c.start_scheduler();
+    c.add_nodes("ssd-", 2, &[("disk", "ssd")]).await;
+    c.add_nodes("hdd-", 1, &[("disk", "hdd")]).await;
+    let sets: Api<DaemonSet> = c.api();
+    let uid = sets
+        .create(
+            &PostParams::default(),
+            &daemon_set("agent", "agent:1", json!({"nodeSelector": {"disk": "ssd"}})),
+        )
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    // Without a toleration of the virtual nodes' taint, no node qualifies.
+    let mut picky = daemon_set("picky", "agent:1", json!({}));
+    picky
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .tolerations = None;
+    let picky_uid = sets
+        .create(&PostParams::default(), &picky)
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+
+    wait_for("a pod on each ssd node", WAIT, || async {
+        (nodes_of(&c, &uid).await == ["ssd-0", "ssd-1"]).then_some(())
+    })
+    .await;
+    let ds = wait_for("the status counts", WAIT, || async {
+        let ds = sets.get("agent").await.ok()?;
+        let s = ds.status.clone()?;
+        (s.desired_number_scheduled == 2
+            && s.current_number_scheduled == 2
+            && s.number_ready == 2
+            && s.number_available == Some(2)
+            && s.updated_number_scheduled == Some(2)
+            && s.number_misscheduled == 0
+            && s.observed_generation == Some(1))
+        .then_some(ds)
+    })
+    .await;
+    assert_eq!(ds.status.unwrap().number_unavailable, None);
+    let picky = sets.get("picky").await.unwrap();
+    assert_eq!(picky.status.unwrap().desired_number_scheduled, 0);
+    assert!(c.pods_of(&picky_uid).await.is_empty());
+
+    // The template's revision, and the pods labelled with it.
+    let revs: Vec<ControllerRevision> = c
+        .api::<ControllerRevision>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|r| r.owner_references().iter().any(|o| o.uid == uid))
+        .collect();
+    assert_eq!(revs.len(), 1);
+    assert_eq!(revs[0].revision, 1);
+    let hash = revs[0].labels()["controller-revision-hash"].clone();
+    assert_eq!(revs[0].name_any(), format!("agent-{hash}"));
+    let pods = c.pods_of(&uid).await;
+    for p in &pods {
+        assert_eq!(p.labels()["controller-revision-hash"], hash);
+        assert_eq!(p.labels()["pod-template-generation"], "1");
+        let tolerations = p.spec.as_ref().unwrap().tolerations.clone().unwrap();
+        assert!(tolerations.iter().any(|t| t.key.as_deref()
+            == Some("node.kubernetes.io/unreachable")
+            && t.effect.as_deref() == Some("NoExecute")));
+    }
+
+    // A node that joins gets its pod.
+    c.add_nodes("late-ssd-", 1, &[("disk", "ssd")]).await;
+    wait_for("a pod on the new node", WAIT, || async {
+        (nodes_of(&c, &uid).await == ["late-ssd-0", "ssd-0", "ssd-1"]).then_some(())
+    })
+    .await;
+    // A node that stops matching loses its pod.
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(c.client.clone());
+    nodes
+        .patch(
+            "ssd-1",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"labels": {"disk": "hdd"}}})),
+        )
+        .await
+        .unwrap();
+    wait_for("the pod gone from the relabelled node", WAIT, || async {
+        (nodes_of(&c, &uid).await == ["late-ssd-0", "ssd-0"]).then_some(())
+    })
+    .await;
+    let reasons = c.reasons_once("agent", "SuccessfulDelete").await;
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "SuccessfulCreate").count(),
+        3
+    );
+    assert!(reasons.contains(&"SuccessfulDelete".to_string()));
+    let out = c.kubectl(&["describe", "daemonset", "agent"]).await;
+    assert!(
+        out.contains("Desired Number of Nodes Scheduled: 2"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_keeps_max_unavailable_and_kubectl_follows_it() {
+    let mut c = Cluster::start(CONTROLLERS, false).await;
+    c.start_scheduler();
+    c.add_nodes("n-", 4, &[]).await;
+    let sets: Api<DaemonSet> = c.api();
+    let uid = sets
+        .create(
+            &PostParams::default(),
+            &daemon_set(
+                "proxy",
+                "proxy:1",
+                json!({"spec": {"updateStrategy": {
+                "type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}}}),
+            ),
+        )
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    wait_for("4 available", WAIT, || async {
+        (sets.get("proxy").await.ok()?.status?.number_available == Some(4)).then_some(())
+    })
+    .await;
+    let out = c
+        .kubectl(&["rollout", "status", "daemonset/proxy", "--timeout=30s"])
+        .await;
+    assert!(
+        out.contains("daemon set \"proxy\" successfully rolled out"),
+        "{out}"
+    );
+
+    let update = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "proxy:2"}]}}}});
+    sets.patch("proxy", &PatchParams::default(), &Patch::Strategic(&update))
+        .await
+        .unwrap();
+    // Watch the pods until every node runs the new image: never more than
+    // one node without a ready pod.
+    let pods: Api<Pod> = c.api();
+    let mut fewest = 4;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let live: Vec<Pod> = pods
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.owner_references().iter().any(|o| o.uid == uid))
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        let ready_nodes: BTreeSet<String> = live
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+            .collect();
+        fewest = fewest.min(ready_nodes.len());
+        let updated = live
+            .iter()
+            .filter(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("proxy:2"))
+            .count();
+        if updated == 4 && ready_nodes.len() == 4 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rollout did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(fewest >= 3, "{fewest} nodes kept a ready pod");
+    let out = c
+        .kubectl(&["rollout", "status", "daemonset/proxy", "--timeout=30s"])
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let out = c.kubectl(&["rollout", "history", "daemonset/proxy"]).await;
+    let revisions: Vec<&str> = out
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{out}");
+
+    // Undo: the first template comes back as revision 3.
+    let out = c.kubectl(&["rollout", "undo", "daemonset/proxy"]).await;
+    assert!(out.contains("rolled back"), "{out}");
+    wait_for("all back on proxy:1", WAIT, || async {
+        let live: Vec<Pod> = c
+            .pods_of(&uid)
+            .await
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        (live.len() == 4
+            && live.iter().all(|p| {
+                p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("proxy:1")
+            }))
+        .then_some(())
+    })
+    .await;
+    let out = c.kubectl(&["rollout", "history", "daemonset/proxy"]).await;
+    let revisions: Vec<&str> = out
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, ["2", "3"], "{out}");
+}
