@@ -4,6 +4,7 @@ mod agent_join;
 mod cheatsheet;
 mod common;
 mod jobs;
+mod runtime_class;
 mod services;
 mod services_bench;
 mod statefulsets;
