@@ -7,6 +7,7 @@ mod ha_servers;
 mod jobs;
 mod multinode;
 mod node_health;
+mod runtime_class;
 mod services;
 mod services_bench;
 mod statefulsets;
