@@ -89,14 +89,15 @@ fn nodes_fail_honestly() {
     assert!(took < Duration::from_secs(30), "took {took:?}");
     assert_eq!(kubectl.ok(&["logs", "talker"]), "hello\n");
 
-    // Stopped: refused, and said so.
+    // Stopped: refused, in kube-apiserver's words.
     agent.process.terminate(Duration::from_secs(20));
     let out = kubectl.run(&["logs", "talker"]);
     assert!(
         !out.success
-            && out
-                .stderr
-                .contains("connect: connection refused (is the node agent of hn1 running?)"),
+            && out.stderr.contains(&format!(
+                "/containerLogs/default/talker/main\": dial tcp {}:10250: connect: connection refused",
+                healthy.ip
+            )),
         "{out:?}"
     );
     let agent = Agent::start(
