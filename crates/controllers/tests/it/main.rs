@@ -7,6 +7,7 @@ mod deployment;
 mod disruption;
 mod endpoints;
 mod gc;
+mod ipam;
 mod job;
 mod leader_election;
 mod node_lifecycle;
