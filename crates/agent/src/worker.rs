@@ -11,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
-use orca_runtime::{ContainerConfig, ContainerState as Rt, ContainerStatus, Mount, SecurityConfig};
+use orca_runtime::{
+    ContainerConfig, ContainerState as Rt, ContainerStatus, Mount, SeccompProfile, SecurityConfig,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
@@ -1200,6 +1202,11 @@ impl Worker {
                 capabilities_drop: caps.drop.unwrap_or_default(),
                 read_only_root_filesystem: csc.read_only_root_filesystem.unwrap_or(false),
                 allow_privilege_escalation: csc.allow_privilege_escalation,
+                seccomp: seccomp_profile(
+                    csc.seccomp_profile
+                        .as_ref()
+                        .or(psc.seccomp_profile.as_ref()),
+                ),
             },
             tty: c.tty.unwrap_or(false),
             stdin: c.stdin.unwrap_or(false),
@@ -1675,4 +1682,14 @@ fn has_readiness_gates(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.readiness_gates.as_ref())
         .is_some_and(|g| !g.is_empty())
+}
+
+/// The runtime's profile for a `seccompProfile`; unset is Unconfined, as in
+/// Kubernetes.
+fn seccomp_profile(p: Option<&k8s_openapi::api::core::v1::SeccompProfile>) -> SeccompProfile {
+    match p.map(|p| (p.type_.as_str(), p.localhost_profile.as_deref())) {
+        Some(("RuntimeDefault", _)) => SeccompProfile::RuntimeDefault,
+        Some(("Localhost", path)) => SeccompProfile::Localhost(path.unwrap_or_default().into()),
+        _ => SeccompProfile::Unconfined,
+    }
 }

@@ -28,6 +28,7 @@ mod portforward;
 mod remove;
 mod rootfs;
 mod sandbox;
+mod seccomp;
 mod shim;
 mod spec;
 mod start;
@@ -157,6 +158,18 @@ pub struct SecurityConfig {
     pub capabilities_drop: Vec<String>,
     pub read_only_root_filesystem: bool,
     pub allow_privilege_escalation: Option<bool>,
+    pub seccomp: SeccompProfile,
+}
+
+/// `securityContext.seccompProfile`, the container's over the pod's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SeccompProfile {
+    /// Kubernetes' default: no filter.
+    #[default]
+    Unconfined,
+    RuntimeDefault,
+    /// A profile file on the node (`localhostProfile`); not supported.
+    Localhost(String),
 }
 
 /// A container's state, as Kubernetes distinguishes them.
