@@ -12,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use orca_runtime::{
-    ContainerConfig, ContainerState as Rt, ContainerStatus, Mount, SeccompProfile, SecurityConfig,
+    ContainerConfig, ContainerState as Rt, ContainerStatus, FsGroupChangePolicy, Mount,
+    SeccompProfile, SecurityConfig,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
@@ -542,6 +543,9 @@ impl Worker {
         let dns = self.ctx.dns.pod_dns(&self.pod)?;
         crate::network::record_dns_events(&self.ctx, &self.pod, &dns);
         let sysctls = crate::sysctls::of(&spec);
+        let fs_group = self
+            .fs_group()
+            .map(|gid| (gid, fs_group_change_policy(&spec)));
         Ok(orca_runtime::SandboxConfig {
             pod_uid: self.uid.clone(),
             namespace: self.namespace(),
@@ -562,7 +566,18 @@ impl Worker {
             volumes,
             share_process_namespace: spec.share_process_namespace.unwrap_or(false),
             sysctls,
+            fs_group,
         })
+    }
+
+    /// The pod's `securityContext.fsGroup`.
+    fn fs_group(&self) -> Option<u32> {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.as_ref())
+            .and_then(|sc| sc.fs_group)
+            .and_then(|g| u32::try_from(g).ok())
     }
 
     fn downward(&self) -> crate::resolve::Runtime {
@@ -605,8 +620,12 @@ impl Worker {
         )
         .await?;
         let dir = crate::volumes::pod_dir(&self.ctx.config.agent_dir(), &self.uid);
+        let fs_group = self.fs_group();
         for (name, source) in volumes.iter_mut() {
             if let orca_runtime::VolumeSource::Files { files, .. } = source {
+                let failed = |e: std::io::Error| {
+                    format!("MountVolume.SetUp failed for volume {name:?} : {e}")
+                };
                 let path = dir.join(name);
                 let in_memory = self
                     .pod
@@ -615,9 +634,16 @@ impl Worker {
                     .flat_map(|s| s.volumes.iter().flatten())
                     .any(|v| v.name == *name && crate::resolve::is_memory_backed(v));
                 if in_memory {
-                    crate::volumes::ensure_tmpfs(&path).map_err(|e| {
-                        format!("MountVolume.SetUp failed for volume {name:?} : {e}")
-                    })?;
+                    crate::volumes::ensure_tmpfs(&path).map_err(failed)?;
+                } else {
+                    crate::volumes::ensure_dir(&path).map_err(failed)?;
+                }
+                if fs_group.is_some() {
+                    // The group may read every file (the mode the files
+                    // are written with, so a resync sees no change).
+                    for (_, mode) in files.values_mut() {
+                        *mode |= 0o440;
+                    }
                 }
                 crate::volumes::write(&path, files).map_err(|e| {
                     format!(
@@ -625,6 +651,15 @@ impl Worker {
                         path.display()
                     )
                 })?;
+                if let Some(gid) = fs_group {
+                    orca_runtime::set_volume_ownership(
+                        &path,
+                        gid,
+                        true,
+                        orca_runtime::FsGroupChangePolicy::Always,
+                    )
+                    .map_err(failed)?;
+                }
                 *source = orca_runtime::VolumeSource::HostPath { path };
             }
         }
@@ -1196,7 +1231,14 @@ impl Worker {
                 run_as_user: csc.run_as_user.or(psc.run_as_user),
                 run_as_group: csc.run_as_group.or(psc.run_as_group),
                 run_as_non_root: csc.run_as_non_root.or(psc.run_as_non_root).unwrap_or(false),
-                supplemental_groups: psc.supplemental_groups.clone().unwrap_or_default(),
+                // The kubelet adds fsGroup to the pod's supplemental groups.
+                supplemental_groups: psc
+                    .supplemental_groups
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .chain(psc.fs_group)
+                    .collect(),
                 privileged: csc.privileged.unwrap_or(false),
                 capabilities_add: caps.add.unwrap_or_default(),
                 capabilities_drop: caps.drop.unwrap_or_default(),
@@ -1691,5 +1733,16 @@ fn seccomp_profile(p: Option<&k8s_openapi::api::core::v1::SeccompProfile>) -> Se
         Some(("RuntimeDefault", _)) => SeccompProfile::RuntimeDefault,
         Some(("Localhost", path)) => SeccompProfile::Localhost(path.unwrap_or_default().into()),
         _ => SeccompProfile::Unconfined,
+    }
+}
+
+fn fs_group_change_policy(spec: &k8s_openapi::api::core::v1::PodSpec) -> FsGroupChangePolicy {
+    match spec
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.fs_group_change_policy.as_deref())
+    {
+        Some("OnRootMismatch") => FsGroupChangePolicy::OnRootMismatch,
+        _ => FsGroupChangePolicy::Always,
     }
 }

@@ -44,6 +44,7 @@ fn main() {
         shared_pid_host_network_and_capabilities,
         pod_sysctls_are_set_in_the_pod_namespaces_only,
         seccomp_runtime_default_filters_and_unconfined_does_not,
+        fs_group_owns_volumes_and_joins_the_groups,
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -969,6 +970,75 @@ fn seccomp_runtime_default_filters_and_unconfined_does_not() {
         assert!(err.to_string().contains("Localhost"), "{err}");
 
         rt.remove_sandbox("pod-13").await.unwrap();
+        env.assert_clean(&ids);
+    });
+}
+
+/// fsGroup as the kubelet applies it: an emptyDir becomes 2777 with the
+/// group, a secret-like file volume keeps its file modes plus group read,
+/// files a non-root container creates there get the group (setgid).
+fn fs_group_owns_volumes_and_joins_the_groups() {
+    let env = Env::new(14);
+    block_on(async {
+        let rt = &env.runtime;
+        let mut sb = sandbox("pod-14", "fsgroup");
+        let mut files = std::collections::BTreeMap::new();
+        files.insert("token".to_string(), (b"s3cret".to_vec(), 0));
+        files.insert("private".to_string(), (b"key".to_vec(), 0o400));
+        sb.volumes.insert(
+            "secret".into(),
+            orca_runtime::VolumeSource::Files {
+                files,
+                default_mode: 0o644,
+            },
+        );
+        sb.volumes.insert("scratch".into(), emptydir(false));
+        sb.volumes.insert("memory".into(), emptydir(true));
+        let host_dir = env.dir.path().join("host-data");
+        std::fs::create_dir_all(&host_dir).unwrap();
+        sb.volumes.insert(
+            "host".into(),
+            orca_runtime::VolumeSource::HostPath {
+                path: host_dir.clone(),
+            },
+        );
+        sb.fs_group = Some((2000, orca_runtime::FsGroupChangePolicy::Always));
+        rt.run_sandbox(&sb).await.unwrap();
+        let mut c = busybox(
+            "look",
+            "id -G; stat -c '%n %g %a' /scratch /memory /secret/token /secret/private; \
+             touch /scratch/mine && stat -c '%n %u %g' /scratch/mine; cat /secret/private",
+        );
+        c.security.run_as_user = Some(1000);
+        c.security.supplemental_groups = vec![2000];
+        c.mounts = vec![
+            mount("scratch", "/scratch"),
+            mount("memory", "/memory"),
+            orca_runtime::Mount {
+                read_only: true,
+                ..mount("secret", "/secret")
+            },
+            mount("host", "/host"),
+        ];
+        let st = run_to_exit(rt, "pod-14", &c).await;
+        let lines = log_lines(&st.log_path);
+        assert_eq!(
+            lines,
+            [
+                "stdout F 0 2000",
+                "stdout F /scratch 2000 2777",
+                "stdout F /memory 2000 3777",
+                "stdout F /secret/token 2000 644",
+                "stdout F /secret/private 2000 440",
+                "stdout F /scratch/mine 1000 2000",
+                "stdout F key",
+            ]
+        );
+        // A host path is the node's: fsGroup never changes it.
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&host_dir).unwrap().gid(), 0);
+        let ids = vec![st.id.clone()];
+        rt.remove_sandbox("pod-14").await.unwrap();
         env.assert_clean(&ids);
     });
 }
