@@ -951,11 +951,12 @@ fn seccomp_runtime_default_filters_and_unconfined_does_not() {
             &[
                 "sh",
                 "-c",
-                "grep Seccomp: /proc/self/status; unshare -U true",
+                "grep -E '^(Seccomp|CapBnd):' /proc/self/status; unshare -U true",
             ],
         )
         .await;
-        assert_eq!(out, "Seccomp:\t2\n");
+        // Filtered, and without the CAP_SYS_ADMIN it was installed with.
+        assert_eq!(out, format!("CapBnd:\t{DEFAULT_CAPS}\nSeccomp:\t2\n"));
         assert_ne!(code, 0);
         ids.push(id);
 
