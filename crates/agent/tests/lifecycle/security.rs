@@ -40,8 +40,10 @@ spec:
     let (out, code) = sh(
         &env,
         "guarded",
-        "id -G; grep Seccomp: /proc/self/status; \
-         stat -L -c '%n %g %a' /scratch /creds /creds/token; \
+        "SA=/var/run/secrets/kubernetes.io/serviceaccount; \
+         id -G; grep Seccomp: /proc/self/status; \
+         stat -L -c '%n %g %a' /scratch /creds /creds/token $SA/token $SA/ca.crt; \
+         cat $SA/token >/dev/null && echo token=readable; \
          touch /scratch/mine; stat -c '%n %u %g' /scratch/mine; \
          unshare -U true 2>/dev/null && echo userns=ok || echo userns=denied",
     )
@@ -56,6 +58,10 @@ spec:
             "/scratch 2000 2777",
             "/creds 2000 3777",
             "/creds/token 2000 644",
+            // The service account token is written 0600, then gets group read.
+            "/var/run/secrets/kubernetes.io/serviceaccount/token 2000 640",
+            "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt 2000 644",
+            "token=readable",
             "/scratch/mine 1000 2000",
             "userns=denied",
         ],
