@@ -656,7 +656,7 @@ impl Worker {
                         &path,
                         gid,
                         true,
-                        orca_runtime::FsGroupChangePolicy::Always,
+                        FsGroupChangePolicy::Always,
                     )
                     .map_err(failed)?;
                 }
