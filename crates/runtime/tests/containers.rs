@@ -836,11 +836,18 @@ fn pod_sysctls_are_set_in_the_pod_namespaces_only() {
 
 /// What a container may do, as its own lines: seccomp mode, privileges,
 /// and whether it could enter a new user namespace (no capability needed,
-/// so only seccomp stops it) and mount a tmpfs.
+/// so only seccomp stops it, with EPERM) and mount a tmpfs.
 const PROBE: &str = "grep -E '^(Seccomp|NoNewPrivs|CapEff|CapBnd):' /proc/self/status; \
-    unshare -U true && echo userns=ok || echo userns=denied; \
+    e=$(unshare -U true 2>&1) && echo userns=ok || echo \"userns=denied: $e\"; \
     mount -t tmpfs t /tmp 2>/dev/null && echo mount=ok || echo mount=denied; \
     (echo pong | nc -l -p 9000 &); sleep 0.3; echo ping | nc -w 1 127.0.0.1 9000";
+
+/// Whether PROBE's unshare failed with EPERM, as the profile's default.
+fn userns_eperm(lines: &[String]) -> bool {
+    lines
+        .iter()
+        .any(|l| l.starts_with("stdout F userns=denied") && l.contains("Operation not permitted"))
+}
 
 fn seccomp_runtime_default_filters_and_unconfined_does_not() {
     use orca_runtime::SeccompProfile;
@@ -868,7 +875,6 @@ fn seccomp_runtime_default_filters_and_unconfined_does_not() {
             "NoNewPrivs:\t0".into(),
             format!("CapEff:\t{DEFAULT_CAPS}"),
             format!("CapBnd:\t{DEFAULT_CAPS}"),
-            "userns=denied".into(),
             "mount=denied".into(),
             "pong".into(),
         ] {
@@ -877,6 +883,7 @@ fn seccomp_runtime_default_filters_and_unconfined_does_not() {
                 "{want}: {lines:?}"
             );
         }
+        assert!(userns_eperm(&lines), "{lines:?}");
         assert_eq!(exit_code(&st), (0, "Completed".into()), "{lines:?}");
 
         // Unconfined (Kubernetes' default): root may enter a user namespace.
@@ -929,7 +936,6 @@ fn seccomp_runtime_default_filters_and_unconfined_does_not() {
                 format!("NoNewPrivs:\t{}", u8::from(nnp.is_some())),
                 "CapEff:\t0000000000000000".into(),
                 format!("CapBnd:\t{DEFAULT_CAPS}"),
-                "userns=denied".into(),
                 "pong".into(),
             ] {
                 assert!(
@@ -937,6 +943,7 @@ fn seccomp_runtime_default_filters_and_unconfined_does_not() {
                     "{name} {want}: {lines:?}"
                 );
             }
+            assert!(userns_eperm(&lines), "{name}: {lines:?}");
         }
 
         // A process exec'd into a filtered container is filtered too.
