@@ -13,6 +13,7 @@ mod logs;
 mod network;
 mod node;
 mod probe;
+mod readiness;
 mod resolve;
 mod resources;
 mod servicelinks;
@@ -63,6 +64,9 @@ pub struct Config {
     /// A projected service account token is fetched again once 80% of its
     /// lifetime has passed or it is this old (the kubelet's 24 h).
     pub token_max_age: Duration,
+    /// Why the pod network between nodes is not ready (`None` once it is),
+    /// from whatever runs it; the node is not Ready meanwhile.
+    pub network_problem: Option<watch::Receiver<Option<String>>>,
     /// The kubelet's `--cluster-dns`: the nameservers of `ClusterFirst`
     /// pods (empty: none; such pods then get the node's resolv.conf and a
     /// MissingClusterDNS event).
@@ -93,6 +97,7 @@ impl Default for Config {
             cluster_ca_pem: Vec::new(),
             node_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             token_max_age: Duration::from_secs(24 * 3600),
+            network_problem: None,
             cluster_dns: vec![IpAddr::V4(orca_dns::DEFAULT_CLUSTER_DNS)],
             cluster_domain: orca_dns::DEFAULT_CLUSTER_DOMAIN.into(),
             resolv_conf: Some(orca_dns::resolv_conf::node_resolv_conf_path()),
@@ -135,7 +140,11 @@ pub enum Error {
 /// runtime must be built with the CIDR.
 pub async fn register_node(client: &kube::Client, config: &Config) -> Result<String, Error> {
     let facts = node::HostFacts::gather(&config.data_dir);
-    node::register(client, config, &facts, config.streaming_port).await?;
+    let ready = node::Readiness {
+        problem: readiness::problem(None, None, &config.node_name).await,
+        since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(chrono::Utc::now()),
+    };
+    node::register(client, config, &facts, config.streaming_port, &ready).await?;
     node::wait_for_pod_cidr(client, config).await
 }
 
@@ -238,7 +247,16 @@ pub async fn run_until(
     let tls_config = tls::server_config(certs, key, &config.cluster_ca_pem)?;
 
     let facts = node::HostFacts::gather(&config.data_dir);
-    node::register(&client, &config, &facts, port).await?;
+    let ready = node::Readiness {
+        problem: readiness::problem(
+            Some(runtime.as_ref()),
+            config.network_problem.as_ref(),
+            &config.node_name,
+        )
+        .await,
+        since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(chrono::Utc::now()),
+    };
+    node::register(&client, &config, &facts, port, &ready).await?;
     node::wait_for_pod_cidr(&client, &config).await?;
     let node_resources = resolve::NodeResources {
         cpu: facts.cpus as f64,
@@ -259,7 +277,7 @@ pub async fn run_until(
         services,
         recorder: events::Recorder::start(client.clone(), config.node_name.clone()),
         client: client.clone(),
-        runtime,
+        runtime: runtime.clone(),
         config: config.clone(),
         node: node_resources,
         pods: Mutex::new(HashMap::new()),
@@ -276,7 +294,7 @@ pub async fn run_until(
     tracing::info!(node = %config.node_name, port, "node agent running");
     let result = tokio::select! {
         r = node::lease_loop(client.clone(), config.node_name.clone()) => r,
-        r = node::status_loop(client.clone(), config.clone(), port) => r,
+        r = node::status_loop(client.clone(), config.clone(), port, runtime, ready) => r,
         r = streaming::serve(ctx.clone(), listener, tls_config) => r,
         r = follow_services(services_watch) => r,
         r = dispatch(ctx) => r,

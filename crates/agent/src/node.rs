@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Namespace, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
+    DaemonEndpoint, Namespace, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec,
     NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -128,9 +128,28 @@ pub fn capacity(f: &HostFacts) -> (BTreeMap<String, Quantity>, BTreeMap<String, 
     (cap, alloc)
 }
 
-/// The four node conditions, all healthy: the agent reports no pressure.
-pub fn conditions(now: Time, since: Time) -> Vec<NodeCondition> {
-    let c = |type_: &str, status: &str, reason: &str, message: &str| NodeCondition {
+/// The Ready condition's state: the problem that keeps the node from being
+/// Ready (None: Ready), since when it holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Readiness {
+    pub problem: Option<String>,
+    pub since: Time,
+}
+
+impl Readiness {
+    /// Moves to `problem`, keeping the transition time unless Ready flips.
+    pub fn update(&mut self, problem: Option<String>, now: Time) {
+        if problem.is_some() != self.problem.is_some() {
+            self.since = now;
+        }
+        self.problem = problem;
+    }
+}
+
+/// The four node conditions: no pressure reported, Ready unless `ready`
+/// names a problem.
+pub fn conditions(now: Time, since: Time, ready: &Readiness) -> Vec<NodeCondition> {
+    let c = |type_: &str, status: &str, reason: &str, message: &str, since: &Time| NodeCondition {
         type_: type_.into(),
         status: status.into(),
         reason: Some(reason.into()),
@@ -138,31 +157,45 @@ pub fn conditions(now: Time, since: Time) -> Vec<NodeCondition> {
         last_heartbeat_time: Some(now.clone()),
         last_transition_time: Some(since.clone()),
     };
+    let ready_condition = match &ready.problem {
+        None => c(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status",
+            &ready.since,
+        ),
+        Some(problem) => c(
+            "Ready",
+            "False",
+            crate::readiness::NOT_READY_REASON,
+            problem,
+            &ready.since,
+        ),
+    };
     vec![
         c(
             "MemoryPressure",
             "False",
             "KubeletHasSufficientMemory",
             "kubelet has sufficient memory available",
+            &since,
         ),
         c(
             "DiskPressure",
             "False",
             "KubeletHasNoDiskPressure",
             "kubelet has no disk pressure",
+            &since,
         ),
         c(
             "PIDPressure",
             "False",
             "KubeletHasSufficientPID",
             "kubelet has sufficient PID available",
+            &since,
         ),
-        c(
-            "Ready",
-            "True",
-            "KubeletReady",
-            "kubelet is posting ready status",
-        ),
+        ready_condition,
     ]
 }
 
@@ -173,6 +206,7 @@ pub fn status_patch(
     port: u16,
     now: Time,
     since: Time,
+    ready: &Readiness,
 ) -> serde_json::Value {
     let (cap, alloc) = capacity(facts);
     let info = NodeSystemInfo {
@@ -195,7 +229,7 @@ pub fn status_patch(
             ],
             "capacity": cap,
             "allocatable": alloc,
-            "conditions": conditions(now, since),
+            "conditions": conditions(now, since, ready),
             "daemonEndpoints": NodeDaemonEndpoints {
                 kubelet_endpoint: Some(DaemonEndpoint { port: port as i32 }),
             },
@@ -225,12 +259,15 @@ fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     }
 }
 
-/// Registers (or re-registers) the node and posts its status.
+/// Registers (or re-registers) the node and posts its status. A node
+/// registered again (after its Node was deleted) asks for the pod CIDR it
+/// already uses, which node IPAM keeps.
 pub async fn register(
     client: &kube::Client,
     config: &Config,
     facts: &HostFacts,
     port: u16,
+    ready: &Readiness,
 ) -> Result<Node, Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let name = &config.node_name;
@@ -247,6 +284,11 @@ pub async fn register(
             ),
             ..Default::default()
         },
+        spec: config.pod_cidr.as_ref().map(|cidr| NodeSpec {
+            pod_cidr: Some(cidr.clone()),
+            pod_cidrs: Some(vec![cidr.clone()]),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     match nodes.create(&PostParams::default(), &node).await {
@@ -267,7 +309,7 @@ pub async fn register(
         .patch_status(
             name,
             &PatchParams::default(),
-            &Patch::Merge(&status_patch(config, facts, port, now.clone(), now)),
+            &Patch::Merge(&status_patch(config, facts, port, now.clone(), now, ready)),
         )
         .await
         .map_err(api_err(format!("posting the status of node {name}")))
@@ -298,20 +340,70 @@ pub async fn wait_for_pod_cidr(client: &kube::Client, config: &Config) -> Result
     }
 }
 
-/// Posts the node status periodically, keeping the conditions' transition time.
-pub async fn status_loop(client: kube::Client, config: Config, port: u16) -> Result<(), Error> {
+/// How often the runtime's status is checked (the kubelet's 5 s).
+const RUNTIME_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Posts the node status when its facts or readiness change and at least
+/// every minute, keeping the conditions' transition times; registers the
+/// node again if its Node object was deleted.
+pub async fn status_loop(
+    client: kube::Client,
+    config: Config,
+    port: u16,
+    runtime: std::sync::Arc<dyn orca_runtime::Runtime>,
+    mut ready: Readiness,
+) -> Result<(), Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let since = Time(Utc::now());
     let mut last_facts = HostFacts::gather(&config.data_dir);
     let mut last_post = Instant::now();
+    let mut last_check = Instant::now();
+    let mut network = config.network_problem.clone();
     loop {
-        tokio::time::sleep(LEASE_RENEW_INTERVAL).await;
+        let network_changed = async {
+            match network.as_mut() {
+                Some(n) => n.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(RUNTIME_CHECK_INTERVAL) => {}
+            changed = network_changed => if !changed {
+                network = None;
+            },
+        }
+        let problem =
+            crate::readiness::problem(Some(runtime.as_ref()), network.as_ref(), &config.node_name)
+                .await;
+        let ready_changed = problem != ready.problem;
+        ready.update(problem, Time(Utc::now()));
         let facts = HostFacts::gather(&config.data_dir);
-        if facts == last_facts && last_post.elapsed() < STATUS_REPORT_INTERVAL {
+        let due =
+            facts != last_facts || ready_changed || last_post.elapsed() >= STATUS_REPORT_INTERVAL;
+        if !due && last_check.elapsed() < LEASE_RENEW_INTERVAL {
             continue;
         }
-        let patch = status_patch(&config, &facts, port, Time(Utc::now()), since.clone());
-        match nodes
+        last_check = Instant::now();
+        if !due {
+            // Nothing to post: only make sure the Node still exists.
+            match nodes.get_opt(&config.node_name).await {
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(node = %config.node_name, "reading the node failed, retrying: {e}");
+                    continue;
+                }
+            }
+        }
+        let patch = status_patch(
+            &config,
+            &facts,
+            port,
+            Time(Utc::now()),
+            since.clone(),
+            &ready,
+        );
+        let posted = match nodes
             .patch_status(
                 &config.node_name,
                 &PatchParams::default(),
@@ -319,12 +411,24 @@ pub async fn status_loop(client: kube::Client, config: Config, port: u16) -> Res
             )
             .await
         {
-            Ok(_) => {
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                tracing::warn!(node = %config.node_name, "the node's Node object was deleted; registering it again");
+                register(&client, &config, &facts, port, &ready)
+                    .await
+                    .map(drop)
+            }
+            other => other.map(drop).map_err(api_err(format!(
+                "posting the status of node {}",
+                config.node_name
+            ))),
+        };
+        match posted {
+            Ok(()) => {
                 last_facts = facts;
                 last_post = Instant::now();
             }
             Err(e) => {
-                tracing::warn!(node = %config.node_name, "posting node status failed, retrying in 10s: {e}")
+                tracing::warn!(node = %config.node_name, "posting node status failed, retrying: {e}")
             }
         }
     }
@@ -436,7 +540,11 @@ mod tests {
         };
         let t = Time("2026-11-28T10:38:54Z".parse().unwrap());
         let since = Time("2026-11-28T10:30:53Z".parse().unwrap());
-        let got = status_patch(&config, &facts, 10250, t, since);
+        let ready = Readiness {
+            problem: None,
+            since: since.clone(),
+        };
+        let got = status_patch(&config, &facts, 10250, t, since, &ready);
         let want = serde_json::to_value(reference.status.unwrap()).unwrap();
         for field in ["addresses", "conditions", "daemonEndpoints", "capacity"] {
             assert_eq!(got["status"][field], want[field], "{field}");

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use orca_runtime::{
     ContainerConfig, ContainerState as Rt, ContainerStatus, FsGroupChangePolicy, Mount,
@@ -46,6 +47,9 @@ const VOLUME_RESYNC: Duration = Duration::from_secs(10);
 const MIN_GRACE: Duration = Duration::from_secs(2);
 /// Default `terminationGracePeriodSeconds`.
 const DEFAULT_GRACE: i64 = 30;
+/// The RuntimeClass handlers this node runs: its one runtime, under the
+/// name containerd gives its default.
+const RUNTIME_HANDLERS: &[&str] = &["runc"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -685,6 +689,15 @@ impl Worker {
     }
 
     async fn ensure_sandbox(&mut self) -> Result<(), Duration> {
+        if let Err(msg) = self.runtime_handler().await {
+            self.event(
+                None,
+                Type::Warning,
+                "FailedCreatePodSandBox",
+                format!("Failed to create pod sandbox: {msg}"),
+            );
+            return Err(RETRY);
+        }
         let volumes = match self.resolve_volumes().await {
             Ok(v) => v,
             Err(msg) => {
@@ -728,6 +741,34 @@ impl Worker {
                 );
                 Err(RETRY)
             }
+        }
+    }
+
+    /// Checks that the pod's RuntimeClass names a handler this node has,
+    /// as the kubelet asks its container runtime; the pod waits otherwise.
+    async fn runtime_handler(&self) -> Result<(), String> {
+        let Some(class) = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.runtime_class_name.clone())
+        else {
+            return Ok(());
+        };
+        let classes: Api<RuntimeClass> = Api::all(self.ctx.client.clone());
+        let handler = match classes.get(&class).await {
+            Ok(rc) => rc.handler,
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                return Err(format!("runtimeClass {class:?} not found"))
+            }
+            Err(e) => return Err(format!("looking up runtimeClass {class:?}: {e}")),
+        };
+        if RUNTIME_HANDLERS.contains(&handler.as_str()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "rpc error: code = Unknown desc = failed to get sandbox runtime: no runtime for {handler:?} is configured (this node runs only {RUNTIME_HANDLERS:?})"
+            ))
         }
     }
 

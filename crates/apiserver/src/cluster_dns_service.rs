@@ -32,10 +32,15 @@ pub(crate) fn desired(ip: Ipv4Addr) -> Service {
 pub(crate) async fn ensure(client: &kube::Client, ip: Ipv4Addr) {
     let (namespace, name) = CLUSTER_DNS_SERVICE;
     let api: Api<Service> = Api::namespaced(client.clone(), namespace);
+    // Made by an earlier start or another server: creating it again would
+    // fail on its taken address (422) before its taken name.
+    if let Ok(Some(_)) = api.get_opt(name).await {
+        return;
+    }
     match api.create(&PostParams::default(), &desired(ip)).await {
         Ok(_) => tracing::info!(%ip, "created the cluster DNS Service {namespace}/{name}"),
-        // There already (made by an earlier start or another server).
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        // Another server made it meanwhile.
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 422 => {}
         Err(e) => tracing::warn!(%ip, error = %e,
             "could not create the cluster DNS Service {namespace}/{name}; cluster DNS works \
              without it, but clients looking it up will not find it"),

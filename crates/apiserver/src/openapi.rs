@@ -35,6 +35,7 @@ fn definitions() -> Map<String, Value> {
     g.subschema_for::<k8s_openapi::api::batch::v1::CronJob>();
     g.subschema_for::<k8s_openapi::api::policy::v1::PodDisruptionBudget>();
     g.subschema_for::<k8s_openapi::api::policy::v1::Eviction>();
+    g.subschema_for::<k8s_openapi::api::node::v1::RuntimeClass>();
     g.subschema_for::<autoscaling::Scale>();
     g.subschema_for::<core::Pod>();
     g.subschema_for::<core::Namespace>();

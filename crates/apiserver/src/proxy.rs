@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Request, Response};
@@ -16,6 +17,12 @@ use serde_json::Value;
 use crate::resources;
 use crate::server::{q1, Body, Query, RequestBody, State, Target};
 use crate::status::ApiError;
+
+/// How long the TCP connect and, separately, the TLS handshake to an agent
+/// may take (kube-apiserver's TLS handshake timeout to kubelets).
+const AGENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an agent may take to answer once the request is sent.
+const AGENT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Query parameters forwarded to the agent for each subresource.
 const LOG_PARAMS: &[&str] = &[
@@ -179,35 +186,64 @@ pub async fn pod_stream<B: RequestBody>(
                 .with_details(serde_json::json!({"causes": [{"message": cause}]}))
         }
     };
-    let tcp = tokio::net::TcpStream::connect((ip, port))
-        .await
-        .map_err(|e| {
-            unreachable(format!(
+    let tcp = match tokio::time::timeout(
+        AGENT_HANDSHAKE_TIMEOUT,
+        tokio::net::TcpStream::connect((ip, port)),
+    )
+    .await
+    {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            return Err(unreachable(format!(
                 "dial tcp {}: {}",
                 host_port(ip, port),
                 go_dial_error(&e)
-            ))
-        })?;
+            )))
+        }
+        Err(_) => {
+            return Err(unreachable(format!(
+                "dial tcp {}: i/o timeout: no answer from node {node_name} within {}s; is it up and its agent port reachable?",
+                host_port(ip, port),
+                AGENT_HANDSHAKE_TIMEOUT.as_secs()
+            )))
+        }
+    };
     // Streams carry small interactive frames: no Nagle delay.
     let _ = tcp.set_nodelay(true);
     let server_name = rustls_pki_types::ServerName::IpAddress(ip.into());
-    let tls = tokio_rustls::TlsConnector::from(state.kubelet_tls.clone())
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| unreachable(format!("tls: {e}")))?;
+    let tls = match tokio::time::timeout(
+        AGENT_HANDSHAKE_TIMEOUT,
+        tokio_rustls::TlsConnector::from(state.kubelet_tls.clone()).connect(server_name, tcp),
+    )
+    .await
+    {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return Err(unreachable(stream_error(&e, node_name))),
+        Err(_) => {
+            return Err(unreachable(format!(
+                "net/http: TLS handshake timeout: the node agent of {node_name} accepted the connection but did not answer within {}s; it is frozen or overloaded",
+                AGENT_HANDSHAKE_TIMEOUT.as_secs()
+            )))
+        }
+    };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| unreachable(hyper_error(&e, node_name)))?;
+    // A request fails only as "canceled" when the connection fails under
+    // it (an agent refusing this server's certificate): the cause is the
+    // connection's error.
+    let (conn_failed, conn_error) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "agent connection ended");
+            let _ = conn_failed.send(e);
         }
     });
 
     let upgrading = req.headers().contains_key(header::UPGRADE);
     let mut up = Request::builder()
         .method(req.method().clone())
-        .uri(path)
+        .uri(path.as_str())
         .header(header::HOST, format!("{ip}:{port}"));
     for h in UPGRADE_HEADERS {
         for v in req.headers().get_all(*h) {
@@ -218,10 +254,29 @@ pub async fn pod_stream<B: RequestBody>(
         .body(Empty::<Bytes>::new())
         .map_err(|e| ApiError::internal(format!("building the agent request: {e}")))?;
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
-    let mut resp = sender
-        .send_request(up)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
+    let mut resp = match tokio::time::timeout(AGENT_RESPONSE_TIMEOUT, sender.send_request(up)).await
+    {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => {
+            let e = match tokio::time::timeout(Duration::from_secs(1), conn_error).await {
+                Ok(Ok(conn)) => conn,
+                _ => e,
+            };
+            let cause = match tls_cause(&e, node_name) {
+                Some(cause) => cause,
+                None => refusal_cause(state, ip, port, node_name)
+                    .await
+                    .unwrap_or_else(|| hyper_error(&e, node_name)),
+            };
+            return Err(unreachable(cause));
+        }
+        Err(_) => {
+            return Err(unreachable(format!(
+                "net/http: timeout awaiting response headers: the node agent of {node_name} did not answer within {}s",
+                AGENT_RESPONSE_TIMEOUT.as_secs()
+            )))
+        }
+    };
 
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -253,14 +308,101 @@ pub async fn pod_stream<B: RequestBody>(
         return Err(agent_refusal(resp, sub, name).await);
     }
     let (parts, body) = resp.into_parts();
-    let mut out = Response::from_parts(
-        parts,
-        body.map_err(|e| Box::new(e) as crate::server::BoxError)
-            .boxed_unsync(),
-    );
+    let body = body.map_err(|e| Box::new(e) as crate::server::BoxError);
+    let following = q1(q, "follow") == Some("true");
+    let body = if sub == "log" && !following {
+        // A log that stops flowing before its end means a stuck agent: cut
+        // it off rather than hang the client.
+        use tokio_stream::StreamExt;
+        let node = node_name.to_string();
+        let frames = http_body_util::BodyStream::new(body)
+            .timeout(AGENT_RESPONSE_TIMEOUT)
+            .map(move |frame| {
+                frame.unwrap_or_else(|_| {
+                    Err(format!(
+                        "the node agent of {node} sent nothing for {}s in the middle of the log",
+                        AGENT_RESPONSE_TIMEOUT.as_secs()
+                    )
+                    .into())
+                })
+            });
+        http_body_util::StreamBody::new(frames).boxed_unsync()
+    } else {
+        body.boxed_unsync()
+    };
+    let mut out = Response::from_parts(parts, body);
     out.headers_mut().remove(header::CONNECTION);
     out.headers_mut().remove(header::TRANSFER_ENCODING);
     Ok(out)
+}
+
+/// The TLS failure behind an I/O error on the connection to an agent, if
+/// there is one: an agent that does not trust this server's client
+/// certificate (another cluster CA) refuses it with an alert, which TLS 1.3
+/// delivers only once the request is sent.
+fn tls_cause(e: &(dyn std::error::Error + 'static), node: &str) -> Option<String> {
+    use rustls::AlertDescription as A;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        // An io::Error's source() skips the error it wraps: look inside.
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|e| e.downcast_ref::<rustls::Error>());
+        if let Some(tls) = inner.or_else(|| err.downcast_ref::<rustls::Error>()) {
+            return Some(match tls {
+                rustls::Error::AlertReceived(
+                    A::UnknownCA | A::BadCertificate | A::CertificateUnknown | A::CertificateRequired,
+                ) => format!(
+                    "remote error: tls: {tls}: the node agent of {node} does not trust this API server's client certificate: \
+                     the agent joined a cluster whose CA differs from this server's (servers of one cluster share their CA: \
+                     start each with --token-file of the first)"
+                ),
+                other => format!("tls: {other} (node agent of {node})"),
+            });
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// Why an agent dropped the connection right after the TLS handshake, if
+/// it refuses this server's certificate. In TLS 1.3 that refusal comes
+/// after the handshake and is lost when the connection closes under the
+/// request; so ask again in TLS 1.2, where it comes within the handshake.
+async fn refusal_cause(state: &State, ip: IpAddr, port: u16, node: &str) -> Option<String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .ok()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(crate::tls::AnyServerCert(
+            rustls::crypto::ring::default_provider(),
+        )))
+        .with_client_cert_resolver(state.kubelet_tls.client_auth_cert_resolver.clone());
+    let probe = async {
+        let tcp = tokio::net::TcpStream::connect((ip, port)).await.ok()?;
+        let name = rustls_pki_types::ServerName::IpAddress(ip.into());
+        match tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+        {
+            Ok(_) => None,
+            Err(e) => tls_cause(&e, node),
+        }
+    };
+    tokio::time::timeout(AGENT_HANDSHAKE_TIMEOUT, probe)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn stream_error(e: &std::io::Error, node: &str) -> String {
+    tls_cause(e, node).unwrap_or_else(|| format!("{e} (node agent of {node})"))
+}
+
+fn hyper_error(e: &hyper::Error, node: &str) -> String {
+    tls_cause(e, node).unwrap_or_else(|| format!("{e} (node agent of {node})"))
 }
 
 /// What kube-apiserver makes of an agent's error answer to a plain

@@ -113,6 +113,7 @@ use k8s_openapi::api::certificates::v1 as certs;
 use k8s_openapi::api::coordination::v1 as coord;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
+use k8s_openapi::api::node::v1 as node;
 use k8s_openapi::api::policy::v1 as policy;
 use k8s_openapi::api::rbac::v1 as rbac;
 
@@ -412,6 +413,20 @@ pub static RESOURCES: &[ResourceDef] = &[
         normalize: roundtrip::<policy::PodDisruptionBudget>,
     },
     ResourceDef {
+        group: "node.k8s.io",
+        version: "v1",
+        name: "runtimeclasses",
+        singular: "runtimeclass",
+        kind: "RuntimeClass",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        schema: "io.k8s.api.node.v1.RuntimeClass",
+        strategy: &registry::RUNTIME_CLASS,
+        normalize: roundtrip::<node::RuntimeClass>,
+    },
+    ResourceDef {
         group: "rbac.authorization.k8s.io",
         version: "v1",
         name: "clusterrolebindings",
@@ -578,6 +593,7 @@ pub const GROUPS: &[(&str, &str)] = &[
     ("policy", "v1"),
     ("rbac.authorization.k8s.io", "v1"),
     ("coordination.k8s.io", "v1"),
+    ("node.k8s.io", "v1"),
     ("discovery.k8s.io", "v1"),
 ];
 

@@ -143,6 +143,10 @@ impl ApiError {
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }
+        // An error of no known kind has no reason, as Kubernetes omits it.
+        if self.reason.is_empty() {
+            s.as_object_mut().map(|o| o.remove("reason"));
+        }
         s
     }
 }

@@ -76,7 +76,7 @@ fn tls_err(what: impl std::fmt::Display) -> Error {
 }
 
 /// Writes `contents` to `path` with mode 0600 (atomically via a temp file).
-pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), Error> {
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = fs::OpenOptions::new()
@@ -341,7 +341,7 @@ users:
 /// Node agents serve their streaming endpoints with self-signed certificates
 /// that Kubernetes' API server does not verify by default; neither do we.
 #[derive(Debug)]
-struct AnyServerCert(rustls::crypto::CryptoProvider);
+pub(crate) struct AnyServerCert(pub(crate) rustls::crypto::CryptoProvider);
 
 impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
     fn verify_server_cert(

@@ -380,8 +380,23 @@ impl Collector {
                     .get(&d)
                     .cloned();
                 if let Some(n) = n {
+                    // As kube-controller-manager: a dependent with dependents
+                    // of its own goes in the foreground too, so the owner
+                    // waits for the whole tree (a Deployment for its pods,
+                    // not only its ReplicaSets).
+                    let has_dependents = !self
+                        .graph
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .dependents_of(&d)
+                        .is_empty();
+                    let policy = if has_dependents {
+                        PropagationPolicy::Foreground
+                    } else {
+                        PropagationPolicy::Background
+                    };
                     let params = DeleteParams {
-                        propagation_policy: Some(PropagationPolicy::Background),
+                        propagation_policy: Some(policy),
                         preconditions: Some(Preconditions {
                             uid: Some(d.clone()),
                             resource_version: None,

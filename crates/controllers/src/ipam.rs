@@ -1,7 +1,7 @@
 //! Node IPAM: assigns each node a free pod CIDR (`spec.podCIDR`), which its
 //! agent then hands out pod IPs from.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use futures::StreamExt;
@@ -57,47 +57,85 @@ pub async fn run(clients: &crate::Clients, config: Config) -> anyhow::Result<()>
     )
     .default_backoff()
     .reflect(writer)
-    .applied_objects()
     .boxed();
-    while let Some(node) = events.next().await {
-        let node = match node {
-            Ok(node) => node,
-            Err(err) => {
-                tracing::warn!(%err, "node IPAM: watching nodes failed; retrying");
-                continue;
+    let mut ipam = Ipam {
+        nodes,
+        reader,
+        config,
+        pending: BTreeMap::new(),
+    };
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(node)) => ipam.assign(&node).await,
+            // The store holds the listed nodes only once the list is
+            // complete: until then every subnet would look free.
+            Ok(watcher::Event::InitDone) => {
+                for node in ipam.reader.state() {
+                    ipam.assign(&node).await;
+                }
             }
-        };
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "node IPAM: watching nodes failed; retrying"),
+        }
+    }
+    Ok(())
+}
+
+struct Ipam {
+    nodes: Api<Node>,
+    reader: reflector::Store<Node>,
+    config: Config,
+    /// Subnets handed out whose nodes the watch has not shown with them
+    /// yet: the store lags behind this controller's own writes, and nodes
+    /// that register together must not get the same subnet.
+    pending: BTreeMap<String, Ipv4Addr>,
+}
+
+impl Ipam {
+    /// Gives `node` a free pod CIDR unless it has one.
+    async fn assign(&mut self, node: &Node) {
+        let name = node.metadata.name.clone().unwrap_or_default();
         if node
             .spec
             .as_ref()
             .and_then(|s| s.pod_cidr.as_ref())
             .is_some()
         {
-            continue;
+            self.pending.remove(&name);
+            return;
         }
-        let used: BTreeSet<Ipv4Addr> = reader
+        if self.pending.contains_key(&name) {
+            return;
+        }
+        let reader = &self.reader;
+        self.pending
+            .retain(|n, _| reader.get(&reflector::ObjectRef::new(n)).is_some());
+        let mut used: BTreeSet<Ipv4Addr> = reader
             .state()
             .iter()
             .filter_map(|n| n.spec.as_ref()?.pod_cidr.as_deref().and_then(parse_cidr))
             .map(|(addr, _)| addr)
             .collect();
-        let name = node.metadata.name.clone().unwrap_or_default();
-        let Some(subnet) = next_free_subnet(config.cluster_cidr, config.node_cidr_prefix, &used)
-        else {
+        used.extend(self.pending.values());
+        let prefix = self.config.node_cidr_prefix;
+        let Some(subnet) = next_free_subnet(self.config.cluster_cidr, prefix, &used) else {
             tracing::error!(node = %name, "node IPAM: the cluster CIDR has no free pod CIDR left for this node; its pods cannot get IPs");
-            continue;
+            return;
         };
-        let cidr = format!("{subnet}/{}", config.node_cidr_prefix);
+        let cidr = format!("{subnet}/{prefix}");
         let patch = serde_json::json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
-        match nodes
+        match self
+            .nodes
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => tracing::info!(node = %name, %cidr, "assigned pod CIDR"),
+            Ok(_) => {
+                tracing::info!(node = %name, %cidr, "assigned pod CIDR");
+                self.pending.insert(name, subnet);
+            }
             Err(err) => tracing::warn!(node = %name, %err, "node IPAM: could not set podCIDR"),
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -42,6 +42,11 @@ pub struct ServerArgs {
     /// etcd endpoints (comma-separated) instead of the embedded store.
     #[arg(long, value_delimiter = ',')]
     pub datastore_endpoint: Vec<String>,
+    /// Join the cluster already in the datastore as another server: a file
+    /// holding its token (DATA_DIR/token on its first server), which
+    /// decrypts the cluster CA and keys stored there.
+    #[arg(long, requires = "datastore_endpoint")]
+    pub token_file: Option<PathBuf>,
     /// Run the control plane only, without a node agent on this machine.
     #[arg(long)]
     pub disable_agent: bool,
@@ -97,6 +102,12 @@ pub struct NodeArgs {
     /// The bridge this node's pods are attached to.
     #[arg(long, default_value = "orca0")]
     pub pod_bridge: String,
+    /// How pods reach pods on other nodes: vxlan (an overlay over UDP 8472,
+    /// works wherever nodes reach each other), host-gw (routes to the other
+    /// nodes' addresses; nodes must share a link) or none. Use the same on
+    /// every node.
+    #[arg(long, value_enum, default_value = "vxlan")]
+    pub flannel_backend: FlannelBackend,
     /// The cluster DNS address (comma-separated for several): the
     /// nameserver of pods with `dnsPolicy: ClusterFirst`, served by every
     /// node on its `lo` (the kubelet's --cluster-dns). Its Service is
@@ -112,6 +123,25 @@ pub struct NodeArgs {
     /// that file names only its local stub).
     #[arg(long)]
     pub resolv_conf: Option<PathBuf>,
+}
+
+/// `--flannel-backend`, as k3s names its values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlannelBackend {
+    Vxlan,
+    #[value(name = "host-gw")]
+    HostGw,
+    None,
+}
+
+impl FlannelBackend {
+    pub fn overlay(self) -> Option<orca_overlay::Backend> {
+        match self {
+            FlannelBackend::Vxlan => Some(orca_overlay::Backend::Vxlan),
+            FlannelBackend::HostGw => Some(orca_overlay::Backend::HostGw),
+            FlannelBackend::None => None,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -262,6 +292,40 @@ mod tests {
         );
         assert_eq!(args.node.cluster_domain, "cluster.local");
         assert_eq!(args.node.resolv_conf, None);
+        assert_eq!(
+            args.node.flannel_backend.overlay(),
+            Some(orca_overlay::Backend::Vxlan)
+        );
+    }
+
+    #[test]
+    fn flannel_backends_are_k3s_names() {
+        let backend = |name: &str| {
+            let cli = Cli::try_parse_from([
+                "orca",
+                "agent",
+                "--server",
+                "https://s:6443",
+                "--token-file",
+                "t",
+                "--flannel-backend",
+                name,
+            ])?;
+            let Command::Agent(args) = cli.command else {
+                panic!("not agent")
+            };
+            Ok::<_, clap::Error>(args.node.flannel_backend.overlay())
+        };
+        assert_eq!(
+            backend("host-gw").unwrap(),
+            Some(orca_overlay::Backend::HostGw)
+        );
+        assert_eq!(
+            backend("vxlan").unwrap(),
+            Some(orca_overlay::Backend::Vxlan)
+        );
+        assert_eq!(backend("none").unwrap(), None);
+        assert!(backend("wireguard").is_err());
     }
 
     #[test]

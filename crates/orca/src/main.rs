@@ -2,10 +2,12 @@
 //! server, store, scheduler, controllers) and node agent.
 
 mod agent;
+mod bootstrap;
 mod cli;
 mod credentials;
 mod images;
 mod node;
+mod pod_network;
 mod server;
 mod virtual_nodes;
 

@@ -86,8 +86,22 @@ pub async fn run_agent(
     runtime_config.bridge = setup.node.pod_bridge;
     let runtime = orca_runtime::LinuxRuntime::new(runtime_config)
         .context("starting the container runtime")?;
+    let overlay = crate::pod_network::config(
+        setup.node.flannel_backend.overlay(),
+        &config.node_name,
+        node_ip,
+        &pod_cidr,
+    );
     config.pod_cidr = Some(pod_cidr);
-    Ok(orca_agent::run_until(client, Arc::new(runtime), config, shutdown).await?)
+    // Ending the agent drops the overlay, which removes the node's routes
+    // to the other nodes; its pods keep running and are adopted again at
+    // the next start.
+    crate::pod_network::run_with(client.clone(), overlay, |network_problem| {
+        config.network_problem = network_problem;
+        orca_agent::run_until(client, Arc::new(runtime), config, shutdown)
+    })
+    .await?;
+    Ok(())
 }
 
 /// Opens the node's image store with `DATA_DIR/registries.yaml`, importing

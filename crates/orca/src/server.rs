@@ -29,6 +29,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         service_network = service_network.with_cluster_dns(*dns);
     }
     let store = open_store(&args).await?;
+    // Servers on one etcd serve one cluster: the first stores its CA and
+    // keys there, the others take them.
+    let shared = !args.datastore_endpoint.is_empty();
+    if shared {
+        crate::bootstrap::join(store.as_ref(), &args.data_dir, args.token_file.as_deref()).await?;
+    }
     let api = orca_apiserver::start(
         orca_apiserver::Config {
             data_dir: args.data_dir.clone(),
@@ -49,10 +55,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             max_mutating_requests_inflight: args.max_mutating_requests_inflight,
             cluster_signing_duration: args.cluster_signing_duration,
         },
-        store,
+        store.clone(),
     )
     .await
     .context("starting the API server")?;
+    if shared {
+        crate::bootstrap::publish(store.as_ref(), &args.data_dir).await?;
+    }
     tracing::info!(
         address = %api.addr(),
         advertise = ?api.advertise_address(),
@@ -95,12 +104,22 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             let _ = stop_rx.changed().await;
         }),
     ));
+    // The scheduler too, to release its Lease.
+    let mut scheduler = None;
     if !args.disable_scheduler {
         let config = orca_scheduler::Config::default();
-        tasks.spawn(named(
+        let mut stop = stop_tx.subscribe();
+        let handle = tasks.spawn(named(
             "scheduler",
-            orca_scheduler::run(clients.client(UserInfo::kube_scheduler()), config),
+            orca_scheduler::run_until(
+                clients.client(UserInfo::kube_scheduler()),
+                config,
+                async move {
+                    let _ = stop.changed().await;
+                },
+            ),
         ));
+        scheduler = Some(handle.id());
     }
     if args.virtual_nodes > 0 {
         let config = orca_virtual_nodes::Config {
@@ -173,6 +192,21 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
     let _ = stop_tx.send(true);
+    if let Some(id) = scheduler {
+        let scheduler_done = async {
+            while let Some(done) = tasks.join_next_with_id().await {
+                if matches!(&done, Ok((done_id, _)) if *done_id == id) {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(std::time::Duration::from_secs(5), scheduler_done)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the scheduler did not stop within 5s");
+        }
+    }
     if !controllers_done
         && tokio::time::timeout(std::time::Duration::from_secs(5), &mut controllers_task)
             .await

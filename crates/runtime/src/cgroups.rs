@@ -12,6 +12,23 @@ pub(crate) fn container_path(id: &str) -> String {
     format!("/orca/{id}")
 }
 
+/// Why containers cannot get cgroups here, if they cannot: no cgroup
+/// filesystem where libcontainer looks for one (v2 at the root, or v1's
+/// memory hierarchy under it), as in a mount namespace whose /sys was
+/// mounted again without it (`ip netns exec` does that).
+pub(crate) fn unavailable() -> Option<String> {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
+    let root = Path::new(CGROUP_ROOT);
+    let is = |path: &Path, magic| statfs(path).is_ok_and(|s| s.filesystem_type() == magic);
+    if is(root, CGROUP2_SUPER_MAGIC) || is(&root.join("memory"), CGROUP_SUPER_MAGIC) {
+        return None;
+    }
+    Some(format!(
+        "no cgroup filesystem is mounted at {CGROUP_ROOT} in the agent's mount namespace, so no container can be created; \
+         start the agent where the host's /sys/fs/cgroup is visible (enter a network namespace with nsenter --net, not ip netns exec)"
+    ))
+}
+
 fn unified_mounted_at_root() -> bool {
     Path::new(CGROUP_ROOT).join("cgroup.controllers").exists()
 }

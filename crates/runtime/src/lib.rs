@@ -226,6 +226,33 @@ pub struct RegistryAuth {
     pub password: String,
 }
 
+/// One of CRI's runtime conditions: `RuntimeReady` (containers can be
+/// run) or `NetworkReady` (pods get a network).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeCondition {
+    pub status: bool,
+    /// A CamelCase cause when `status` is false.
+    pub reason: String,
+    pub message: String,
+}
+
+impl RuntimeCondition {
+    pub fn ready() -> RuntimeCondition {
+        RuntimeCondition {
+            status: true,
+            reason: String::new(),
+            message: String::new(),
+        }
+    }
+}
+
+/// What the runtime says about itself (CRI's `Status`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeStatus {
+    pub runtime_ready: RuntimeCondition,
+    pub network_ready: RuntimeCondition,
+}
+
 /// A command to run in a running container (`kubectl exec`).
 #[derive(Clone, Debug, Default)]
 pub struct ExecRequest {
@@ -304,6 +331,9 @@ pub trait Runtime: Send + Sync + 'static {
 
     async fn exec(&self, id: &str, request: ExecRequest) -> Result<StreamSession>;
     async fn attach(&self, id: &str, stdin: bool, tty: bool) -> Result<StreamSession>;
+
+    /// Whether containers can be run and pods get networks now.
+    async fn status(&self) -> RuntimeStatus;
     /// A connection to `port` on the pod's loopback, made inside the pod's
     /// network namespace (`kubectl port-forward`).
     async fn port_forward(&self, pod_uid: &str, port: u16) -> Result<tokio::net::TcpStream>;

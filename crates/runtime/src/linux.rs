@@ -176,6 +176,23 @@ impl Runtime for LinuxRuntime {
         crate::attach::attach(&self.inner.layout.container(id), id, stdin, tty).await
     }
 
+    async fn status(&self) -> crate::RuntimeStatus {
+        let runtime_ready = match crate::cgroups::unavailable() {
+            None => crate::RuntimeCondition::ready(),
+            Some(message) => crate::RuntimeCondition {
+                status: false,
+                reason: "CgroupsUnavailable".into(),
+                message,
+            },
+        };
+        crate::RuntimeStatus {
+            runtime_ready,
+            // The pod CIDR was given at construction; the bridge is made
+            // with the first sandbox.
+            network_ready: crate::RuntimeCondition::ready(),
+        }
+    }
+
     async fn port_forward(&self, pod_uid: &str, port: u16) -> Result<tokio::net::TcpStream> {
         crate::portforward::connect(&self.inner, pod_uid, port).await
     }

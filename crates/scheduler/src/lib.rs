@@ -89,6 +89,16 @@ pub enum Error {
 /// schedules only while holding the Lease and pauses (dropping in-flight
 /// work) whenever leadership is lost.
 pub async fn run(client: Client, config: Config) -> Result<(), Error> {
+    run_until(client, config, std::future::pending()).await
+}
+
+/// As [`run`], until `shutdown` resolves; then the Lease is released, so
+/// that another scheduler takes over at once rather than after it expires.
+pub async fn run_until(
+    client: Client,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
     if config.bind_parallelism == 0 || config.write_parallelism == 0 {
         return Err(Error::InvalidConfig(
             "bind_parallelism and write_parallelism must be at least 1".into(),
@@ -121,16 +131,24 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
                 retry_period: config.retry_period,
             },
         );
+        tokio::pin!(shutdown);
         loop {
-            lock.acquire().await;
             tokio::select! {
+                _ = &mut shutdown => break,
+                _ = lock.acquire() => {}
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
                 _ = schedule(client.clone(), &config, tx.clone()) => return,
                 _ = lock.hold() => {
                     tracing::warn!(identity = %config.identity, "lost scheduler leadership; waiting to re-acquire it");
                 }
             }
         }
+        lock.release().await;
     };
+    // Once scheduling ends its sender is gone: the reports of binds
+    // already made are written, then they end too.
     tokio::join!(reports, scheduling);
     Ok(())
 }

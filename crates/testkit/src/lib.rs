@@ -1,6 +1,15 @@
 //! Test setup shared by the crates' integration tests (a dev-dependency
 //! only): a real API server over the SQLite store in a directory the test
 //! owns, an admin client for it over HTTPS, and polling with a deadline.
+//!
+//! For multi-node tests: machines on a LAN simulated with network
+//! namespaces ([`lan`]), a real etcd cluster ([`etcd`]), and `orca server`
+//! and `orca agent` processes with kubectl ([`orca`]).
+
+pub mod etcd;
+pub mod lan;
+pub mod orca;
+pub mod process;
 
 use std::future::Future;
 use std::path::Path;

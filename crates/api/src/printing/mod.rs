@@ -8,6 +8,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Event, Namespace, Node, Pod, Secret, ServiceAccount,
 };
+use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{json, Value};
 
@@ -135,6 +136,7 @@ pub fn columns(kind: &str) -> Vec<Value> {
             col("Holder", "string", "", 0, "holderIdentity contains the identity of the holder of a current lease. If Coordinated Leader Election is used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field."),
             age_col(),
         ],
+        "RuntimeClass" => vec![name_col(), col("Handler", "string", "", 0, ""), age_col()],
         "RoleBinding" | "ClusterRoleBinding" => rbac::binding_columns(),
         "CertificateSigningRequest" => certificates::csr_columns(),
         "Service" => services::service_columns(),
@@ -258,6 +260,14 @@ pub fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
                 json!(name_of(&l.metadata)),
                 json!(holder),
                 json!(age(l.metadata.creation_timestamp.as_ref(), now)),
+            ]
+        }
+        "RuntimeClass" => {
+            let rc: RuntimeClass = from_value(obj);
+            vec![
+                json!(name_of(&rc.metadata)),
+                json!(rc.handler),
+                json!(age(rc.metadata.creation_timestamp.as_ref(), now)),
             ]
         }
         "RoleBinding" | "ClusterRoleBinding" => rbac::binding_cells(obj, now),

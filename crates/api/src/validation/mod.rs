@@ -22,6 +22,7 @@ pub use rbac::name_is_path_segment;
 mod apps;
 mod batch;
 mod endpoints;
+mod node;
 mod services;
 
 pub use apps::{
@@ -40,6 +41,7 @@ pub use endpoints::{
     validate_endpoint_slice, validate_endpoint_slice_create, validate_endpoint_slice_update,
     validate_endpoints, validate_endpoints_update,
 };
+pub use node::{validate_runtime_class, validate_runtime_class_update};
 pub use services::{
     externally_accessible, is_dns1035_label, is_headless, needs_health_check, validate_cluster_ips,
     validate_non_special_ip, validate_service, validate_service_status_update,

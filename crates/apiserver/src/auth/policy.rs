@@ -319,10 +319,11 @@ mod tests {
     fn the_policy_has_kubernetes_counts() {
         let count = |kind: &str| objects().iter().filter(|o| o.kind == kind).count();
         // Kubernetes 1.32: 64 ClusterRoles, 45 ClusterRoleBindings (plus
-        // Orca's node-service-routing role and its binding, and three
-        // node-joining bindings), 7 Roles, 7 RoleBindings.
-        assert_eq!(count("ClusterRole"), 65);
-        assert_eq!(count("ClusterRoleBinding"), 49);
+        // Orca's node-service-routing and node-pod-network roles and their
+        // bindings, and three node-joining bindings), 7 Roles, 7
+        // RoleBindings.
+        assert_eq!(count("ClusterRole"), 66);
+        assert_eq!(count("ClusterRoleBinding"), 50);
         assert_eq!(count("Role"), 7);
         assert_eq!(count("RoleBinding"), 7);
         let view = objects().iter().find(|o| o.name == "view").unwrap();

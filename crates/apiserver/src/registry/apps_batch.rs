@@ -25,15 +25,15 @@ use crate::status::ApiError;
 /// A kind served from its typed form: its scheme defaults, its create,
 /// update and status-update validation, what a create resets.
 pub struct Typed<T: 'static> {
-    default: fn(&mut T),
-    validate: fn(&T) -> Vec<FieldError>,
-    validate_update: fn(&T, &T) -> Vec<FieldError>,
-    validate_status_update: fn(&T, &T) -> Vec<FieldError>,
-    on_create: fn(&mut T),
+    pub(super) default: fn(&mut T),
+    pub(super) validate: fn(&T) -> Vec<FieldError>,
+    pub(super) validate_update: fn(&T, &T) -> Vec<FieldError>,
+    pub(super) validate_status_update: fn(&T, &T) -> Vec<FieldError>,
+    pub(super) on_create: fn(&mut T),
     /// Whether a changed spec starts a new generation.
-    generations: bool,
+    pub(super) generations: bool,
     /// Whether the kind serves `scale` (on `spec.replicas`).
-    scales: bool,
+    pub(super) scales: bool,
 }
 
 impl<T> Strategy for Typed<T>

@@ -9,6 +9,7 @@ mod apps_batch;
 pub mod certificates;
 mod endpoints;
 mod namespaces;
+mod node;
 mod pods;
 mod rbac;
 mod reviews;
@@ -42,6 +43,7 @@ pub use apps_batch::{
 pub use certificates::CERTIFICATE_SIGNING_REQUEST;
 pub use endpoints::{ENDPOINTS, ENDPOINT_SLICE};
 pub use namespaces::NAMESPACE;
+pub use node::RUNTIME_CLASS;
 pub use pods::POD;
 pub use rbac::{BINDING, ROLE};
 pub use reviews::{

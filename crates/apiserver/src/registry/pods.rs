@@ -1,4 +1,4 @@
-//! Pods: ServiceAccount admission, defaulted and validated from one typed
+//! Pods: ServiceAccount and RuntimeClass admission, defaulted and validated from one typed
 //! decode, graceful deletion, and what their status writers may change.
 
 use std::sync::Arc;
@@ -23,7 +23,10 @@ impl Strategy for Pod {
         state: &'a Arc<State>,
         obj: &'a mut Value,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
-        Box::pin(super::service_account_admission::admit(state, obj))
+        Box::pin(async move {
+            super::service_account_admission::admit(state, obj).await?;
+            super::node::admit_pod(state, obj).await
+        })
     }
 
     fn prepare_create(&self, def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {

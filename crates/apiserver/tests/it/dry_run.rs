@@ -340,6 +340,8 @@ fn sample(resource: &str, name: &str) -> Value {
             "restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "busybox"}]}}}}}}),
         "poddisruptionbudgets" => json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
             "metadata": meta, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": name}}}}),
+        "runtimeclasses" => json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+            "metadata": meta, "handler": "runc"}),
         other => panic!(
             "the server serves {other:?} but this test has no sample of it: add one, \
              so that its writes are checked for dry run too"

@@ -13,6 +13,7 @@ mod pod_security;
 mod protobuf;
 mod proxy;
 mod rbac;
+mod runtime_class;
 mod service_accounts;
 mod service_allocation;
 mod services;

@@ -315,3 +315,56 @@ async fn an_unreachable_agent_fails_as_kubernetes_words_it() {
     assert_eq!(pf["kind"], "PodPortForwardOptions");
     assert_eq!(pf["verbs"], serde_json::json!(["create", "get"]));
 }
+
+/// A Node named `name` whose agent listens at 127.0.0.1:`port`, and a pod
+/// `pod` on it.
+async fn pod_on_node(client: &kube::Client, name: &str, port: u16, pod: &str) {
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+        "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                   "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}},
+    }))
+    .expect("node");
+    Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("node");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod},
+        "spec": {"nodeName": name, "containers": [{"name": "c", "image": "busybox"}]},
+    }))
+    .expect("pod");
+    Api::<Pod>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("pod");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_failures_name_their_cause() {
+    let h = common::Harness::start().await;
+    let client = h.client().await;
+
+    // An agent of another cluster (another CA) refuses this server's
+    // client certificate.
+    let other_ca = rcgen::CertificateParams::default()
+        .self_signed(&rcgen::KeyPair::generate().expect("key"))
+        .expect("ca");
+    let port = fake_agent(other_ca.pem().as_bytes()).await;
+    pod_on_node(&client, "stranger", port, "web").await;
+    let err = h.kubectl_fails(&["logs", "web"], None).await;
+    assert!(
+        err.contains(&format!(
+            "Error from server: Get \"https://127.0.0.1:{port}/containerLogs/default/web/c\""
+        )) && err.contains(
+            "the node agent of stranger does not trust this API server's client certificate"
+        ),
+        "{err}"
+    );
+    let err = h.kubectl_fails(&["exec", "web", "--", "true"], None).await;
+    assert!(
+        err.contains("Internal error occurred: error sending request: Post ")
+            && err.contains("does not trust"),
+        "{err}"
+    );
+}

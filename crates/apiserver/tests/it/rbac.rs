@@ -476,7 +476,7 @@ async fn the_bootstrap_policy_reads_as_kubernetes_1_32() {
             .collect()
     };
     let got = h.kubectl(&["get", "clusterroles"]).await;
-    let orca_roles = ["orca:node-service-routing"];
+    let orca_roles = ["orca:node-pod-network", "orca:node-service-routing"];
     let upstream_roles: Vec<String> = names(&got)
         .into_iter()
         .filter(|n| !orca_roles.contains(&n.as_str()))
@@ -490,6 +490,7 @@ async fn the_bootstrap_policy_reads_as_kubernetes_1_32() {
         "orca:node-autoapprove-bootstrap",
         "orca:node-autoapprove-certificate-rotation",
         "orca:node-bootstrapper",
+        "orca:node-pod-network",
         "orca:node-service-routing",
     ];
     let upstream: Vec<String> = names(&got)

@@ -159,6 +159,62 @@ async fn foreground_deletes_dependents_before_the_owner() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreground_waits_for_the_whole_tree() {
+    let c = Cluster::start().await;
+    let deployments: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let d = json!({"metadata": {"name": "tree"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "tree"}},
+            "template": {"metadata": {"labels": {"app": "tree"}, "finalizers": [HOLD]},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+    deployments
+        .create(&PostParams::default(), &serde_json::from_value(d).unwrap())
+        .await
+        .unwrap();
+    let pods = wait_for("2 pods", WAIT, || async {
+        let p = c.pods_labelled("tree").await;
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    deployments
+        .delete("tree", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    // The ReplicaSet, which has dependents, is deleted in the foreground
+    // too: the Deployment waits for the pods, not only for the set.
+    wait_for("pods marked for deletion", WAIT, || async {
+        let p = c.pods_labelled("tree").await;
+        p.iter()
+            .all(|p| p.metadata.deletion_timestamp.is_some())
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sets = c.sets().list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(sets.len(), 1);
+    assert_eq!(sets[0].finalizers(), ["foregroundDeletion"]);
+    let owner = deployments.get("tree").await.expect("the Deployment waits");
+    assert_eq!(owner.finalizers(), ["foregroundDeletion"]);
+    c.release(&pods).await;
+    wait_for("the Deployment gone after its pods", WAIT, || async {
+        deployments
+            .get_opt("tree")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(c.pods_labelled("tree").await.is_empty());
+    assert!(c
+        .sets()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphan_keeps_the_dependents_without_their_owner() {
     let c = Cluster::start().await;
     let pods = c.replica_set("or", false).await;

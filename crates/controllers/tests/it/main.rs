@@ -6,6 +6,7 @@ mod daemonset;
 mod deployment;
 mod endpoints;
 mod gc;
+mod ipam;
 mod job;
 mod leader_election;
 mod node_lifecycle;

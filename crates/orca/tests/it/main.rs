@@ -3,7 +3,11 @@
 mod agent_join;
 mod cheatsheet;
 mod common;
+mod ha_servers;
 mod jobs;
+mod multinode;
+mod node_health;
+mod runtime_class;
 mod services;
 mod services_bench;
 mod statefulsets;

@@ -74,16 +74,19 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn server(dir: &Path, etcd: &str) -> (Proc, PathBuf) {
+/// A server on `etcd`; the second joins the first's cluster with its token.
+fn server(dir: &Path, etcd: &str, join_token: Option<&Path>) -> (Proc, PathBuf) {
     std::fs::create_dir_all(dir).unwrap();
-    let proc = spawn(
-        Command::new(env!("CARGO_BIN_EXE_orca"))
-            .args(["server", "--disable-agent", "--datastore-endpoint", etcd])
-            .args(["--https-port", &free_port().to_string()])
-            .arg("--data-dir")
-            .arg(dir),
-        &dir.join("server.log"),
-    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_orca"));
+    command
+        .args(["server", "--disable-agent", "--datastore-endpoint", etcd])
+        .args(["--https-port", &free_port().to_string()])
+        .arg("--data-dir")
+        .arg(dir);
+    if let Some(token) = join_token {
+        command.arg("--token-file").arg(token);
+    }
+    let proc = spawn(&mut command, &dir.join("server.log"));
     let kubeconfig = dir.join("kubeconfig");
     wait_until("the API server answers", || {
         kubeconfig.exists() && kubectl(&kubeconfig, &["get", "--raw", "/readyz"]).0
@@ -144,8 +147,12 @@ fn two_servers_on_one_etcd_run_the_controllers_once() {
     wait_until("etcd listens", || {
         std::net::TcpStream::connect(("127.0.0.1", client)).is_ok()
     });
-    let (mut a, kc_a) = server(&dir.path().join("a"), &etcd_url);
-    let (mut b, kc_b) = server(&dir.path().join("b"), &etcd_url);
+    let (mut a, kc_a) = server(&dir.path().join("a"), &etcd_url, None);
+    let (mut b, kc_b) = server(
+        &dir.path().join("b"),
+        &etcd_url,
+        Some(&dir.path().join("a/token")),
+    );
     wait_until("a controller leader", || !holder(&kc_a).is_empty());
     let leader = holder(&kc_a);
 
