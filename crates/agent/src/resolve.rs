@@ -666,10 +666,16 @@ pub async fn volumes(
                             fresh
                         }
                     };
-                    // The volume's mode, as the kubelet gives it without
-                    // fsGroup.
+                    // The volume's mode; with fsGroup the kubelet writes
+                    // the token 0600, which the group's read bit makes 0640.
+                    let has_fs_group = pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.security_context.as_ref())
+                        .is_some_and(|sc| sc.fs_group.is_some());
+                    let mode = if has_fs_group { 0o600 } else { default_mode };
                     if let Some(token) = token {
-                        files.insert(t.path.clone(), (token.into_bytes(), default_mode));
+                        files.insert(t.path.clone(), (token.into_bytes(), mode));
                     }
                 }
             }

@@ -146,8 +146,20 @@ fn is_mount_point(dir: &Path) -> std::io::Result<bool> {
     Ok(std::fs::metadata(dir)?.dev() != std::fs::metadata(parent)?.dev())
 }
 
+/// The root of a volume on the node's disk: world-writable, as the
+/// kubelet's (the container mounts it read-only).
+pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if std::fs::metadata(dir)?.permissions().mode() & 0o777 != 0o777 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))?;
+    }
+    Ok(())
+}
+
 /// Mounts a tmpfs at `dir` unless one is there already (after an agent
-/// restart), so that what is written there stays in memory.
+/// restart), so that what is written there stays in memory. Its root is
+/// world-writable with the sticky bit, as the kubelet's (the container
+/// mounts it read-only).
 pub fn ensure_tmpfs(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     if is_mount_point(dir)? {
@@ -158,7 +170,7 @@ pub fn ensure_tmpfs(dir: &Path) -> std::io::Result<()> {
         dir,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=0755"),
+        Some("mode=1777"),
     )
     .map_err(|e| std::io::Error::other(format!("mounting a tmpfs at {}: {e}", dir.display())))
 }

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
-use orca_runtime::{ContainerConfig, ContainerState as Rt, ContainerStatus, Mount, SecurityConfig};
+use orca_runtime::{
+    ContainerConfig, ContainerState as Rt, ContainerStatus, FsGroupChangePolicy, Mount,
+    SeccompProfile, SecurityConfig,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
@@ -544,6 +547,9 @@ impl Worker {
         let dns = self.ctx.dns.pod_dns(&self.pod)?;
         crate::network::record_dns_events(&self.ctx, &self.pod, &dns);
         let sysctls = crate::sysctls::of(&spec);
+        let fs_group = self
+            .fs_group()
+            .map(|gid| (gid, fs_group_change_policy(&spec)));
         Ok(orca_runtime::SandboxConfig {
             pod_uid: self.uid.clone(),
             namespace: self.namespace(),
@@ -564,7 +570,18 @@ impl Worker {
             volumes,
             share_process_namespace: spec.share_process_namespace.unwrap_or(false),
             sysctls,
+            fs_group,
         })
+    }
+
+    /// The pod's `securityContext.fsGroup`.
+    fn fs_group(&self) -> Option<u32> {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.as_ref())
+            .and_then(|sc| sc.fs_group)
+            .and_then(|g| u32::try_from(g).ok())
     }
 
     fn downward(&self) -> crate::resolve::Runtime {
@@ -607,8 +624,12 @@ impl Worker {
         )
         .await?;
         let dir = crate::volumes::pod_dir(&self.ctx.config.agent_dir(), &self.uid);
+        let fs_group = self.fs_group();
         for (name, source) in volumes.iter_mut() {
             if let orca_runtime::VolumeSource::Files { files, .. } = source {
+                let failed = |e: std::io::Error| {
+                    format!("MountVolume.SetUp failed for volume {name:?} : {e}")
+                };
                 let path = dir.join(name);
                 let in_memory = self
                     .pod
@@ -617,9 +638,16 @@ impl Worker {
                     .flat_map(|s| s.volumes.iter().flatten())
                     .any(|v| v.name == *name && crate::resolve::is_memory_backed(v));
                 if in_memory {
-                    crate::volumes::ensure_tmpfs(&path).map_err(|e| {
-                        format!("MountVolume.SetUp failed for volume {name:?} : {e}")
-                    })?;
+                    crate::volumes::ensure_tmpfs(&path).map_err(failed)?;
+                } else {
+                    crate::volumes::ensure_dir(&path).map_err(failed)?;
+                }
+                if fs_group.is_some() {
+                    // The group may read every file (the mode the files
+                    // are written with, so a resync sees no change).
+                    for (_, mode) in files.values_mut() {
+                        *mode |= 0o440;
+                    }
                 }
                 crate::volumes::write(&path, files).map_err(|e| {
                     format!(
@@ -627,6 +655,15 @@ impl Worker {
                         path.display()
                     )
                 })?;
+                if let Some(gid) = fs_group {
+                    orca_runtime::set_volume_ownership(
+                        &path,
+                        gid,
+                        true,
+                        FsGroupChangePolicy::Always,
+                    )
+                    .map_err(failed)?;
+                }
                 *source = orca_runtime::VolumeSource::HostPath { path };
             }
         }
@@ -1235,12 +1272,24 @@ impl Worker {
                 run_as_user: csc.run_as_user.or(psc.run_as_user),
                 run_as_group: csc.run_as_group.or(psc.run_as_group),
                 run_as_non_root: csc.run_as_non_root.or(psc.run_as_non_root).unwrap_or(false),
-                supplemental_groups: psc.supplemental_groups.clone().unwrap_or_default(),
+                // The kubelet adds fsGroup to the pod's supplemental groups.
+                supplemental_groups: psc
+                    .supplemental_groups
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .chain(psc.fs_group)
+                    .collect(),
                 privileged: csc.privileged.unwrap_or(false),
                 capabilities_add: caps.add.unwrap_or_default(),
                 capabilities_drop: caps.drop.unwrap_or_default(),
                 read_only_root_filesystem: csc.read_only_root_filesystem.unwrap_or(false),
                 allow_privilege_escalation: csc.allow_privilege_escalation,
+                seccomp: seccomp_profile(
+                    csc.seccomp_profile
+                        .as_ref()
+                        .or(psc.seccomp_profile.as_ref()),
+                ),
             },
             tty: c.tty.unwrap_or(false),
             stdin: c.stdin.unwrap_or(false),
@@ -1716,4 +1765,25 @@ fn has_readiness_gates(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.readiness_gates.as_ref())
         .is_some_and(|g| !g.is_empty())
+}
+
+/// The runtime's profile for a `seccompProfile`; unset is Unconfined, as in
+/// Kubernetes.
+fn seccomp_profile(p: Option<&k8s_openapi::api::core::v1::SeccompProfile>) -> SeccompProfile {
+    match p.map(|p| (p.type_.as_str(), p.localhost_profile.as_deref())) {
+        Some(("RuntimeDefault", _)) => SeccompProfile::RuntimeDefault,
+        Some(("Localhost", path)) => SeccompProfile::Localhost(path.unwrap_or_default().into()),
+        _ => SeccompProfile::Unconfined,
+    }
+}
+
+fn fs_group_change_policy(spec: &k8s_openapi::api::core::v1::PodSpec) -> FsGroupChangePolicy {
+    match spec
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.fs_group_change_policy.as_deref())
+    {
+        Some("OnRootMismatch") => FsGroupChangePolicy::OnRootMismatch,
+        _ => FsGroupChangePolicy::Always,
+    }
 }

@@ -4,6 +4,8 @@
 //! pause process, hence its own `main` (harness = false).
 
 mod common;
+#[path = "lifecycle/security.rs"]
+mod security;
 
 use std::time::Duration;
 
@@ -89,6 +91,9 @@ fn main() {
         }),
         ("streaming_exec_speaks_v5_and_v4_with_tty", || {
             Box::pin(streaming_exec_speaks_v5_and_v4_with_tty())
+        }),
+        ("seccomp_and_fs_group_apply_to_running_pods", || {
+            Box::pin(security::seccomp_and_fs_group_apply_to_running_pods())
         }),
     ];
     let trials = tests

@@ -178,6 +178,9 @@ impl Inner {
         if let Some(parent) = log_path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
         }
+        if let Some(message) = crate::seccomp::unsupported(&config.security.seccomp) {
+            return Err(BundleError::Other(message));
+        }
         let rootfs = crate::rootfs::mount_overlay(dir, &image.layers).map_err(|e| e.to_string())?;
         let user = crate::spec::resolve_user(
             &config.security,

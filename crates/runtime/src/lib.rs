@@ -28,6 +28,7 @@ mod portforward;
 mod remove;
 mod rootfs;
 mod sandbox;
+mod seccomp;
 mod shim;
 mod spec;
 mod start;
@@ -41,6 +42,7 @@ mod volumes;
 pub use images::{ImageProvider, RuntimeImage};
 pub use internal::run_internal_command_if_requested;
 pub use linux::{LinuxRuntime, RuntimeConfig};
+pub use volumes::{set_volume_ownership, FsGroupChangePolicy};
 
 /// Everything about a pod that its sandbox needs.
 #[derive(Clone, Debug, Default)]
@@ -65,6 +67,10 @@ pub struct SandboxConfig {
     /// (`spec.securityContext.sysctls`), names dot-separated. Net ones are
     /// refused for host-network pods: they would change the node.
     pub sysctls: Vec<(String, String)>,
+    /// `securityContext.fsGroup` and its change policy: the group of the
+    /// pod's emptyDir and file volumes (the agent also adds it to each
+    /// container's supplementary groups, as the kubelet does).
+    pub fs_group: Option<(u32, FsGroupChangePolicy)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -157,6 +163,18 @@ pub struct SecurityConfig {
     pub capabilities_drop: Vec<String>,
     pub read_only_root_filesystem: bool,
     pub allow_privilege_escalation: Option<bool>,
+    pub seccomp: SeccompProfile,
+}
+
+/// `securityContext.seccompProfile`, the container's over the pod's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SeccompProfile {
+    /// Kubernetes' default: no filter.
+    #[default]
+    Unconfined,
+    RuntimeDefault,
+    /// A profile file on the node (`localhostProfile`); not supported.
+    Localhost(String),
 }
 
 /// A container's state, as Kubernetes distinguishes them.

@@ -183,8 +183,9 @@ impl Inner {
         } else {
             Some(self.network.allocate(uid).map_err(other)?)
         };
-        let volumes = crate::volumes::prepare(&dir.join("volumes"), &config.volumes)
-            .map_err(|e| other(format!("pod {}/{}: {e}", config.namespace, config.pod_name)))?;
+        let volumes =
+            crate::volumes::prepare(&dir.join("volumes"), &config.volumes, config.fs_group)
+                .map_err(|e| other(format!("pod {}/{}: {e}", config.namespace, config.pod_name)))?;
         let shm = dir.join("shm");
         std::fs::create_dir_all(&shm).map_err(other)?;
         if !crate::rootfs::is_mounted(&shm) {

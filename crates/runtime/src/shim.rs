@@ -66,14 +66,16 @@ pub(crate) fn shim_main(args: &[String]) -> ! {
 }
 
 /// Runs the workload as libcontainer's default executor does, after undoing
-/// what the Rust runtime did to this process: it ignores SIGPIPE, and an
-/// ignored signal stays ignored across exec.
+/// what the Rust runtime did to this process (it ignores SIGPIPE, and an
+/// ignored signal stays ignored across exec) and installing the seccomp
+/// filter the spec asks for, as late before exec as libcontainer lets us.
 #[derive(Clone)]
 pub(crate) struct ResetSignalsExecutor;
 
 impl Executor for ResetSignalsExecutor {
     fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
         crate::sys::reset_sigpipe();
+        crate::seccomp::apply(spec).map_err(ExecutorError::Other)?;
         libcontainer::workload::default::get_executor().exec(spec)
     }
 

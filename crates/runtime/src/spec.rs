@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
-use crate::{ContainerConfig, RuntimeImage, SecurityConfig};
+use crate::{ContainerConfig, RuntimeImage, SeccompProfile, SecurityConfig};
 
 /// containerd's default capability set for unprivileged containers.
 pub(crate) const DEFAULT_CAPS: &[&str] = &[
@@ -366,6 +366,41 @@ pub(crate) struct SpecInputs<'a> {
     pub held_caps: Vec<&'static str>,
 }
 
+/// The process' capabilities and the annotations that ask its executor for
+/// a seccomp filter. Without `no_new_privs`, installing a filter takes
+/// CAP_SYS_ADMIN: the process keeps what it needs and the annotation names
+/// the container's own set, which it drops to once the filter is in place.
+fn seccomp_annotations(
+    sec: &SecurityConfig,
+    caps: &[String],
+    no_new_privileges: bool,
+) -> (Vec<String>, serde_json::Map<String, Value>) {
+    let mut annotations = serde_json::Map::new();
+    // A privileged container runs unconfined, as with containerd.
+    if sec.seccomp != SeccompProfile::RuntimeDefault || sec.privileged {
+        return (caps.to_vec(), annotations);
+    }
+    annotations.insert(
+        crate::seccomp::PROFILE_ANNOTATION.into(),
+        json!(crate::seccomp::RUNTIME_DEFAULT),
+    );
+    let missing: Vec<&str> = crate::seccomp::INSTALL_CAPS
+        .iter()
+        .copied()
+        .filter(|c| !caps.iter().any(|have| have == c))
+        .collect();
+    if no_new_privileges || missing.is_empty() {
+        return (caps.to_vec(), annotations);
+    }
+    annotations.insert(
+        crate::seccomp::CAPS_ANNOTATION.into(),
+        json!(caps.join(",")),
+    );
+    let mut process_caps = caps.to_vec();
+    process_caps.extend(missing.iter().map(|c| c.to_string()));
+    (process_caps, annotations)
+}
+
 pub(crate) fn build(inputs: &SpecInputs) -> Result<Spec, SpecError> {
     let c = inputs.container;
     let sec = &c.security;
@@ -381,6 +416,8 @@ pub(crate) fn build(inputs: &SpecInputs) -> Result<Spec, SpecError> {
         .or_else(|| inputs.image.working_dir.clone().filter(|d| !d.is_empty()))
         .unwrap_or_else(|| "/".to_string());
     let caps = capabilities(sec, &inputs.held_caps);
+    let no_new_privileges = sec.allow_privilege_escalation == Some(false);
+    let (process_caps, annotations) = seccomp_annotations(sec, &caps, no_new_privileges);
 
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc",
@@ -462,9 +499,11 @@ pub(crate) fn build(inputs: &SpecInputs) -> Result<Spec, SpecError> {
             "args": args,
             "env": env,
             "cwd": cwd,
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": sec.allow_privilege_escalation == Some(false),
+            "capabilities": {"bounding": process_caps, "effective": process_caps,
+                             "permitted": process_caps},
+            "noNewPrivileges": no_new_privileges,
         },
+        "annotations": annotations,
         "root": {"path": inputs.rootfs, "readonly": sec.read_only_root_filesystem},
         "mounts": mounts,
         "linux": linux,
@@ -681,5 +720,29 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&serde_json::json!("/proc/kcore")));
+    }
+
+    #[test]
+    fn runtime_default_keeps_what_installing_the_filter_needs() {
+        let sec = SecurityConfig {
+            seccomp: SeccompProfile::RuntimeDefault,
+            ..Default::default()
+        };
+        let caps = capabilities(&sec, ALL_CAPS);
+        let (process, annotations) = seccomp_annotations(&sec, &caps, false);
+        assert_eq!(process.last().map(String::as_str), Some("CAP_SYS_ADMIN"));
+        assert_eq!(annotations[crate::seccomp::CAPS_ANNOTATION], caps.join(","));
+        // With no_new_privs the filter needs no privilege.
+        let (process, annotations) = seccomp_annotations(&sec, &caps, true);
+        assert_eq!(process, caps);
+        assert_eq!(annotations.len(), 1);
+        // Privileged and Unconfined containers get no filter.
+        let privileged = SecurityConfig {
+            privileged: true,
+            ..sec
+        };
+        assert!(seccomp_annotations(&privileged, &caps, false).1.is_empty());
+        let unconfined = SecurityConfig::default();
+        assert!(seccomp_annotations(&unconfined, &caps, false).1.is_empty());
     }
 }

@@ -2,7 +2,7 @@
 //! configMap/secret/downwardAPI) and the bind mounts a container gets from them.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
@@ -30,10 +30,61 @@ fn setup_err(volume: &str, e: impl std::fmt::Display) -> VolumeError {
     }
 }
 
-/// Creates the pod's volumes under `dir` (`pods/<uid>/volumes`).
+/// `fsGroupChangePolicy`: whether a volume whose root already has the
+/// group and modes is walked again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FsGroupChangePolicy {
+    #[default]
+    Always,
+    OnRootMismatch,
+}
+
+/// The pod's `fsGroup` as the kubelet applies it to a volume (its
+/// SetVolumeOwnership): everything in it belongs to the group, files get
+/// group read (and write unless the volume is read-only, as API-data
+/// volumes are) on top of their mode, directories also group search and
+/// the setgid bit, so that new files inherit the group. Symlinks get the
+/// group only.
+pub fn set_volume_ownership(
+    root: &Path,
+    gid: u32,
+    read_only: bool,
+    policy: FsGroupChangePolicy,
+) -> std::io::Result<()> {
+    let mask = if read_only { 0o440 } else { 0o660 };
+    let wanted = |meta: &std::fs::Metadata| {
+        let extra = if meta.is_dir() { 0o2110 } else { 0 };
+        (meta.permissions().mode() & 0o7777) | mask | extra
+    };
+    if policy == FsGroupChangePolicy::OnRootMismatch {
+        let meta = std::fs::metadata(root)?;
+        if meta.gid() == gid && meta.permissions().mode() & 0o7777 == wanted(&meta) {
+            return Ok(());
+        }
+    }
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        std::os::unix::fs::lchown(&path, None, Some(gid))?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(wanted(&meta)))?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the pod's volumes under `dir` (`pods/<uid>/volumes`), owned by
+/// the pod's fsGroup if it has one (host paths never are).
 pub(crate) fn prepare(
     dir: &Path,
     volumes: &BTreeMap<String, VolumeSource>,
+    fs_group: Option<(u32, FsGroupChangePolicy)>,
 ) -> Result<BTreeMap<String, VolumeRecord>, VolumeError> {
     let mut out = BTreeMap::new();
     for (name, source) in volumes {
@@ -78,6 +129,17 @@ pub(crate) fn prepare(
                 VolumeRecord { path, tmpfs: false }
             }
         };
+        if let Some((gid, policy)) = fs_group {
+            let read_only = match source {
+                VolumeSource::EmptyDir { .. } => Some(false),
+                VolumeSource::Files { .. } => Some(true),
+                VolumeSource::HostPath { .. } => None,
+            };
+            if let Some(read_only) = read_only {
+                set_volume_ownership(&record.path, gid, read_only, policy)
+                    .map_err(|e| setup_err(name, format!("applying fsGroup {gid}: {e}")))?;
+            }
+        }
         out.insert(name.clone(), record);
     }
     Ok(out)
@@ -181,7 +243,7 @@ mod tests {
                 size_limit: None,
             },
         );
-        let rec = prepare(dir.path(), &vols).unwrap();
+        let rec = prepare(dir.path(), &vols, None).unwrap();
         let cfg = &rec["cfg"].path;
         assert_eq!(
             std::fs::read_to_string(cfg.join("conf/app.yaml")).unwrap(),
@@ -213,5 +275,56 @@ mod tests {
             binds(&rec, &[m("scratch", Some("out"))]),
             Err(VolumeError::SubPathEscapes { .. })
         ));
+    }
+
+    #[test]
+    fn fs_group_owns_volumes_as_the_kubelet_does() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut vols = BTreeMap::new();
+        let mut files = BTreeMap::new();
+        files.insert("conf/app.yaml".to_string(), (b"a: 1".to_vec(), 0));
+        files.insert("key".to_string(), (b"s3cret".to_vec(), 0o400));
+        vols.insert(
+            "cfg".to_string(),
+            VolumeSource::Files {
+                files,
+                default_mode: 0o644,
+            },
+        );
+        vols.insert(
+            "scratch".to_string(),
+            VolumeSource::EmptyDir {
+                memory: false,
+                size_limit: None,
+            },
+        );
+        let rec = prepare(dir.path(), &vols, Some((2000, FsGroupChangePolicy::Always))).unwrap();
+        let stat = |p: PathBuf| {
+            let m = std::fs::metadata(p).unwrap();
+            (m.gid(), m.permissions().mode() & 0o7777)
+        };
+        assert_eq!(stat(rec["scratch"].path.clone()), (2000, 0o2777));
+        let cfg = &rec["cfg"].path;
+        assert_eq!(stat(cfg.join("key")), (2000, 0o440));
+        assert_eq!(stat(cfg.join("conf/app.yaml")), (2000, 0o644));
+        assert_eq!(stat(cfg.join("conf")).1 & 0o2550, 0o2550);
+
+        // OnRootMismatch leaves a volume whose root is right alone.
+        let inner = rec["scratch"].path.join("later");
+        std::fs::write(&inner, b"").unwrap();
+        // Not the group that the setgid directory gave it.
+        std::os::unix::fs::lchown(&inner, None, Some(0)).unwrap();
+        let policy = FsGroupChangePolicy::OnRootMismatch;
+        set_volume_ownership(&rec["scratch"].path, 2000, false, policy).unwrap();
+        assert_ne!(stat(inner.clone()).0, 2000);
+        set_volume_ownership(
+            &rec["scratch"].path,
+            2000,
+            false,
+            FsGroupChangePolicy::Always,
+        )
+        .unwrap();
+        assert_eq!(stat(inner).0, 2000);
     }
 }

@@ -43,6 +43,8 @@ fn main() {
         file_volumes_sub_paths_read_only_and_termination_message,
         shared_pid_host_network_and_capabilities,
         pod_sysctls_are_set_in_the_pod_namespaces_only,
+        seccomp_runtime_default_filters_and_unconfined_does_not,
+        fs_group_owns_volumes_and_joins_the_groups,
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -829,5 +831,222 @@ fn pod_sysctls_are_set_in_the_pod_namespaces_only() {
             "{err}"
         );
         let _ = rt.remove_sandbox("pod-12h").await;
+    });
+}
+
+/// What a container may do, as its own lines: seccomp mode, privileges,
+/// and whether it could enter a new user namespace (no capability needed,
+/// so only seccomp stops it, with EPERM) and mount a tmpfs.
+const PROBE: &str = "grep -E '^(Seccomp|NoNewPrivs|CapEff|CapBnd):' /proc/self/status; \
+    e=$(unshare -U true 2>&1) && echo userns=ok || echo \"userns=denied: $e\"; \
+    mount -t tmpfs t /tmp 2>/dev/null && echo mount=ok || echo mount=denied; \
+    (echo pong | nc -l -p 9000 &); sleep 0.3; echo ping | nc -w 1 127.0.0.1 9000";
+
+/// Whether PROBE's unshare failed with EPERM, as the profile's default.
+fn userns_eperm(lines: &[String]) -> bool {
+    lines
+        .iter()
+        .any(|l| l.starts_with("stdout F userns=denied") && l.contains("Operation not permitted"))
+}
+
+fn seccomp_runtime_default_filters_and_unconfined_does_not() {
+    use orca_runtime::SeccompProfile;
+    // containerd's default capabilities, in /proc's hex.
+    const DEFAULT_CAPS: &str = "00000000a80425fb";
+    let env = Env::new(13);
+    block_on(async {
+        let rt = &env.runtime;
+        rt.run_sandbox(&sandbox("pod-13", "seccomp")).await.unwrap();
+        let mut ids = Vec::new();
+        let probe = |name: &str, f: &dyn Fn(&mut orca_runtime::SecurityConfig)| {
+            let mut c = busybox(name, PROBE);
+            f(&mut c.security);
+            c
+        };
+
+        // Root, default capabilities, privilege escalation allowed: the
+        // filter is installed with CAP_SYS_ADMIN, which is then dropped.
+        let c = probe("default", &|s| s.seccomp = SeccompProfile::RuntimeDefault);
+        let st = run_to_exit(rt, "pod-13", &c).await;
+        ids.push(st.id.clone());
+        let lines = log_lines(&st.log_path);
+        for want in [
+            "Seccomp:\t2".to_string(),
+            "NoNewPrivs:\t0".into(),
+            format!("CapEff:\t{DEFAULT_CAPS}"),
+            format!("CapBnd:\t{DEFAULT_CAPS}"),
+            "mount=denied".into(),
+            "pong".into(),
+        ] {
+            assert!(
+                lines.contains(&format!("stdout F {want}")),
+                "{want}: {lines:?}"
+            );
+        }
+        assert!(userns_eperm(&lines), "{lines:?}");
+        assert_eq!(exit_code(&st), (0, "Completed".into()), "{lines:?}");
+
+        // Unconfined (Kubernetes' default): root may enter a user namespace.
+        let st = run_to_exit(rt, "pod-13", &probe("unconfined", &|_| {})).await;
+        ids.push(st.id.clone());
+        let lines = log_lines(&st.log_path);
+        assert!(
+            lines.contains(&"stdout F Seccomp:\t0".to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"stdout F userns=ok".to_string()),
+            "{lines:?}"
+        );
+
+        // CAP_SYS_ADMIN makes mount and unshare legal under the profile.
+        let c = probe("admin", &|s| {
+            s.seccomp = SeccompProfile::RuntimeDefault;
+            s.capabilities_add = vec!["SYS_ADMIN".into()];
+        });
+        let st = run_to_exit(rt, "pod-13", &c).await;
+        ids.push(st.id.clone());
+        let lines = log_lines(&st.log_path);
+        assert!(
+            lines.contains(&"stdout F Seccomp:\t2".to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"stdout F mount=ok".to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"stdout F userns=ok".to_string()),
+            "{lines:?}"
+        );
+
+        // A non-root user with privilege escalation unset, and one with
+        // no_new_privs: both run filtered, without capabilities.
+        for (name, nnp) in [("nonroot", None), ("nonroot-nnp", Some(false))] {
+            let c = probe(name, &|s| {
+                s.seccomp = SeccompProfile::RuntimeDefault;
+                s.run_as_user = Some(1000);
+                s.allow_privilege_escalation = nnp;
+            });
+            let st = run_to_exit(rt, "pod-13", &c).await;
+            ids.push(st.id.clone());
+            let lines = log_lines(&st.log_path);
+            for want in [
+                "Seccomp:\t2".to_string(),
+                format!("NoNewPrivs:\t{}", u8::from(nnp.is_some())),
+                "CapEff:\t0000000000000000".into(),
+                format!("CapBnd:\t{DEFAULT_CAPS}"),
+                "pong".into(),
+            ] {
+                assert!(
+                    lines.contains(&format!("stdout F {want}")),
+                    "{name} {want}: {lines:?}"
+                );
+            }
+            assert!(userns_eperm(&lines), "{name}: {lines:?}");
+        }
+
+        // A process exec'd into a filtered container is filtered too.
+        let mut c = busybox("long", "echo ready; exec sleep 1000");
+        c.security.seccomp = SeccompProfile::RuntimeDefault;
+        let id = rt.create_container("pod-13", &c).await.unwrap();
+        rt.start_container(&id).await.unwrap();
+        wait_log(rt, &id, "ready").await;
+        let (code, out, _) = exec(
+            rt,
+            &id,
+            &[
+                "sh",
+                "-c",
+                "grep -E '^(Seccomp|CapBnd):' /proc/self/status; unshare -U true",
+            ],
+        )
+        .await;
+        // Filtered, and without the CAP_SYS_ADMIN it was installed with.
+        assert_eq!(out, format!("CapBnd:\t{DEFAULT_CAPS}\nSeccomp:\t2\n"));
+        assert_ne!(code, 0);
+        ids.push(id);
+
+        // Profiles from the node's disk are not supported: said so at create.
+        let mut c = busybox("local", "true");
+        c.security.seccomp = SeccompProfile::Localhost("profiles/audit.json".into());
+        let err = rt.create_container("pod-13", &c).await.unwrap_err();
+        assert!(
+            matches!(err, orca_runtime::Error::CreateContainer { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("Localhost"), "{err}");
+
+        rt.remove_sandbox("pod-13").await.unwrap();
+        env.assert_clean(&ids);
+    });
+}
+
+/// fsGroup as the kubelet applies it: an emptyDir becomes 2777 with the
+/// group, a secret-like file volume keeps its file modes plus group read,
+/// files a non-root container creates there get the group (setgid).
+fn fs_group_owns_volumes_and_joins_the_groups() {
+    let env = Env::new(14);
+    block_on(async {
+        let rt = &env.runtime;
+        let mut sb = sandbox("pod-14", "fsgroup");
+        let mut files = std::collections::BTreeMap::new();
+        files.insert("token".to_string(), (b"s3cret".to_vec(), 0));
+        files.insert("private".to_string(), (b"key".to_vec(), 0o400));
+        sb.volumes.insert(
+            "secret".into(),
+            orca_runtime::VolumeSource::Files {
+                files,
+                default_mode: 0o644,
+            },
+        );
+        sb.volumes.insert("scratch".into(), emptydir(false));
+        sb.volumes.insert("memory".into(), emptydir(true));
+        let host_dir = env.dir.path().join("host-data");
+        std::fs::create_dir_all(&host_dir).unwrap();
+        sb.volumes.insert(
+            "host".into(),
+            orca_runtime::VolumeSource::HostPath {
+                path: host_dir.clone(),
+            },
+        );
+        sb.fs_group = Some((2000, orca_runtime::FsGroupChangePolicy::Always));
+        rt.run_sandbox(&sb).await.unwrap();
+        let mut c = busybox(
+            "look",
+            "id -G; stat -c '%n %g %a' /scratch /memory /secret/token /secret/private; \
+             touch /scratch/mine && stat -c '%n %u %g' /scratch/mine; cat /secret/private",
+        );
+        c.security.run_as_user = Some(1000);
+        c.security.supplemental_groups = vec![2000];
+        c.mounts = vec![
+            mount("scratch", "/scratch"),
+            mount("memory", "/memory"),
+            orca_runtime::Mount {
+                read_only: true,
+                ..mount("secret", "/secret")
+            },
+            mount("host", "/host"),
+        ];
+        let st = run_to_exit(rt, "pod-14", &c).await;
+        let lines = log_lines(&st.log_path);
+        assert_eq!(
+            lines,
+            [
+                "stdout F 0 2000",
+                "stdout F /scratch 2000 2777",
+                "stdout F /memory 2000 3777",
+                "stdout F /secret/token 2000 644",
+                "stdout F /secret/private 2000 440",
+                "stdout F /scratch/mine 1000 2000",
+                "stdout F key",
+            ]
+        );
+        // A host path is the node's: fsGroup never changes it.
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&host_dir).unwrap().gid(), 0);
+        let ids = vec![st.id.clone()];
+        rt.remove_sandbox("pod-14").await.unwrap();
+        env.assert_clean(&ids);
     });
 }
