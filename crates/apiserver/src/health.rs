@@ -4,6 +4,8 @@
 //! that match none); `/<endpoint>/<check>` runs one check; a failing check
 //! makes the answer 500 with `[-]name failed: reason withheld`.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::Response;
 
@@ -33,10 +35,18 @@ fn checks(endpoint: &str) -> &'static [&'static str] {
     }
 }
 
+/// How long the datastore has to answer a health check, as kube-apiserver's
+/// `--etcd-healthcheck-timeout` and `--etcd-readycheck-timeout` (2 s): a
+/// datastore that hangs fails the check instead of hanging the probe.
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn passes(state: &State, check: &str) -> bool {
     match check {
-        // The store answers.
-        "etcd" | "etcd-readiness" => state.store.current_revision().await.is_ok(),
+        // The store answers in time.
+        "etcd" | "etcd-readiness" => matches!(
+            tokio::time::timeout(STORE_CHECK_TIMEOUT, state.store.current_revision()).await,
+            Ok(Ok(_))
+        ),
         // The watch cache has loaded (it is built before the server listens).
         "informer-sync" => state.cache.revision() > 0,
         // Namespaces and the bootstrap policy are in place before the
@@ -85,10 +95,17 @@ pub async fn serve(
         .flatten()
         .map(String::as_str)
         .collect();
+    let names: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|c| !excluded.contains(c))
+        .collect();
+    // At once, so a hanging datastore costs one timeout, not one per check.
+    let results = futures::future::join_all(names.iter().map(|n| passes(state, n))).await;
     let mut out = String::new();
     let mut failed = false;
-    for name in all.iter().filter(|c| !excluded.contains(c)) {
-        if passes(state, name).await {
+    for (name, passed) in names.iter().zip(results) {
+        if passed {
             out.push_str(&format!("[+]{name} ok\n"));
         } else {
             failed = true;

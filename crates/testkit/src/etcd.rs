@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::process::{free_port, wait_until, Process};
+use crate::process::{free_port, wait_until, Process, Signal};
 
 struct Member {
     name: String,
@@ -95,6 +95,14 @@ impl EtcdCluster {
     pub fn stop_member(&mut self, i: usize) {
         if let Some(mut p) = self.members[i].process.take() {
             p.kill();
+        }
+    }
+
+    /// Sends `signal` to member `i`: SIGSTOP freezes it (its port stays
+    /// open, nothing answers), SIGCONT thaws it.
+    pub fn signal_member(&self, i: usize, signal: Signal) {
+        if let Some(p) = &self.members[i].process {
+            p.signal(signal);
         }
     }
 

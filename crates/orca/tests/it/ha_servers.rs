@@ -5,8 +5,10 @@
 //! account token issued by one is accepted by the others; logs and exec
 //! reach an agent through every server). A server with no token or a wrong
 //! one refuses to start, saying why. The scheduler's Lease moves at once
-//! when its server stops, and after its expiry when it is SIGKILLed (the
-//! time to the next pod bound is printed).
+//! when its server stops, and after its expiry when it is SIGKILLed; so does
+//! the controllers' Lease. Printed for BENCHMARKS.md: each server's start
+//! to /readyz ok, and the time from a SIGKILL to the next pod bound by the
+//! scheduler and to the next pod created by the controllers.
 
 use std::path::Path;
 use std::process::Command;
@@ -25,6 +27,14 @@ fn kubectl_at(kubeconfig: &Kubectl, url: &str, args: &[&str]) -> (bool, String) 
     all.extend_from_slice(args);
     let out = kubeconfig.run(&all);
     (out.success, format!("{}{}", out.stdout, out.stderr))
+}
+
+/// Whether `server` is the candidate `identity` of a leader election (as
+/// its log says when it acquires a Lease).
+fn runs_as(server: &Server, identity: &str) -> bool {
+    std::fs::read_to_string(server.process.log_path())
+        .unwrap_or_default()
+        .contains(&format!("identity={identity}"))
 }
 
 /// Starts a server expected to fail; returns its log once it has exited.
@@ -56,18 +66,24 @@ fn servers_join_a_cluster_with_its_token() {
     let etcd = EtcdCluster::start(3);
     let endpoints = etcd.endpoints().join(",");
     let lan = Lan::new();
-    let first = Server::start(
+    let started = Instant::now();
+    let mut first = Server::start(
         Path::new(ORCA),
         lan.host_ip(),
         // The agent's server: the scheduler runs in the others, which
         // this test stops.
         &["--datastore-endpoint", &endpoints, "--disable-scheduler"],
     );
+    eprintln!(
+        "the first server: start to /readyz ok {:?}",
+        started.elapsed()
+    );
     let token = first.token_file();
     let token_arg = token.display().to_string();
     let mut joined: Vec<Server> = (0..2)
         .map(|_| {
-            Server::start(
+            let started = Instant::now();
+            let server = Server::start(
                 Path::new(ORCA),
                 lan.host_ip(),
                 &[
@@ -76,7 +92,12 @@ fn servers_join_a_cluster_with_its_token() {
                     "--token-file",
                     &token_arg,
                 ],
-            )
+            );
+            eprintln!(
+                "a server joining with the token: start to /readyz ok {:?}",
+                started.elapsed()
+            );
+            server
         })
         .collect();
     let ca = std::fs::read(first.dir.path().join("tls/ca.crt")).unwrap();
@@ -129,7 +150,7 @@ fn servers_join_a_cluster_with_its_token() {
     // agents, under the shared CA).
     let machine = lan.add_machine("ha1");
     let data = tempfile::tempdir().unwrap();
-    let _agent = Agent::start(
+    let agent = Agent::start(
         Path::new(ORCA),
         &machine,
         &first.url,
@@ -171,13 +192,8 @@ fn servers_join_a_cluster_with_its_token() {
             "{.spec.holderIdentity}",
         )
     };
-    let server_of = |identity: &str, servers: &[Server]| {
-        servers.iter().position(|s| {
-            std::fs::read_to_string(s.process.log_path())
-                .unwrap_or_default()
-                .contains(&format!("identity={identity}"))
-        })
-    };
+    let server_of =
+        |identity: &str, servers: &[Server]| servers.iter().position(|s| runs_as(s, identity));
     let mut leader = String::new();
     wait_until(
         "a scheduler leader",
@@ -247,4 +263,74 @@ fn servers_join_a_cluster_with_its_token() {
     std::fs::write(wrong.path(), format!("K10{}::node:0123", "0".repeat(64))).unwrap();
     let log = failing_server(&endpoints, Some(wrong.path()));
     assert!(log.contains("wrong token"), "{log}");
+
+    // The controllers' server is SIGKILLed: another takes their Lease once
+    // it expires and creates the pod of a new ReplicaSet (the time is
+    // printed). The agent and its pods go first: the first server, theirs,
+    // may be the one killed.
+    kubectl.ok(&["delete", "pods", "--all", "--grace-period=1"]);
+    drop(agent);
+    let mut controllers = String::new();
+    wait_until(
+        "a running server holds the controllers' Lease",
+        WAIT,
+        || {
+            controllers = kubectl.jsonpath(
+                &["lease", "-n", "kube-system", "kube-controller-manager"],
+                "{.spec.holderIdentity}",
+            );
+            !controllers.is_empty()
+                && (runs_as(&first, &controllers) || runs_as(&joined[1], &controllers))
+        },
+        String::new,
+    );
+    let killed = Instant::now();
+    let (victim, survivor_url) = if runs_as(&first, &controllers) {
+        first.process.kill();
+        ("the first server", joined[1].url.clone())
+    } else {
+        joined[1].process.kill();
+        ("a joined server", first.url.clone())
+    };
+    // A node selector no node has: the pod stays Pending, left to the
+    // controllers alone.
+    let replicaset = r#"apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: after-kill
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: after-kill}
+  template:
+    metadata:
+      labels: {app: after-kill}
+    spec:
+      nodeSelector: {orca-test: nowhere}
+      containers:
+      - name: c
+        image: busybox
+"#;
+    let out = kubectl.run_with_input(
+        &["--server", &survivor_url, "apply", "-f", "-"],
+        Some(replicaset),
+    );
+    assert!(out.success, "{out:?}");
+    wait_until(
+        "the ReplicaSet's pod is created after the controllers' server was killed",
+        WAIT,
+        || {
+            let (ok, out) = kubectl_at(
+                &kubectl,
+                &survivor_url,
+                &["get", "pods", "-l", "app=after-kill", "-o", "name"],
+            );
+            ok && out.starts_with("pod/")
+        },
+        String::new,
+    );
+    eprintln!(
+        "a ReplicaSet's pod was created {:?} after the controllers' server ({victim}) was SIGKILLed",
+        killed.elapsed()
+    );
 }

@@ -3,6 +3,7 @@
 mod agent_join;
 mod cheatsheet;
 mod common;
+mod datastore_health;
 mod ha_servers;
 mod jobs;
 mod multinode;

@@ -7,7 +7,7 @@
 //! and one that leaves.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use orca_testkit::lan::{Lan, Machine};
 use orca_testkit::orca::{busybox_pod, Agent, Backend, Kubectl, Server, WAIT};
@@ -76,11 +76,19 @@ impl Cluster {
             _lan: lan,
             dirs,
         };
+        let mut started = Vec::new();
         for i in 0..NODES.len() {
+            started.push(Instant::now());
             let agent = cluster.start_agent(i, backend);
             cluster.agents.push(Some(agent));
         }
-        cluster.wait_nodes_ready();
+        let ready = cluster.wait_nodes_ready();
+        for (i, node) in NODES.iter().enumerate() {
+            eprintln!(
+                "{node}: agent start to node Ready {:?}",
+                ready[i] - started[i]
+            );
+        }
         cluster
     }
 
@@ -109,21 +117,29 @@ impl Cluster {
         out
     }
 
-    fn wait_nodes_ready(&self) {
+    /// Waits until every node is Ready; returns when each was first seen so.
+    fn wait_nodes_ready(&self) -> Vec<Instant> {
         let kubectl = self.kubectl();
+        let mut ready: Vec<Option<Instant>> = vec![None; NODES.len()];
         wait_until(
             "every node is Ready",
             WAIT,
             || {
-                NODES.iter().all(|n| {
-                    kubectl.jsonpath(
-                        &["node", n],
-                        r#"{.status.conditions[?(@.type=="Ready")].status}"#,
-                    ) == "True"
-                })
+                for (n, seen) in NODES.iter().zip(ready.iter_mut()) {
+                    if seen.is_none()
+                        && kubectl.jsonpath(
+                            &["node", n],
+                            r#"{.status.conditions[?(@.type=="Ready")].status}"#,
+                        ) == "True"
+                    {
+                        *seen = Some(Instant::now());
+                    }
+                }
+                ready.iter().all(Option::is_some)
             },
             || self.logs(),
         );
+        ready.into_iter().flatten().collect()
     }
 
     /// Waits until `machine`'s routes satisfy `check`.
@@ -171,6 +187,41 @@ fn print_round_trips(c: &Cluster, backend: &str, same_node_ip: &str, other_node_
         let summary = out.lines().last().unwrap_or_default();
         eprintln!("{backend}: pod to pod {what}: {summary}");
     }
+}
+
+/// Bytes a throughput run sends: 200 MiB.
+const THROUGHPUT_MIB: u32 = 200;
+
+/// Prints the TCP throughput to `peer-mn1` (at `sink_ip`) from a pod on its
+/// node and from one on another node (BENCHMARKS.md): `dd` from /dev/zero
+/// piped into `nc`, timed inside the sending pod until the sink has counted
+/// every byte and closed the connection.
+fn print_throughputs(c: &Cluster, backend: &str, sink_ip: &str) {
+    for (what, pod) in [("same node", "srv-mn1"), ("across nodes", "srv-mn2")] {
+        let send =
+            format!("dd if=/dev/zero bs=1M count={THROUGHPUT_MIB} 2>/dev/null | nc {sink_ip} 5001");
+        let (ok, out) = c.exec(pod, &["time", "sh", "-c", &send]);
+        let bytes = u64::from(THROUGHPUT_MIB) << 20;
+        assert!(
+            ok && out.lines().next() == Some(bytes.to_string().as_str()),
+            "{pod} -> peer-mn1: {out}"
+        );
+        let seconds = busybox_real_seconds(&out).unwrap_or_else(|| panic!("{out}"));
+        eprintln!(
+            "{backend}: pod to pod TCP {what}: {THROUGHPUT_MIB} MiB in {seconds:.2} s, {:.0} MiB/s",
+            f64::from(THROUGHPUT_MIB) / seconds
+        );
+    }
+}
+
+/// The `real` time busybox `time` prints (`real\t0m 1.27s`), in seconds.
+fn busybox_real_seconds(out: &str) -> Option<f64> {
+    let rest = out.lines().find_map(|l| l.strip_prefix("real"))?.trim();
+    let (minutes, seconds) = rest.split_once('m')?;
+    Some(
+        minutes.trim().parse::<f64>().ok()? * 60.0
+            + seconds.trim().trim_end_matches('s').parse::<f64>().ok()?,
+    )
 }
 
 /// The checks both backends must pass.
@@ -244,7 +295,13 @@ fn pod_network_spans_nodes_with_vxlan_and_host_gw() {
         ));
         manifests.push_str("---\n");
     }
-    manifests.push_str(&busybox_pod("peer-mn1", "mn1", "exec sleep 3600", false));
+    // Also the sink of the throughput runs: counts what it is sent.
+    manifests.push_str(&busybox_pod(
+        "peer-mn1",
+        "mn1",
+        "exec nc -ll -p 5001 -e wc -c",
+        false,
+    ));
     manifests.push_str("---\n");
     manifests.push_str(&busybox_pod(
         "hostsrv",
@@ -261,6 +318,7 @@ fn pod_network_spans_nodes_with_vxlan_and_host_gw() {
         .collect();
     pods_reach_across_nodes(&c, &pod_ips);
     print_round_trips(&c, "vxlan", &peer_ip, &pod_ips[1]);
+    print_throughputs(&c, "vxlan", &peer_ip);
 
     // A graceful stop removes the node's device and routes; its pods keep
     // running and are adopted again by the next agent, here with host-gw.
@@ -290,6 +348,7 @@ fn pod_network_spans_nodes_with_vxlan_and_host_gw() {
     }
     pods_reach_across_nodes(&c, &pod_ips);
     print_round_trips(&c, "host-gw", &peer_ip, &pod_ips[1]);
+    print_throughputs(&c, "host-gw", &peer_ip);
 
     // A deleted Node comes back (its agent registers it again, with the
     // pod CIDR it uses), and so do the routes to it.
