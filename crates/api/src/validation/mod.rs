@@ -789,6 +789,12 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         );
     }
     if let Some(psc) = &spec.security_context {
+        errs.extend(validate_sysctls(
+            psc.sysctls.as_deref().unwrap_or_default(),
+            spec.host_network == Some(true),
+            spec.host_ipc == Some(true),
+            &format!("{path}.securityContext.sysctls"),
+        ));
         for (field, v) in [
             ("runAsUser", psc.run_as_user),
             ("runAsGroup", psc.run_as_group),
@@ -1630,6 +1636,100 @@ pub fn validate_tolerations(tolerations: &[Toleration], path: &str) -> Vec<Field
                 &["NoSchedule", "PreferNoSchedule", "NoExecute"],
             ));
         }
+    }
+    errs
+}
+
+const SYSCTL_MAX_LENGTH: usize = 253;
+const SYSCTL_REGEX: &str =
+    r"^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$";
+
+/// Kubernetes' `IsValidSysctlName`: segments of `[a-z0-9]([-_a-z0-9]*[a-z0-9])?`
+/// joined by `.` or `/`, at most 253 characters.
+fn is_valid_sysctl_name(name: &str) -> bool {
+    let segment = |s: &str| {
+        let b = s.as_bytes();
+        let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        b.first().is_some_and(edge)
+            && b.last().is_some_and(edge)
+            && b.iter().all(|c| edge(c) || *c == b'-' || *c == b'_')
+    };
+    name.len() <= SYSCTL_MAX_LENGTH && name.split(['.', '/']).all(segment)
+}
+
+/// The kernel namespace a sysctl belongs to (the kubelet's `GetNamespace`,
+/// on the dotted form), for the ones a pod shares with the host.
+fn sysctl_namespace(name: &str) -> Option<&'static str> {
+    // `net/ipv4/conf/eth0.100/rp_filter` is `net.ipv4.conf.eth0/100.rp_filter`.
+    let dotted: String = match name.find(['.', '/']) {
+        Some(i) if name.as_bytes()[i] == b'/' => name
+            .chars()
+            .map(|c| match c {
+                '.' => '/',
+                '/' => '.',
+                c => c,
+            })
+            .collect(),
+        _ => name.to_string(),
+    };
+    const IPC: &[&str] = &[
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+        "kernel.shm",
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.msg",
+    ];
+    if IPC.contains(&dotted.as_str()) || dotted.starts_with("fs.mqueue.") {
+        Some("ipc")
+    } else if dotted.starts_with("net.") {
+        Some("net")
+    } else {
+        None
+    }
+}
+
+/// `validateSysctls`: valid, distinct names; none of a namespace the pod
+/// shares with the host.
+fn validate_sysctls(
+    sysctls: &[k8s_openapi::api::core::v1::Sysctl],
+    host_network: bool,
+    host_ipc: bool,
+    path: &str,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, s) in sysctls.iter().enumerate() {
+        let field = format!("{path}[{i}].name");
+        if s.name.is_empty() {
+            errs.push(FieldError::required(field.clone(), ""));
+        } else if !is_valid_sysctl_name(&s.name) {
+            errs.push(FieldError::invalid(
+                field.clone(),
+                s.name.as_str(),
+                format!("must have at most {SYSCTL_MAX_LENGTH} characters and match regex {SYSCTL_REGEX}"),
+            ));
+        } else if seen.contains(&s.name) {
+            errs.push(FieldError::duplicate(field.clone(), s.name.as_str()));
+        }
+        match sysctl_namespace(&s.name) {
+            Some("net") if host_network => errs.push(FieldError::invalid(
+                field,
+                s.name.as_str(),
+                "may not be specified when 'hostNetwork' is true",
+            )),
+            Some("ipc") if host_ipc => errs.push(FieldError::invalid(
+                field,
+                s.name.as_str(),
+                "may not be specified when 'hostIPC' is true",
+            )),
+            _ => {}
+        }
+        seen.insert(s.name.clone());
     }
     errs
 }
@@ -2503,6 +2603,30 @@ mod tests {
             "spec.volumes[2].configMap: Forbidden: may not specify more than 1 volume type",
             "spec.containers[0].securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive",
             r#"spec.containers[1].ports[0].hostPort: Duplicate value: "/TCP/8080""#,
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn sysctl_names_are_checked_as_kubernetes_does() {
+        // The upstream conformance spec's pod: two bad names, two good.
+        let v = json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {
+            "containers": [{"name": "a", "image": "x"}],
+            "hostNetwork": true,
+            "securityContext": {"sysctls": [
+                {"name": "foo-", "value": "bar"},
+                {"name": "kernel.shmmax", "value": "100000000"},
+                {"name": "safe-and-unsafe", "value": "100000000"},
+                {"name": "bar..", "value": "42"},
+                {"name": "net/ipv4/conf/eth0.100/rp_filter", "value": "1"},
+                {"name": "kernel.shmmax", "value": "1"}]}}});
+        let got = messages(&validate_pod(&pod(v)));
+        let regex = r"must have at most 253 characters and match regex ^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$";
+        let want = [
+            format!(r#"spec.securityContext.sysctls[0].name: Invalid value: "foo-": {regex}"#),
+            format!(r#"spec.securityContext.sysctls[3].name: Invalid value: "bar..": {regex}"#),
+            r#"spec.securityContext.sysctls[4].name: Invalid value: "net/ipv4/conf/eth0.100/rp_filter": may not be specified when 'hostNetwork' is true"#.into(),
+            r#"spec.securityContext.sysctls[5].name: Duplicate value: "kernel.shmmax""#.into(),
         ];
         assert_eq!(got, want);
     }
