@@ -15,9 +15,7 @@ use crate::cli::AgentArgs;
 use crate::{credentials, node};
 
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(join(args))
 }
 

@@ -32,3 +32,14 @@ fn main() -> anyhow::Result<()> {
         .init();
     cli.run()
 }
+
+/// The tokio runtime of every long-running command. Its worker threads get
+/// 8 MiB of stack rather than tokio's 2 MiB: unoptimized builds keep each
+/// nested async frame's locals on the stack, and the agent's and the
+/// controllers' state machines overflowed 2 MiB in debug builds.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 * 1024 * 1024)
+        .build()
+}

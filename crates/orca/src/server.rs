@@ -14,9 +14,7 @@ use crate::node;
 const AGENT_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(serve(args))
 }
 

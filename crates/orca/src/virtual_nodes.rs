@@ -15,9 +15,7 @@ use k8s_openapi::api::core::v1::Taint;
 use crate::cli::VirtualNodesArgs;
 
 pub fn run(args: VirtualNodesArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(serve(args))
 }
 
