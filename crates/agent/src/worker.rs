@@ -47,6 +47,27 @@ const VOLUME_RESYNC: Duration = Duration::from_secs(10);
 const MIN_GRACE: Duration = Duration::from_secs(2);
 /// Default `terminationGracePeriodSeconds`.
 const DEFAULT_GRACE: i64 = 30;
+/// The pod's hostname as the kubelet gives it: `spec.hostname` or the pod's
+/// name, cut to the kernel's 63 characters without a trailing `-` or `.`
+/// (pod names may be 253 long).
+fn pod_hostname(pod_name: &str, hostname: Option<&str>) -> Result<String, String> {
+    const MAX: usize = 63;
+    let hostname = hostname.filter(|h| !h.is_empty()).unwrap_or(pod_name);
+    if hostname.len() <= MAX {
+        return Ok(hostname.to_string());
+    }
+    let cut = hostname
+        .get(..MAX)
+        .unwrap_or(hostname)
+        .trim_end_matches(['-', '.']);
+    if cut.is_empty() {
+        return Err(format!(
+            "hostname for pod {pod_name:?} was invalid: {hostname:?}"
+        ));
+    }
+    Ok(cut.to_string())
+}
+
 /// The RuntimeClass handlers this node runs: its one runtime, under the
 /// name containerd gives its default.
 const RUNTIME_HANDLERS: &[&str] = &["runc"];
@@ -554,7 +575,7 @@ impl Worker {
             pod_uid: self.uid.clone(),
             namespace: self.namespace(),
             pod_name: self.name(),
-            hostname: spec.hostname.clone().unwrap_or_else(|| self.name()),
+            hostname: pod_hostname(&self.name(), spec.hostname.as_deref())?,
             host_network: spec.host_network.unwrap_or(false),
             dns: orca_runtime::DnsConfig {
                 nameservers: dns.conf.nameservers,
@@ -1785,5 +1806,26 @@ fn fs_group_change_policy(spec: &k8s_openapi::api::core::v1::PodSpec) -> FsGroup
     {
         Some("OnRootMismatch") => FsGroupChangePolicy::OnRootMismatch,
         _ => FsGroupChangePolicy::Always,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pod_hostname;
+
+    #[test]
+    fn hostnames_are_cut_to_63_characters_as_the_kubelet_does() {
+        assert_eq!(pod_hostname("web", None).unwrap(), "web");
+        assert_eq!(pod_hostname("web-0", Some("db")).unwrap(), "db");
+        // The upstream suite's pods: a name and a uuid, 66 characters.
+        let long = "termination-message-container69f32b4d-bc49-485e-80cf-404213b90d74";
+        assert_eq!(
+            pod_hostname(long, None).unwrap(),
+            "termination-message-container69f32b4d-bc49-485e-80cf-404213b90d"
+        );
+        // No trailing '-' or '.' after the cut.
+        let name = format!("{}-.-x", "a".repeat(61));
+        assert_eq!(pod_hostname(&name, None).unwrap(), "a".repeat(61));
+        assert!(pod_hostname(&format!("{}x", "-".repeat(63)), None).is_err());
     }
 }

@@ -5,6 +5,7 @@ mod cheatsheet;
 mod common;
 mod datastore_health;
 mod ha_servers;
+mod hostname;
 mod jobs;
 mod multinode;
 mod node_health;
