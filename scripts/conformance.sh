@@ -273,7 +273,8 @@ for listed in $images; do
   rm -rf "$root"
   case "$name" in
     agnhost)
-      rootfs "$root"; cp "$CACHE/bin/agnhost" "$root/agnhost"
+      # The upstream image has /agnhost-2 too (the entrypoint-override specs).
+      rootfs "$root"; cp "$CACHE/bin/agnhost" "$root/agnhost"; ln -s agnhost "$root/agnhost-2"
       push "$ref" "$root" "{$ENV_PATH,\"Entrypoint\":[\"/agnhost\"],\"Cmd\":[\"pause\"]}" ;;
     nonewprivs)
       rootfs "$root"; mkdir -p "$root/usr/local/bin"; cp "$CACHE/bin/nonewprivs" "$root/usr/local/bin/nonewprivs"
