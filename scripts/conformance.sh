@@ -240,16 +240,21 @@ push() {
 }
 
 ENV_PATH='"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]'
-# An HTTP server on port 80 that stops at once on SIGTERM: Debian's nginx.
-http_rootfs() {
-  local root=$1
-  rootfs "$root"
-  for bin in /usr/sbin/nginx; do
+# with_binaries ROOT BIN...: this machine's binaries with their libraries.
+with_binaries() {
+  local root=$1; shift
+  for bin in "$@"; do
     mkdir -p "$root$(dirname "$bin")"; cp -L "$bin" "$root$bin"
     for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
       mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"
     done
   done
+}
+# An HTTP server on port 80 that stops at once on SIGTERM: Debian's nginx.
+http_rootfs() {
+  local root=$1
+  rootfs "$root"
+  with_binaries "$root" /usr/sbin/nginx
   mkdir -p "$root"/{etc/nginx,var/log/nginx,var/lib/nginx,run,usr/share/nginx/html,usr/local/apache2/htdocs}
   cp /etc/nginx/mime.types "$root/etc/nginx/mime.types"
   printf 'user root;\nworker_processes 1;\nerror_log stderr;\npid /run/nginx.pid;\nevents { worker_connections 64; }\nhttp {\n  include mime.types;\n  access_log off;\n  server { listen 80; root /usr/share/nginx/html; }\n}\n' \
@@ -273,8 +278,10 @@ for listed in $images; do
   rm -rf "$root"
   case "$name" in
     agnhost)
-      # The upstream image has /agnhost-2 too (the entrypoint-override specs).
+      # The upstream image has /agnhost-2 too (the entrypoint-override specs)
+      # and curl (the lifecycle hook specs' exec hooks run it).
       rootfs "$root"; cp "$CACHE/bin/agnhost" "$root/agnhost"; ln -s agnhost "$root/agnhost-2"
+      with_binaries "$root" /usr/bin/curl
       push "$ref" "$root" "{$ENV_PATH,\"Entrypoint\":[\"/agnhost\"],\"Cmd\":[\"pause\"]}" ;;
     nonewprivs)
       rootfs "$root"; mkdir -p "$root/usr/local/bin"; cp "$CACHE/bin/nonewprivs" "$root/usr/local/bin/nonewprivs"
