@@ -63,6 +63,11 @@ const ZERO_IS_A_VALUE: &[&str] = &[
     "terminating",
     "priority",
     "partition",
+    // A toleration for 0 s evicts at once; without one, never.
+    "tolerationSeconds",
+    "startingDeadlineSeconds",
+    "leaseDurationSeconds",
+    "leaseTransitions",
 ];
 
 pub type Result<T> = std::result::Result<T, String>;

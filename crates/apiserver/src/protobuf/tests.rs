@@ -114,6 +114,16 @@ fn special_json_forms_survive_the_wire() {
                  "template": {"metadata": {"labels": {"app": "d"}},
                               "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
     assert_eq!(decode(&encode(&deploy).unwrap()).unwrap(), deploy);
+    // Pointer fields whose explicit 0 means something (the conformance
+    // suite's Lease spec sends leaseTransitions: 0).
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"},
+        "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40, "leaseTransitions": 0}});
+    assert_eq!(decode(&encode(&lease).unwrap()).unwrap(), lease);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "i"}],
+                 "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoExecute",
+                                  "tolerationSeconds": 0}]}});
+    assert_eq!(decode(&encode(&pod).unwrap()).unwrap(), pod);
 }
 
 #[test]
