@@ -128,6 +128,48 @@ pub fn resource_value(
 
 /// `$(VAR)` expansion with `$$` escaping; unknown references stay as written.
 pub fn expand(input: &str, vars: &HashMap<String, String>) -> String {
+    expand_with(input, |name| vars.get(name).cloned())
+}
+
+/// A mount's `subPathExpr` expanded as the kubelet does: every referenced
+/// variable must be set and non-empty ("missing value for A, B"), and the
+/// result must stay inside the volume.
+pub fn expand_sub_path(expr: &str, vars: &HashMap<String, String>) -> Result<String, String> {
+    let mut missing = std::collections::BTreeSet::new();
+    let path = expand_with(expr, |name| {
+        let value = vars.get(name).cloned().unwrap_or_default();
+        if value.is_empty() {
+            missing.insert(name.to_string());
+        }
+        Some(value)
+    });
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.into_iter().collect();
+        return Err(format!("missing value for {}", names.join(", ")));
+    }
+    check_sub_path(&path)?;
+    Ok(path)
+}
+
+/// The kubelet's checks on a resolved subPath (validation already refused
+/// literal ones; expanded ones are only known here).
+pub fn check_sub_path(path: &str) -> Result<(), String> {
+    if path.starts_with('/') {
+        return Err(format!(
+            "error SubPath `{path}` must not be an absolute path"
+        ));
+    }
+    if path.split('/').any(|part| part == "..") {
+        return Err(format!(
+            "unable to provision SubPath `{path}`: must not contain '..'"
+        ));
+    }
+    Ok(())
+}
+
+/// `$(NAME)` references replaced by `lookup`; `None` keeps the reference as
+/// written.
+fn expand_with(input: &str, mut lookup: impl FnMut(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(i) = rest.find('$') {
@@ -140,8 +182,8 @@ pub fn expand(input: &str, vars: &HashMap<String, String>) -> String {
             match inner.find(')') {
                 Some(end) => {
                     let name = &inner[..end];
-                    match vars.get(name) {
-                        Some(v) => out.push_str(v),
+                    match lookup(name) {
+                        Some(v) => out.push_str(&v),
                         None => {
                             out.push_str("$(");
                             out.push_str(name);
@@ -865,6 +907,30 @@ mod tests {
         assert_eq!(expand("$(B)", &vars), "$(B)");
         assert_eq!(expand("$$(A)", &vars), "$(A)");
         assert_eq!(expand("cost $5 $(A", &vars), "cost $5 $(A");
+    }
+
+    #[test]
+    fn sub_path_expressions_are_expanded_and_checked_as_the_kubelet_does() {
+        let vars: HashMap<String, String> = [
+            ("POD".to_string(), "web-0".to_string()),
+            ("UP".to_string(), "..".to_string()),
+            ("ABS".to_string(), "/tmp".to_string()),
+            ("EMPTY".to_string(), String::new()),
+        ]
+        .into();
+        assert_eq!(expand_sub_path("logs/$(POD)", &vars).unwrap(), "logs/web-0");
+        assert_eq!(
+            expand_sub_path("$(EMPTY)/$(NOPE)/$(POD)", &vars).unwrap_err(),
+            "missing value for EMPTY, NOPE"
+        );
+        assert_eq!(
+            expand_sub_path("$(UP)", &vars).unwrap_err(),
+            "unable to provision SubPath `..`: must not contain '..'"
+        );
+        assert_eq!(
+            expand_sub_path("$(ABS)", &vars).unwrap_err(),
+            "error SubPath `/tmp` must not be an absolute path"
+        );
     }
 
     #[test]

@@ -496,6 +496,19 @@ impl Worker {
         let psc = spec.security_context.clone().unwrap_or_default();
         let csc = c.security_context.clone().unwrap_or_default();
         let caps = csc.capabilities.clone().unwrap_or_default();
+        let mut mounts = Vec::new();
+        for m in c.volume_mounts.iter().flatten() {
+            let sub_path = match m.sub_path_expr.as_deref().filter(|s| !s.is_empty()) {
+                Some(expr) => Some(crate::resolve::expand_sub_path(expr, &vars)?),
+                None => m.sub_path.clone().filter(|s| !s.is_empty()),
+            };
+            mounts.push(Mount {
+                volume: m.name.clone(),
+                container_path: m.mount_path.clone(),
+                sub_path,
+                read_only: m.read_only.unwrap_or(false) || api_data.contains(&m.name.as_str()),
+            });
+        }
         Ok(ContainerConfig {
             name: c.name.clone(),
             attempt,
@@ -504,17 +517,7 @@ impl Worker {
             args: expand(&c.args),
             env,
             working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
-            mounts: c
-                .volume_mounts
-                .iter()
-                .flatten()
-                .map(|m| Mount {
-                    volume: m.name.clone(),
-                    container_path: m.mount_path.clone(),
-                    sub_path: m.sub_path.clone().filter(|s| !s.is_empty()),
-                    read_only: m.read_only.unwrap_or(false) || api_data.contains(&m.name.as_str()),
-                })
-                .collect(),
+            mounts,
             resources: crate::resources::runtime_resources(c),
             security: SecurityConfig {
                 run_as_user: csc.run_as_user.or(psc.run_as_user),

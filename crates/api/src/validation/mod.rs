@@ -1383,23 +1383,33 @@ fn validate_volume_mounts(
                 "must be unique",
             ));
         }
-        if let Some(sp) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            if sp.starts_with('/') {
+        // Kubernetes names these two without the mount's index.
+        let sub_path = m.sub_path.as_deref().filter(|s| !s.is_empty());
+        if let Some(sp) = sub_path {
+            local_descending_path(sp, &format!("{path}.subPath"), &mut errs);
+        }
+        if let Some(expr) = m.sub_path_expr.as_deref().filter(|s| !s.is_empty()) {
+            if sub_path.is_some() {
                 errs.push(FieldError::invalid(
-                    format!("{idx}.subPath"),
-                    sp,
-                    "must be a relative path",
-                ));
-            } else if sp.split('/').any(|part| part == "..") {
-                errs.push(FieldError::invalid(
-                    format!("{idx}.subPath"),
-                    sp,
-                    "must not contain '..'",
+                    format!("{idx}.subPathExpr"),
+                    expr,
+                    "subPathExpr and subPath are mutually exclusive",
                 ));
             }
+            local_descending_path(expr, &format!("{path}.subPathExpr"), &mut errs);
         }
     }
     errs
+}
+
+/// A path relative to a volume that stays inside it.
+fn local_descending_path(p: &str, field: &str, errs: &mut Vec<FieldError>) {
+    if p.starts_with('/') {
+        errs.push(FieldError::invalid(field, p, "must be a relative path"));
+    }
+    if p.split('/').any(|part| part == "..") {
+        errs.push(FieldError::invalid(field, p, "must not contain '..'"));
+    }
 }
 
 fn is_standard_or_qualified_resource(name: &str) -> bool {
@@ -2493,6 +2503,26 @@ mod tests {
                 "{file}"
             );
         }
+    }
+
+    #[test]
+    fn sub_paths_stay_inside_their_volume() {
+        let mut v = ok_pod();
+        v["spec"]["volumes"] = json!([{"name": "data", "emptyDir": {}}]);
+        v["spec"]["containers"][0]["volumeMounts"] = json!([
+            {"name": "data", "mountPath": "/a", "subPath": "/etc"},
+            {"name": "data", "mountPath": "/b", "subPathExpr": "$(POD)/../x"},
+            {"name": "data", "mountPath": "/c", "subPath": "x", "subPathExpr": "$(POD)"},
+            {"name": "data", "mountPath": "/d", "subPathExpr": "logs/$(POD)"},
+        ]);
+        assert_eq!(
+            messages(&validate_pod(&pod(v))),
+            vec![
+                r#"spec.containers[0].volumeMounts.subPath: Invalid value: "/etc": must be a relative path"#,
+                r#"spec.containers[0].volumeMounts.subPathExpr: Invalid value: "$(POD)/../x": must not contain '..'"#,
+                r#"spec.containers[0].volumeMounts[2].subPathExpr: Invalid value: "$(POD)": subPathExpr and subPath are mutually exclusive"#,
+            ]
+        );
     }
 
     #[test]

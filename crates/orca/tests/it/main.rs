@@ -14,6 +14,7 @@ mod services;
 mod services_bench;
 mod statefulsets;
 mod streaming;
+mod subpaths;
 mod two_servers;
 mod virtual_nodes;
 mod workloads;
