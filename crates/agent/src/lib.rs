@@ -9,6 +9,7 @@
 
 mod backoff;
 mod events;
+mod grpc_probe;
 mod logs;
 mod network;
 mod node;

@@ -107,6 +107,7 @@ pub enum Action {
     Http(HTTPGetAction),
     Tcp(TCPSocketAction),
     Sleep(u64),
+    Grpc { port: i32, service: String },
     Unsupported(&'static str),
 }
 
@@ -118,8 +119,13 @@ impl Action {
             Action::Http(h.clone())
         } else if let Some(t) = &p.tcp_socket {
             Action::Tcp(t.clone())
+        } else if let Some(g) = &p.grpc {
+            Action::Grpc {
+                port: g.port,
+                service: g.service.clone().unwrap_or_default(),
+            }
         } else {
-            Action::Unsupported("gRPC probes are not supported by Orca")
+            Action::Unsupported("probe has no action")
         }
     }
 
@@ -203,6 +209,13 @@ pub async fn run(
         Action::Sleep(secs) => {
             tokio::time::sleep(Duration::from_secs(*secs)).await;
             Ok(String::new())
+        }
+        Action::Grpc { port, service } => {
+            let port = u16::try_from(*port).map_err(|_| format!("invalid port {port}"))?;
+            let host = pod_ip
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|| "127.0.0.1".into());
+            crate::grpc_probe::check(&host, port, service, timeout).await
         }
         Action::Unsupported(why) => Err(why.to_string()),
     }
