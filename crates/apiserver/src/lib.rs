@@ -28,6 +28,7 @@ mod protobuf;
 mod proxy;
 mod rawjson;
 mod registry;
+mod resource_proxy;
 mod resources;
 mod sa_tokens;
 mod selectors;

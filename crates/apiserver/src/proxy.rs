@@ -56,7 +56,7 @@ const UPGRADE_RESPONSE_HEADERS: &[&str] = &[
     "x-stream-protocol-version",
 ];
 
-async fn read_json(state: &State, key: &str) -> Result<Option<Value>, ApiError> {
+pub(crate) async fn read_json(state: &State, key: &str) -> Result<Option<Value>, ApiError> {
     Ok(state
         .store
         .get(key)
@@ -123,30 +123,7 @@ pub async fn pod_stream<B: RequestBody>(
             "pod {name} does not have a host assigned"
         )));
     }
-    let node = read_json(
-        state,
-        &resources::find("", "v1", "nodes")
-            .map(|d| d.key(None, node_name))
-            .unwrap_or_default(),
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found("nodes", "", node_name))?;
-    let ip: IpAddr = node["status"]["addresses"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
-        .and_then(|x| x["address"].as_str())
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                503,
-                "ServiceUnavailable",
-                format!("node {node_name} has no InternalIP address to reach its agent"),
-            )
-        })?;
-    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-        .as_u64()
-        .filter(|p| *p > 0 && *p < 65536)
-        .unwrap_or(10250) as u16;
+    let (ip, port) = agent_endpoint(state, node_name).await?;
 
     let (base, allowed) = match sub {
         "log" => ("containerLogs", LOG_PARAMS),
@@ -336,6 +313,39 @@ pub async fn pod_stream<B: RequestBody>(
     Ok(out)
 }
 
+/// Where the agent of `node_name` listens: its InternalIP and the kubelet
+/// port it registered.
+pub(crate) async fn agent_endpoint(
+    state: &State,
+    node_name: &str,
+) -> Result<(IpAddr, u16), ApiError> {
+    let node = read_json(
+        state,
+        &resources::find("", "v1", "nodes")
+            .map(|d| d.key(None, node_name))
+            .unwrap_or_default(),
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("nodes", "", node_name))?;
+    let ip: IpAddr = node["status"]["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+        .and_then(|x| x["address"].as_str())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                503,
+                "ServiceUnavailable",
+                format!("node {node_name} has no InternalIP address to reach its agent"),
+            )
+        })?;
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_u64()
+        .filter(|p| *p > 0 && *p < 65536)
+        .unwrap_or(10250) as u16;
+    Ok((ip, port))
+}
+
 /// The TLS failure behind an I/O error on the connection to an agent, if
 /// there is one: an agent that does not trust this server's client
 /// certificate (another cluster CA) refuses it with an alert, which TLS 1.3
@@ -433,13 +443,13 @@ async fn agent_refusal(resp: Response<hyper::body::Incoming>, sub: &str, name: &
 }
 
 /// `host:port`, with brackets around an IPv6 host.
-fn host_port(ip: IpAddr, port: u16) -> String {
+pub(crate) fn host_port(ip: IpAddr, port: u16) -> String {
     std::net::SocketAddr::from((ip, port)).to_string()
 }
 
 /// A connect error in the words of Go's net package, which Kubernetes users
 /// see in these messages.
-fn go_dial_error(e: &std::io::Error) -> String {
+pub(crate) fn go_dial_error(e: &std::io::Error) -> String {
     let errno = match e.raw_os_error() {
         Some(111) => "connection refused".to_string(),
         Some(113) => "no route to host".to_string(),

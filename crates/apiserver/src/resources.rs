@@ -82,6 +82,14 @@ impl ResourceDef {
             "token" => ("TokenRequest", &["create"]),
             "attach" => ("PodAttachOptions", &["create", "get"]),
             "portforward" => ("PodPortForwardOptions", &["create", "get"]),
+            "proxy" => (
+                match self.kind {
+                    "Pod" => "PodProxyOptions",
+                    "Service" => "ServiceProxyOptions",
+                    _ => "NodeProxyOptions",
+                },
+                &["create", "delete", "get", "patch", "update"],
+            ),
             _ => ("PodExecOptions", &["create", "get"]),
         }
     }
@@ -137,6 +145,7 @@ pub static RESOURCES: &[ResourceDef] = &[
             "exec",
             "attach",
             "portforward",
+            "proxy",
         ],
         schema: "io.k8s.api.core.v1.Pod",
         strategy: &registry::POD,
@@ -165,7 +174,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         namespaced: false,
         short_names: &["no"],
         categories: &[],
-        subresources: &["status"],
+        subresources: &["status", "proxy"],
         schema: "io.k8s.api.core.v1.Node",
         strategy: &registry::NODE,
         normalize: roundtrip::<core::Node>,
@@ -235,7 +244,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         namespaced: true,
         short_names: &["svc"],
         categories: &["all"],
-        subresources: &["status"],
+        subresources: &["status", "proxy"],
         schema: "io.k8s.api.core.v1.Service",
         strategy: &registry::SERVICE,
         normalize: roundtrip::<core::Service>,

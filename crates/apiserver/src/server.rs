@@ -395,6 +395,7 @@ fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target, Api
                 namespace: Some(ns.to_string()),
                 name: more.first().map(|s| s.to_string()),
                 sub: match more {
+                    [_, "proxy", ..] => Some("proxy".to_string()),
                     [_, sub] => Some(sub.to_string()),
                     [_] => None,
                     [] => None,
@@ -420,7 +421,7 @@ fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target, Api
                 sub: None,
             }
         }
-        [res, name, sub] => {
+        [res, name, sub] | [res, name, sub @ "proxy", ..] => {
             let def = find(res)?;
             if def.namespaced {
                 return Err(not_found_resource());
@@ -485,6 +486,9 @@ async fn dispatch<B: RequestBody>(
     let sub = t.sub.as_deref();
     if matches!(sub, Some("log" | "exec" | "attach" | "portforward")) {
         return proxy::pod_stream(state, req, &t, &q).await;
+    }
+    if sub == Some("proxy") {
+        return crate::resource_proxy::serve(state, req, &t).await;
     }
     let (parts, body) = req.into_parts();
     let h = &parts.headers;

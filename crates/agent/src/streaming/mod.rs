@@ -2,7 +2,8 @@
 //! the kubelet's paths and protocols: `/containerLogs/{ns}/{pod}/{container}`,
 //! `/exec/...` and `/attach/...` over WebSocket channel protocols or SPDY,
 //! and `/portForward/{ns}/{pod}` over SPDY, SPDY tunnelled in a WebSocket, or
-//! the WebSocket channel protocol. Errors are plain text, as the kubelet's:
+//! the WebSocket channel protocol; `/pods` and `/healthz` as the kubelet's.
+//! Errors are plain text, as the kubelet's:
 //! the API server turns them into Statuses.
 
 mod channel;
@@ -82,7 +83,36 @@ fn router(ctx: Arc<Ctx>) -> Router {
         .route("/exec/{ns}/{pod}/{container}", any(exec))
         .route("/attach/{ns}/{pod}/{container}", any(attach))
         .route("/portForward/{ns}/{pod}", any(port_forward))
+        .route("/pods", get(pods))
+        .route("/healthz", get(|| async { "ok" }))
         .with_state(ctx)
+}
+
+/// The kubelet's `/pods`: the pods bound to this node, as a PodList (what
+/// `nodes/NAME/proxy/pods` answers; the upstream e2e suite dumps it).
+async fn pods(State(ctx): State<Arc<Ctx>>) -> Response {
+    let api = kube::Api::<k8s_openapi::api::core::v1::Pod>::all(ctx.client.clone());
+    let lp =
+        kube::api::ListParams::default().fields(&format!("spec.nodeName={}", ctx.config.node_name));
+    match api.list(&lp).await {
+        Ok(list) => {
+            let body = serde_json::json!({
+                "kind": "PodList",
+                "apiVersion": "v1",
+                "metadata": {},
+                "items": list.items,
+            });
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("listing the pods of node {}: {e}", ctx.config.node_name),
+        ),
+    }
 }
 
 fn error(code: StatusCode, msg: String) -> Response {
