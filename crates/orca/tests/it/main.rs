@@ -9,6 +9,7 @@ mod hostname;
 mod jobs;
 mod multinode;
 mod node_health;
+mod resource_proxy;
 mod runtime_class;
 mod services;
 mod services_bench;
