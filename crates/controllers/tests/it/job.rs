@@ -448,3 +448,218 @@ async fn kubectl_create_job_runs_to_completion() {
     assert!(row[0].starts_with("hello-"), "{out}");
     assert_eq!(row[2], "Completed", "{out}");
 }
+
+fn index_of(p: &Pod) -> i32 {
+    p.annotations()["batch.kubernetes.io/job-completion-index"]
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fail_job_rule_fails_the_job_at_the_first_matching_exit_code() {
+    let c = Cluster::start(CONTROLLERS, true).await;
+    let jobs: Api<Job> = c.api();
+    let uid = jobs
+        .create(
+            &PostParams::default(),
+            &job(
+                "policy",
+                "exit-42",
+                json!({"backoffLimit": 6, "podFailurePolicy": {"rules": [
+                    {"action": "Count", "onExitCodes": {"operator": "In", "values": [1]}},
+                    {"action": "FailJob", "onExitCodes": {"containerName": "c",
+                        "operator": "In", "values": [40, 42]}}]}}),
+            ),
+        )
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    let failed = wait_condition(&c, "policy", "Failed").await;
+    let pods = c.pods_of(&uid).await;
+    assert_eq!(pods.len(), 1, "no replacement after a FailJob match");
+    let (reason, message) = condition(&failed, "Failed").unwrap();
+    assert_eq!(reason, "PodFailurePolicy");
+    assert_eq!(
+        message,
+        format!(
+            "Container c for pod default/{} failed with exit code 42 matching FailJob rule at index 1",
+            pods[0].name_any()
+        )
+    );
+    assert!(condition(&failed, "FailureTarget").is_some());
+    assert_eq!(failed.status.unwrap().failed, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_failures_are_replaced_without_counting() {
+    let c = Cluster::start(CONTROLLERS, true).await;
+    let jobs: Api<Job> = c.api();
+    let uid = jobs
+        .create(
+            &PostParams::default(),
+            &job(
+                "evicted",
+                "disrupted",
+                json!({"backoffLimit": 0, "podFailurePolicy": {"rules": [
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}}),
+            ),
+        )
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    // backoffLimit 0 would fail the Job at its first counted failure; an
+    // ignored one is replaced at once, without the back-off.
+    wait_for("three disrupted pods", WAIT, || async {
+        let pods = c.pods_of(&uid).await;
+        let failed = pods
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
+            .count();
+        (failed >= 3).then_some(())
+    })
+    .await;
+    let j = jobs.get("evicted").await.unwrap();
+    assert_eq!(condition(&j, "Failed"), None);
+    assert_eq!(condition(&j, "FailureTarget"), None);
+    let s = j.status.unwrap();
+    assert_eq!(s.failed, None, "ignored failures are not counted");
+    // Their finalizers go all the same.
+    wait_for("finalizers removed", WAIT, || async {
+        c.pods_of(&uid)
+            .await
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
+            .all(|p| p.finalizers().is_empty())
+            .then_some(())
+    })
+    .await;
+    jobs.delete("evicted", &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_fails_after_its_own_backoff_limit() {
+    let c = Cluster::start(CONTROLLERS, true).await;
+    let jobs: Api<Job> = c.api();
+    let uid = jobs
+        .create(
+            &PostParams::default(),
+            &job(
+                "per-index",
+                "by-index:0=succeed,1=fail,2=succeed",
+                json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+                    "backoffLimitPerIndex": 1}),
+            ),
+        )
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    let failed = wait_condition(&c, "per-index", "Failed").await;
+    assert_eq!(
+        condition(&failed, "Failed").unwrap(),
+        ("FailedIndexes".into(), "Job has failed indexes".into())
+    );
+    let s = failed.status.unwrap();
+    assert_eq!(s.failed_indexes.as_deref(), Some("1"));
+    assert_eq!(s.completed_indexes.as_deref(), Some("0,2"));
+    assert_eq!((s.succeeded, s.failed), (Some(2), Some(2)));
+    // Index 1 ran twice, its replacement carrying the failure count, after
+    // the index's own back-off.
+    let mut ones: Vec<Pod> = c
+        .pods_of(&uid)
+        .await
+        .into_iter()
+        .filter(|p| index_of(p) == 1)
+        .collect();
+    ones.sort_by_key(|p| p.creation_timestamp().map(|t| t.0));
+    let counts: Vec<&str> = ones
+        .iter()
+        .map(|p| p.annotations()["batch.kubernetes.io/job-index-failure-count"].as_str())
+        .collect();
+    assert_eq!(counts, ["0", "1"]);
+    let gap = ones[1].creation_timestamp().unwrap().0 - ones[0].creation_timestamp().unwrap().0;
+    assert!(
+        gap >= chrono::Duration::seconds(9),
+        "replaced after {gap:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fail_index_rule_and_max_failed_indexes_end_the_job() {
+    let c = Cluster::start(CONTROLLERS, true).await;
+    let jobs: Api<Job> = c.api();
+    let uid = jobs
+        .create(
+            &PostParams::default(),
+            &job(
+                "fail-index",
+                "by-index:2=exit-42",
+                json!({"completions": 4, "parallelism": 4, "completionMode": "Indexed",
+                    "backoffLimitPerIndex": 3, "maxFailedIndexes": 0,
+                    "podFailurePolicy": {"rules": [{"action": "FailIndex",
+                        "onExitCodes": {"operator": "In", "values": [42]}}]}}),
+            ),
+        )
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    let failed = wait_condition(&c, "fail-index", "Failed").await;
+    assert_eq!(
+        condition(&failed, "Failed").unwrap(),
+        (
+            "MaxFailedIndexesExceeded".into(),
+            "Job has exceeded the specified maximal number of failed indexes".into()
+        )
+    );
+    let s = failed.status.unwrap();
+    assert_eq!(s.failed_indexes.as_deref(), Some("2"));
+    assert_eq!(s.active, None);
+    // No retry of index 2 despite its back-off limit of 3; the running
+    // indexes were stopped.
+    let pods = c.pods_of(&uid).await;
+    assert_eq!(pods.iter().filter(|p| index_of(p) == 2).count(), 1);
+    wait_for("the running pods deleted", WAIT, || async {
+        (c.pods_of(&uid).await.len() == 1).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_policy_completes_the_job_early() {
+    let c = Cluster::start(CONTROLLERS, true).await;
+    let jobs: Api<Job> = c.api();
+    let uid = jobs
+        .create(
+            &PostParams::default(),
+            &job(
+                "leader",
+                "by-index:0=succeed",
+                json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+                    "successPolicy": {"rules": [{"succeededIndexes": "0"}]}}),
+            ),
+        )
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    let done = wait_condition(&c, "leader", "Complete").await;
+    let expected = (
+        "SuccessPolicy".to_string(),
+        "Matched rules at index 0".to_string(),
+    );
+    assert_eq!(condition(&done, "Complete").unwrap(), expected);
+    assert_eq!(condition(&done, "SuccessCriteriaMet").unwrap(), expected);
+    let s = done.status.unwrap();
+    assert_eq!(s.completed_indexes.as_deref(), Some("0"));
+    assert_eq!((s.succeeded, s.active), (Some(1), None));
+    // The workers of indexes 1 and 2 were stopped.
+    wait_for("the workers deleted", WAIT, || async {
+        (c.pods_of(&uid).await.len() == 1).then_some(())
+    })
+    .await;
+}

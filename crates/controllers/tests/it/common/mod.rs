@@ -185,9 +185,11 @@ fn phase(p: &Pod) -> &str {
 }
 
 /// Plays the kubelet every 100 ms for pods of `default` by their first
-/// container's image: `succeed` pods finish with exit code 0 and `fail`
-/// pods with 1 once 300 ms old; `hang` pods stay Pending; any other image
-/// runs and is Ready.
+/// container's image: `succeed` pods finish with exit code 0, `fail` pods
+/// with 1, `exit-N` pods with N, and `disrupted` pods with 137 and a
+/// `DisruptionTarget` condition, once 300 ms old; `hang` pods stay Pending;
+/// any other image runs and is Ready. An image `by-index:0=succeed,2=fail`
+/// gives each completion index of a Job its own behaviour (others run).
 pub async fn kubelet(client: Client) {
     let pods: Api<Pod> = Api::namespaced(client, "default");
     loop {
@@ -208,24 +210,49 @@ pub async fn kubelet(client: Client) {
                 .as_ref()
                 .and_then(|s| s.containers[0].image.clone())
                 .unwrap_or_default();
+            let behaviour = match image.strip_prefix("by-index:") {
+                Some(map) => {
+                    let index = p
+                        .annotations()
+                        .get("batch.kubernetes.io/job-completion-index");
+                    map.split(',')
+                        .filter_map(|kv| kv.split_once('='))
+                        .find(|(k, _)| Some(*k) == index.map(String::as_str))
+                        .map_or("run", |(_, v)| v)
+                        .to_string()
+                }
+                None => image.clone(),
+            };
+            let exit_code = match behaviour.as_str() {
+                "succeed" => Some(0),
+                "fail" => Some(1),
+                "disrupted" => Some(137),
+                b => b.strip_prefix("exit-").and_then(|n| n.parse::<i32>().ok()),
+            };
             let age = p
                 .creation_timestamp()
                 .map(|t| now - t.0)
                 .unwrap_or_default();
             let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            let status = match image.as_str() {
-                "succeed" | "fail" if age < chrono::Duration::milliseconds(300) => continue,
-                "succeed" | "fail" => {
-                    let code = if image == "succeed" { 0 } else { 1 };
+            let status = match (behaviour.as_str(), exit_code) {
+                (_, Some(_)) if age < chrono::Duration::milliseconds(300) => continue,
+                (_, Some(code)) => {
+                    let mut conditions = vec![
+                        json!({"type": "Ready", "status": "False", "lastTransitionTime": stamp}),
+                    ];
+                    if behaviour == "disrupted" {
+                        conditions.push(json!({"type": "DisruptionTarget", "status": "True",
+                            "reason": "EvictionByEvictionAPI", "lastTransitionTime": stamp}));
+                    }
                     json!({"status": {
                         "phase": if code == 0 { "Succeeded" } else { "Failed" },
-                        "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": stamp}],
+                        "conditions": conditions,
                         "containerStatuses": [{"name": "c", "image": image, "imageID": "", "ready": false,
                             "restartCount": 0, "state": {"terminated": {"exitCode": code,
                             "reason": if code == 0 { "Completed" } else { "Error" },
                             "startedAt": stamp, "finishedAt": stamp}}}]}})
                 }
-                "hang" => continue,
+                ("hang", _) => continue,
                 _ if phase(&p) == "Running" => continue,
                 _ => json!({"status": {"phase": "Running", "conditions": [
                     {"type": "Ready", "status": "True", "lastTransitionTime": stamp}]}}),

@@ -5,6 +5,8 @@
 //! `activeDeadlineSeconds`, gives Indexed Jobs' pods their completion index
 //! (annotation, label, `JOB_COMPLETION_INDEX`, hostname `<job>-<index>`),
 //! deletes the active pods of a suspended Job and starts again on resume.
+//! Its `podFailurePolicy`, `successPolicy` and `backoffLimitPerIndex` are
+//! read in [`policy`].
 //!
 //! Finished pods are counted once and never lost, as Kubernetes does with
 //! the `batch.kubernetes.io/job-tracking` finalizer every Job pod carries:
@@ -37,6 +39,8 @@ use kube::{Client, ResourceExt};
 use crate::events::Recorder;
 use crate::pods::{self, Expectations};
 use crate::queue::WorkQueue;
+
+mod policy;
 
 const NAME: &str = "job-controller";
 /// Syncs running at once (--concurrent-job-syncs).
@@ -251,6 +255,8 @@ fn backoff_delay(failures: u32) -> Duration {
 
 /// What one sync knows about a Job's pods.
 struct PodsView {
+    /// Every pod the Job owns, finished ones included.
+    all: Vec<Arc<Pod>>,
     active: Vec<Arc<Pod>>,
     terminating: i32,
     /// Finished pods carrying the finalizer, not yet in uncounted.
@@ -389,6 +395,7 @@ impl Controller {
         let terminating_fails =
             spec.pod_replacement_policy.as_deref() != Some("Failed") && !stopping;
         let mut v = PodsView {
+            all: owned.to_vec(),
             active: Vec::new(),
             terminating: 0,
             new_succeeded: Vec::new(),
@@ -405,7 +412,11 @@ impl Controller {
                 }
                 "Failed" => {
                     if has_finalizer(p) && !listed(&uncounted.failed, p) {
-                        v.new_failed.push(p.clone());
+                        // Ignored failures lose their finalizer uncounted.
+                        match policy::judge(spec.pod_failure_policy.as_ref(), p) {
+                            policy::Verdict::Ignore => v.release.push(p.clone()),
+                            _ => v.new_failed.push(p.clone()),
+                        }
                     }
                 }
                 _ if deleting => {
@@ -564,25 +575,82 @@ impl Controller {
         };
         let mut next: Option<Duration> = None;
         let mut requeue = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
+        let completions = spec.completions.unwrap_or(0);
+        let per_index = indexed && spec.backoff_limit_per_index.is_some();
+        let mut failed_indexes = parse_indexes(old.failed_indexes.as_deref().unwrap_or(""));
+        if per_index {
+            failed_indexes.extend(
+                counted_failed
+                    .iter()
+                    .filter_map(|(_, p)| p.as_deref())
+                    .filter(|p| policy::index_failed(&job, p))
+                    .filter_map(completion_index)
+                    .filter(|i| *i < completions),
+            );
+            s.failed_indexes = Some(format_indexes(&failed_indexes));
+        }
+        // Kubernetes' order: the failure policy, the back-off limit, the
+        // deadline, failed indexes; then the success policy, completions.
         if !condition_true(&s, "FailureTarget") && !condition_true(&s, "SuccessCriteriaMet") {
             let done = match spec.completions {
                 Some(c) => succeeded >= c,
                 None => succeeded > 0 && view.active.is_empty(),
             };
-            let deadline = spec.active_deadline_seconds.and_then(|secs| {
-                let start = s.start_time.as_ref()?.0;
-                Some(start + chrono::Duration::seconds(secs))
-            });
-            if failed + restarts > spec.backoff_limit.unwrap_or(6) {
+            let deadline = spec
+                .active_deadline_seconds
+                .filter(|_| !suspended)
+                .and_then(|secs| {
+                    let start = s.start_time.as_ref()?.0;
+                    Some(start + chrono::Duration::seconds(secs))
+                });
+            let failure: Option<(&str, String)> =
+                if let Some(msg) = policy::fail_job_message(&job, view.all.iter().map(|p| &**p)) {
+                    Some(("PodFailurePolicy", msg))
+                } else if failed + restarts > spec.backoff_limit.unwrap_or(6) {
+                    Some((
+                        "BackoffLimitExceeded",
+                        "Job has reached the specified backoff limit".into(),
+                    ))
+                } else if deadline.is_some_and(|at| at <= now) {
+                    Some((
+                        "DeadlineExceeded",
+                        "Job was active longer than specified deadline".into(),
+                    ))
+                } else if per_index
+                    && spec
+                        .max_failed_indexes
+                        .is_some_and(|m| failed_indexes.len() as i32 > m)
+                {
+                    Some((
+                        "MaxFailedIndexesExceeded",
+                        "Job has exceeded the specified maximal number of failed indexes".into(),
+                    ))
+                } else if per_index
+                    && !failed_indexes.is_empty()
+                    && (failed_indexes.len() + completed.len()) as i32 >= completions
+                {
+                    Some(("FailedIndexes", "Job has failed indexes".into()))
+                } else {
+                    None
+                };
+            let success_policy = indexed
+                .then(|| {
+                    policy::success_policy_met(
+                        spec.success_policy.as_ref(),
+                        completions,
+                        &completed,
+                    )
+                })
+                .flatten();
+            if let Some((reason, message)) = failure {
                 set_condition(
                     &mut s,
-                    condition(
-                        "FailureTarget",
-                        "True",
-                        "BackoffLimitExceeded",
-                        "Job has reached the specified backoff limit",
-                        now,
-                    ),
+                    condition("FailureTarget", "True", reason, &message, now),
+                );
+            } else if let Some(message) = success_policy {
+                set_condition(
+                    &mut s,
+                    condition("SuccessCriteriaMet", "True", "SuccessPolicy", &message, now),
                 );
             } else if done {
                 set_condition(
@@ -595,21 +663,8 @@ impl Controller {
                         now,
                     ),
                 );
-            } else if let Some(at) = deadline.filter(|_| !suspended) {
-                if at <= now {
-                    set_condition(
-                        &mut s,
-                        condition(
-                            "FailureTarget",
-                            "True",
-                            "DeadlineExceeded",
-                            "Job was active longer than specified deadline",
-                            now,
-                        ),
-                    );
-                } else {
-                    requeue((at - now).to_std().unwrap_or_default() + Duration::from_millis(50));
-                }
+            } else if let Some(at) = deadline {
+                requeue((at - now).to_std().unwrap_or_default() + Duration::from_millis(50));
             }
         }
         let finishing =
@@ -621,7 +676,8 @@ impl Controller {
             self.delete_pods(&job, &active, pod_api).await;
             active.clear();
         } else {
-            let wanted = self.wanted_active(&spec, succeeded, &completed, &active);
+            let settled = completed.len() + failed_indexes.len();
+            let wanted = self.wanted_active(&spec, succeeded, settled, &active);
             if (active.len() as i32) > wanted {
                 let mut ranked: Vec<(&Pod, usize)> =
                     active.iter().map(|p| (p.as_ref(), 0)).collect();
@@ -634,27 +690,73 @@ impl Controller {
                 self.delete_pods(&job, &surplus, pod_api).await;
                 active.retain(|p| !surplus.iter().any(|x| x.uid() == p.uid()));
             } else if (active.len() as i32) < wanted {
-                let wait = self.lock_backoff().get(&uid).and_then(|b| {
-                    let until =
-                        b.last + chrono::Duration::from_std(backoff_delay(b.failures)).ok()?;
-                    (until > now).then(|| (until - now).to_std().unwrap_or_default())
-                });
-                match wait {
-                    Some(d) => requeue(d + Duration::from_millis(50)),
-                    None => {
-                        let n = (wanted as usize - active.len()).min(BURST);
-                        let indexes = indexed.then(|| {
+                let n = (wanted as usize - active.len()).min(BURST);
+                let slots = if per_index {
+                    // Each index backs off on its own failures.
+                    let busy: BTreeSet<i32> =
+                        active.iter().filter_map(|p| completion_index(p)).collect();
+                    let mut slots = Vec::new();
+                    for i in (0..completions).filter(|i| {
+                        !completed.contains(i) && !failed_indexes.contains(i) && !busy.contains(i)
+                    }) {
+                        let last = policy::last_failed(view.all.iter().map(|p| &**p), i);
+                        let wait = last.and_then(|l| {
+                            let until = policy::finished_at(l)
+                                + chrono::Duration::from_std(backoff_delay(
+                                    policy::index_failures(l),
+                                ))
+                                .ok()?;
+                            (until > now).then(|| (until - now).to_std().unwrap_or_default())
+                        });
+                        match wait {
+                            Some(d) => requeue(d + Duration::from_millis(50)),
+                            None if slots.len() < n => slots.push(Slot {
+                                index: Some(i),
+                                failure_counts: Some(policy::replacement_counts(&job, last)),
+                            }),
+                            None => {}
+                        }
+                    }
+                    Some(slots)
+                } else {
+                    let wait = self.lock_backoff().get(&uid).and_then(|b| {
+                        let until =
+                            b.last + chrono::Duration::from_std(backoff_delay(b.failures)).ok()?;
+                        (until > now).then(|| (until - now).to_std().unwrap_or_default())
+                    });
+                    match wait {
+                        Some(d) => {
+                            requeue(d + Duration::from_millis(50));
+                            None
+                        }
+                        None if indexed => {
                             let busy: BTreeSet<i32> =
                                 active.iter().filter_map(|p| completion_index(p)).collect();
-                            (0..spec.completions.unwrap_or(0))
-                                .filter(|i| !completed.contains(i) && !busy.contains(i))
-                                .take(n)
-                                .collect::<Vec<_>>()
-                        });
-                        if let Err(msg) = self.create_pods(&job, n, indexes, pod_api).await {
-                            tracing::debug!(job = job.name_any(), "creating pods failed: {msg}");
-                            requeue(Duration::from_secs(1));
+                            Some(
+                                (0..completions)
+                                    .filter(|i| !completed.contains(i) && !busy.contains(i))
+                                    .take(n)
+                                    .map(|i| Slot {
+                                        index: Some(i),
+                                        failure_counts: None,
+                                    })
+                                    .collect(),
+                            )
                         }
+                        None => Some(
+                            (0..n)
+                                .map(|_| Slot {
+                                    index: None,
+                                    failure_counts: None,
+                                })
+                                .collect(),
+                        ),
+                    }
+                };
+                if let Some(slots) = slots.filter(|s| !s.is_empty()) {
+                    if let Err(msg) = self.create_pods(&job, &slots, pod_api).await {
+                        tracing::debug!(job = job.name_any(), "creating pods failed: {msg}");
+                        requeue(Duration::from_secs(1));
                     }
                 }
             }
@@ -723,7 +825,7 @@ impl Controller {
         &self,
         spec: &k8s_openapi::api::batch::v1::JobSpec,
         succeeded: i32,
-        completed: &BTreeSet<i32>,
+        settled_indexes: usize,
         active: &[Arc<Pod>],
     ) -> i32 {
         let parallelism = spec.parallelism.unwrap_or(1);
@@ -732,19 +834,13 @@ impl Controller {
             None if succeeded > 0 => active.len() as i32,
             None => parallelism,
             Some(c) if spec.completion_mode.as_deref() == Some("Indexed") => {
-                parallelism.min(c - completed.len() as i32).max(0)
+                parallelism.min(c - settled_indexes as i32).max(0)
             }
             Some(c) => parallelism.min(c - succeeded).max(0),
         }
     }
 
-    async fn create_pods(
-        &self,
-        job: &Job,
-        n: usize,
-        indexes: Option<Vec<i32>>,
-        api: &Api<Pod>,
-    ) -> Result<(), String> {
+    async fn create_pods(&self, job: &Job, slots: &[Slot], api: &Api<Pod>) -> Result<(), String> {
         let uid = job.uid().unwrap_or_default();
         let name = job.name_any();
         let ns = job.namespace().unwrap_or_default();
@@ -755,16 +851,12 @@ impl Controller {
             .unwrap_or_default();
         let me = pods::controller_ref("batch/v1", "Job", &name, &uid);
         let reference = reference(job);
-        let slots: Vec<Option<i32>> = match indexes {
-            Some(i) => i.into_iter().map(Some).collect(),
-            None => vec![None; n],
-        };
         let mut made = 0;
         let mut batch = 1;
         while made < slots.len() {
             let chunk = &slots[made..(made + batch).min(slots.len())];
-            let creates = chunk.iter().map(|index| {
-                let pod = job_pod(&template, &ns, &name, *index, me.clone());
+            let creates = chunk.iter().map(|slot| {
+                let pod = job_pod(&template, &ns, &name, slot, me.clone());
                 async move { api.create(&PostParams::default(), &pod).await }
             });
             let mut error = None;
@@ -854,15 +946,23 @@ impl Controller {
     }
 }
 
+/// A pod to create: its completion index (Indexed Jobs) and, with
+/// `backoffLimitPerIndex`, the failure counts of its index so far.
+struct Slot {
+    index: Option<i32>,
+    failure_counts: Option<(i32, i32)>,
+}
+
 /// A pod of the Job from its template, with the tracking finalizer and,
 /// for an Indexed Job, its completion index.
 fn job_pod(
     template: &PodTemplateSpec,
     namespace: &str,
     job: &str,
-    index: Option<i32>,
+    slot: &Slot,
     owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
 ) -> Pod {
+    let index = slot.index;
     let prefix = match index {
         Some(i) => format!("{job}-{i}"),
         None => job.to_string(),
@@ -875,10 +975,20 @@ fn job_pod(
     let Some(i) = index else {
         return pod;
     };
-    pod.metadata
+    let annotations = pod
+        .metadata
         .annotations
-        .get_or_insert_with(Default::default)
-        .insert(COMPLETION_INDEX.into(), i.to_string());
+        .get_or_insert_with(Default::default);
+    annotations.insert(COMPLETION_INDEX.into(), i.to_string());
+    if let Some((failures, ignored)) = slot.failure_counts {
+        annotations.insert(policy::INDEX_FAILURE_COUNT.into(), failures.to_string());
+        if ignored > 0 {
+            annotations.insert(
+                policy::INDEX_IGNORED_FAILURE_COUNT.into(),
+                ignored.to_string(),
+            );
+        }
+    }
     pod.metadata
         .labels
         .get_or_insert_with(Default::default)
@@ -939,10 +1049,18 @@ mod tests {
             "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))
         .unwrap();
         let owner = pods::controller_ref("batch/v1", "Job", "pi", "u1");
-        let p = job_pod(&template, "default", "pi", Some(2), owner);
+        let slot = Slot {
+            index: Some(2),
+            failure_counts: Some((1, 0)),
+        };
+        let p = job_pod(&template, "default", "pi", &slot, owner);
         assert_eq!(p.metadata.generate_name.as_deref(), Some("pi-2-"));
         assert_eq!(completion_index(&p), Some(2));
         assert_eq!(p.labels()[COMPLETION_INDEX], "2");
+        assert_eq!(p.annotations()[policy::INDEX_FAILURE_COUNT], "1");
+        assert!(!p
+            .annotations()
+            .contains_key(policy::INDEX_IGNORED_FAILURE_COUNT));
         let spec = p.spec.unwrap();
         assert_eq!(spec.hostname.as_deref(), Some("pi-2"));
         assert_eq!(spec.containers[0].env.as_ref().unwrap()[0].name, INDEX_ENV);
