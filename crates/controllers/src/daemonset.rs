@@ -12,7 +12,10 @@
 //! carry `controller-revision-hash` and `pod-template-generation`. A
 //! RollingUpdate deletes old pods while at most `maxUnavailable` of the
 //! desired pods are unavailable (an old pod already unavailable goes at
-//! once); OnDelete leaves them until deleted by hand.
+//! once); with `maxSurge` it instead starts a new pod beside the old one on
+//! up to maxSurge nodes at a time and deletes the old one once the new one
+//! is available. Succeeded and failed pods are deleted and replaced.
+//! OnDelete leaves old pods until deleted by hand.
 //!
 //! Reads: daemonsets, nodes, pods, controllerrevisions. Writes: pods,
 //! controllerrevisions, daemonsets/status, events
@@ -22,9 +25,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, RollingUpdateDaemonSet};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
     ObjectReference, Pod, Taint, Toleration,
@@ -368,24 +371,77 @@ fn phase(p: &Pod) -> &str {
         .unwrap_or("")
 }
 
-/// maxUnavailable as a number of pods (percentages of the desired count,
-/// rounded up); at least one.
-fn max_unavailable(ds: &DaemonSet, desired: i32) -> i32 {
-    let v = ds
-        .spec
-        .as_ref()
-        .and_then(|s| s.update_strategy.as_ref())
-        .and_then(|u| u.rolling_update.as_ref())
-        .and_then(|r| r.max_unavailable.clone())
-        .unwrap_or(IntOrString::Int(1));
-    let n = match v {
+/// A count or a percentage of the desired count, rounded up.
+fn scaled(v: IntOrString, desired: i32) -> i32 {
+    match v {
         IntOrString::Int(i) => i,
         IntOrString::String(s) => {
             let pct: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
             ((pct * i64::from(desired) + 99) / 100) as i32
         }
-    };
-    n.max(1)
+    }
+}
+
+fn rolling_update(ds: &DaemonSet) -> Option<&RollingUpdateDaemonSet> {
+    ds.spec
+        .as_ref()?
+        .update_strategy
+        .as_ref()?
+        .rolling_update
+        .as_ref()
+}
+
+/// maxUnavailable as a number of pods; at least one.
+fn max_unavailable(ds: &DaemonSet, desired: i32) -> i32 {
+    let v = rolling_update(ds)
+        .and_then(|r| r.max_unavailable.clone())
+        .unwrap_or(IntOrString::Int(1));
+    scaled(v, desired).max(1)
+}
+
+/// maxSurge as a number of nodes running an old and a new pod at once; 0
+/// when the update replaces pods without surging.
+fn max_surge(ds: &DaemonSet, desired: i32) -> i32 {
+    rolling_update(ds)
+        .and_then(|r| r.max_surge.clone())
+        .map_or(0, |v| scaled(v, desired.max(1)))
+}
+
+/// A node that should run the DaemonSet, and its live pods of the current
+/// revision and of older ones (one each at most once the node is tidied).
+struct NodePods {
+    node: String,
+    new: Option<Arc<Pod>>,
+    old: Option<Arc<Pod>>,
+}
+
+/// Nodes that get a pod of the current revision beside their old one now:
+/// every node whose old pod is unavailable, and as many others as maxSurge
+/// leaves room for beside the new pods not yet available (Kubernetes'
+/// surge path of `rollingUpdate`).
+fn surge_nodes(
+    ds: &DaemonSet,
+    on_nodes: &[NodePods],
+    desired: i32,
+    min_ready: i32,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let mut surging = 0;
+    let mut replace = Vec::new();
+    let mut candidates = Vec::new();
+    for n in on_nodes {
+        match (&n.new, &n.old) {
+            (None, Some(old)) if !pods::is_available(old, min_ready, now) => {
+                replace.push(n.node.clone())
+            }
+            (None, Some(_)) => candidates.push(n.node.clone()),
+            (Some(new), Some(_)) if !pods::is_available(new, min_ready, now) => surging += 1,
+            _ => {}
+        }
+    }
+    let room = (max_surge(ds, desired) - surging).max(0) as usize;
+    replace.extend(candidates.into_iter().take(room));
+    replace
 }
 
 impl Controller {
@@ -450,36 +506,72 @@ impl Controller {
             uid: Some(uid.clone()),
             ..Default::default()
         };
+        let now = Utc::now();
+        let min_ready = spec.min_ready_seconds.unwrap_or(0);
+        let desired = nodes.iter().filter(|n| should_run(&ds, n).0).count() as i32;
+        let surging = max_surge(&ds, desired) > 0;
         // Per node: whether it should run a pod, and the pod there.
         let mut placed: Vec<(bool, Option<Arc<Pod>>)> = Vec::new();
+        let mut on_nodes: Vec<NodePods> = Vec::new();
         for node in &nodes {
             let (run, keep) = should_run(&ds, node);
             let mut here = by_node.remove(&node.name_any()).unwrap_or_default();
             if run && here.is_empty() {
                 create_on.push(node.name_any());
             } else if run {
-                let (failed, mut live): (Vec<_>, Vec<_>) =
-                    here.drain(..).partition(|p| phase(p) == "Failed");
-                for p in failed {
-                    self.events
-                        .warning(
-                            &reference,
-                            "FailedDaemonPod",
-                            &format!(
-                                "Found failed daemon pod {ns}/{} on node {}, will try to kill it",
-                                p.name_any(),
-                                node.name_any()
-                            ),
-                        )
-                        .await;
+                let (ended, mut live): (Vec<_>, Vec<_>) = here
+                    .drain(..)
+                    .partition(|p| matches!(phase(p), "Failed" | "Succeeded"));
+                for p in ended {
+                    let (failed, pod, node) =
+                        (phase(&p) == "Failed", p.name_any(), node.name_any());
+                    if failed {
+                        let msg = format!(
+                            "Found failed daemon pod {ns}/{pod} on node {node}, will try to kill it"
+                        );
+                        self.events
+                            .warning(&reference, "FailedDaemonPod", &msg)
+                            .await;
+                    } else {
+                        let msg = format!(
+                            "Found succeeded daemon pod {ns}/{pod} on node {node}, will try to delete it"
+                        );
+                        self.events
+                            .normal(&reference, "SucceededDaemonPod", &msg)
+                            .await;
+                    }
                     delete.push(p);
                 }
-                // One pod per node: the oldest stays.
                 live.sort_by_key(|p| p.creation_timestamp().map(|t| t.0));
-                if live.len() > 1 {
-                    delete.extend(live.drain(1..));
+                // The oldest pod stands for the node in the status.
+                placed.push((true, live.first().cloned()));
+                if !surging {
+                    // One pod per node: the oldest stays.
+                    if live.len() > 1 {
+                        delete.extend(live.drain(1..));
+                    }
+                    continue;
                 }
-                placed.push((true, live.into_iter().next()));
+                // Surging: the oldest new pod and the oldest old pod stay;
+                // the old one goes once the new one is available (or at
+                // once if it is not even ready).
+                let (mut new, mut old): (Vec<_>, Vec<_>) = live
+                    .into_iter()
+                    .partition(|p| p.labels().get(revisions::HASH_LABEL) == Some(&hash));
+                delete.extend(new.drain(new.len().min(1)..));
+                delete.extend(old.drain(old.len().min(1)..));
+                let (new, mut old) = (new.pop(), old.pop());
+                if let (Some(n), Some(o)) = (&new, &old) {
+                    if !pods::is_ready(o) || pods::is_available(n, min_ready, now) {
+                        delete.push(o.clone());
+                        old = None;
+                    }
+                }
+                on_nodes.push(NodePods {
+                    node: node.name_any(),
+                    new,
+                    old,
+                });
                 continue;
             } else if !keep {
                 delete.append(&mut here);
@@ -495,8 +587,6 @@ impl Controller {
                 .find(|p| p.metadata.name.as_deref() == Some(n))
                 .map(|p| p.metadata.deletion_timestamp.is_some())
         });
-        let now = Utc::now();
-        let min_ready = spec.min_ready_seconds.unwrap_or(0);
         let mut next = None;
         if satisfied {
             let rolling = spec
@@ -505,16 +595,19 @@ impl Controller {
                 .and_then(|u| u.type_.as_deref())
                 .unwrap_or("RollingUpdate")
                 == "RollingUpdate";
-            if rolling && create_on.is_empty() && delete.is_empty() {
+            if rolling && surging {
+                create_on.extend(surge_nodes(&ds, &on_nodes, desired, min_ready, now));
+            } else if rolling && create_on.is_empty() && delete.is_empty() {
                 delete.extend(self.rolling_victims(&ds, &placed, &hash, min_ready));
             }
+            // Deletions first: a surge's old pod is gone before the next
+            // node's new pod comes.
+            self.delete(&exp_key, &delete, &reference).await;
             self.create(&ds, &exp_key, &hash, &create_on, &reference)
                 .await;
-            self.delete(&exp_key, &delete, &reference).await;
         }
 
         // Status.
-        let desired = placed.iter().filter(|(run, _)| *run).count() as i32;
         let on_desired: Vec<&Arc<Pod>> = placed
             .iter()
             .filter(|(run, _)| *run)
@@ -789,7 +882,7 @@ mod tests {
     }
 
     #[test]
-    fn max_unavailable_percentages_round_up() {
+    fn max_unavailable_and_max_surge_percentages_round_up() {
         let mut d = ds(json!({}));
         assert_eq!(max_unavailable(&d, 10), 1);
         d.spec.as_mut().unwrap().update_strategy = Some(
@@ -798,5 +891,13 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(max_unavailable(&d, 10), 3);
+        assert_eq!(max_surge(&d, 10), 0);
+        d.spec.as_mut().unwrap().update_strategy = Some(
+            serde_json::from_value(json!({
+            "type": "RollingUpdate", "rollingUpdate": {"maxSurge": "10%", "maxUnavailable": 0}}))
+            .unwrap(),
+        );
+        assert_eq!(max_surge(&d, 15), 2);
+        assert_eq!(max_surge(&d, 0), 1);
     }
 }

@@ -276,3 +276,76 @@ async fn a_rolling_update_keeps_max_unavailable_and_kubectl_follows_it() {
         .collect();
     assert_eq!(revisions, ["2", "3"], "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_surging_rollout_never_leaves_a_node_without_a_ready_pod() {
+    let mut c = Cluster::start(CONTROLLERS, false).await;
+    c.start_scheduler();
+    c.add_nodes("s-", 3, &[]).await;
+    let sets: Api<DaemonSet> = c.api();
+    let uid = sets
+        .create(
+            &PostParams::default(),
+            &daemon_set(
+                "surge",
+                "surge:1",
+                json!({"spec": {"updateStrategy": {"type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}}),
+            ),
+        )
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    wait_for("3 available", WAIT, || async {
+        (sets.get("surge").await.ok()?.status?.number_available == Some(3)).then_some(())
+    })
+    .await;
+    let update = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "surge:2"}]}}}});
+    sets.patch("surge", &PatchParams::default(), &Patch::Strategic(&update))
+        .await
+        .unwrap();
+    let pods: Api<Pod> = c.api();
+    let (mut fewest_ready, mut most_live) = (3, 0);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let live: Vec<Pod> = pods
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.owner_references().iter().any(|o| o.uid == uid))
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        let ready_nodes: BTreeSet<String> = live
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+            .collect();
+        fewest_ready = fewest_ready.min(ready_nodes.len());
+        most_live = most_live.max(live.len());
+        let updated = live
+            .iter()
+            .filter(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("surge:2"))
+            .count();
+        if updated == 3 && live.len() == 3 && ready_nodes.len() == 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rollout did not finish: {} live, {updated} updated",
+            live.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fewest_ready, 3, "a node was left without a ready pod");
+    assert!(most_live >= 4, "the new pods never surged beside the old");
+    assert!(most_live <= 4, "{most_live} pods at once with maxSurge 1");
+    assert_eq!(nodes_of(&c, &uid).await, ["s-0", "s-1", "s-2"]);
+}
