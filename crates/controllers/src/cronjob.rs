@@ -1,6 +1,6 @@
 //! The CronJob controller, as kube-controller-manager's (its v2): at each
-//! time the schedule names (in `spec.timeZone`, else the controller's zone,
-//! UTC), creates a Job `<cronjob>-<minutes since the epoch>` from the Job
+//! time the schedule names (in `spec.timeZone`, else the controller's own
+//! zone: `TZ`, else the system's, as Go's `time.Local`), creates a Job `<cronjob>-<minutes since the epoch>` from the Job
 //! template, unless the time is further back than `startingDeadlineSeconds`
 //! or a previous Job still runs and `concurrencyPolicy` is Forbid (Replace
 //! deletes it first); keeps `status.active`, `lastScheduleTime` and
@@ -30,6 +30,25 @@ use orca_api::cron::Schedule;
 use crate::events::Recorder;
 use crate::pods;
 use crate::queue::WorkQueue;
+
+/// The zone of schedules without `spec.timeZone`, read once.
+static LOCAL_ZONE: std::sync::LazyLock<Tz> = std::sync::LazyLock::new(|| {
+    local_zone(
+        std::env::var("TZ").ok().as_deref(),
+        iana_time_zone::get_timezone().ok(),
+    )
+});
+
+/// `TZ` (`:Europe/Paris` or `Europe/Paris`; empty means UTC), else the
+/// system's zone, else UTC: how Go's `time.Local` is chosen.
+fn local_zone(tz_env: Option<&str>, system: Option<String>) -> Tz {
+    match tz_env {
+        Some(v) => v.trim_start_matches(':').parse().unwrap_or(chrono_tz::UTC),
+        None => system
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(chrono_tz::UTC),
+    }
+}
 
 const NAME: &str = "cronjob-controller";
 const WORKERS: usize = 5;
@@ -344,7 +363,7 @@ impl Controller {
     ) -> anyhow::Result<Option<Duration>> {
         let spec = cj.spec.clone().unwrap_or_default();
         let tz = match spec.time_zone.as_deref() {
-            None => chrono_tz::UTC,
+            None => *LOCAL_ZONE,
             Some(name) => match orca_api::cron::time_zone(name) {
                 Ok(tz) => tz,
                 Err(e) => {
@@ -648,5 +667,22 @@ mod tests {
             (owner.kind.as_str(), owner.controller),
             ("CronJob", Some(true))
         );
+    }
+
+    #[test]
+    fn schedules_without_a_zone_use_the_controllers_own() {
+        assert_eq!(
+            local_zone(Some(":Asia/Tokyo"), None),
+            chrono_tz::Asia::Tokyo
+        );
+        assert_eq!(
+            local_zone(Some(""), Some("Europe/Paris".into())),
+            chrono_tz::UTC
+        );
+        assert_eq!(
+            local_zone(None, Some("Europe/Paris".into())),
+            chrono_tz::Europe::Paris
+        );
+        assert_eq!(local_zone(None, None), chrono_tz::UTC);
     }
 }
