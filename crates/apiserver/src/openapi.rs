@@ -36,6 +36,16 @@ fn definitions() -> Map<String, Value> {
     g.subschema_for::<k8s_openapi::api::policy::v1::PodDisruptionBudget>();
     g.subschema_for::<k8s_openapi::api::policy::v1::Eviction>();
     g.subschema_for::<k8s_openapi::api::node::v1::RuntimeClass>();
+    g.subschema_for::<core::PersistentVolume>();
+    g.subschema_for::<core::PersistentVolumeClaim>();
+    {
+        use k8s_openapi::api::storage::v1 as storage;
+        g.subschema_for::<storage::StorageClass>();
+        g.subschema_for::<storage::CSIDriver>();
+        g.subschema_for::<storage::CSINode>();
+        g.subschema_for::<storage::CSIStorageCapacity>();
+        g.subschema_for::<storage::VolumeAttachment>();
+    }
     g.subschema_for::<autoscaling::Scale>();
     g.subschema_for::<core::Pod>();
     g.subschema_for::<core::Namespace>();

@@ -15,6 +15,8 @@ mod services;
 pub use services::{endpoint_slice, endpoints, service, DEFAULT_AFFINITY_SECONDS};
 mod batch;
 pub use batch::{cron_job, job};
+mod storage;
+pub use storage::{csi_driver, persistent_volume, persistent_volume_claim, storage_class};
 mod workloads;
 pub use workloads::{
     daemon_set, deployment, pod_template, replica_set, replication_controller, stateful_set,

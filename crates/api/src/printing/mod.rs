@@ -17,6 +17,7 @@ mod certificates;
 mod rbac;
 pub use batch::job_status;
 mod services;
+mod storage;
 pub use services::{endpoint_slice_cells, endpoints_cells, format_endpoints, service_cells};
 mod workloads;
 pub use workloads::{format_label_selector, format_labels};
@@ -143,6 +144,13 @@ pub fn columns(kind: &str) -> Vec<Value> {
         "Endpoints" => services::endpoints_columns(),
         "EndpointSlice" => services::endpoint_slice_columns(),
         // Kubernetes' default table for kinds without a printer.
+        "PersistentVolume"
+        | "PersistentVolumeClaim"
+        | "StorageClass"
+        | "CSIDriver"
+        | "CSINode"
+        | "CSIStorageCapacity"
+        | "VolumeAttachment" => storage::columns(kind),
         _ => vec![name_col(), col("Created At", "date", "", 0, AGE_DESC)],
     }
 }
@@ -272,6 +280,13 @@ pub fn cells(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         }
         "RoleBinding" | "ClusterRoleBinding" => rbac::binding_cells(obj, now),
         "CertificateSigningRequest" => certificates::csr_cells(obj, now),
+        "PersistentVolume"
+        | "PersistentVolumeClaim"
+        | "StorageClass"
+        | "CSIDriver"
+        | "CSINode"
+        | "CSIStorageCapacity"
+        | "VolumeAttachment" => storage::cells(kind, obj, now),
         _ => {
             let name = obj
                 .pointer("/metadata/name")

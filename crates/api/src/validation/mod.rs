@@ -24,6 +24,16 @@ mod batch;
 mod endpoints;
 mod node;
 mod services;
+mod storage;
+pub use storage::{
+    validate_csi_driver, validate_csi_driver_update, validate_csi_node, validate_csi_node_update,
+    validate_csi_storage_capacity, validate_csi_storage_capacity_update,
+    validate_persistent_volume, validate_persistent_volume_claim,
+    validate_persistent_volume_claim_status_update, validate_persistent_volume_claim_update,
+    validate_persistent_volume_status_update, validate_persistent_volume_update,
+    validate_storage_class, validate_storage_class_update, validate_volume_attachment,
+    validate_volume_attachment_status_update, validate_volume_attachment_update,
+};
 
 pub use apps::{
     validate_controller_revision, validate_controller_revision_update, validate_daemon_set,

@@ -86,7 +86,7 @@ where
     }
 }
 
-fn no_status_validation<T>(_: &T, _: &T) -> Vec<FieldError> {
+pub(super) fn no_status_validation<T>(_: &T, _: &T) -> Vec<FieldError> {
     Vec::new()
 }
 

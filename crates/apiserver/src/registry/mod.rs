@@ -17,6 +17,7 @@ mod service_account_admission;
 mod serviceaccounts;
 mod services;
 mod simple;
+mod storage;
 mod workloads;
 
 use std::sync::Arc;
@@ -53,6 +54,10 @@ pub use reviews::{
 pub use serviceaccounts::SERVICE_ACCOUNT;
 pub use services::SERVICE;
 pub use simple::{NODE, SECRET};
+pub use storage::{
+    CSI_DRIVER, CSI_NODE, CSI_STORAGE_CAPACITY, PERSISTENT_VOLUME, PERSISTENT_VOLUME_CLAIM,
+    STORAGE_CLASS, VOLUME_ATTACHMENT,
+};
 pub use workloads::{DEPLOYMENT, POD_TEMPLATE, REPLICATION_CONTROLLER, REPLICA_SET};
 
 pub(crate) use allocator::{

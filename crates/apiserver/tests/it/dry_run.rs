@@ -342,6 +342,25 @@ fn sample(resource: &str, name: &str) -> Value {
             "metadata": meta, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": name}}}}),
         "runtimeclasses" => json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
             "metadata": meta, "handler": "runc"}),
+        "persistentvolumes" => json!({"apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": meta, "spec": {"capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/srv"}}}),
+        "persistentvolumeclaims" => json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": meta, "spec": {"accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}}}}),
+        "storageclasses" => json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": meta, "provisioner": "example.com/disk"}),
+        "csidrivers" => json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
+            "metadata": meta, "spec": {}}),
+        "csinodes" => json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSINode",
+            "metadata": meta, "spec": {"drivers": []}}),
+        "csistoragecapacities" => json!({"apiVersion": "storage.k8s.io/v1",
+            "kind": "CSIStorageCapacity", "metadata": meta, "storageClassName": "fast"}),
+        "volumeattachments" => {
+            json!({"apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttachment",
+            "metadata": meta, "spec": {"attacher": "example.com", "nodeName": "n1",
+            "source": {"persistentVolumeName": "pv1"}}})
+        }
         other => panic!(
             "the server serves {other:?} but this test has no sample of it: add one, \
              so that its writes are checked for dry run too"

@@ -18,4 +18,5 @@ mod runtime_class;
 mod service_accounts;
 mod service_allocation;
 mod services;
+mod storage;
 mod workloads_api;
