@@ -6,6 +6,7 @@ pub mod convert;
 pub mod cron;
 pub mod defaults;
 pub mod disruption;
+pub mod node_affinity;
 pub mod patch;
 pub mod printing;
 pub mod quantity;

@@ -219,58 +219,15 @@ fn tolerations(ds: &DaemonSet) -> Vec<Toleration> {
     all
 }
 
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        op @ ("Gt" | "Lt") => match (value.map(str::parse::<i64>), values) {
-            (Some(Ok(v)), [bound]) => match bound.parse::<i64>() {
-                Ok(b) if op == "Gt" => v > b,
-                Ok(b) => v < b,
-                Err(_) => false,
-            },
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
 /// Whether the template's nodeSelector and required node affinity admit
 /// the node (an empty term admits nothing, as in Kubernetes).
 fn node_selected(ds: &DaemonSet, node: &Node) -> bool {
-    let Some(spec) = ds.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
-        return true;
-    };
-    let labels = node.labels();
-    if let Some(sel) = &spec.node_selector {
-        if !sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-            return false;
-        }
-    }
-    let terms = spec
-        .affinity
+    ds.spec
         .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    let Some(terms) = terms else { return true };
-    let name = node.name_any();
-    terms.node_selector_terms.iter().any(|t| {
-        let exprs = t.match_expressions.as_deref().unwrap_or_default();
-        let fields = t.match_fields.as_deref().unwrap_or_default();
-        (!exprs.is_empty() || !fields.is_empty())
-            && exprs
-                .iter()
-                .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-            && fields
-                .iter()
-                .all(|r| r.key == "metadata.name" && requirement_matches(r, Some(&name)))
-    })
+        .and_then(|s| s.template.spec.as_ref())
+        .is_none_or(|spec| {
+            orca_api::node_affinity::pod_matches_node(spec, &node.name_any(), node.labels())
+        })
 }
 
 /// (should run a pod there, may keep one running there): `NodeShouldRunDaemonPod`.

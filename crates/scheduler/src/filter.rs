@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::node::HashMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Taint, Toleration};
+use k8s_openapi::api::core::v1::{NodeSelectorTerm, Taint, Toleration};
+use orca_api::node_affinity;
 
 use crate::node::{NodeFacts, NodeInfo, TAINT_UNSCHEDULABLE};
 use crate::podinfo::PodInfo;
@@ -198,73 +199,14 @@ pub fn matches_node_selector_and_affinity(
     node_name: &str,
     labels: &BTreeMap<String, String>,
 ) -> bool {
-    let Some(spec) = pod.pod.spec.as_ref() else {
-        return true;
-    };
-    if let Some(sel) = &spec.node_selector {
-        if !sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-            return false;
-        }
-    }
-    match required_terms(pod) {
-        Some(terms) => terms.iter().any(|t| term_matches(t, node_name, labels)),
-        None => true,
-    }
+    pod.pod
+        .spec
+        .as_ref()
+        .is_none_or(|spec| node_affinity::pod_matches_node(spec, node_name, labels))
 }
 
 fn required_terms(pod: &PodInfo) -> Option<&[NodeSelectorTerm]> {
-    pod.pod
-        .spec
-        .as_ref()?
-        .affinity
-        .as_ref()?
-        .node_affinity
-        .as_ref()?
-        .required_during_scheduling_ignored_during_execution
-        .as_ref()
-        .map(|s| s.node_selector_terms.as_slice())
-}
-
-fn term_matches(
-    term: &NodeSelectorTerm,
-    node_name: &str,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    // An empty term selects nothing, as in Kubernetes.
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| {
-            r.key == "metadata.name"
-                && matches!(r.operator.as_str(), "In" | "NotIn")
-                && requirement_matches(r, Some(node_name))
-        })
-}
-
-pub fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), [bound]) = (value, values) else {
-                return false;
-            };
-            match (v.parse::<i64>(), bound.parse::<i64>()) {
-                (Ok(v), Ok(b)) if r.operator == "Gt" => v > b,
-                (Ok(v), Ok(b)) => v < b,
-                _ => false,
-            }
-        }
-        _ => false,
-    }
+    node_affinity::required_terms(pod.pod.spec.as_ref()?)
 }
 
 /// NodeAffinity's PreFilter: when every required term names nodes through
@@ -386,7 +328,8 @@ mod tests {
     use super::*;
     use crate::podinfo::{PodInfo, Usage};
     use k8s_openapi::api::core::v1::{
-        Affinity, Container, NodeAffinity, NodeSelector, Pod, PodSpec, ResourceRequirements,
+        Affinity, Container, NodeAffinity, NodeSelector, NodeSelectorRequirement, Pod, PodSpec,
+        ResourceRequirements,
     };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use std::sync::Arc;
