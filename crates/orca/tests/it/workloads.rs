@@ -187,3 +187,72 @@ fn deployment_replaces_scales_rolls_out_and_back() {
     assert_eq!(pod_count(&c), 0, "pods outlived their Deployment");
     assert!(c.kubectl_ok(&["get", "rs", "-o", "name"]).trim().is_empty());
 }
+
+/// `kubectl drain` on the only node, with real containers: the budget lets
+/// one of two pods go; the other stays (its replacement has nowhere to run
+/// while the node is cordoned) and drain gives up with Kubernetes' words;
+/// after `uncordon` the Deployment is whole again.
+#[test]
+fn drain_honours_a_disruption_budget_with_real_pods() {
+    let c = Cluster::start();
+    let manifest = c.dir.path().join("web.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "{}---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: web\nspec:\n  minAvailable: 1\n  selector:\n    matchLabels:\n      app: web\n",
+            WEB.replace("replicas: 3", "replicas: 2")
+        ),
+    )
+    .unwrap();
+    c.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    c.wait_until("2 ready pods", WAIT, || ready_pods(&c).len() == 2);
+    c.wait_until("the budget allows one disruption", WAIT, || {
+        c.kubectl_ok(&[
+            "get",
+            "pdb",
+            "web",
+            "-o",
+            "jsonpath={.status.disruptionsAllowed}",
+        ])
+        .trim()
+            == "1"
+    });
+    let before = ready_pods(&c);
+
+    let node = format!("node/{}", c.node_name);
+    let out = c.kubectl(&[
+        "drain",
+        &c.node_name,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=15s",
+    ]);
+    assert!(!out.status.success(), "drain cannot finish: {out:?}");
+    assert!(out.stdout.contains(&format!("{node} cordoned")), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("evicted"), "{out:?}");
+    // One of the first two still runs; its evicted sibling's replacement
+    // waits for a schedulable node.
+    let after = ready_pods(&c);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(before.contains_key(after.keys().next().unwrap()));
+    let pending = c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "--field-selector=status.phase=Pending",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(pending.lines().count(), 1, "{pending}");
+
+    c.kubectl_ok(&["uncordon", &c.node_name]);
+    c.wait_until("2 ready pods again", WAIT, || ready_pods(&c).len() == 2);
+    c.kubectl_ok(&["delete", "deployment", "web"]);
+    c.wait_until("the pods gone", WAIT, || pod_count(&c) == 0);
+}
