@@ -6,11 +6,14 @@ pub mod convert;
 pub mod cron;
 pub mod defaults;
 pub mod disruption;
+pub mod fieldpath;
+pub mod managed;
 pub mod node_affinity;
 pub mod patch;
 pub mod printing;
 pub mod quantity;
 pub mod selectors;
+pub mod structure;
 pub mod validation;
 
 mod qos;

@@ -285,37 +285,11 @@ pub enum ListStrategy {
     MergePrimitives,
 }
 
-const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
-
 /// The patch strategy of the list at `path` (field names from the object
 /// root, list positions left out) in an object of `kind`, from the
-/// `patchStrategy`/`patchMergeKey` tags of the core/v1 types.
+/// `patchStrategy`/`patchMergeKey` tags of the Go types.
 pub fn list_strategy(kind: &str, path: &[&str]) -> ListStrategy {
-    use ListStrategy::*;
-    let n = path.len();
-    let last = path.last().copied().unwrap_or("");
-    let parent = if n >= 2 { path[n - 2] } else { "" };
-    match (parent, last) {
-        ("metadata", "finalizers") => MergePrimitives,
-        ("metadata", "ownerReferences") => MergeKey("uid"),
-        ("spec", c) if CONTAINER_LISTS.contains(&c) => MergeKey("name"),
-        (c, "env") if CONTAINER_LISTS.contains(&c) => MergeKey("name"),
-        (c, "ports") if CONTAINER_LISTS.contains(&c) => MergeKey("containerPort"),
-        (c, "volumeMounts") if CONTAINER_LISTS.contains(&c) => MergeKey("mountPath"),
-        (c, "volumeDevices") if CONTAINER_LISTS.contains(&c) => MergeKey("devicePath"),
-        ("spec", "volumes") => MergeKey("name"),
-        ("spec", "imagePullSecrets") => MergeKey("name"),
-        ("spec", "hostAliases") => MergeKey("ip"),
-        ("spec", "schedulingGates") => MergeKey("name"),
-        ("spec", "resourceClaims") => MergeKey("name"),
-        ("spec", "topologySpreadConstraints") => MergeKey("topologyKey"),
-        ("spec", "podCIDRs") if kind == "Node" => MergePrimitives,
-        ("status", "conditions") => MergeKey("type"),
-        ("status", "podIPs") | ("status", "hostIPs") => MergeKey("ip"),
-        ("status", "addresses") if kind == "Node" => MergeKey("type"),
-        ("", "secrets") if kind == "ServiceAccount" => MergeKey("name"),
-        _ => Replace,
-    }
+    crate::structure::list_rules(kind, path).1
 }
 
 const SET_ORDER: &str = "$setElementOrder/";
