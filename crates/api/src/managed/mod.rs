@@ -440,15 +440,19 @@ fn apply_once(
 }
 
 /// Whether every conflicting path is in the object's client-side apply
-/// annotation: then the apply takes them over (apimachinery's
-/// `lastAppliedManager`, which lets `kubectl apply --server-side` follow a
-/// client-side apply).
+/// annotation with the value it still has: then the apply takes them over
+/// (apimachinery's `lastAppliedManager`, which lets `kubectl apply
+/// --server-side` follow a client-side apply). A field changed since by
+/// someone else still conflicts.
 fn conflicts_only_last_applied(kind: &str, live: &Value, paths: &[Path]) -> bool {
     let Some(last) = last_applied(live) else {
         return false;
     };
-    let set = field_set(kind, &last);
-    !paths.is_empty() && paths.iter().all(|p| set.has(p))
+    let c = compare(kind, &last, live);
+    let allowed = field_set(kind, &last)
+        .difference(&c.modified)
+        .difference(&c.removed);
+    !paths.is_empty() && paths.iter().all(|p| allowed.has(p))
 }
 
 fn last_applied(live: &Value) -> Option<Value> {
@@ -457,7 +461,7 @@ fn last_applied(live: &Value) -> Option<Value> {
 }
 
 fn is_zero(kind: &str, live: &Value) -> bool {
-    live.is_null() || *live == zero_object(kind)
+    live.is_null() || live.as_object().is_some_and(Map::is_empty) || *live == zero_object(kind)
 }
 
 #[cfg(test)]

@@ -394,6 +394,30 @@ fn client_side_apply_then_server_side_apply() {
     )
     .unwrap_err();
     assert_eq!(err[0].path, ".data.x");
+    // So do annotated fields changed since by someone else.
+    let mut patched = live.clone();
+    patched["data"]["a"] = json!("changed");
+    update(
+        "ConfigMap",
+        &none,
+        &mut m,
+        &live,
+        &patched,
+        &writer("kubectl-patch"),
+        LATER,
+    );
+    let err = apply(
+        "ConfigMap",
+        &none,
+        &mut m,
+        &patched,
+        &config,
+        &writer("kubectl"),
+        false,
+        LATER,
+    )
+    .unwrap_err();
+    assert_eq!(err[0].manager, "\"kubectl-patch\" using v1");
 }
 
 #[test]

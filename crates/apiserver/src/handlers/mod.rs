@@ -24,9 +24,11 @@ use crate::status::{success_status, ApiError};
 use orca_api::patch::{PatchError, PatchType};
 use orca_api::printing::{IncludeObject, TableOptions};
 
+mod apply;
 mod binding;
 mod delete;
 mod eviction;
+mod field_manager;
 mod read;
 mod scale;
 mod subresource;

@@ -149,7 +149,7 @@ async fn write_scale(
         let replicas = typed.spec.and_then(|s| s.replicas).unwrap_or(0);
         let mut new = cur.clone();
         ctx.def.strategy.set_replicas(&mut new, replicas);
-        let (write, _) = merge_update(ctx, None, Cow::Owned(new), cur)?;
+        let (write, _) = merge_update(ctx, Some("scale"), Cow::Owned(new), cur)?;
         Ok((write, pinned))
     })
     .await?;

@@ -1,3 +1,4 @@
+use super::field_manager;
 use super::*;
 use crate::auth::admission::Op;
 use crate::pod_security;
@@ -63,10 +64,18 @@ async fn namespace_usable(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
     }
 }
 
+/// How a write's managedFields come about.
+pub(super) enum Fields {
+    /// Recorded as an update by the request's manager.
+    Update,
+    /// Already computed (a server-side apply).
+    Applied,
+}
+
 pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let dry = dry_run(ctx.query, "CreateOptions")?;
     let raw = decode_body(ctx.headers, body)?;
-    let (mut v, mut warnings) = admit_body(
+    let (v, warnings) = admit_body(
         ctx,
         raw,
         &ctx.def.api_version(),
@@ -74,6 +83,18 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
         ctx.def.schema,
         ctx.def.normalize,
     )?;
+    create_object(ctx, v, warnings, dry, Fields::Update).await
+}
+
+/// Creates `v` (decoded and checked against the schema): namespace, name,
+/// admission, defaults, validation, then the store.
+pub(super) async fn create_object(
+    ctx: &Ctx<'_>,
+    mut v: Value,
+    mut warnings: Vec<String>,
+    dry: bool,
+    fields: Fields,
+) -> Result<Response<Body>, ApiError> {
     if let Some(answer) = ctx.def.strategy.answer(ctx, v.clone()).await {
         // Reviews are answered, never stored: a dry run answers the same.
         return Ok(with_warnings(
@@ -116,15 +137,27 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
             )],
         ));
     }
+    let before_admission = v.clone();
     ctx.def.strategy.admit_create(ctx.state, &mut v).await?;
+    // What admission adds (a pod's service account volume) is nobody's.
+    let admitted = if v == before_admission {
+        orca_api::fieldpath::Set::new()
+    } else {
+        let c = orca_api::managed::compare(ctx.def.kind, &before_admission, &v);
+        c.added.union(&c.modified)
+    };
+    drop(before_admission);
     let policy = pod_security::namespace_policy(ctx.state, ctx.def, ctx.namespace).await?;
     let body_warnings = warnings.len();
+    let sent_fields = match fields {
+        Fields::Update => field_manager::take(&mut v),
+        Fields::Applied => None,
+    };
     // System fields are the server's to set.
     if let Some(m) = v["metadata"].as_object_mut() {
         m.remove("resourceVersion");
         m.remove("deletionTimestamp");
         m.remove("deletionGracePeriodSeconds");
-        m.remove("managedFields");
         m.remove("selfLink");
         m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         m.insert("creationTimestamp".into(), json!(now()));
@@ -139,6 +172,12 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Response<Body>, ApiErr
         strategy.begin_create(ctx.state, &mut obj, dry).await?;
         let admitted = strategy
             .prepare_create(ctx.def, &mut obj)
+            .and_then(|()| match fields {
+                Fields::Update => {
+                    field_manager::record_create(ctx, &mut obj, sent_fields.as_ref(), &admitted)
+                }
+                Fields::Applied => Ok(()),
+            })
             .and_then(|()| admission(ctx, None, Op::Create, None, &obj))
             .and_then(|()| {
                 pod_security::admit(ctx.state, ctx.def, None, policy.as_ref(), &obj, None)
@@ -408,6 +447,17 @@ pub(super) fn merge_update(
     new: Cow<'_, Value>,
     current: &Value,
 ) -> Result<(Write, bool), ApiError> {
+    merge_update_with(ctx, sub, new, current, Fields::Update)
+}
+
+/// [`merge_update`] with the managedFields as `fields` says.
+pub(super) fn merge_update_with(
+    ctx: &Ctx<'_>,
+    sub: Option<&str>,
+    new: Cow<'_, Value>,
+    current: &Value,
+    fields: Fields,
+) -> Result<(Write, bool), ApiError> {
     let name = name_of(current).to_string();
     let pinned = match new["metadata"]["resourceVersion"].as_str() {
         Some(rv) if !rv.is_empty() => {
@@ -447,8 +497,8 @@ pub(super) fn merge_update(
     ] {
         restore(&mut new, current, f);
     }
+    let managed = field_manager::take(&mut new);
     if let Some(m) = new["metadata"].as_object_mut() {
-        m.remove("managedFields");
         m.remove("selfLink");
     }
     new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
@@ -467,6 +517,14 @@ pub(super) fn merge_update(
             new["metadata"]["generation"] = json!(g + 1);
         }
     }
+    match fields {
+        Fields::Update => field_manager::record_update(ctx, sub, managed, current, &mut new)?,
+        Fields::Applied => {
+            if let (Some(list), Some(m)) = (managed, new["metadata"].as_object_mut()) {
+                m.insert("managedFields".into(), list);
+            }
+        }
+    }
     if same_ignoring_rv(&new, current) {
         return Ok((Write::Unchanged, pinned));
     }
@@ -476,15 +534,16 @@ pub(super) fn merge_update(
 
 /// [`merge_update`], then PodSecurity admission of what would be written
 /// (`policy` is the namespace's): its warnings replace `warnings`.
-fn merge_checked(
+pub(super) fn merge_checked(
     ctx: &Ctx<'_>,
     sub: Option<&str>,
     new: Cow<'_, Value>,
     current: &Value,
     policy: Option<&pod_security::Policy>,
     warnings: &mut Vec<String>,
+    fields: Fields,
 ) -> Result<(Write, bool), ApiError> {
-    let (write, pinned) = merge_update(ctx, sub, new, current)?;
+    let (write, pinned) = merge_update_with(ctx, sub, new, current, fields)?;
     warnings.clear();
     if let Write::Update(obj) = &write {
         *warnings = pod_security::admit(ctx.state, ctx.def, sub, policy, obj, Some(current))?;
@@ -535,6 +594,7 @@ pub async fn update(
                 cur,
                 policy.as_ref(),
                 &mut admission_warnings,
+                Fields::Update,
             )
         },
         &warnings,
@@ -552,16 +612,12 @@ pub async fn patch(
     let dry = dry_run(ctx.query, "PatchOptions")?;
     let ct = content_type(ctx.headers);
     let kind = match PatchType::from_content_type(&ct) {
-        Some(PatchType::Apply) => {
-            return Err(ApiError::new(
-                415,
-                "UnsupportedMediaType",
-                "server-side apply is not supported by this server; use client-side `kubectl apply` (without --server-side)",
-            ))
-        }
         Some(k) => k,
         None => return Err(unsupported_media(&ct)),
     };
+    if let Some(manager) = field_manager::patch_options(ctx, kind == PatchType::Apply)? {
+        return super::apply::apply(ctx, name, sub, body, dry, &manager).await;
+    }
     let patch: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
     let mode = validation_mode(ctx.query)?;
@@ -627,6 +683,7 @@ pub async fn patch(
                 cur,
                 policy.as_ref(),
                 &mut admission_warnings,
+                Fields::Update,
             )?;
             let pinned = patch["metadata"]["resourceVersion"]
                 .as_str()

@@ -15,6 +15,7 @@ mod protobuf;
 mod proxy;
 mod rbac;
 mod runtime_class;
+mod server_side_apply;
 mod service_accounts;
 mod service_allocation;
 mod services;
