@@ -202,6 +202,14 @@ pub(super) fn record_update(
         &writer(&api_version, &manager, sub),
         &now(),
     );
+    if sub == Some("scale") {
+        // Kubernetes' scale subresource loses its writers' times.
+        for e in &mut m.entries {
+            if e.subresource == "scale" {
+                e.time = None;
+            }
+        }
+    }
     put(new, &m);
     Ok(())
 }

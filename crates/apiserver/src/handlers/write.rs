@@ -140,12 +140,21 @@ pub(super) async fn create_object(
     let before_admission = v.clone();
     ctx.def.strategy.admit_create(ctx.state, &mut v).await?;
     // What admission adds (a pod's service account volume) is nobody's.
-    let admitted = if v == before_admission {
+    let mut admitted = if v == before_admission {
         orca_api::fieldpath::Set::new()
     } else {
         let c = orca_api::managed::compare(ctx.def.kind, &before_admission, &v);
         c.added.union(&c.modified)
     };
+    for path in ctx.def.strategy.admitted_fields() {
+        if path
+            .iter()
+            .try_fold(&before_admission, |v, f| v.get(*f))
+            .is_none()
+        {
+            admitted.insert(&orca_api::fieldpath::fields(path));
+        }
+    }
     drop(before_admission);
     let policy = pod_security::namespace_policy(ctx.state, ctx.def, ctx.namespace).await?;
     let body_warnings = warnings.len();

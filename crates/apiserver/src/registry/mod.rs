@@ -130,6 +130,13 @@ pub trait Strategy: Sync {
         Box::pin(async { Ok(()) })
     }
 
+    /// Fields the mutating admission plugins fill on create (in
+    /// kube-apiserver they run after the field manager has recorded the
+    /// create): a creator that did not send them does not own them.
+    fn admitted_fields(&self) -> &'static [&'static [&'static str]] {
+        &[]
+    }
+
     /// A POST to subresource `sub` of object `name` that makes something
     /// other than the object (serviceaccounts/token): `body` is the decoded
     /// request, already checked against the subresource's kind. Answers the

@@ -29,6 +29,18 @@ impl Strategy for Pod {
         })
     }
 
+    /// ServiceAccount, Priority and DefaultTolerationSeconds admission
+    /// (here partly in the defaults).
+    fn admitted_fields(&self) -> &'static [&'static [&'static str]] {
+        &[
+            &["spec", "serviceAccount"],
+            &["spec", "serviceAccountName"],
+            &["spec", "priority"],
+            &["spec", "preemptionPolicy"],
+            &["spec", "tolerations"],
+        ]
+    }
+
     fn prepare_create(&self, def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
         let mut errs = Vec::new();
         typed::<core::Pod>(obj, |pod| {

@@ -587,3 +587,133 @@ async fn apply_options_and_status_subresource() {
     .await;
     assert_eq!(code, 404);
 }
+
+/// A kubectl -v=8 log with the JSON quoted into its lines unquoted, from
+/// the first `"fieldsV1":` on.
+fn logged_from_fields_v1(log: &str) -> String {
+    let path = format!(
+        "{}/../../testdata/kubernetes-v1.32/{log}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(path).expect("reference log");
+    let unquoted = text
+        .replace("\\\\", "\u{1}")
+        .replace("\\\"", "\"")
+        .replace('\u{1}', "\\");
+    let start = unquoted.find("\"fieldsV1\":").expect("fieldsV1 in the log") + 11;
+    unquoted[start..].to_string()
+}
+
+/// The first `"fieldsV1":{...}` in a kubectl -v=8 log's response bodies.
+fn logged_fields_v1(log: &str) -> Value {
+    let unquoted = logged_from_fields_v1(log);
+    let mut depth = 0;
+    for (i, c) in unquoted.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return serde_json::from_str(&unquoted[..i + 1]).expect("JSON");
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("unterminated fieldsV1 in {log}");
+}
+
+/// What a create owns, field for field as Kubernetes 1.32 records it for
+/// the same requests (`kubectl create --dry-run=server` of a bare pod,
+/// `kubectl run`'s pod, `kubectl create deployment`): the defaults, not the
+/// admission's additions.
+#[tokio::test]
+async fn created_objects_own_what_kubernetes_records() {
+    let h = Harness::start().await;
+    let dry = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"dry","namespace":"default"},"spec":{"containers":[{"image":"nginx","name":"c"}]}}"#;
+    let out = h
+        .kubectl_stdin(
+            &[
+                "create",
+                "-f",
+                "-",
+                "--dry-run=server",
+                "-o",
+                "json",
+                "--show-managed-fields",
+            ],
+            Some(dry),
+        )
+        .await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        entries(&v),
+        vec![entry(
+            "kubectl-create",
+            "Update",
+            logged_fields_v1("platform/v8-create-pod-dry-run-server.txt")
+        )]
+    );
+    let run = r#"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"v8-run","creationTimestamp":null,"labels":{"run":"v8-run"}},"spec":{"containers":[{"name":"v8-run","image":"busybox:latest","args":["/bin/sh","-c","sleep 3600"],"resources":{},"imagePullPolicy":"IfNotPresent"}],"restartPolicy":"Always","dnsPolicy":"ClusterFirst"},"status":{}}"#;
+    let (code, v, _) = send(
+        &h.client().await,
+        "POST",
+        "/api/v1/namespaces/default/pods?fieldManager=kubectl-run",
+        "application/json",
+        run.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(
+        entries(&v),
+        vec![entry(
+            "kubectl-run",
+            "Update",
+            logged_fields_v1("v8-run.log")
+        )]
+    );
+    // The reference log cuts this one short: compared as far as it goes.
+    h.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=3",
+    ])
+    .await;
+    let v = get_json(&h, &["deployment", "web"]).await;
+    let e = entries(&v);
+    assert_eq!(
+        (e[0].0.as_str(), e[0].1.as_str()),
+        ("kubectl-create", "Update")
+    );
+    let logged = logged_from_fields_v1("platform/v8-scale.txt");
+    let logged = &logged[..logged.find(" [truncated").expect("a cut log line")];
+    let ours = e[0].2.to_string();
+    assert!(
+        logged.len() > 500 && ours.starts_with(logged),
+        "{ours}\n{logged}"
+    );
+    // kubectl scale: the scale subresource's entry, without a time as in
+    // Kubernetes; kubectl-create no longer owns the replicas.
+    h.kubectl(&["scale", "deployment", "web", "--replicas=2"])
+        .await;
+    let v = get_json(&h, &["deployment", "web"]).await;
+    let scale = v["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["subresource"] == "scale")
+        .expect("the scale entry");
+    assert_eq!(
+        scale,
+        &json!({"apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:spec": {"f:replicas": {}}},
+            "manager": "kubectl", "operation": "Update", "subresource": "scale"})
+    );
+    // Without a time it sorts first, as in the reference.
+    assert_eq!(&v["metadata"]["managedFields"][0], scale);
+    let created = &v["metadata"]["managedFields"][1];
+    assert_eq!(created["manager"], "kubectl-create");
+    assert!(created["fieldsV1"]["f:spec"].get("f:replicas").is_none());
+}
