@@ -11,11 +11,14 @@ use crate::status::ApiError;
 
 const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
+/// The server's version as `/version` reports it.
+pub const GIT_VERSION: &str = "v1.32.0-orca";
+
 pub fn version() -> Value {
     json!({
         "major": "1",
         "minor": "32",
-        "gitVersion": "v1.32.0-orca",
+        "gitVersion": GIT_VERSION,
         "gitCommit": "orca",
         "gitTreeState": "clean",
         "buildDate": "2026-01-01T00:00:00Z",

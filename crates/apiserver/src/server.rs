@@ -243,13 +243,43 @@ fn text(code: u16, s: &str) -> Response<Body> {
 /// A client for a component in this process acting as `identity` (see
 /// [`crate::ApiServer::local_client`]).
 pub fn local_client(state: Arc<State>, identity: crate::auth::UserInfo) -> kube::Client {
+    let user_agent = component_user_agent(&identity);
     let caller: Caller = Arc::new(identity);
-    let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+    let service = tower::service_fn(move |mut req: http::Request<kube::client::Body>| {
         let state = state.clone();
         let caller = caller.clone();
+        if let Some(ua) = &user_agent {
+            req.headers_mut()
+                .entry(http::header::USER_AGENT)
+                .or_insert_with(|| ua.clone());
+        }
         async move { Ok::<_, Infallible>(handle_local(state, caller, req).await) }
     });
     kube::Client::new(service, "default")
+}
+
+/// The User-Agent of the Kubernetes component an in-process client stands
+/// for (kubelet, scheduler, controller manager, the API server's own
+/// loopback client), which names it as a field manager as in Kubernetes.
+fn component_user_agent(identity: &crate::auth::UserInfo) -> Option<http::HeaderValue> {
+    let product = match identity.name.as_str() {
+        _ if identity.node_name().is_some() => "kubelet",
+        "system:kube-scheduler" => "kube-scheduler",
+        "system:kube-controller-manager" => "kube-controller-manager",
+        _ if identity
+            .service_account_name()
+            .is_some_and(|(ns, _)| ns == "kube-system") =>
+        {
+            "kube-controller-manager"
+        }
+        "system:apiserver" => "kube-apiserver",
+        _ => return None,
+    };
+    http::HeaderValue::from_str(&format!(
+        "{product}/{} (linux/amd64) kubernetes/orca",
+        crate::discovery::GIT_VERSION
+    ))
+    .ok()
 }
 
 /// Serves a request from a component in this process (see

@@ -282,6 +282,53 @@ pub fn update(
         e.time = Some(now.to_string());
     }
     managed.strip();
+    cap_updaters(managed);
+}
+
+/// Kubernetes keeps at most this many Update entries.
+const MAX_UPDATERS: usize = 10;
+
+/// Past [`MAX_UPDATERS`], the oldest Update entries are merged, per API
+/// version, into an `ancient-changes` entry (apimachinery's
+/// `capManagersManager`).
+fn cap_updaters(managed: &mut Managed) {
+    let mut updaters: Vec<usize> = (0..managed.entries.len())
+        .filter(|&i| managed.entries[i].operation == Operation::Update)
+        .collect();
+    if updaters.len() <= MAX_UPDATERS {
+        return;
+    }
+    let key = |e: &Entry| (e.time.clone().unwrap_or_default(), e.manager.clone());
+    updaters.sort_by_key(|&i| key(&managed.entries[i]));
+    let mut first_of_version: Vec<(String, usize)> = Vec::new();
+    let mut merged = Vec::new();
+    let mut count = updaters.len();
+    for i in updaters {
+        if count <= MAX_UPDATERS {
+            break;
+        }
+        let version = managed.entries[i].api_version.clone();
+        let Some(&(_, bucket)) = first_of_version.iter().find(|(v, _)| *v == version) else {
+            first_of_version.push((version, i));
+            continue;
+        };
+        let (fields, time) = {
+            let e = &managed.entries[i];
+            (e.fields.clone(), e.time.clone())
+        };
+        let b = &mut managed.entries[bucket];
+        b.manager = "ancient-changes".into();
+        b.subresource.clear();
+        b.fields.union_with(&fields);
+        // The merged entry's time, the more recent.
+        b.time = time;
+        merged.push(i);
+        count -= 1;
+    }
+    merged.sort_unstable();
+    for i in merged.into_iter().rev() {
+        managed.entries.remove(i);
+    }
 }
 
 /// A refused apply: the fields other managers own with other values.

@@ -450,3 +450,40 @@ fn multiple_conflicts_message() {
         "Apply failed with 3 conflicts: conflicts with \"a\":\n- .x\n- .y\nconflicts with \"b\" using v1:\n- .z"
     );
 }
+
+#[test]
+fn update_entries_are_capped_into_ancient_changes() {
+    let none = Set::new();
+    let mut m = Managed::default();
+    let mut obj = cm(json!({}));
+    for i in 0..12 {
+        let mut next = obj.clone();
+        next["data"][format!("k{i}")] = json!("v");
+        let manager = format!("m{i:02}");
+        let time = format!("2026-12-05T08:00:{i:02}Z");
+        update(
+            "ConfigMap",
+            &none,
+            &mut m,
+            &obj,
+            &next,
+            &writer(&manager),
+            &time,
+        );
+        obj = next;
+    }
+    let managers: Vec<&str> = m.entries.iter().map(|e| e.manager.as_str()).collect();
+    assert_eq!(m.entries.len(), 10, "{managers:?}");
+    let ancient = m
+        .entries
+        .iter()
+        .find(|e| e.manager == "ancient-changes")
+        .expect("bucket");
+    assert_eq!(
+        ancient.fields.to_fields_v1(),
+        json!({"f:data": {"f:k0": {}, "f:k1": {}, "f:k2": {}}})
+    );
+    assert_eq!(ancient.time.as_deref(), Some("2026-12-05T08:00:02Z"));
+    assert!(!managers.contains(&"m01") && !managers.contains(&"m02"));
+    assert!(managers.contains(&"m03"));
+}

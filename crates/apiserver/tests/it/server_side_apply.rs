@@ -717,3 +717,36 @@ async fn created_objects_own_what_kubernetes_records() {
     assert_eq!(created["manager"], "kubectl-create");
     assert!(created["fieldsV1"]["f:spec"].get("f:replicas").is_none());
 }
+
+/// In-process components write as their Kubernetes counterparts, so the
+/// managers are named as in Kubernetes.
+#[tokio::test]
+async fn in_process_components_are_named_managers() {
+    use orca_apiserver::auth::UserInfo;
+    let h = Harness::start().await;
+    for (who, manager) in [
+        // Its role may write ConfigMaps (kube-root-ca.crt).
+        (
+            UserInfo::controller("root-ca-cert-publisher"),
+            "kube-controller-manager",
+        ),
+        (UserInfo::apiserver(), "kube-apiserver"),
+        // No component: no User-Agent, no name, as in Kubernetes.
+        (UserInfo::admin(), ""),
+    ] {
+        let client = h.server.local_client(who);
+        let name = format!("by{}", manager.replace('-', ""));
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name}, "data": {"k": "v"}});
+        let (code, v, _) = send(
+            &client,
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(code, 201, "{v}");
+        assert_eq!(v["metadata"]["managedFields"][0]["manager"], manager);
+    }
+}
