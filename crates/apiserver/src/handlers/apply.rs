@@ -10,8 +10,8 @@ use super::*;
 use crate::pod_security;
 
 /// Parses and checks the applied configuration: YAML or JSON, the URL's
-/// kind and version, name and namespace, no managedFields, and (unless
-/// `fieldValidation=Ignore`) no fields the schema does not know.
+/// kind and version, name and namespace, no managedFields, no fields the
+/// schema does not know.
 fn configuration(ctx: &Ctx<'_>, name: &str, body: &[u8]) -> Result<Value, ApiError> {
     let config: Value = serde_yaml::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
@@ -51,21 +51,24 @@ fn configuration(ctx: &Ctx<'_>, name: &str, body: &[u8]) -> Result<Value, ApiErr
     if !config["metadata"]["managedFields"].is_null() {
         return Err(ApiError::bad_request("metadata.managedFields must be nil"));
     }
-    if validation_mode(ctx.query)? != Validation::Ignore {
-        let unknown = crate::openapi::unknown_fields(ctx.def.schema, &config);
-        if let Some(f) = unknown.first() {
-            let gvk = if ctx.def.group.is_empty() {
-                format!("/{}, Kind={}", ctx.def.version, ctx.def.kind)
-            } else {
-                format!(
-                    "{}/{}, Kind={}",
-                    ctx.def.group, ctx.def.version, ctx.def.kind
-                )
-            };
-            return Err(ApiError::bad_request(format!(
-                "failed to create typed patch object ({gvk}): .{f}: field not declared in schema"
-            )));
-        }
+    // Whatever fieldValidation says, kube-apiserver 1.32 cannot type an
+    // applied configuration with unknown fields and answers a bare 500.
+    let unknown = crate::openapi::unknown_fields(ctx.def.schema, &config);
+    if let Some(f) = unknown.first() {
+        let gv = if ctx.def.group.is_empty() {
+            format!("/{}", ctx.def.version)
+        } else {
+            format!("{}/{}", ctx.def.group, ctx.def.version)
+        };
+        return Err(ApiError::new(
+            500,
+            "",
+            format!(
+                "failed to create typed patch object ({}/{name}; {gv}, Kind={}): .{f}: field not declared in schema",
+                ctx.namespace.unwrap_or(""),
+                ctx.def.kind
+            ),
+        ));
     }
     Ok(config)
 }

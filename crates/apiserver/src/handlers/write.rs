@@ -621,8 +621,9 @@ pub async fn patch(
     let dry = dry_run(ctx.query, "PatchOptions")?;
     let ct = content_type(ctx.headers);
     let kind = match PatchType::from_content_type(&ct) {
-        Some(k) => k,
-        None => return Err(unsupported_media(&ct)),
+        // CBOR is an alpha, off by default, in Kubernetes 1.32.
+        Some(k) if ct != "application/apply-patch+cbor" => k,
+        _ => return Err(unsupported_media(&ct)),
     };
     if let Some(manager) = field_manager::patch_options(ctx, kind == PatchType::Apply)? {
         return super::apply::apply(ctx, name, sub, body, dry, &manager).await;
