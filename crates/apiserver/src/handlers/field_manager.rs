@@ -191,13 +191,13 @@ pub(super) fn record_update(
         Some(m) => m,
         None => Managed::decode(current["metadata"].get("managedFields")).unwrap_or_default(),
     };
-    let mut old = current.clone();
-    take(&mut old);
+    // `current` still holds its managedFields, `new` not: that difference
+    // is no one's (stripped), so `current` is compared as it is.
     managed::update(
         ctx.def.kind,
         &managed::ignored(sub.unwrap_or(""), has_status(ctx)),
         &mut m,
-        &old,
+        current,
         new,
         &writer(&api_version, &manager, sub),
         &now(),
@@ -226,14 +226,14 @@ pub(super) fn apply(
     force: bool,
 ) -> Result<Value, ApiError> {
     let api_version = ctx.def.api_version();
-    let mut live = live.clone();
-    let stored = take(&mut live);
-    let mut m = Managed::decode(stored.as_ref()).unwrap_or_default();
+    let mut m = Managed::decode(live["metadata"].get("managedFields")).unwrap_or_default();
+    // The merged object keeps the stored managedFields until `put`
+    // replaces them.
     let result = managed::apply(
         ctx.def.kind,
         &managed::ignored(sub.unwrap_or(""), has_status(ctx)),
         &mut m,
-        &live,
+        live,
         config,
         &writer(&api_version, manager, sub),
         force,
