@@ -781,3 +781,62 @@ async fn in_process_components_are_named_managers() {
         assert_eq!(v["metadata"]["managedFields"][0]["manager"], manager);
     }
 }
+
+const SERVICE: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+  - name: https
+    port: 443
+"#;
+
+/// A Service's ports are keyed by port and protocol (TCP when left out);
+/// what the server allocated stays through re-applies, a port the
+/// configuration drops goes.
+#[tokio::test]
+async fn service_ports_by_port_and_protocol() {
+    let h = Harness::start().await;
+    h.kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(SERVICE))
+        .await;
+    let v = get_json(&h, &["service", "web"]).await;
+    let ip = v["spec"]["clusterIP"].clone();
+    assert!(ip.as_str().is_some_and(|ip| !ip.is_empty()));
+    let f = &entries(&v)[0].2["f:spec"];
+    assert_eq!(f["f:selector"], json!({}), "a Service's selector is atomic");
+    assert_eq!(
+        f["f:ports"]["k:{\"port\":80,\"protocol\":\"TCP\"}"],
+        json!({".": {}, "f:name": {}, "f:port": {}, "f:targetPort": {}})
+    );
+    assert!(f.get("f:clusterIP").is_none(), "{f}");
+    let fewer = SERVICE.replace("  - name: https\n    port: 443\n", "");
+    h.kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(&fewer))
+        .await;
+    let v = get_json(&h, &["service", "web"]).await;
+    assert_eq!(v["spec"]["clusterIP"], ip);
+    let ports = v["spec"]["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_eq!(ports[0]["port"], 80);
+    assert_eq!(ports[0]["protocol"], "TCP");
+    assert_eq!(ports[0]["targetPort"], 8080);
+}
+
+/// Strategic merge now merges a Service's ports by port, as Kubernetes
+/// does: a client-side apply that drops a port still removes it.
+#[tokio::test]
+async fn client_side_apply_drops_a_service_port() {
+    let h = Harness::start().await;
+    h.kubectl_stdin(&["apply", "-f", "-"], Some(SERVICE)).await;
+    let fewer = SERVICE.replace("  - name: https\n    port: 443\n", "");
+    h.kubectl_stdin(&["apply", "-f", "-"], Some(&fewer)).await;
+    let v = get_json(&h, &["service", "web"]).await;
+    let ports = v["spec"]["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_eq!(ports[0]["port"], 80);
+}
