@@ -249,6 +249,18 @@ async fn pods_and_nodes_over_protobuf() {
     .await;
     assert_eq!(a.code, 201, "{:?}", a.body);
     let p: core::Pod = a.object("Pod");
+    // managedFields over protobuf: the entry, FieldsV1 as its raw JSON.
+    let entry = &p.metadata.as_ref().unwrap().managed_fields[0];
+    assert_eq!(entry.operation.as_deref(), Some("Update"));
+    assert_eq!(entry.fields_type.as_deref(), Some("FieldsV1"));
+    assert!(entry.time.as_ref().and_then(|t| t.seconds).unwrap_or(0) > 0);
+    let raw = entry
+        .fields_v1
+        .as_ref()
+        .and_then(|f| f.raw.as_ref())
+        .unwrap();
+    let fields: Value = serde_json::from_slice(raw).unwrap();
+    assert!(fields["f:spec"]["f:containers"].is_object(), "{fields}");
     let spec = p.spec.unwrap();
     assert_eq!(spec.termination_grace_period_seconds, Some(0));
     assert_eq!(spec.security_context.unwrap().run_as_user, Some(0));
