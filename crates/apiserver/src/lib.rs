@@ -16,6 +16,7 @@ mod cache;
 mod cluster_dns_service;
 mod compactor;
 mod discovery;
+pub use discovery::GIT_VERSION;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handlers;

@@ -231,6 +231,15 @@ pub fn client_with(server: &str, ca: Vec<Vec<u8>>, c: &Credential) -> anyhow::Re
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     config.auth_info.client_certificate_data = Some(b64(&c.cert_pem));
     config.auth_info.client_key_data = Some(b64(&c.key_pem).into());
+    // A node's client is its kubelet: named so as a field manager.
+    let agent = format!(
+        "kubelet/{} (linux/amd64) kubernetes/orca",
+        orca_apiserver::GIT_VERSION
+    );
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(&agent)?,
+    ));
     Ok(kube::Client::try_from(config)?)
 }
 
