@@ -840,6 +840,13 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
             }
         }
     }
+    if spec.share_process_namespace == Some(true) && spec.host_pid == Some(true) {
+        errs.push(FieldError::invalid(
+            format!("{path}.securityContext.shareProcessNamespace"),
+            true,
+            "ShareProcessNamespace and HostPID cannot both be enabled",
+        ));
+    }
     let rp_path = format!("{path}.restartPolicy");
     match restart_policy {
         "Always" | "OnFailure" | "Never" => {}
@@ -2646,6 +2653,17 @@ mod tests {
             assert!(got.iter().any(|g| g == w), "missing {w}\n got: {got:#?}");
         }
         assert_eq!(got.len(), want.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn host_pid_excludes_a_shared_process_namespace() {
+        let v = json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {
+            "hostPID": true, "shareProcessNamespace": true,
+            "containers": [{"name": "a", "image": "x"}]}});
+        assert_eq!(
+            messages(&validate_pod(&pod(v))),
+            ["spec.securityContext.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled"]
+        );
     }
 
     #[test]
