@@ -370,3 +370,86 @@ async fn rbac_checks_the_subresource_verbs() {
     );
     assert_eq!(ephemeral_names(&pod(&h, "web").await), ["dbg"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_security_judges_an_added_ephemeral_container() {
+    let h = Harness::start().await;
+    h.kubectl(&["create", "namespace", "guarded"]).await;
+    common::default_service_account(&h.client().await, "guarded").await;
+    h.kubectl(&[
+        "label",
+        "namespace",
+        "guarded",
+        "pod-security.kubernetes.io/enforce=baseline",
+    ])
+    .await;
+    h.kubectl(&[
+        "run",
+        "web",
+        "-n",
+        "guarded",
+        "--image=busybox",
+        "--",
+        "sleep",
+        "3600",
+    ])
+    .await;
+    // The sysadmin profile asks for a privileged container.
+    let err = h
+        .kubectl_fails(
+            &[
+                "debug",
+                "web",
+                "-n",
+                "guarded",
+                "--image=busybox",
+                "-c",
+                "root",
+                "--profile=sysadmin",
+                "--",
+                "true",
+            ],
+            None,
+        )
+        .await;
+    assert!(
+        err.contains("pods \"web\" is forbidden: violates PodSecurity \"baseline:latest\": privileged (container \"root\" must not set securityContext.privileged=true)"),
+        "{err}"
+    );
+    // So does the general one (SYS_PTRACE is not a baseline capability).
+    let err = h
+        .kubectl_fails(
+            &[
+                "debug",
+                "web",
+                "-n",
+                "guarded",
+                "--image=busybox",
+                "-c",
+                "ptrace",
+                "--profile=general",
+                "--",
+                "true",
+            ],
+            None,
+        )
+        .await;
+    assert!(
+        err.contains("non-default capabilities (container \"ptrace\" must not include \"SYS_PTRACE\" in securityContext.capabilities.add)"),
+        "{err}"
+    );
+    // The baseline profile passes.
+    h.kubectl(&[
+        "debug",
+        "web",
+        "-n",
+        "guarded",
+        "--image=busybox",
+        "-c",
+        "plain",
+        "--profile=baseline",
+        "--",
+        "true",
+    ])
+    .await;
+}
