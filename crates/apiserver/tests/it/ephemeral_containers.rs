@@ -453,3 +453,44 @@ async fn pod_security_judges_an_added_ephemeral_container() {
     ])
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_restriction_keeps_nodes_from_adding_ephemeral_containers() {
+    let h = Harness::start().await;
+    h.kubectl(&["run", "web", "--image=busybox", "--", "sleep", "3600"])
+        .await;
+    // Even with RBAC granting it, a node may not write the subresource.
+    h.kubectl(&[
+        "create",
+        "clusterrole",
+        "node-debugger",
+        "--verb=get,patch",
+        "--resource=pods,pods/ephemeralcontainers",
+    ])
+    .await;
+    h.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "node-debugger",
+        "--clusterrole=node-debugger",
+        "--user=system:node:n1",
+    ])
+    .await;
+    let node = h.user_kubeconfig("system:node:n1", &["system:nodes"]);
+    let out = h
+        .kubectl_with(
+            &node,
+            &["debug", "web", "--image=busybox", "-c", "dbg", "--", "true"],
+            None,
+        )
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(
+            "pods \"web\" is forbidden: unexpected pod subresource \"ephemeralcontainers\", only 'status' and 'eviction' are allowed"
+        ),
+        "{stderr}"
+    );
+    assert!(ephemeral_names(&pod(&h, "web").await).is_empty());
+}
