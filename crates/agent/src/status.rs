@@ -46,6 +46,7 @@ pub struct PodObservation {
     pub start_time: Option<SystemTime>,
     pub init: BTreeMap<String, ContainerObservation>,
     pub containers: BTreeMap<String, ContainerObservation>,
+    pub ephemeral: BTreeMap<String, ContainerObservation>,
     /// A terminal verdict the worker reached by itself (e.g. the active
     /// deadline): (phase, reason, message).
     pub terminal: Option<(String, String, String)>,
@@ -347,6 +348,19 @@ pub fn compute(pod: &Pod, obs: &PodObservation, now: SystemTime) -> PodStatus {
         .map(|c| container_status(c, obs.containers.get(&c.name), default_reason, false))
         .collect();
 
+    // Never ready: they serve no traffic and do not decide the phase.
+    let ephemeral: Vec<ContainerStatus> = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(|ec| {
+            let c = orca_api::ephemeral_as_container(ec);
+            let mut s = container_status(&c, obs.ephemeral.get(&ec.name), default_reason, true);
+            s.ready = false;
+            s
+        })
+        .collect();
+
     let mut phase = phase(restart_policy, &init, &containers).to_string();
     let (mut reason, mut message) = (None, None);
     if let Some((p, r, m)) = &obs.terminal {
@@ -489,6 +503,7 @@ pub fn compute(pod: &Pod, obs: &PodObservation, now: SystemTime) -> PodStatus {
         qos_class: Some(crate::resources::qos_class(&spec).to_string()),
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(containers),
+        ephemeral_container_statuses: (!ephemeral.is_empty()).then_some(ephemeral),
         nominated_node_name: old.nominated_node_name.clone(),
         ..Default::default()
     }
@@ -598,6 +613,48 @@ mod tests {
         );
         let got = to_json(&compute(&input(&pod), &obs, at("2026-11-28T10:40:00Z")));
         assert_eq!(got, expected(&pod));
+    }
+
+    #[test]
+    fn ephemeral_containers_are_reported_apart_and_never_ready() {
+        let mut pod = load("a-running.yaml");
+        let spec = pod.spec.as_mut().unwrap();
+        spec.ephemeral_containers = Some(vec![
+            serde_json::from_value(serde_json::json!({"name": "dbg", "image": "busybox"})).unwrap(),
+            serde_json::from_value(serde_json::json!({"name": "new", "image": "busybox"})).unwrap(),
+        ]);
+        let mut obs = ref_running_obs(&pod, "main-id");
+        let mut dbg = rt(
+            "dbg-id",
+            0,
+            RtState::Running {
+                started_at: at("2026-11-28T10:39:00Z"),
+            },
+            "busybox",
+        );
+        dbg.name = "dbg".into();
+        obs.ephemeral.insert(
+            "dbg".into(),
+            ContainerObservation {
+                current: Some(dbg),
+                started: true,
+                ..Default::default()
+            },
+        );
+        let with = compute(&input(&pod), &obs, at("2026-11-28T10:40:00Z"));
+        let eph = with.ephemeral_container_statuses.as_ref().unwrap();
+        assert_eq!(eph.len(), 2);
+        assert_eq!(eph[0].name, "dbg");
+        assert!(eph[0].state.as_ref().unwrap().running.is_some());
+        assert!(!eph[0].ready);
+        assert_eq!(eph[0].container_id.as_deref(), Some("orca://dbg-id"));
+        let waiting = eph[1].state.as_ref().unwrap().waiting.as_ref().unwrap();
+        assert_eq!(waiting.reason.as_deref(), Some("ContainerCreating"));
+        // Phase and conditions are the app containers' alone.
+        pod.spec.as_mut().unwrap().ephemeral_containers = None;
+        let without = compute(&input(&pod), &obs, at("2026-11-28T10:40:00Z"));
+        assert_eq!(with.phase, without.phase);
+        assert_eq!(with.conditions, without.conditions);
     }
 
     #[test]

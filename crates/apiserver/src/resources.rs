@@ -73,7 +73,9 @@ impl ResourceDef {
     /// The kind a subresource answers with, and the verbs it serves.
     pub fn subresource(&self, sub: &str) -> (&'static str, &'static [&'static str]) {
         match sub {
-            "status" | "approval" => (self.kind, &["get", "patch", "update"]),
+            "status" | "approval" | "ephemeralcontainers" => {
+                (self.kind, &["get", "patch", "update"])
+            }
             "scale" => ("Scale", &["get", "patch", "update"]),
             "binding" => ("Binding", &["create"]),
             "eviction" => ("Eviction", &["create"]),
@@ -142,6 +144,7 @@ pub static RESOURCES: &[ResourceDef] = &[
             "status",
             "binding",
             "eviction",
+            "ephemeralcontainers",
             "log",
             "exec",
             "attach",

@@ -572,14 +572,18 @@ async fn dispatch<B: RequestBody>(
             let body = read_body(body, h).await?;
             handlers::patch_scale(&ctx, name, &body).await
         }
-        (&Method::GET, Some(name), None | Some("status" | "approval")) => {
+        (&Method::GET, Some(name), None | Some("status" | "approval" | "ephemeralcontainers")) => {
             handlers::get(&ctx, name).await
         }
-        (&Method::PUT, Some(name), None | Some("status" | "approval")) => {
+        (&Method::PUT, Some(name), None | Some("status" | "approval" | "ephemeralcontainers")) => {
             let body = read_body(body, h).await?;
             handlers::update(&ctx, name, sub, &body).await
         }
-        (&Method::PATCH, Some(name), None | Some("status" | "approval")) => {
+        (
+            &Method::PATCH,
+            Some(name),
+            None | Some("status" | "approval" | "ephemeralcontainers"),
+        ) => {
             let body = read_body(body, h).await?;
             handlers::patch(&ctx, name, sub, &body).await
         }

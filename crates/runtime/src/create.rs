@@ -10,7 +10,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::linux::{blocking, Inner};
 use crate::spec::{BindMount, PodNamespaces, SpecInputs};
-use crate::state::{random_id, write_json, ContainerFiles, ContainerRecord, SandboxRecord};
+use crate::state::{
+    process_start_time, random_id, read_json, write_json, ContainerFiles, ContainerRecord,
+    SandboxRecord, ShimState, Status,
+};
 use crate::{ContainerConfig, Error, Result, RuntimeImage};
 
 pub(crate) async fn create(
@@ -238,7 +241,13 @@ impl Inner {
             namespaces: PodNamespaces {
                 pause_pid: sandbox.pause_pid,
                 host_network: sandbox.host_network,
+                host_pid: sandbox.host_pid,
+                host_ipc: sandbox.host_ipc,
                 share_pid: sandbox.share_pid,
+                target_pid: match &config.target_container {
+                    Some(target) => Some(self.running_pid(target)?),
+                    None => None,
+                },
             },
             binds,
             held_caps: self.held_caps.clone(),
@@ -281,6 +290,18 @@ impl Inner {
         };
         write_json(&dir.join(ContainerFiles::RECORD), &record)
             .map_err(|e| BundleError::Other(e.to_string()))
+    }
+
+    /// The host pid of a running container's init process.
+    fn running_pid(&self, id: &str) -> Result<i32, BundleError> {
+        let state: ShimState = read_json(&self.layout.container(id).join(ContainerFiles::STATE))
+            .map_err(|_| BundleError::Other(format!("target container {id} not found")))?;
+        if state.status != Status::Running || process_start_time(state.pid).is_none() {
+            return Err(BundleError::Other(format!(
+                "target container {id} is not running"
+            )));
+        }
+        Ok(state.pid)
     }
 
     /// Undoes a bundle that never became a container.

@@ -54,6 +54,10 @@ pub struct SandboxConfig {
     pub hostname: String,
     /// Use the node's network namespace instead of a pod IP.
     pub host_network: bool,
+    /// Containers see the node's processes (`hostPID`).
+    pub host_pid: bool,
+    /// Containers use the node's IPC namespace (`hostIPC`).
+    pub host_ipc: bool,
     /// The pod's whole `/etc/resolv.conf` (the agent forms it from the
     /// pod's dnsPolicy and the node's settings; empty gives an empty file).
     pub dns: DnsConfig,
@@ -130,6 +134,9 @@ pub struct ContainerConfig {
     pub stdin_once: bool,
     /// Absolute path in the container whose content becomes the termination message.
     pub termination_message_path: Option<String>,
+    /// The id of a running container of the same pod whose PID namespace
+    /// this one joins (an ephemeral container's `targetContainerName`).
+    pub target_container: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]

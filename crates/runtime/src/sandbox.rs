@@ -42,11 +42,14 @@ pub(crate) fn pause_alive(rec: &SandboxRecord) -> bool {
 
 /// Starts the pause process with the pod's namespaces; returns its pid.
 async fn spawn_pause(inner: &Inner, config: &SandboxConfig) -> Result<i32> {
-    let mut kinds = vec!["ipc"];
+    let mut kinds = Vec::new();
+    if !config.host_ipc {
+        kinds.push("ipc");
+    }
     if !config.host_network {
         kinds.extend(["net", "uts"]);
     }
-    if config.share_process_namespace {
+    if config.share_process_namespace && !config.host_pid {
         kinds.push("pid");
     }
     let mut child = tokio::process::Command::new(&inner.shim_exe)
@@ -230,6 +233,8 @@ impl Inner {
             pod_name: config.pod_name.clone(),
             hostname: config.hostname.clone(),
             host_network: config.host_network,
+            host_pid: config.host_pid,
+            host_ipc: config.host_ipc,
             share_pid: config.share_process_namespace,
             pause_pid: pid,
             pause_start_time,

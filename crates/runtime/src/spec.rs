@@ -345,12 +345,18 @@ pub(crate) struct BindMount {
     pub read_only: bool,
 }
 
-/// The namespaces a container joins: those of its pod's pause process.
-#[derive(Clone, Debug)]
+/// The namespaces a container joins: those of its pod's pause process, or
+/// the node's (hostNetwork, hostPID, hostIPC).
+#[derive(Clone, Debug, Default)]
 pub(crate) struct PodNamespaces {
     pub pause_pid: i32,
     pub host_network: bool,
+    pub host_pid: bool,
+    pub host_ipc: bool,
     pub share_pid: bool,
+    /// The init process of a container whose PID namespace to join (an
+    /// ephemeral container's target), over all of the above.
+    pub target_pid: Option<i32>,
 }
 
 /// Everything besides the container config that goes into its spec.
@@ -442,15 +448,18 @@ pub(crate) fn build(inputs: &SpecInputs) -> Result<Spec, SpecError> {
 
     let ns = &inputs.namespaces;
     let ns_path = |kind: &str| format!("/proc/{}/ns/{kind}", ns.pause_pid);
-    let mut namespaces = vec![
-        json!({"type": "mount"}),
-        json!({"type": "ipc", "path": ns_path("ipc")}),
-    ];
-    namespaces.push(if ns.share_pid {
-        json!({"type": "pid", "path": ns_path("pid")})
-    } else {
-        json!({"type": "pid"})
-    });
+    // A namespace left out of the list is the node's.
+    let mut namespaces = vec![json!({"type": "mount"})];
+    if !ns.host_ipc {
+        namespaces.push(json!({"type": "ipc", "path": ns_path("ipc")}));
+    }
+    if let Some(target) = ns.target_pid {
+        namespaces.push(json!({"type": "pid", "path": format!("/proc/{target}/ns/pid")}));
+    } else if ns.share_pid && !ns.host_pid {
+        namespaces.push(json!({"type": "pid", "path": ns_path("pid")}));
+    } else if !ns.host_pid {
+        namespaces.push(json!({"type": "pid"}));
+    }
     if !ns.host_network {
         namespaces.push(json!({"type": "network", "path": ns_path("net")}));
         namespaces.push(json!({"type": "uts", "path": ns_path("uts")}));
@@ -649,6 +658,71 @@ mod tests {
         assert!(!caps.contains(&"CAP_SYS_RESOURCE".to_string()));
     }
 
+    /// The namespaces entries of a default container's spec.
+    fn namespaces_of(ns: PodNamespaces) -> Vec<(String, Option<String>)> {
+        let c = ContainerConfig {
+            command: vec!["sh".into()],
+            ..Default::default()
+        };
+        let user = User {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+            home: "/root".into(),
+        };
+        let spec = build(&SpecInputs {
+            container: &c,
+            image: &RuntimeImage::default(),
+            user: &user,
+            rootfs: "/r".into(),
+            cgroups_path: "/orca/x".into(),
+            namespaces: ns,
+            binds: vec![],
+            held_caps: held_capabilities(),
+        })
+        .unwrap();
+        let v = serde_json::to_value(&spec).unwrap();
+        v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["type"].as_str().unwrap().to_string(),
+                    n["path"].as_str().map(str::to_string),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn host_namespaces_are_left_out_and_a_target_gives_its_pid_namespace() {
+        let host = namespaces_of(PodNamespaces {
+            pause_pid: 42,
+            host_network: true,
+            host_pid: true,
+            host_ipc: true,
+            ..Default::default()
+        });
+        assert_eq!(host, vec![("mount".to_string(), None)]);
+        let target = namespaces_of(PodNamespaces {
+            pause_pid: 42,
+            share_pid: true,
+            target_pid: Some(77),
+            ..Default::default()
+        });
+        let path = |kind: &str| {
+            target
+                .iter()
+                .find(|(k, _)| k == kind)
+                .and_then(|(_, p)| p.clone())
+        };
+        assert_eq!(path("pid").as_deref(), Some("/proc/77/ns/pid"));
+        assert_eq!(path("ipc").as_deref(), Some("/proc/42/ns/ipc"));
+        assert_eq!(path("network").as_deref(), Some("/proc/42/ns/net"));
+        assert_eq!(path("uts").as_deref(), Some("/proc/42/ns/uts"));
+    }
+
     #[test]
     fn spec_carries_namespaces_resources_and_security() {
         let c = ContainerConfig {
@@ -682,8 +756,7 @@ mod tests {
             cgroups_path: "/orca/x".into(),
             namespaces: PodNamespaces {
                 pause_pid: 42,
-                host_network: false,
-                share_pid: false,
+                ..Default::default()
             },
             binds: vec![BindMount {
                 source: "/v".into(),

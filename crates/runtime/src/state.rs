@@ -68,6 +68,11 @@ pub(crate) struct SandboxRecord {
     pub pod_name: String,
     pub hostname: String,
     pub host_network: bool,
+    /// Absent in records written before hostPID and hostIPC were served.
+    #[serde(default)]
+    pub host_pid: bool,
+    #[serde(default)]
+    pub host_ipc: bool,
     pub share_pid: bool,
     /// The pause process, identified by pid and start time (pids get reused).
     pub pause_pid: i32,

@@ -550,6 +550,7 @@ impl Worker {
                     .clone()
                     .unwrap_or_else(|| "/dev/termination-log".into()),
             ),
+            target_container: self.ephemeral_target(&c.name)?,
         })
     }
 }

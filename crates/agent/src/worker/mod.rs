@@ -26,6 +26,7 @@ use crate::status::{self, ContainerObservation, PodObservation};
 use crate::Ctx;
 
 mod containers;
+mod ephemeral;
 mod probes;
 mod report;
 mod sandbox;
@@ -309,7 +310,13 @@ impl Worker {
         reason: &str,
         msg: impl Into<String>,
     ) {
-        let fp = container.map(|(c, init)| field_path(init, &c.name));
+        let fp = container.map(|(c, init)| {
+            if self.is_ephemeral(&c.name) {
+                format!("spec.ephemeralContainers{{{}}}", c.name)
+            } else {
+                field_path(init, &c.name)
+            }
+        });
         self.ctx.recorder.pod(&self.pod, fp, t, reason, msg);
     }
 
@@ -336,6 +343,11 @@ impl Worker {
             .init_specs()
             .into_iter()
             .chain(self.app_specs())
+            .chain(
+                self.ephemeral_specs()
+                    .iter()
+                    .map(orca_api::ephemeral_as_container),
+            )
             .collect();
         for o in self.observed.iter_mut() {
             let Rt::Exited {
@@ -499,6 +511,20 @@ impl Worker {
             self.update_volumes().await;
         }
         self.synced_key = key;
+        // Ephemeral containers start once the sandbox stands, even while
+        // init containers run, as the kubelet starts them.
+        let ephemeral_wake =
+            if matches!(self.state, State::Init(_) | State::Running) && self.sandbox_ready {
+                self.step_ephemeral().await
+            } else {
+                IDLE
+            };
+        let wait = self.advance().await;
+        wait.min(ephemeral_wake)
+    }
+
+    /// The state machine's steps from the current state.
+    async fn advance(&mut self) -> Duration {
         loop {
             match self.state {
                 State::Sandbox => match self.ensure_sandbox().await {
@@ -543,7 +569,8 @@ impl Worker {
     }
 
     /// What, besides a deletion, makes a pod update worth a sync at once:
-    /// its labels and annotations (downwardAPI volumes) and its images.
+    /// its labels and annotations (downwardAPI volumes), its images and
+    /// added ephemeral containers.
     fn sync_key(&self) -> String {
         let images: Vec<Option<&String>> = self
             .pod
@@ -555,7 +582,8 @@ impl Worker {
         serde_json::json!([
             self.pod.metadata.labels,
             self.pod.metadata.annotations,
-            images
+            images,
+            self.ephemeral_specs().len()
         ])
         .to_string()
     }

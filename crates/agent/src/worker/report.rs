@@ -47,6 +47,17 @@ impl Worker {
                 obs.containers.insert(c.name.clone(), co);
             }
         }
+        for ec in self.ephemeral_specs() {
+            let (current, previous) = self.attempts(&ec.name);
+            let co = ContainerObservation {
+                waiting: self.slots.get(&ec.name).and_then(|s| s.waiting.clone()),
+                ready: false,
+                started: true,
+                current,
+                previous,
+            };
+            obs.ephemeral.insert(ec.name.clone(), co);
+        }
         obs
     }
 

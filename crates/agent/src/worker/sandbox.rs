@@ -58,6 +58,8 @@ impl Worker {
             pod_name: self.name(),
             hostname: pod_hostname(&self.name(), spec.hostname.as_deref())?,
             host_network: spec.host_network.unwrap_or(false),
+            host_pid: spec.host_pid.unwrap_or(false),
+            host_ipc: spec.host_ipc.unwrap_or(false),
             dns: orca_runtime::DnsConfig {
                 nameservers: dns.conf.nameservers,
                 searches: dns.conf.searches,

@@ -138,6 +138,10 @@ impl Worker {
 
     /// The pod is done: stop its sandbox, keep the containers for logs.
     pub(super) async fn finish(&mut self) {
+        // The kubelet stops ephemeral containers with the pod.
+        if self.ephemeral_running() {
+            self.stop_all(self.grace_period()).await;
+        }
         self.state = State::Terminal;
         for slot in self.slots.values_mut() {
             slot.stop_probes();

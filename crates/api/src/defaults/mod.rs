@@ -87,6 +87,12 @@ pub fn template_pod_spec(spec: &mut PodSpec) {
     for c in spec.containers.iter_mut() {
         container(c, host_network);
     }
+    // The v1 scheme defaults ephemeral containers as containers.
+    for ec in spec.ephemeral_containers.iter_mut().flatten() {
+        let mut c = crate::ephemeral_as_container(ec);
+        container(&mut c, host_network);
+        *ec = crate::container_as_ephemeral(c, ec.target_container_name.take());
+    }
     for v in spec.volumes.iter_mut().flatten() {
         volume(v);
     }

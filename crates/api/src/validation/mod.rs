@@ -22,6 +22,7 @@ pub use rbac::name_is_path_segment;
 mod apps;
 mod batch;
 mod endpoints;
+mod ephemeral;
 mod node;
 mod services;
 mod storage;
@@ -51,6 +52,7 @@ pub use endpoints::{
     validate_endpoint_slice, validate_endpoint_slice_create, validate_endpoint_slice_update,
     validate_endpoints, validate_endpoints_update,
 };
+pub use ephemeral::validate_pod_ephemeral_containers_update;
 pub use node::{validate_runtime_class, validate_runtime_class_update};
 pub use services::{
     externally_accessible, is_dns1035_label, is_headless, needs_health_check, validate_cluster_ips,
@@ -760,6 +762,18 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
         Some(spec) => errs.extend(validate_pod_spec(spec, "spec")),
         None => errs.push(FieldError::required("spec.containers", "")),
     }
+    // They are added later, through pods/ephemeralcontainers.
+    if pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .is_some_and(|e| !e.is_empty())
+    {
+        errs.push(FieldError::forbidden(
+            "spec.ephemeralContainers",
+            "cannot be set on create",
+        ));
+    }
     errs
 }
 
@@ -782,6 +796,13 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         &spec.containers,
         &volumes,
         &format!("{path}.initContainers"),
+    ));
+    errs.extend(ephemeral::validate_ephemeral_containers(
+        spec.ephemeral_containers.as_deref().unwrap_or(&[]),
+        &spec.containers,
+        spec.init_containers.as_deref().unwrap_or(&[]),
+        &volumes,
+        &format!("{path}.ephemeralContainers"),
     ));
     errs.extend(host_port_conflicts(
         &spec.containers,
@@ -818,6 +839,13 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
                 ));
             }
         }
+    }
+    if spec.share_process_namespace == Some(true) && spec.host_pid == Some(true) {
+        errs.push(FieldError::invalid(
+            format!("{path}.securityContext.shareProcessNamespace"),
+            true,
+            "ShareProcessNamespace and HostPID cannot both be enabled",
+        ));
     }
     let rp_path = format!("{path}.restartPolicy");
     match restart_policy {
@@ -2625,6 +2653,17 @@ mod tests {
             assert!(got.iter().any(|g| g == w), "missing {w}\n got: {got:#?}");
         }
         assert_eq!(got.len(), want.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn host_pid_excludes_a_shared_process_namespace() {
+        let v = json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {
+            "hostPID": true, "shareProcessNamespace": true,
+            "containers": [{"name": "a", "image": "x"}]}});
+        assert_eq!(
+            messages(&validate_pod(&pod(v))),
+            ["spec.securityContext.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled"]
+        );
     }
 
     #[test]

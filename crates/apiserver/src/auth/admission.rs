@@ -54,6 +54,10 @@ pub fn node_restriction(
         ("", "pods", Some("eviction"), Op::Create) if node_of_pod(new) != node => deny(format!(
             "node {node} can only evict pods with spec.nodeName set to itself"
         )),
+        // Nodes debug nothing: whatever RBAC grants them.
+        ("", "pods", Some(sub @ "ephemeralcontainers"), _) => deny(format!(
+            "unexpected pod subresource {sub:?}, only 'status' and 'eviction' are allowed"
+        )),
         ("", "pods", Some("status"), Op::Update)
             if node_of_pod(old.unwrap_or(new)) != node =>
         {

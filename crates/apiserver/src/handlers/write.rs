@@ -488,6 +488,16 @@ pub(super) fn merge_update_with(
             out[part] = new.get(part).cloned().unwrap_or_default();
         }
         out
+    } else if let Some(s) = sub {
+        ctx.def
+            .strategy
+            .prepare_subresource_update(ctx.def, s, &new, current)
+            .unwrap_or_else(|| {
+                Err(ApiError::method_not_allowed(format!(
+                    "the server does not allow this method on the requested resource: {}/{s}",
+                    ctx.def.name
+                )))
+            })?
     } else {
         let mut new = new.into_owned();
         // Status has its own subresource for kinds that have one.
@@ -516,9 +526,11 @@ pub(super) fn merge_update_with(
             .strategy
             .prepare_status_update(ctx.def, &mut new, current)?;
     } else {
-        ctx.def
-            .strategy
-            .prepare_update(ctx.def, &mut new, current)?;
+        if sub.is_none() {
+            ctx.def
+                .strategy
+                .prepare_update(ctx.def, &mut new, current)?;
+        }
         // Judged after defaulting, so a client that leaves out defaulted
         // fields does not start a new generation.
         if ctx.def.strategy.bumps_generation(&new, current) {

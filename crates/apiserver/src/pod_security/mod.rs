@@ -174,8 +174,9 @@ pub fn admit(
     new: &Value,
     old: Option<&Value>,
 ) -> Result<Vec<String>, ApiError> {
-    if sub.is_some() {
-        // Status, binding and scale writes do not change what runs.
+    if sub.is_some_and(|s| s != "ephemeralcontainers") {
+        // Status, binding and scale writes do not change what runs (an
+        // added ephemeral container does, and is judged as a pod update).
         return Ok(Vec::new());
     }
     if def.kind == "Namespace" {

@@ -191,6 +191,21 @@ pub trait Strategy: Sync {
         )
     }
 
+    /// A write through a subresource that replaces one part of the stored
+    /// object (`pods/ephemeralcontainers`, as Kubernetes' strategy for it):
+    /// the version to store, built from the stored `old` and the client's
+    /// object `new`, defaulted and validated. `None` when `sub` is not
+    /// written this way.
+    fn prepare_subresource_update(
+        &self,
+        _def: &ResourceDef,
+        _sub: &str,
+        _new: &Value,
+        _old: &Value,
+    ) -> Option<Result<Value, ApiError>> {
+        None
+    }
+
     /// Whether an update (prepared, `new` against the stored `old`) starts
     /// a new `metadata.generation`: for kinds that count them, a changed
     /// spec.

@@ -4,10 +4,13 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use k8s_openapi::api::core::v1 as core;
-use orca_api::validation::{validate_status_update, validate_update};
+use orca_api::validation::{
+    validate_pod_ephemeral_containers_update, validate_status_update, validate_update,
+};
 
 use super::{being_deleted, no_finalizers, typed, validated, Strategy, Write};
 use crate::resources::ResourceDef;
@@ -95,6 +98,42 @@ impl Strategy for Pod {
             new,
             validate_status_update(def.kind, new, old, def.namespaced),
         )
+    }
+
+    /// `pods/ephemeralcontainers`: only `spec.ephemeralContainers` comes
+    /// from the client (defaulted); the rest of the pod stays as stored.
+    fn prepare_subresource_update(
+        &self,
+        def: &ResourceDef,
+        sub: &str,
+        new: &Value,
+        old: &Value,
+    ) -> Option<Result<Value, ApiError>> {
+        if sub != "ephemeralcontainers" {
+            return None;
+        }
+        Some((|| {
+            let mut out = old.clone();
+            let mut spec = old["spec"].clone();
+            match new["spec"].get("ephemeralContainers") {
+                Some(e) => spec["ephemeralContainers"] = e.clone(),
+                None => {
+                    if let Some(m) = spec.as_object_mut() {
+                        m.remove("ephemeralContainers");
+                    }
+                }
+            }
+            typed::<core::PodSpec>(&mut spec, orca_api::defaults::pod_spec)?;
+            out["spec"] = spec;
+            let errs = match (core::Pod::deserialize(&out), core::Pod::deserialize(old)) {
+                (Ok(n), Ok(o)) => validate_pod_ephemeral_containers_update(&n, &o),
+                (Err(e), _) | (_, Err(e)) => {
+                    return Err(ApiError::bad_request(format!("cannot decode object: {e}")))
+                }
+            };
+            validated(def, &out, errs)?;
+            Ok(out)
+        })())
     }
 
     fn bumps_generation(&self, new: &Value, old: &Value) -> bool {

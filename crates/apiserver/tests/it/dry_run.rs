@@ -525,6 +525,29 @@ async fn dry_run_never_writes_and_answers_as_the_real_request() {
                     c.check(sub, Write::new("bind a pod", "POST", &uri, binding))
                         .await;
                 }
+                "pods/ephemeralcontainers" => {
+                    let (_, cur, _) = send(&client, "GET", &uri, "application/json", vec![]).await;
+                    let mut with = cur.clone();
+                    with["spec"]["ephemeralContainers"] =
+                        json!([{"name": "dbg", "image": "busybox"}]);
+                    c.check(
+                        sub,
+                        Write::new("add an ephemeral container", "PUT", &uri, with),
+                    )
+                    .await;
+                    c.check(
+                        sub,
+                        Write::merge_patch(
+                            "patch in an ephemeral container",
+                            &uri,
+                            // A merge patch replaces the list: the first one stays.
+                            json!({"spec": {"ephemeralContainers": [
+                                {"name": "dbg", "image": "busybox"},
+                                {"name": "dbg2", "image": "busybox"}]}}),
+                        ),
+                    )
+                    .await;
+                }
                 "pods/eviction" => {
                     let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
                         "metadata": {"name": "dry-pods-a"}});

@@ -4,6 +4,7 @@ mod bad_input;
 mod client;
 mod common;
 mod dry_run;
+mod ephemeral_containers;
 mod eviction;
 mod inflight;
 mod kubectl;

@@ -918,3 +918,48 @@ async fn kubectl_create_still_works_over_protobuf() {
         .await;
     assert_eq!(out.trim(), "cQ==");
 }
+
+/// client-go's `UpdateEphemeralContainers` (the conformance spec "should
+/// update the ephemeral containers in an existing pod"): GET and PUT of
+/// `pods/ephemeralcontainers` with protobuf bodies and answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_containers_over_protobuf() {
+    let h = common::Harness::start().await;
+    h.kubectl(&["run", "pb-debug", "--image=busybox", "--", "sleep", "3600"])
+        .await;
+    let c = h.client().await;
+    let uri = "/api/v1/namespaces/default/pods/pb-debug/ephemeralcontainers";
+    let a = call(&c, "GET", uri, CLIENT_GO_ACCEPT, None).await;
+    assert_eq!(a.code, 200);
+    let mut pod: core::Pod = a.object("Pod");
+    let spec = pod.spec.as_mut().unwrap();
+    assert!(spec.ephemeral_containers.is_empty());
+    spec.ephemeral_containers.push(core::EphemeralContainer {
+        ephemeral_container_common: Some(core::EphemeralContainerCommon {
+            name: Some("debugger".into()),
+            image: Some("busybox".into()),
+            command: vec!["sh".into()],
+            stdin: Some(true),
+            tty: Some(true),
+            ..Default::default()
+        }),
+        target_container_name: Some("pb-debug".into()),
+    });
+    let a = call(
+        &c,
+        "PUT",
+        uri,
+        CLIENT_GO_ACCEPT,
+        Some(framed("v1", "Pod", &pod)),
+    )
+    .await;
+    assert_eq!(a.code, 200, "{:?}", a.body);
+    let updated: core::Pod = a.object("Pod");
+    let ec = &updated.spec.unwrap().ephemeral_containers[0];
+    let common = ec.ephemeral_container_common.as_ref().unwrap();
+    assert_eq!(common.name.as_deref(), Some("debugger"));
+    assert_eq!(common.image_pull_policy.as_deref(), Some("Always"));
+    assert_eq!(ec.target_container_name.as_deref(), Some("pb-debug"));
+    let stored = get_json(&c, "/api/v1/namespaces/default/pods/pb-debug").await;
+    assert_eq!(stored["spec"]["ephemeralContainers"][0]["tty"], true);
+}

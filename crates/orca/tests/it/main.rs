@@ -4,6 +4,7 @@ mod agent_join;
 mod cheatsheet;
 mod common;
 mod datastore_health;
+mod debug;
 mod ha_servers;
 mod hostname;
 mod jobs;
