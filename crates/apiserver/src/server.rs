@@ -51,6 +51,8 @@ pub struct State {
     pub sa_tokens: crate::sa_tokens::ServiceAccountTokens,
     /// The ranges Service cluster IPs and node ports come from.
     pub service_network: crate::registry::ServiceNetwork,
+    /// Request counters and timings for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub fn full(b: impl Into<Bytes>) -> Body {
@@ -219,9 +221,19 @@ async fn guarded_json<B: RequestBody>(
             return error_response(&attrs.forbidden(&caller, &reason));
         }
     }
-    route(state, &caller, req)
+    let started = std::time::Instant::now();
+    let labels = crate::metrics::labels(&attrs, req.method(), req.uri().query(), req.headers());
+    let resp = route(state, &caller, req)
         .await
-        .unwrap_or_else(|e| error_response(&e))
+        .unwrap_or_else(|e| error_response(&e));
+    if let Some(labels) = labels {
+        state.metrics.observe(
+            &labels,
+            resp.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    resp
 }
 
 /// kube-apiserver's answer beyond the in-flight limit (plain text).
@@ -319,6 +331,13 @@ async fn route<B: RequestBody>(
             return crate::health::serve(state, endpoint, check, req.uri().query()).await
         }
         ["version"] => return Ok(json_response(200, &discovery::version())),
+        ["metrics"] if get => {
+            return Ok(bytes_response(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                Bytes::from(crate::metrics::render(state)),
+            ))
+        }
         ["cacerts"] => {
             return Ok(bytes_response(
                 200,
