@@ -354,6 +354,7 @@ async fn route<B: RequestBody>(
         ["openid", "v1", "jwks"] if get => {
             return Ok(crate::sa_tokens::oidc::jwks(&state.sa_tokens))
         }
+        ["openapi", "v2"] if get => return Ok(openapi_v2(req.headers())),
         ["openapi", "v3"] if get => {
             return Ok(bytes_response(
                 200,
@@ -401,6 +402,39 @@ async fn route<B: RequestBody>(
     };
     let target = parse_target(group, version, rest)?;
     dispatch(state, caller, req, target).await
+}
+
+/// `/openapi/v2` as JSON. Its protobuf form (gnostic's OpenAPIv2 message,
+/// which client-go's `OpenAPISchema` asks for alone) is not made: a client
+/// that does not take JSON gets 406, which client-go reads as "no v2
+/// here"; kubectl 1.32 reads v3 for `explain` and validation.
+fn openapi_v2(headers: &HeaderMap) -> Response<Body> {
+    let accepted: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|m| m.split(';').next().unwrap_or("").trim())
+        .collect();
+    let takes_json = accepted.is_empty()
+        || accepted
+            .iter()
+            .any(|m| matches!(*m, "application/json" | "application/*" | "*/*" | ""));
+    if !takes_json {
+        return error_response(&ApiError::new(
+            406,
+            "NotAcceptable",
+            "only the following media types are accepted: application/json",
+        ));
+    }
+    let doc = openapi::v2();
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ETAG, format!("\"{}\"", doc.hash))
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(full(doc.body.clone()))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 
 /// A request's object path after the group version.
