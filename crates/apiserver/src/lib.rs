@@ -22,6 +22,7 @@ mod handlers;
 mod health;
 mod kubernetes_service;
 mod metrics;
+mod metrics_api;
 mod namespaces;
 mod openapi;
 mod pod_security;

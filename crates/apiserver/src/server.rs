@@ -388,6 +388,10 @@ async fn route<B: RequestBody>(
         ["api"] if get => return Ok(discovery::api(req.headers(), &state.server_url)),
         ["apis"] if get => return Ok(discovery::apis(req.headers())),
         ["api", "v1"] if get => return Ok(discovery::resource_list("", "v1")),
+        ["apis", crate::metrics_api::GROUP, crate::metrics_api::VERSION, rest @ ..] => {
+            let (method, query) = (req.method().clone(), req.uri().query().map(String::from));
+            return crate::metrics_api::serve(state, &method, query.as_deref(), rest).await;
+        }
         ["apis", group] if get => return discovery::group(group),
         ["apis", group, version] if get && resources::GROUPS.contains(&(*group, *version)) => {
             return Ok(discovery::resource_list(group, version));
