@@ -8,6 +8,7 @@ mod eviction;
 mod inflight;
 mod kubectl;
 mod list_scale;
+mod metrics;
 mod node_identity;
 mod pod_lifecycle;
 mod pod_security;
