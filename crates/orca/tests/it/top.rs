@@ -2,7 +2,8 @@
 //! `kubectl top pod` (by pod, by container, across namespaces) and the node
 //! in `kubectl top node`, from the agent's usage samples of the containers'
 //! cgroups, which `nodes/NAME/proxy/stats/summary` and
-//! `.../proxy/metrics/resource` show as the kubelet's. Needs root,
+//! `.../proxy/metrics/resource` show as the kubelet's; a virtual node shows
+//! `<unknown>`, as a node metrics-server cannot scrape. Needs root,
 //! ORCA_TEST_REGISTRY and ORCA_TEST_IMAGES (see scripts/test.sh).
 
 use crate::common;
@@ -40,7 +41,8 @@ fn millicores(s: &str) -> u64 {
 
 #[test]
 fn top_shows_a_busy_pod_and_its_node() {
-    let cluster = Cluster::start();
+    // A virtual node too: it has no agent to read usage from.
+    let cluster = Cluster::start_with(&["--virtual-nodes", "1"]);
     let path = cluster.dir.path().join("burner.yaml");
     std::fs::write(&path, POD).unwrap();
     cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
@@ -107,6 +109,13 @@ fn top_shows_a_busy_pod_and_its_node() {
         .unwrap_or_else(|| panic!("{nodes}"));
     assert!(millicores(&node[1]) > 100, "{nodes}");
     assert!(node[2].ends_with('%') && node[4].ends_with('%'), "{nodes}");
+    let virtual_node = cluster.kubectl_ok(&["get", "nodes", "-l", "type=virtual", "-o", "name"]);
+    let virtual_node = virtual_node.trim().trim_start_matches("node/");
+    let unknown = r
+        .iter()
+        .find(|r| r[0] == virtual_node)
+        .unwrap_or_else(|| panic!("{nodes}"));
+    assert_eq!(unknown[1..], ["<unknown>"; 4], "{nodes}");
 
     // The kubelet's Summary API through the node proxy.
     let node = &cluster.node_name;
