@@ -17,7 +17,8 @@ use orca_api::selectors::LabelSelector;
 use serde_json::{json, Value};
 
 use crate::proxy::agent_endpoint;
-use crate::resources;
+use crate::resources::{self, ResourceDef};
+use crate::selectors::{field_set, FieldSelector};
 use crate::server::{json_response, parse_query, q1, Body, State};
 use crate::status::ApiError;
 
@@ -89,8 +90,17 @@ pub async fn serve(
             "the server does not allow this method on the requested resource: {method} {resource}"
         )));
     }
-    let selector = LabelSelector::parse(q1(&q, "labelSelector").unwrap_or(""))
+    let labels = LabelSelector::parse(q1(&q, "labelSelector").unwrap_or(""))
         .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {}", e.0)))?;
+    // Field selectors are the core kind's (`kubectl top pod --field-selector`).
+    let def = resources::find("", "v1", resource).ok_or_else(not_found_path)?;
+    let fields = FieldSelector::parse(q1(&q, "fieldSelector").unwrap_or(""), def)
+        .map_err(|e| ApiError::bad_request(format!("unable to parse fieldSelector: {e}")))?;
+    let selector = Selector {
+        labels,
+        fields,
+        def,
+    };
     // A named object that does not exist is the core resource's NotFound,
     // as metrics-server answers.
     if let Some(n) = name {
@@ -125,6 +135,19 @@ pub async fn serve(
             .map(|v| json_response(200, &v))
             .ok_or_else(|| ApiError::not_found("podmetrics", GROUP, &format!("{ns}/{n}"))),
         _ => Ok(list("PodMetricsList", items)),
+    }
+}
+
+/// What a list is narrowed to, by the core object's labels and fields.
+struct Selector {
+    labels: LabelSelector,
+    fields: FieldSelector,
+    def: &'static ResourceDef,
+}
+
+impl Selector {
+    fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches_object(obj) && self.fields.matches(&field_set(self.def, obj))
     }
 }
 
@@ -280,11 +303,11 @@ fn node_metrics(
     state: &State,
     summaries: &HashMap<String, Value>,
     name: Option<&str>,
-    selector: &LabelSelector,
+    selector: &Selector,
 ) -> Vec<Value> {
     let mut nodes = cached(state, "nodes", None);
     nodes.retain(|n| name.is_none_or(|want| n["metadata"]["name"] == want));
-    nodes.retain(|n| selector.matches_object(n));
+    nodes.retain(|n| selector.matches(n));
     nodes
         .iter()
         .filter_map(|n| {
@@ -306,7 +329,7 @@ fn pod_metrics(
     summaries: &HashMap<String, Value>,
     ns: Option<&str>,
     name: Option<&str>,
-    selector: &LabelSelector,
+    selector: &Selector,
 ) -> Vec<Value> {
     // (namespace, name) -> the pod's entry in its node's summary.
     let stats: HashMap<(&str, &str), &Value> = summaries
@@ -319,7 +342,7 @@ fn pod_metrics(
         .collect();
     let mut pods = cached(state, "pods", ns);
     pods.retain(|p| name.is_none_or(|want| p["metadata"]["name"] == want));
-    pods.retain(|p| selector.matches_object(p));
+    pods.retain(|p| selector.matches(p));
     pods.iter()
         .filter_map(|p| {
             let key = (

@@ -211,4 +211,25 @@ async fn metrics_api_is_discovered() {
         got,
         "Error from server (NotFound): pods \"default/nosuch\" not found\n"
     );
+    // Selectors are read as the core kinds' and checked.
+    let list = h
+        .kubectl(&["get", "--raw", "/apis/metrics.k8s.io/v1beta1/pods?labelSelector=app%3Dx&fieldSelector=spec.nodeName%3Dn"])
+        .await;
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["kind"], "PodMetricsList");
+    assert_eq!(list["items"], serde_json::json!([]));
+    let bad = h
+        .kubectl_fails(
+            &[
+                "get",
+                "--raw",
+                "/apis/metrics.k8s.io/v1beta1/pods?fieldSelector=spec.bogus%3Dx",
+            ],
+            None,
+        )
+        .await;
+    assert!(
+        bad.starts_with("Error from server (BadRequest): unable to parse fieldSelector"),
+        "{bad}"
+    );
 }

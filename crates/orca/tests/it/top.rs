@@ -96,6 +96,10 @@ fn top_shows_a_busy_pod_and_its_node() {
     assert_eq!(r.len(), 2, "{all}");
     assert_eq!(r[1][..2], ["default", "burner"], "{all}");
 
+    let selector = format!("spec.nodeName={}", cluster.node_name);
+    let on_node = cluster.kubectl_ok(&["top", "pod", "-A", "--field-selector", &selector]);
+    assert!(on_node.contains("\ndefault     burner "), "{on_node}");
+
     let nodes = cluster.kubectl_ok(&["top", "node"]);
     let r = rows(&nodes);
     assert_eq!(
