@@ -62,6 +62,17 @@ async fn metrics_count_requests_with_kube_apiserver_labels() {
         sample(&m, "apiserver_storage_objects{resource=\"namespaces\"}").is_some_and(|n| n >= 5.0),
         "{m}"
     );
+    // A server-side apply is APPLY, not PATCH.
+    h.kubectl_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: applied, namespace: default}\ndata: {a: b}\n"),
+    )
+    .await;
+    let m = h.kubectl(&["get", "--raw", "/metrics"]).await;
+    assert!(
+        m.contains("apiserver_request_total{code=\"201\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"configmaps\",scope=\"namespace\",subresource=\"\",verb=\"APPLY\",version=\"v1\"} 1"),
+        "{m}"
+    );
     // Health probes are counted under their path.
     h.kubectl(&["get", "--raw", "/readyz"]).await;
     let m = h.kubectl(&["get", "--raw", "/metrics"]).await;
