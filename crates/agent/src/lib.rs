@@ -18,6 +18,7 @@ mod readiness;
 mod resolve;
 mod resources;
 mod servicelinks;
+mod stats;
 mod status;
 mod streaming;
 mod sysctls;
@@ -164,6 +165,8 @@ pub(crate) struct Ctx {
     pub dns: network::NodeDnsSettings,
     /// The hostPorts of the pods running here, for the proxy.
     pub host_ports: network::HostPorts,
+    /// The node's and containers' latest usage samples.
+    pub stats: stats::Sampler,
 }
 
 /// How long a container start waits for the first list of Services.
@@ -282,6 +285,7 @@ pub async fn run_until(
         config: config.clone(),
         node: node_resources,
         pods: Mutex::new(HashMap::new()),
+        stats: stats::Sampler::default(),
         dns: network::NodeDnsSettings {
             cluster_dns: config.cluster_dns.clone(),
             cluster_domain: config.cluster_domain.clone(),
@@ -297,6 +301,7 @@ pub async fn run_until(
         r = node::lease_loop(client.clone(), config.node_name.clone()) => r,
         r = node::status_loop(client.clone(), config.clone(), port, runtime, ready) => r,
         r = streaming::serve(ctx.clone(), listener, tls_config) => r,
+        r = stats::sample_loop(ctx.clone()) => r,
         r = follow_services(services_watch) => r,
         r = dispatch(ctx) => r,
         () = shutdown => {

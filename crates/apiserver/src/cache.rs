@@ -402,6 +402,15 @@ impl ResourceCache {
         *self.revision.borrow()
     }
 
+    /// How many objects the resource has.
+    pub fn len(&self) -> usize {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .objects
+            .len()
+    }
+
     /// The objects under `prefix` now, as a snapshot (a kept one when
     /// nothing changed since it was taken, saving the copy).
     pub fn snapshot(&self, prefix: &str) -> Arc<Snapshot> {

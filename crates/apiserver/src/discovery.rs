@@ -125,11 +125,17 @@ fn api_group(group: &str, version: &str) -> Value {
     })
 }
 
+/// The groups of `/apis`: those of [`GROUPS`], then metrics.k8s.io (last,
+/// as an aggregated API is listed after the built-in groups).
 pub fn apis(h: &HeaderMap) -> Response<Body> {
+    use crate::metrics_api;
     if wants_aggregated(h) {
-        return aggregated(GROUPS.iter().map(|(g, v)| group_discovery(g, v)).collect());
+        let mut groups: Vec<Value> = GROUPS.iter().map(|(g, v)| group_discovery(g, v)).collect();
+        groups.push(metrics_api::group_discovery());
+        return aggregated(groups);
     }
-    let groups: Vec<Value> = GROUPS.iter().map(|(g, v)| api_group(g, v)).collect();
+    let mut groups: Vec<Value> = GROUPS.iter().map(|(g, v)| api_group(g, v)).collect();
+    groups.push(api_group(metrics_api::GROUP, metrics_api::VERSION));
     json_response(
         200,
         &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
@@ -137,13 +143,18 @@ pub fn apis(h: &HeaderMap) -> Response<Body> {
 }
 
 pub fn group(group: &str) -> Result<Response<Body>, ApiError> {
-    let (g, v) = GROUPS.iter().find(|(g, _)| *g == group).ok_or_else(|| {
-        ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-    })?;
+    let metrics = (crate::metrics_api::GROUP, crate::metrics_api::VERSION);
+    let (g, v) = GROUPS
+        .iter()
+        .chain([&metrics])
+        .find(|(g, _)| *g == group)
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        })?;
     let mut doc = api_group(g, v);
     doc["kind"] = json!("APIGroup");
     doc["apiVersion"] = json!("v1");

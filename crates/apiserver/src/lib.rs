@@ -22,6 +22,8 @@ pub mod fuzzing;
 mod handlers;
 mod health;
 mod kubernetes_service;
+mod metrics;
+mod metrics_api;
 mod namespaces;
 mod openapi;
 mod pod_security;
@@ -329,6 +331,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<ApiServer, E
         server_url,
         sa_tokens,
         service_network: config.service_network.clone(),
+        metrics: metrics::Metrics::new(),
     });
     namespaces::bootstrap(&state).await?;
     auth::policy::reconcile(&state).await?;

@@ -153,6 +153,139 @@ pub fn index() -> Value {
     json!({ "paths": paths })
 }
 
+// ---------------------------------------------------------------------------
+// OpenAPI v2
+
+/// The Swagger 2.0 document of every served group (`/openapi/v2`), derived
+/// from the v3 documents above so both describe the same paths and
+/// schemas: components become definitions, a request body a `body`
+/// parameter, media types `consumes`/`produces`, parameter schemas inline.
+pub fn v2() -> &'static Doc {
+    static DOC: OnceLock<Doc> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut paths = Map::new();
+        let mut definitions = Map::new();
+        let mut gvs: Vec<_> = docs().iter().collect();
+        gvs.sort_by(|a, b| a.0.cmp(b.0));
+        for (_, doc) in gvs {
+            let Ok(mut v3) = serde_json::from_slice::<Value>(&doc.body) else {
+                continue;
+            };
+            v3_refs_to_v2(&mut v3);
+            if let Some(schemas) = v3["components"]["schemas"].as_object() {
+                definitions.extend(schemas.clone());
+            }
+            for (path, item) in v3["paths"].as_object().into_iter().flatten() {
+                let ops: Map<String, Value> = item
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(method, op)| (method.clone(), v2_operation(op)))
+                    .collect();
+                paths.insert(path.clone(), Value::Object(ops));
+            }
+        }
+        let doc = json!({
+            "swagger": "2.0",
+            "info": {"title": "Kubernetes", "version": "v1.32.0"},
+            "paths": paths,
+            "definitions": definitions,
+            "securityDefinitions": {"BearerToken": {"description": "Bearer Token authentication", "type": "apiKey", "name": "authorization", "in": "header"}},
+            "security": [{"BearerToken": []}],
+        });
+        let body = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+        let hash = hex::encode_upper(Sha256::digest(&body));
+        Doc { body, hash }
+    })
+}
+
+/// Points every `$ref` at `#/definitions/` and writes what Swagger 2.0
+/// has no word for as Kubernetes' v2 document does: a reference with a
+/// description (v3's one-element `allOf`) as a `$ref` beside it, an
+/// int-or-string as a string of format `int-or-string`, no `nullable`.
+fn v3_refs_to_v2(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("nullable");
+            if let Some(Value::Array(all)) = m.get("allOf") {
+                if let [one] = all.as_slice() {
+                    if let Some(r) = one.get("$ref").cloned() {
+                        m.remove("allOf");
+                        m.insert("$ref".into(), r);
+                    }
+                }
+            }
+            if m.remove("x-kubernetes-int-or-string") == Some(Value::Bool(true)) {
+                m.insert("type".into(), json!("string"));
+                m.insert("format".into(), json!("int-or-string"));
+            }
+            if let Some(Value::String(r)) = m.get_mut("$ref") {
+                if let Some(name) = r.strip_prefix(REF_PREFIX) {
+                    *r = format!("#/definitions/{name}");
+                }
+            }
+            m.values_mut().for_each(v3_refs_to_v2);
+        }
+        Value::Array(a) => a.iter_mut().for_each(v3_refs_to_v2),
+        _ => {}
+    }
+}
+
+fn v2_operation(op: &Value) -> Value {
+    let Some(src) = op.as_object() else {
+        return op.clone();
+    };
+    let mut out = src.clone();
+    let mut params: Vec<Value> = src
+        .get("parameters")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let mut p = p.clone();
+            if let Some(schema) = p.as_object_mut().and_then(|o| o.remove("schema")) {
+                for (k, v) in schema.as_object().into_iter().flatten() {
+                    p[k] = v.clone();
+                }
+            }
+            p
+        })
+        .collect();
+    if let Some(body) = out.remove("requestBody") {
+        let content = body["content"].as_object().cloned().unwrap_or_default();
+        if let Some((_, media)) = content.iter().next() {
+            params.push(
+                json!({"name": "body", "in": "body", "required": true, "schema": media["schema"]}),
+            );
+        }
+        out.insert("consumes".into(), json!(content.keys().collect::<Vec<_>>()));
+    }
+    out.insert("parameters".into(), Value::Array(params));
+    let mut produces: Vec<String> = Vec::new();
+    let responses: Map<String, Value> = src
+        .get("responses")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(code, r)| {
+            let mut r2 = json!({"description": r["description"]});
+            if let Some(content) = r["content"].as_object() {
+                for (media, m) in content {
+                    if !produces.contains(media) {
+                        produces.push(media.clone());
+                    }
+                    r2["schema"] = m["schema"].clone();
+                }
+            }
+            (code.clone(), r2)
+        })
+        .collect();
+    out.insert("responses".into(), Value::Object(responses));
+    out.insert("produces".into(), json!(produces));
+    out.insert("schemes".into(), json!(["https"]));
+    Value::Object(out)
+}
+
 fn param(name: &str, desc: &str) -> Value {
     json!({"name": name, "in": "query", "description": desc, "schema": {"type": "string", "uniqueItems": true}})
 }

@@ -51,6 +51,8 @@ pub struct State {
     pub sa_tokens: crate::sa_tokens::ServiceAccountTokens,
     /// The ranges Service cluster IPs and node ports come from.
     pub service_network: crate::registry::ServiceNetwork,
+    /// Request counters and timings for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub fn full(b: impl Into<Bytes>) -> Body {
@@ -219,9 +221,19 @@ async fn guarded_json<B: RequestBody>(
             return error_response(&attrs.forbidden(&caller, &reason));
         }
     }
-    route(state, &caller, req)
+    let started = std::time::Instant::now();
+    let labels = crate::metrics::labels(&attrs, req.method(), req.uri().query(), req.headers());
+    let resp = route(state, &caller, req)
         .await
-        .unwrap_or_else(|e| error_response(&e))
+        .unwrap_or_else(|e| error_response(&e));
+    if let Some(labels) = labels {
+        state.metrics.observe(
+            &labels,
+            resp.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    resp
 }
 
 /// kube-apiserver's answer beyond the in-flight limit (plain text).
@@ -319,6 +331,13 @@ async fn route<B: RequestBody>(
             return crate::health::serve(state, endpoint, check, req.uri().query()).await
         }
         ["version"] => return Ok(json_response(200, &discovery::version())),
+        ["metrics"] if get => {
+            return Ok(bytes_response(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                Bytes::from(crate::metrics::render(state)),
+            ))
+        }
         ["cacerts"] => {
             return Ok(bytes_response(
                 200,
@@ -335,6 +354,7 @@ async fn route<B: RequestBody>(
         ["openid", "v1", "jwks"] if get => {
             return Ok(crate::sa_tokens::oidc::jwks(&state.sa_tokens))
         }
+        ["openapi", "v2"] if get => return Ok(openapi_v2(req.headers())),
         ["openapi", "v3"] if get => {
             return Ok(bytes_response(
                 200,
@@ -368,6 +388,10 @@ async fn route<B: RequestBody>(
         ["api"] if get => return Ok(discovery::api(req.headers(), &state.server_url)),
         ["apis"] if get => return Ok(discovery::apis(req.headers())),
         ["api", "v1"] if get => return Ok(discovery::resource_list("", "v1")),
+        ["apis", crate::metrics_api::GROUP, crate::metrics_api::VERSION, rest @ ..] => {
+            let (method, query) = (req.method().clone(), req.uri().query().map(String::from));
+            return crate::metrics_api::serve(state, &method, query.as_deref(), rest).await;
+        }
         ["apis", group] if get => return discovery::group(group),
         ["apis", group, version] if get && resources::GROUPS.contains(&(*group, *version)) => {
             return Ok(discovery::resource_list(group, version));
@@ -382,6 +406,39 @@ async fn route<B: RequestBody>(
     };
     let target = parse_target(group, version, rest)?;
     dispatch(state, caller, req, target).await
+}
+
+/// `/openapi/v2` as JSON. Its protobuf form (gnostic's OpenAPIv2 message,
+/// which client-go's `OpenAPISchema` asks for alone) is not made: a client
+/// that does not take JSON gets 406, which client-go reads as "no v2
+/// here"; kubectl 1.32 reads v3 for `explain` and validation.
+fn openapi_v2(headers: &HeaderMap) -> Response<Body> {
+    let accepted: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|m| m.split(';').next().unwrap_or("").trim())
+        .collect();
+    let takes_json = accepted.is_empty()
+        || accepted
+            .iter()
+            .any(|m| matches!(*m, "application/json" | "application/*" | "*/*" | ""));
+    if !takes_json {
+        return error_response(&ApiError::new(
+            406,
+            "NotAcceptable",
+            "only the following media types are accepted: application/json",
+        ));
+    }
+    let doc = openapi::v2();
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ETAG, format!("\"{}\"", doc.hash))
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(full(doc.body.clone()))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 
 /// A request's object path after the group version.

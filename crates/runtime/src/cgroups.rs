@@ -43,6 +43,63 @@ fn memory_dirs(path: &str) -> Vec<PathBuf> {
     }
 }
 
+/// What a container's cgroup has used, read as cAdvisor does for the
+/// kubelet: CPU time from `cpu.stat` (v2) or `cpuacct.usage` (v1), memory
+/// usage from `memory.current` or `memory.usage_in_bytes`, and the working
+/// set, usage less the inactive page cache (`inactive_file`, or v1's
+/// hierarchical `total_inactive_file`). `None` when the cgroup is gone.
+pub(crate) fn usage(path: &str) -> Option<crate::ContainerStats> {
+    let rel = path.trim_start_matches('/');
+    let read = |dir: PathBuf, file: &str| std::fs::read_to_string(dir.join(file)).ok();
+    let (cpu_ns, usage, stat, inactive_key) = if unified_mounted_at_root() {
+        let dir = Path::new(CGROUP_ROOT).join(rel);
+        let cpu_usec = stat_value(&read(dir.clone(), "cpu.stat")?, "usage_usec")?;
+        let usage = read(dir.clone(), "memory.current")?.trim().parse().ok()?;
+        (
+            cpu_usec * 1000,
+            usage,
+            read(dir, "memory.stat"),
+            "inactive_file",
+        )
+    } else {
+        // cpuacct is mounted alone or with cpu, depending on the distribution.
+        let cpuacct = ["cpuacct", "cpu,cpuacct", "cpuacct,cpu"]
+            .iter()
+            .map(|d| Path::new(CGROUP_ROOT).join(d).join(rel))
+            .find(|d| d.is_dir())?;
+        let cpu_ns = read(cpuacct, "cpuacct.usage")?.trim().parse().ok()?;
+        let dir = Path::new(CGROUP_ROOT).join("memory").join(rel);
+        let usage = read(dir.clone(), "memory.usage_in_bytes")?
+            .trim()
+            .parse()
+            .ok()?;
+        (
+            cpu_ns,
+            usage,
+            read(dir, "memory.stat"),
+            "total_inactive_file",
+        )
+    };
+    let inactive = stat
+        .as_deref()
+        .and_then(|s| stat_value(s, inactive_key))
+        .unwrap_or(0);
+    Some(crate::ContainerStats {
+        timestamp: std::time::SystemTime::now(),
+        cpu_usage_core_nanoseconds: cpu_ns,
+        memory_usage_bytes: usage,
+        memory_working_set_bytes: usage.saturating_sub(inactive),
+    })
+}
+
+/// The value of `key` in a flat-keyed cgroup file (`key value` lines).
+fn stat_value(contents: &str, key: &str) -> Option<u64> {
+    contents.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
 /// Whether the kernel's OOM killer killed a process of the cgroup
 /// (`oom_kill` in memory.events on v2, memory.oom_control on v1).
 pub(crate) fn oom_killed(path: &str) -> bool {
@@ -56,11 +113,7 @@ pub(crate) fn oom_killed(path: &str) -> bool {
 }
 
 fn oom_kill_count(contents: &str) -> u64 {
-    contents
-        .lines()
-        .find_map(|l| l.strip_prefix("oom_kill "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+    stat_value(contents, "oom_kill").unwrap_or(0)
 }
 
 /// Moving a process into a cgroup (writing `cgroup.procs`, as libcontainer

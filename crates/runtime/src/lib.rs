@@ -216,6 +216,18 @@ pub struct ContainerStatus {
     pub log_path: PathBuf,
 }
 
+/// What a running container uses now (CRI's ContainerStats).
+#[derive(Clone, Debug)]
+pub struct ContainerStats {
+    pub timestamp: SystemTime,
+    /// CPU time used since the container started, in nanoseconds.
+    pub cpu_usage_core_nanoseconds: u64,
+    pub memory_usage_bytes: u64,
+    /// Memory usage less the inactive page cache (what the kubelet evicts
+    /// on and `kubectl top` shows).
+    pub memory_working_set_bytes: u64,
+}
+
 /// An image present on the node.
 #[derive(Clone, Debug)]
 pub struct ImageInfo {
@@ -335,6 +347,9 @@ pub trait Runtime: Send + Sync + 'static {
     async fn container_status(&self, id: &str) -> Result<ContainerStatus>;
     /// Containers of one pod, or of all pods when `pod_uid` is `None`.
     async fn list_containers(&self, pod_uid: Option<&str>) -> Result<Vec<ContainerStatus>>;
+    /// What the container's cgroup has used; `None` once it has none (not
+    /// started, or ended).
+    async fn container_stats(&self, id: &str) -> Result<Option<ContainerStats>>;
 
     async fn exec(&self, id: &str, request: ExecRequest) -> Result<StreamSession>;
     async fn attach(&self, id: &str, stdin: bool, tty: bool) -> Result<StreamSession>;

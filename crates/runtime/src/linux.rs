@@ -161,6 +161,13 @@ impl Runtime for LinuxRuntime {
         blocking(&self.inner, move |i| i.list_containers(uid.as_deref())).await
     }
 
+    async fn container_stats(&self, id: &str) -> Result<Option<crate::ContainerStats>> {
+        let path = crate::cgroups::container_path(id);
+        tokio::task::spawn_blocking(move || crate::cgroups::usage(&path))
+            .await
+            .map_err(|e| Error::Other(format!("runtime task failed: {e}")))
+    }
+
     async fn exec(&self, id: &str, request: ExecRequest) -> Result<StreamSession> {
         crate::exec::exec(&self.inner, id, request).await
     }

@@ -2,7 +2,8 @@
 //! the kubelet's paths and protocols: `/containerLogs/{ns}/{pod}/{container}`,
 //! `/exec/...` and `/attach/...` over WebSocket channel protocols or SPDY,
 //! and `/portForward/{ns}/{pod}` over SPDY, SPDY tunnelled in a WebSocket, or
-//! the WebSocket channel protocol; `/pods` and `/healthz` as the kubelet's.
+//! the WebSocket channel protocol; `/pods`, `/healthz`, `/stats/summary`,
+//! `/metrics` and `/metrics/resource` as the kubelet's.
 //! Errors are plain text, as the kubelet's:
 //! the API server turns them into Statuses.
 
@@ -85,7 +86,64 @@ fn router(ctx: Arc<Ctx>) -> Router {
         .route("/portForward/{ns}/{pod}", any(port_forward))
         .route("/pods", get(pods))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/stats/summary", get(stats_summary))
+        .route("/metrics/resource", get(resource_metrics))
+        .route("/metrics", get(metrics))
         .with_state(ctx)
+}
+
+/// The kubelet's Summary API (`nodes/NAME/proxy/stats/summary`).
+async fn stats_summary(State(ctx): State<Arc<Ctx>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::stats::summary(&ctx).await.to_string(),
+    )
+        .into_response()
+}
+
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn resource_metrics(State(ctx): State<Arc<Ctx>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+        crate::stats::resource_metrics(&ctx).await,
+    )
+        .into_response()
+}
+
+/// The kubelet's own gauges of what runs here.
+async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
+    use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, Registry};
+    let containers = ctx.runtime.list_containers(None).await.unwrap_or_default();
+    let sandboxes = ctx.runtime.list_sandboxes().await.unwrap_or_default();
+    let registry = Registry::new();
+    let pods = IntGauge::new(
+        "kubelet_running_pods",
+        "[ALPHA] Number of pods that have a running pod sandbox",
+    )
+    .expect("valid metric");
+    pods.set(sandboxes.len() as i64);
+    let by_state = IntGaugeVec::new(
+        Opts::new(
+            "kubelet_running_containers",
+            "[ALPHA] Number of containers currently running",
+        ),
+        &["container_state"],
+    )
+    .expect("valid metric");
+    for c in &containers {
+        let state = match c.state {
+            ContainerState::Created => "created",
+            ContainerState::Running { .. } => "running",
+            ContainerState::Exited { .. } => "exited",
+        };
+        by_state.with_label_values(&[state]).inc();
+    }
+    let _ = registry.register(Box::new(pods));
+    let _ = registry.register(Box::new(by_state));
+    let mut out = Vec::new();
+    let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out);
+    ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], out).into_response()
 }
 
 /// The kubelet's `/pods`: the pods bound to this node, as a PodList (what

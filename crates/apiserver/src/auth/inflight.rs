@@ -12,6 +12,8 @@ use super::{Attributes, UserInfo, SYSTEM_MASTERS};
 pub struct Inflight {
     read_only: Option<Arc<Semaphore>>,
     mutating: Option<Arc<Semaphore>>,
+    max_read_only: usize,
+    max_mutating: usize,
 }
 
 /// A request over the limit.
@@ -24,7 +26,22 @@ impl Inflight {
         Inflight {
             read_only: sem(max_read_only),
             mutating: sem(max_mutating),
+            max_read_only,
+            max_mutating,
         }
+    }
+
+    /// Read-only and mutating requests being served now (0 without a
+    /// limit, as kube-apiserver counts only under its limits).
+    pub fn in_use(&self) -> (usize, usize) {
+        let used = |s: &Option<Arc<Semaphore>>, max: usize| {
+            s.as_ref()
+                .map_or(0, |s| max.saturating_sub(s.available_permits()))
+        };
+        (
+            used(&self.read_only, self.max_read_only),
+            used(&self.mutating, self.max_mutating),
+        )
     }
 
     /// A permit held while the request is served; `None` when the request

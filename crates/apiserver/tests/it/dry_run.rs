@@ -425,7 +425,9 @@ async fn dry_run_never_writes_and_answers_as_the_real_request() {
     let mut resources = served(&client).await;
     resources.sort_by_key(|(_, name, _, _)| name.starts_with("namespaces"));
     for (base, name, namespaced, verbs) in &resources {
-        if name.contains('/') {
+        // Subresources are reached through their objects; read-only
+        // resources (metrics.k8s.io's) have no write to check.
+        if name.contains('/') || !verbs.iter().any(|v| v == "create") {
             continue;
         }
         let coll = if *namespaced {

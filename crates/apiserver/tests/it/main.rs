@@ -9,6 +9,7 @@ mod eviction;
 mod inflight;
 mod kubectl;
 mod list_scale;
+mod metrics;
 mod node_identity;
 mod pod_lifecycle;
 mod pod_security;

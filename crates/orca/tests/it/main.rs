@@ -17,6 +17,7 @@ mod services_bench;
 mod statefulsets;
 mod streaming;
 mod subpaths;
+mod top;
 mod two_servers;
 mod virtual_nodes;
 mod workloads;
