@@ -1242,10 +1242,38 @@ spec:
     imagePullPolicy: IfNotPresent
     terminationMessagePolicy: FallbackToLogsOnError
     command: [sh, -c, "echo last words; exit 4"]
+  - name: unterminated
+    image: "{img}"
+    imagePullPolicy: IfNotPresent
+    terminationMessagePolicy: FallbackToLogsOnError
+    command: [sh, -c, "echo -n DONE; exit 1"]
+  - name: nonroot
+    image: "{img}"
+    imagePullPolicy: IfNotPresent
+    securityContext: {{runAsUser: 1000}}
+    terminationMessagePath: /dev/termination-custom-log
+    command: [sh, -c, "echo -n DONE > /dev/termination-custom-log"]
 "#
     ))
     .await;
     let p = env.wait_phase("configured", T, "Failed").await;
+    // A last line without a newline stays without one (the conformance
+    // suite's "termination message from log output" spec), and any user may
+    // write the termination message file, wherever it is.
+    for (name, code) in [("unterminated", 1), ("nonroot", 0)] {
+        let t = container(&p, name)
+            .unwrap()
+            .state
+            .clone()
+            .unwrap()
+            .terminated
+            .unwrap();
+        assert_eq!(
+            (t.exit_code, t.message.as_deref()),
+            (code, Some("DONE")),
+            "{name}"
+        );
+    }
     let logs = env
         .pods()
         .logs(

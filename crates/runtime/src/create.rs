@@ -222,6 +222,10 @@ impl Inner {
         {
             let file = dir.join(ContainerFiles::TERMINATION_LOG);
             std::fs::write(&file, b"").map_err(|e| e.to_string())?;
+            // World-writable as the kubelet makes it: a container running as
+            // any user writes its message there.
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+                .map_err(|e| e.to_string())?;
             binds.push(BindMount {
                 source: file,
                 destination: path.to_string(),

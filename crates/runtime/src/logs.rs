@@ -54,10 +54,12 @@ impl LineSplitter {
         }
     }
 
-    /// At end of stream, a last line without a newline is still a full line.
+    /// At end of stream, a last line without a newline stays a partial
+    /// record, as containerd writes it: readers (`kubectl logs`, the
+    /// FallbackToLogsOnError termination message) get no newline added.
     pub fn finish(&mut self, emit: &mut dyn FnMut(&[u8], bool)) {
         if !self.pending.is_empty() {
-            emit(&self.pending, true);
+            emit(&self.pending, false);
             self.pending.clear();
         }
     }
@@ -148,7 +150,7 @@ mod tests {
                 ("hello".into(), true),
                 ("world".into(), true),
                 ("".into(), true),
-                ("last".into(), true)
+                ("last".into(), false)
             ]
         );
     }
