@@ -177,6 +177,14 @@ cleanup() {
   fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  # A pod whose deletion did not finish leaves its mounts: say so, and
+  # unmount them so that the work directory goes.
+  local left
+  left=$(awk -v w="$WORK/" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r)
+  if [ -n "$left" ]; then
+    echo "== unmounting what undeleted pods left: $(echo "$left" | wc -l) mounts" >&2
+    echo "$left" | xargs -r -n1 umount -l 2>/dev/null || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
