@@ -50,6 +50,31 @@ async fn nodes_of(c: &Cluster, uid: &str) -> Vec<String> {
     nodes
 }
 
+/// The DaemonSet's live pods (not being deleted) and the nodes where one
+/// of them is Ready.
+async fn live_and_ready(pods: &Api<Pod>, uid: &str) -> (Vec<Pod>, BTreeSet<String>) {
+    let live: Vec<Pod> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.owner_references().iter().any(|o| o.uid == uid))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    let ready_nodes = live
+        .iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .collect();
+    (live, ready_nodes)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_pod_per_eligible_node_including_nodes_that_join_later() {
     let mut c = Cluster::start(CONTROLLERS, false).await;
@@ -205,25 +230,7 @@ async fn a_rolling_update_keeps_max_unavailable_and_kubectl_follows_it() {
     let mut fewest = 4;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let live: Vec<Pod> = pods
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|p| p.owner_references().iter().any(|o| o.uid == uid))
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .collect();
-        let ready_nodes: BTreeSet<String> = live
-            .iter()
-            .filter(|p| {
-                p.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
-            .filter_map(|p| p.spec.as_ref()?.node_name.clone())
-            .collect();
+        let (live, ready_nodes) = live_and_ready(&pods, &uid).await;
         fewest = fewest.min(ready_nodes.len());
         let updated = live
             .iter()
@@ -309,25 +316,7 @@ async fn a_surging_rollout_never_leaves_a_node_without_a_ready_pod() {
     let (mut fewest_ready, mut most_live) = (3, 0);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let live: Vec<Pod> = pods
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|p| p.owner_references().iter().any(|o| o.uid == uid))
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .collect();
-        let ready_nodes: BTreeSet<String> = live
-            .iter()
-            .filter(|p| {
-                p.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
-            .filter_map(|p| p.spec.as_ref()?.node_name.clone())
-            .collect();
+        let (live, ready_nodes) = live_and_ready(&pods, &uid).await;
         fewest_ready = fewest_ready.min(ready_nodes.len());
         most_live = most_live.max(live.len());
         let updated = live
