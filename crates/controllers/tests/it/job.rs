@@ -44,6 +44,15 @@ fn condition(j: &Job, type_: &str) -> Option<(String, String)> {
         })
 }
 
+/// Creates the Job; returns its uid.
+async fn create(jobs: &Api<Job>, j: Job) -> String {
+    jobs.create(&PostParams::default(), &j)
+        .await
+        .unwrap()
+        .uid()
+        .unwrap()
+}
+
 async fn wait_condition(c: &Cluster, name: &str, type_: &str) -> Job {
     let jobs: Api<Job> = c.api();
     wait_for(&format!("{name} {type_}"), WAIT, || async {
@@ -213,20 +222,16 @@ async fn a_failing_job_backs_off_and_stops_at_its_backoff_limit() {
 async fn a_job_past_its_deadline_fails_and_its_pods_go() {
     let c = Cluster::start(CONTROLLERS, true).await;
     let jobs: Api<Job> = c.api();
-    let uid = jobs
-        .create(
-            &PostParams::default(),
-            &job(
-                "slow",
-                "sleep",
-                json!({"parallelism": 2, "completions": 4,
+    let uid = create(
+        &jobs,
+        job(
+            "slow",
+            "sleep",
+            json!({"parallelism": 2, "completions": 4,
                 "activeDeadlineSeconds": 2}),
-            ),
-        )
-        .await
-        .unwrap()
-        .uid()
-        .unwrap();
+        ),
+    )
+    .await;
     wait_for("2 pods running", WAIT, || async {
         (c.pods_of(&uid).await.len() == 2).then_some(())
     })
@@ -259,20 +264,16 @@ async fn a_job_past_its_deadline_fails_and_its_pods_go() {
 async fn indexed_pods_get_their_index_and_complete_every_index() {
     let c = Cluster::start(CONTROLLERS, true).await;
     let jobs: Api<Job> = c.api();
-    let uid = jobs
-        .create(
-            &PostParams::default(),
-            &job(
-                "idx",
-                "succeed",
-                json!({"completions": 3, "parallelism": 3,
+    let uid = create(
+        &jobs,
+        job(
+            "idx",
+            "succeed",
+            json!({"completions": 3, "parallelism": 3,
                 "completionMode": "Indexed"}),
-            ),
-        )
-        .await
-        .unwrap()
-        .uid()
-        .unwrap();
+        ),
+    )
+    .await;
     let done = wait_condition(&c, "idx", "Complete").await;
     let s = done.status.unwrap();
     assert_eq!(s.completed_indexes.as_deref(), Some("0-2"));
@@ -315,20 +316,16 @@ async fn indexed_pods_get_their_index_and_complete_every_index() {
 async fn suspend_resume_and_ttl_after_finished() {
     let c = Cluster::start(CONTROLLERS, true).await;
     let jobs: Api<Job> = c.api();
-    let uid = jobs
-        .create(
-            &PostParams::default(),
-            &job(
-                "later",
-                "sleep",
-                json!({"suspend": true, "parallelism": 2,
+    let uid = create(
+        &jobs,
+        job(
+            "later",
+            "sleep",
+            json!({"suspend": true, "parallelism": 2,
                 "completions": 2, "ttlSecondsAfterFinished": 1}),
-            ),
-        )
-        .await
-        .unwrap()
-        .uid()
-        .unwrap();
+        ),
+    )
+    .await;
     let suspended = wait_condition(&c, "later", "Suspended").await;
     assert_eq!(
         condition(&suspended, "Suspended").unwrap(),
@@ -459,22 +456,18 @@ fn index_of(p: &Pod) -> i32 {
 async fn a_fail_job_rule_fails_the_job_at_the_first_matching_exit_code() {
     let c = Cluster::start(CONTROLLERS, true).await;
     let jobs: Api<Job> = c.api();
-    let uid = jobs
-        .create(
-            &PostParams::default(),
-            &job(
-                "policy",
-                "exit-42",
-                json!({"backoffLimit": 6, "podFailurePolicy": {"rules": [
+    let uid = create(
+        &jobs,
+        job(
+            "policy",
+            "exit-42",
+            json!({"backoffLimit": 6, "podFailurePolicy": {"rules": [
                     {"action": "Count", "onExitCodes": {"operator": "In", "values": [1]}},
                     {"action": "FailJob", "onExitCodes": {"containerName": "c",
                         "operator": "In", "values": [40, 42]}}]}}),
-            ),
-        )
-        .await
-        .unwrap()
-        .uid()
-        .unwrap();
+        ),
+    )
+    .await;
     let failed = wait_condition(&c, "policy", "Failed").await;
     let pods = c.pods_of(&uid).await;
     assert_eq!(pods.len(), 1, "no replacement after a FailJob match");
@@ -495,20 +488,16 @@ async fn a_fail_job_rule_fails_the_job_at_the_first_matching_exit_code() {
 async fn ignored_failures_are_replaced_without_counting() {
     let c = Cluster::start(CONTROLLERS, true).await;
     let jobs: Api<Job> = c.api();
-    let uid = jobs
-        .create(
-            &PostParams::default(),
-            &job(
-                "evicted",
-                "disrupted",
-                json!({"backoffLimit": 0, "podFailurePolicy": {"rules": [
+    let uid = create(
+        &jobs,
+        job(
+            "evicted",
+            "disrupted",
+            json!({"backoffLimit": 0, "podFailurePolicy": {"rules": [
                     {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}}),
-            ),
-        )
-        .await
-        .unwrap()
-        .uid()
-        .unwrap();
+        ),
+    )
+    .await;
     // backoffLimit 0 would fail the Job at its first counted failure; an
     // ignored one is replaced at once, without the back-off.
     wait_for("three disrupted pods", WAIT, || async {
@@ -544,20 +533,16 @@ async fn ignored_failures_are_replaced_without_counting() {
 async fn an_index_fails_after_its_own_backoff_limit() {
     let c = Cluster::start(CONTROLLERS, true).await;
     let jobs: Api<Job> = c.api();
-    let uid = jobs
-        .create(
-            &PostParams::default(),
-            &job(
-                "per-index",
-                "by-index:0=succeed,1=fail,2=succeed",
-                json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+    let uid = create(
+        &jobs,
+        job(
+            "per-index",
+            "by-index:0=succeed,1=fail,2=succeed",
+            json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
                     "backoffLimitPerIndex": 1}),
-            ),
-        )
-        .await
-        .unwrap()
-        .uid()
-        .unwrap();
+        ),
+    )
+    .await;
     let failed = wait_condition(&c, "per-index", "Failed").await;
     assert_eq!(
         condition(&failed, "Failed").unwrap(),
@@ -592,22 +577,18 @@ async fn an_index_fails_after_its_own_backoff_limit() {
 async fn a_fail_index_rule_and_max_failed_indexes_end_the_job() {
     let c = Cluster::start(CONTROLLERS, true).await;
     let jobs: Api<Job> = c.api();
-    let uid = jobs
-        .create(
-            &PostParams::default(),
-            &job(
-                "fail-index",
-                "by-index:2=exit-42",
-                json!({"completions": 4, "parallelism": 4, "completionMode": "Indexed",
+    let uid = create(
+        &jobs,
+        job(
+            "fail-index",
+            "by-index:2=exit-42",
+            json!({"completions": 4, "parallelism": 4, "completionMode": "Indexed",
                     "backoffLimitPerIndex": 3, "maxFailedIndexes": 0,
                     "podFailurePolicy": {"rules": [{"action": "FailIndex",
                         "onExitCodes": {"operator": "In", "values": [42]}}]}}),
-            ),
-        )
-        .await
-        .unwrap()
-        .uid()
-        .unwrap();
+        ),
+    )
+    .await;
     let failed = wait_condition(&c, "fail-index", "Failed").await;
     assert_eq!(
         condition(&failed, "Failed").unwrap(),
@@ -633,20 +614,16 @@ async fn a_fail_index_rule_and_max_failed_indexes_end_the_job() {
 async fn a_success_policy_completes_the_job_early() {
     let c = Cluster::start(CONTROLLERS, true).await;
     let jobs: Api<Job> = c.api();
-    let uid = jobs
-        .create(
-            &PostParams::default(),
-            &job(
-                "leader",
-                "by-index:0=succeed",
-                json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+    let uid = create(
+        &jobs,
+        job(
+            "leader",
+            "by-index:0=succeed",
+            json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
                     "successPolicy": {"rules": [{"succeededIndexes": "0"}]}}),
-            ),
-        )
-        .await
-        .unwrap()
-        .uid()
-        .unwrap();
+        ),
+    )
+    .await;
     let done = wait_condition(&c, "leader", "Complete").await;
     let expected = (
         "SuccessPolicy".to_string(),
