@@ -2,12 +2,12 @@
 //! (which run pods and report them Ready) against a real API server, and
 //! the real kubectl's rollout commands.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::ResourceExt;
 use orca_testkit::wait_for;
 use serde_json::json;
@@ -52,14 +52,9 @@ async fn nodes_of(c: &Cluster, uid: &str) -> Vec<String> {
 
 /// The DaemonSet's live pods (not being deleted) and the nodes where one
 /// of them is Ready.
-async fn live_and_ready(pods: &Api<Pod>, uid: &str) -> (Vec<Pod>, BTreeSet<String>) {
-    let live: Vec<Pod> = pods
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|p| p.owner_references().iter().any(|o| o.uid == uid))
+/// The pods not being deleted, and the nodes where one of them is Ready.
+fn live_and_ready_of<'a>(pods: impl Iterator<Item = &'a Pod>) -> (Vec<&'a Pod>, BTreeSet<String>) {
+    let live: Vec<&Pod> = pods
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
     let ready_nodes = live
@@ -73,6 +68,68 @@ async fn live_and_ready(pods: &Api<Pod>, uid: &str) -> (Vec<Pod>, BTreeSet<Strin
         .filter_map(|p| p.spec.as_ref()?.node_name.clone())
         .collect();
     (live, ready_nodes)
+}
+
+/// Starts a pod watch, runs `roll` (the template change), and folds every pod event of the set
+/// in order until `nodes` pods run `image`, all Ready: returns the fewest nodes that had a Ready pod
+/// and the most pods alive at once. Folding events sees states that last only milliseconds, which
+/// polling lists missed.
+async fn follow_rollout<F: std::future::Future<Output = ()>>(
+    pods: &Api<Pod>,
+    uid: &str,
+    image: &str,
+    nodes: usize,
+    roll: impl FnOnce() -> F,
+) -> (usize, usize) {
+    let ours = |p: &Pod| p.owner_references().iter().any(|o| o.uid == uid);
+    let start = pods.list(&ListParams::default()).await.unwrap();
+    let mut seen: BTreeMap<String, Pod> = start
+        .items
+        .into_iter()
+        .filter(|p| ours(p))
+        .map(|p| (p.name_any(), p))
+        .collect();
+    let rv = start.metadata.resource_version.unwrap();
+    let mut events = pods
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    roll().await;
+    let (mut fewest_ready, mut most_live) = (nodes, 0);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (live, ready_nodes) = live_and_ready_of(seen.values());
+        fewest_ready = fewest_ready.min(ready_nodes.len());
+        most_live = most_live.max(live.len());
+        let updated = live
+            .iter()
+            .filter(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some(image))
+            .count();
+        if updated == nodes && live.len() == nodes && ready_nodes.len() == nodes {
+            return (fewest_ready, most_live);
+        }
+        let event = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the rollout did not finish: {} live, {updated} updated",
+                    live.len()
+                )
+            })
+            .expect("the pod watch ended")
+            .unwrap();
+        match event {
+            WatchEvent::Added(p) | WatchEvent::Modified(p) if ours(&p) => {
+                seen.insert(p.name_any(), p);
+            }
+            WatchEvent::Deleted(p) => {
+                seen.remove(&p.name_any());
+            }
+            WatchEvent::Error(e) => panic!("pod watch: {e:?}"),
+            _ => {}
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,30 +278,14 @@ async fn a_rolling_update_keeps_max_unavailable_and_kubectl_follows_it() {
     );
 
     let update = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "proxy:2"}]}}}});
-    sets.patch("proxy", &PatchParams::default(), &Patch::Strategic(&update))
-        .await
-        .unwrap();
-    // Watch the pods until every node runs the new image: never more than
-    // one node without a ready pod.
+    // Never more than one node without a ready pod.
     let pods: Api<Pod> = c.api();
-    let mut fewest = 4;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (live, ready_nodes) = live_and_ready(&pods, &uid).await;
-        fewest = fewest.min(ready_nodes.len());
-        let updated = live
-            .iter()
-            .filter(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("proxy:2"))
-            .count();
-        if updated == 4 && ready_nodes.len() == 4 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the rollout did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (fewest, _) = follow_rollout(&pods, &uid, "proxy:2", 4, || async {
+        sets.patch("proxy", &PatchParams::default(), &Patch::Strategic(&update))
+            .await
+            .unwrap();
+    })
+    .await;
     assert!(fewest >= 3, "{fewest} nodes kept a ready pod");
     let out = c
         .kubectl(&["rollout", "status", "daemonset/proxy", "--timeout=30s"])
@@ -309,30 +350,13 @@ async fn a_surging_rollout_never_leaves_a_node_without_a_ready_pod() {
     })
     .await;
     let update = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "surge:2"}]}}}});
-    sets.patch("surge", &PatchParams::default(), &Patch::Strategic(&update))
-        .await
-        .unwrap();
     let pods: Api<Pod> = c.api();
-    let (mut fewest_ready, mut most_live) = (3, 0);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (live, ready_nodes) = live_and_ready(&pods, &uid).await;
-        fewest_ready = fewest_ready.min(ready_nodes.len());
-        most_live = most_live.max(live.len());
-        let updated = live
-            .iter()
-            .filter(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("surge:2"))
-            .count();
-        if updated == 3 && live.len() == 3 && ready_nodes.len() == 3 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the rollout did not finish: {} live, {updated} updated",
-            live.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (fewest_ready, most_live) = follow_rollout(&pods, &uid, "surge:2", 3, || async {
+        sets.patch("surge", &PatchParams::default(), &Patch::Strategic(&update))
+            .await
+            .unwrap();
+    })
+    .await;
     assert_eq!(fewest_ready, 3, "a node was left without a ready pod");
     assert!(most_live >= 4, "the new pods never surged beside the old");
     assert!(most_live <= 4, "{most_live} pods at once with maxSurge 1");
