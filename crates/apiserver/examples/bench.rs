@@ -93,7 +93,7 @@ async fn send_protobuf(
     uri: &str,
     body: Vec<u8>,
     code: u16,
-) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<bytes::Bytes, Box<dyn std::error::Error + Send + Sync>> {
     let req = http::Request::builder()
         .method(method)
         .uri(uri)
@@ -112,7 +112,7 @@ async fn send_protobuf(
         )
         .into());
     }
-    Ok(bytes.len())
+    Ok(bytes)
 }
 
 fn pod(name: &str) -> Pod {
@@ -141,6 +141,56 @@ fn user_certificate(
     let key = rcgen::KeyPair::generate()?;
     let cert = p.signed_by(&key, &issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// What a client pays to turn a LIST of every pod into typed objects, per
+/// pod, in each wire: JSON into k8s-openapi's `Pod` (what kube-rs clients,
+/// Orca's in-process components among them, decode) and protobuf into
+/// k8s-pb's `Pod` (client-go's way). The server's side of each wire is the
+/// LIST latency above. Best of 5 decodes of one body.
+async fn decode_costs(
+    client: &kube::Client,
+    total: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use prost::Message;
+    let uri = "/api/v1/namespaces/default/pods";
+    let json = client
+        .request_text(http::Request::get(uri).body(Vec::new())?)
+        .await?;
+    let proto = send_protobuf(client, "GET", uri, Vec::new(), 200)
+        .await
+        .map_err(|e| e.to_string())?;
+    let best_per_pod = |decode: &dyn Fn() -> usize| {
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                assert_eq!(decode(), total, "every pod decoded");
+                t.elapsed()
+            })
+            .min()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1e6
+            / total as f64
+    };
+    let json_us = best_per_pod(&|| {
+        serde_json::from_str::<kube::core::ObjectList<Pod>>(&json)
+            .expect("a JSON PodList")
+            .items
+            .len()
+    });
+    let proto_us = best_per_pod(&|| {
+        let unknown = k8s_pb::apimachinery::pkg::runtime::Unknown::decode(&proto[4..])
+            .expect("a runtime.Unknown");
+        k8s_pb::api::core::v1::PodList::decode(unknown.raw.unwrap_or_default().as_slice())
+            .expect("a protobuf PodList")
+            .items
+            .len()
+    });
+    println!(
+        "client decode of the LIST into typed pods: JSON (k8s-openapi) {json_us:.1} us/pod, protobuf (k8s-pb) {proto_us:.1} us/pod"
+    );
+    Ok(())
 }
 
 #[tokio::main]
@@ -288,6 +338,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             send_protobuf(&client, "GET", uri, Vec::new(), 200)
                 .await
                 .map_err(|e| e.to_string())?
+                .len()
         } else {
             let req = http::Request::get(uri).body(Vec::new())?;
             client.request_text(req).await?.len()
@@ -302,6 +353,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ms(pct(&lat, 0.99))
     );
     let rss_after_list = rss_kib(pid, "VmRSS:");
+    decode_costs(&client, total).await?;
 
     // Watch latency: 100 watchers, 100 creates one at a time.
     let rv = pods
