@@ -1,5 +1,5 @@
-//! A pod's securityContext as the agent applies it: seccomp profiles and
-//! fsGroup on its volumes and groups.
+//! A pod's securityContext as the agent applies it: seccomp profiles,
+//! fsGroup on its volumes and groups, and sysctls.
 
 use super::*;
 
@@ -116,5 +116,71 @@ spec:
         .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.message.clone())
         .unwrap_or_default();
     assert!(message.contains("Localhost"), "{message}");
+    env.teardown().await;
+}
+
+/// Pod sysctls from the kubelet's safe set are set in the pod's namespaces;
+/// any other one makes the node refuse the pod (SysctlForbidden).
+pub(crate) async fn safe_sysctls_apply_and_unsafe_ones_are_refused() {
+    let env = Env::new(21).await;
+    env.create(&format!(
+        r#"
+metadata: {{name: tuned}}
+spec:
+  restartPolicy: Never
+  securityContext:
+    sysctls: [{{name: kernel.shm_rmid_forced, value: "1"}}, {{name: net.ipv4.ip_local_port_range, value: "20000 30000"}}]
+  containers:
+  - {{name: main, image: "{}", imagePullPolicy: IfNotPresent,
+     command: [sh, -c, "cat /proc/sys/kernel/shm_rmid_forced /proc/sys/net/ipv4/ip_local_port_range"]}}
+"#,
+        busybox()
+    ))
+    .await;
+    env.wait_phase("tuned", T, "Succeeded").await;
+    let logs = env
+        .pods()
+        .logs("tuned", &Default::default())
+        .await
+        .expect("logs");
+    // ip_local_port_range separates its two numbers with a tab.
+    let lines: Vec<String> = logs
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(lines, ["1", "20000 30000"], "{logs:?}");
+
+    env.create(&format!(
+        r#"
+metadata: {{name: greedy}}
+spec:
+  securityContext:
+    sysctls: [{{name: kernel.msgmax, value: "10000"}}]
+  containers:
+  - {{name: main, image: "{}", imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}}
+"#,
+        busybox()
+    ))
+    .await;
+    let p = env.wait_phase("greedy", T, "Failed").await;
+    let st = status(&p);
+    assert_eq!(st.reason.as_deref(), Some("SysctlForbidden"));
+    assert_eq!(
+        st.message.as_deref(),
+        Some("forbidden sysctl: \"kernel.msgmax\" not allowlisted")
+    );
+    assert!(env
+        .runtime
+        .list_containers(Some(p.metadata.uid.as_deref().unwrap()))
+        .await
+        .unwrap()
+        .is_empty());
+    let events = env.events_with("greedy", &["SysctlForbidden:"]).await;
+    assert!(
+        events.contains(
+            &"SysctlForbidden: forbidden sysctl: \"kernel.msgmax\" not allowlisted".to_string()
+        ),
+        "{events:?}"
+    );
     env.teardown().await;
 }

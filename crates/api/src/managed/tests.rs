@@ -16,6 +16,32 @@ fn cm(data: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa", "namespace": "default"}, "data": data})
 }
 
+/// Server-side apply of a ConfigMap configuration by `manager`.
+fn apply_cm(
+    m: &mut Managed,
+    live: &Value,
+    config: &Value,
+    manager: &str,
+    force: bool,
+    now: &str,
+) -> Result<Value, Vec<Conflict>> {
+    apply(
+        "ConfigMap",
+        &Set::new(),
+        m,
+        live,
+        config,
+        &writer(manager),
+        force,
+        now,
+    )
+}
+
+/// An update of a ConfigMap by `manager`.
+fn update_cm(m: &mut Managed, old: &Value, new: &Value, manager: &str, now: &str) {
+    update("ConfigMap", &Set::new(), m, old, new, &writer(manager), now);
+}
+
 fn owners(m: &Managed) -> Vec<(String, &'static str, Value)> {
     let mut v: Vec<_> = m
         .entries
@@ -35,21 +61,10 @@ fn owners(m: &Managed) -> Vec<(String, &'static str, Value)> {
 /// The transcript of the reference 07-server-side-apply.txt.
 #[test]
 fn configmap_apply_patch_conflict_force() {
-    let none = Set::new();
     let mut m = Managed::default();
     let zero = zero_object("ConfigMap");
     let config = cm(json!({"a": "1", "b": "2"}));
-    let created = apply(
-        "ConfigMap",
-        &none,
-        &mut m,
-        &zero,
-        &config,
-        &writer("kubectl"),
-        false,
-        NOW,
-    )
-    .unwrap();
+    let created = apply_cm(&mut m, &zero, &config, "kubectl", false, NOW).unwrap();
     assert_eq!(created["data"], json!({"a": "1", "b": "2"}));
     let encoded = m.encode();
     assert_eq!(
@@ -63,15 +78,7 @@ fn configmap_apply_patch_conflict_force() {
     // kubectl patch data.a: kubectl-patch takes it.
     let mut patched = created.clone();
     patched["data"]["a"] = json!("changed");
-    update(
-        "ConfigMap",
-        &none,
-        &mut m,
-        &created,
-        &patched,
-        &writer("kubectl-patch"),
-        LATER,
-    );
+    update_cm(&mut m, &created, &patched, "kubectl-patch", LATER);
     assert_eq!(
         owners(&m),
         vec![
@@ -84,17 +91,7 @@ fn configmap_apply_patch_conflict_force() {
         ]
     );
     // Applying again conflicts.
-    let err = apply(
-        "ConfigMap",
-        &none,
-        &mut m.clone(),
-        &patched,
-        &config,
-        &writer("kubectl"),
-        false,
-        LATER,
-    )
-    .unwrap_err();
+    let err = apply_cm(&mut m.clone(), &patched, &config, "kubectl", false, LATER).unwrap_err();
     assert_eq!(
         err,
         vec![Conflict {
@@ -107,17 +104,7 @@ fn configmap_apply_patch_conflict_force() {
         "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using v1: .data.a"
     );
     // Forced, kubectl owns both again.
-    let forced = apply(
-        "ConfigMap",
-        &none,
-        &mut m,
-        &patched,
-        &config,
-        &writer("kubectl"),
-        true,
-        LATER,
-    )
-    .unwrap();
+    let forced = apply_cm(&mut m, &patched, &config, "kubectl", true, LATER).unwrap();
     assert_eq!(forced["data"]["a"], "1");
     assert_eq!(
         owners(&m),
@@ -129,32 +116,12 @@ fn configmap_apply_patch_conflict_force() {
     );
     // Another applier: an Apply manager is named without a version.
     let other = cm(json!({"b": "20", "c": "3"}));
-    let err = apply(
-        "ConfigMap",
-        &none,
-        &mut m.clone(),
-        &forced,
-        &other,
-        &writer("other"),
-        false,
-        LATER,
-    )
-    .unwrap_err();
+    let err = apply_cm(&mut m.clone(), &forced, &other, "other", false, LATER).unwrap_err();
     assert_eq!(
         conflict_message(&err),
         "Apply failed with 1 conflict: conflict with \"kubectl\": .data.b"
     );
-    let both = apply(
-        "ConfigMap",
-        &none,
-        &mut m,
-        &forced,
-        &other,
-        &writer("other"),
-        true,
-        LATER,
-    )
-    .unwrap();
+    let both = apply_cm(&mut m, &forced, &other, "other", true, LATER).unwrap();
     assert_eq!(both["data"], json!({"a": "1", "b": "20", "c": "3"}));
     assert_eq!(
         owners(&m),
@@ -170,59 +137,26 @@ fn configmap_apply_patch_conflict_force() {
     // Same value: shared, no conflict.
     let same = cm(json!({"b": "20"}));
     let mut shared = m.clone();
-    apply(
-        "ConfigMap",
-        &none,
-        &mut shared,
-        &both,
-        &same,
-        &writer("third"),
-        false,
-        LATER,
-    )
-    .unwrap();
+    apply_cm(&mut shared, &both, &same, "third", false, LATER).unwrap();
     assert_eq!(shared.entries.len(), 3);
 }
 
 #[test]
 fn fields_no_longer_applied_are_removed_unless_owned_elsewhere() {
-    let none = Set::new();
     let mut m = Managed::default();
     let zero = zero_object("ConfigMap");
-    let v1 = apply(
-        "ConfigMap",
-        &none,
+    let v1 = apply_cm(
         &mut m,
         &zero,
         &cm(json!({"a": "1", "b": "2"})),
-        &writer("kubectl"),
+        "kubectl",
         false,
         NOW,
     )
     .unwrap();
     // Another manager co-owns b.
-    apply(
-        "ConfigMap",
-        &none,
-        &mut m,
-        &v1,
-        &cm(json!({"b": "2"})),
-        &writer("other"),
-        false,
-        NOW,
-    )
-    .unwrap();
-    let v2 = apply(
-        "ConfigMap",
-        &none,
-        &mut m,
-        &v1,
-        &cm(json!({"c": "3"})),
-        &writer("kubectl"),
-        false,
-        LATER,
-    )
-    .unwrap();
+    apply_cm(&mut m, &v1, &cm(json!({"b": "2"})), "other", false, NOW).unwrap();
+    let v2 = apply_cm(&mut m, &v1, &cm(json!({"c": "3"})), "kubectl", false, LATER).unwrap();
     assert_eq!(
         v2["data"],
         json!({"b": "2", "c": "3"}),
@@ -237,13 +171,11 @@ fn fields_no_longer_applied_are_removed_unless_owned_elsewhere() {
     );
     // The same configuration again changes nothing, time included.
     let before = m.clone();
-    let v3 = apply(
-        "ConfigMap",
-        &none,
+    let v3 = apply_cm(
         &mut m,
         &v2,
         &cm(json!({"c": "3"})),
-        &writer("kubectl"),
+        "kubectl",
         false,
         "2030-01-01T00:00:00Z",
     )
@@ -308,7 +240,7 @@ fn create_update_owns_defaults_but_not_server_metadata() {
     let before = m.clone();
     update(
         "Pod",
-        &none(),
+        &Set::new(),
         &mut m,
         &running,
         &running,
@@ -318,41 +250,24 @@ fn create_update_owns_defaults_but_not_server_metadata() {
     assert_eq!(m, before);
 }
 
-fn none() -> Set {
-    Set::new()
-}
-
 #[test]
 fn client_side_apply_then_server_side_apply() {
-    let none = Set::new();
     // kubectl apply (client-side) created it.
     let last = r#"{"apiVersion":"v1","data":{"a":"1"},"kind":"ConfigMap","metadata":{"annotations":{},"name":"ssa","namespace":"default"}}"#;
     let mut live = cm(json!({"a": "1"}));
     live["metadata"]["annotations"] = json!({LAST_APPLIED: last});
     let mut m = Managed::default();
-    update(
-        "ConfigMap",
-        &none,
+    update_cm(
         &mut m,
         &zero_object("ConfigMap"),
         &live,
-        &writer("kubectl-client-side-apply"),
+        "kubectl-client-side-apply",
         NOW,
     );
     // Server-side apply changes a: the conflict is with the last-applied
     // fields only, so it goes through.
     let config = cm(json!({"a": "2"}));
-    let out = apply(
-        "ConfigMap",
-        &none,
-        &mut m,
-        &live,
-        &config,
-        &writer("kubectl"),
-        false,
-        LATER,
-    )
-    .unwrap();
+    let out = apply_cm(&mut m, &live, &config, "kubectl", false, LATER).unwrap();
     assert_eq!(out["data"]["a"], "2");
     let annotation: Value = serde_json::from_str(
         out["metadata"]["annotations"][LAST_APPLIED]
@@ -373,22 +288,18 @@ fn client_side_apply_then_server_side_apply() {
     let mut m2 = Managed::default();
     let mut live2 = live.clone();
     live2["data"]["x"] = json!("1");
-    update(
-        "ConfigMap",
-        &none,
+    update_cm(
         &mut m2,
         &zero_object("ConfigMap"),
         &live2,
-        &writer("kubectl-edit"),
+        "kubectl-edit",
         NOW,
     );
-    let err = apply(
-        "ConfigMap",
-        &none,
+    let err = apply_cm(
         &mut m2,
         &live2,
         &cm(json!({"x": "2"})),
-        &writer("kubectl"),
+        "kubectl",
         false,
         LATER,
     )
@@ -397,45 +308,16 @@ fn client_side_apply_then_server_side_apply() {
     // So do annotated fields changed since by someone else.
     let mut patched = live.clone();
     patched["data"]["a"] = json!("changed");
-    update(
-        "ConfigMap",
-        &none,
-        &mut m,
-        &live,
-        &patched,
-        &writer("kubectl-patch"),
-        LATER,
-    );
-    let err = apply(
-        "ConfigMap",
-        &none,
-        &mut m,
-        &patched,
-        &config,
-        &writer("kubectl"),
-        false,
-        LATER,
-    )
-    .unwrap_err();
+    update_cm(&mut m, &live, &patched, "kubectl-patch", LATER);
+    let err = apply_cm(&mut m, &patched, &config, "kubectl", false, LATER).unwrap_err();
     assert_eq!(err[0].manager, "\"kubectl-patch\" using v1");
 }
 
 #[test]
 fn unmanaged_objects_belong_to_before_first_apply() {
-    let none = Set::new();
     let live = cm(json!({"a": "1"}));
     let mut m = Managed::default();
-    let err = apply(
-        "ConfigMap",
-        &none,
-        &mut m,
-        &live,
-        &cm(json!({"a": "2"})),
-        &writer("mine"),
-        false,
-        NOW,
-    )
-    .unwrap_err();
+    let err = apply_cm(&mut m, &live, &cm(json!({"a": "2"})), "mine", false, NOW).unwrap_err();
     assert_eq!(err[0].manager, "\"before-first-apply\" using v1");
 }
 
@@ -453,7 +335,6 @@ fn multiple_conflicts_message() {
 
 #[test]
 fn update_entries_are_capped_into_ancient_changes() {
-    let none = Set::new();
     let mut m = Managed::default();
     let mut obj = cm(json!({}));
     for i in 0..12 {
@@ -461,15 +342,7 @@ fn update_entries_are_capped_into_ancient_changes() {
         next["data"][format!("k{i}")] = json!("v");
         let manager = format!("m{i:02}");
         let time = format!("2026-12-05T08:00:{i:02}Z");
-        update(
-            "ConfigMap",
-            &none,
-            &mut m,
-            &obj,
-            &next,
-            &writer(&manager),
-            &time,
-        );
+        update_cm(&mut m, &obj, &next, &manager, &time);
         obj = next;
     }
     let managers: Vec<&str> = m.entries.iter().map(|e| e.manager.as_str()).collect();

@@ -7,10 +7,11 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, Endpoints};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 
+use super::names::PORT_RANGE_MSG;
 use super::services::{validate_non_special_ip, INVALID_IP};
 use super::{
     is_dns1123_label, is_dns1123_subdomain, is_qualified_name, name_is_dns_subdomain,
-    validate_labels, validate_object_meta, validate_object_meta_update, FieldError, PORT_RANGE_MSG,
+    validate_labels, validate_object_meta, validate_object_meta_update, FieldError,
 };
 
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];

@@ -8,10 +8,9 @@ use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod};
 
-use super::{
-    diff_paths, normalized, validate_container_common, validate_object_meta_update,
-    validate_pod_spec, FieldError,
-};
+use super::containers::validate_container_common;
+use super::pod_update::{diff_paths, normalized};
+use super::{validate_object_meta_update, validate_pod_spec, FieldError};
 use crate::ephemeral_as_container;
 
 /// Why a field outside the allowed set is refused.

@@ -6,9 +6,10 @@ use std::collections::HashSet;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::api::node::v1::RuntimeClass;
 
+use super::containers::validate_resources;
 use super::{
     go_quote, name_is_dns_label, name_is_dns_subdomain, validate_labels, validate_object_meta,
-    validate_object_meta_update, validate_resources, validate_tolerations, BadValue, FieldError,
+    validate_object_meta_update, validate_tolerations, BadValue, FieldError,
 };
 
 pub fn validate_runtime_class(rc: &RuntimeClass) -> Vec<FieldError> {

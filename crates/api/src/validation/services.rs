@@ -6,10 +6,11 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 
+use super::names::{mask_trailing_dash, max_len_error, regex_error, PORT_RANGE_MSG};
+use super::probes::validate_port_num_or_name;
 use super::{
-    is_dns1123_label, is_dns1123_subdomain, is_qualified_name, mask_trailing_dash, max_len_error,
-    regex_error, validate_labels, validate_object_meta, validate_object_meta_update,
-    validate_port_num_or_name, BadValue, FieldError, PORT_RANGE_MSG,
+    is_dns1123_label, is_dns1123_subdomain, is_qualified_name, validate_labels,
+    validate_object_meta, validate_object_meta_update, BadValue, FieldError,
 };
 
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
