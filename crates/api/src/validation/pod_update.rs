@@ -160,39 +160,48 @@ pub fn validate_pod_status_update(new: &Pod, old: &Pod) -> Vec<FieldError> {
             );
         }
     }
-    let restart_policy = old
-        .spec
-        .as_ref()
-        .and_then(|s| s.restart_policy.clone())
-        .unwrap_or_default();
-    for (field, new_cs, old_cs) in [
-        (
-            "containerStatuses",
-            &status.container_statuses,
-            &old_status.container_statuses,
-        ),
-        (
-            "initContainerStatuses",
-            &status.init_container_statuses,
-            &old_status.init_container_statuses,
-        ),
-    ] {
-        for (i, cs) in new_cs.iter().flatten().enumerate() {
-            let Some(prev) = old_cs.iter().flatten().find(|o| o.name == cs.name) else {
-                continue;
-            };
-            let Some(term) = prev.state.as_ref().and_then(|s| s.terminated.as_ref()) else {
-                continue;
-            };
-            let still_terminated = cs.state.as_ref().is_some_and(|s| s.terminated.is_some());
-            // OnFailure restarts only failed containers; init containers of
-            // such pods likewise.
-            let may_restart = restart_policy == "OnFailure" && term.exit_code != 0;
-            if !still_terminated && !may_restart {
-                errs.push(FieldError::forbidden(
-                    format!("status.{field}[{i}].state"),
-                    "may not be transitioned to non-terminated state",
-                ));
+    let old_spec = old.spec.clone().unwrap_or_default();
+    let restart_policy = old_spec.restart_policy.as_deref().unwrap_or("Always");
+    // Sidecars (init containers with restartPolicy Always) restart whatever the pod's policy.
+    let sidecars: Vec<&str> = old_spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+        .map(|c| c.name.as_str())
+        .collect();
+    // ValidateContainerStateTransition: under restartPolicy Always any container may leave
+    // terminated; under OnFailure only failed ones.
+    if restart_policy != "Always" {
+        for (field, new_cs, old_cs, may_restart_anyway) in [
+            (
+                "containerStatuses",
+                &status.container_statuses,
+                &old_status.container_statuses,
+                &[][..],
+            ),
+            (
+                "initContainerStatuses",
+                &status.init_container_statuses,
+                &old_status.init_container_statuses,
+                &sidecars[..],
+            ),
+        ] {
+            for (i, prev) in old_cs.iter().flatten().enumerate() {
+                let Some(term) = prev.state.as_ref().and_then(|s| s.terminated.as_ref()) else {
+                    continue;
+                };
+                let may_restart = (restart_policy == "OnFailure" && term.exit_code != 0)
+                    || may_restart_anyway.contains(&prev.name.as_str());
+                let revived = new_cs.iter().flatten().any(|cs| {
+                    cs.name == prev.name && cs.state.as_ref().is_none_or(|s| s.terminated.is_none())
+                });
+                if revived && !may_restart {
+                    errs.push(FieldError::forbidden(
+                        format!("status.{field}[{i}].state"),
+                        "may not be transitioned to non-terminated state",
+                    ));
+                }
             }
         }
     }
@@ -408,6 +417,48 @@ mod tests {
         assert_eq!(
             messages(&validate_pod_status_update(&revived, &old)),
             vec!["status.containerStatuses[0].state: Forbidden: may not be transitioned to non-terminated state"]
+        );
+        // Under restartPolicy Always (the default) a terminated container restarts.
+        let mut always = old.clone();
+        always.spec.as_mut().unwrap().restart_policy = None;
+        let mut restarted = revived.clone();
+        restarted.spec = always.spec.clone();
+        assert!(validate_pod_status_update(&restarted, &always).is_empty());
+        // Under OnFailure only a failed container does; one that succeeded stays terminated.
+        let mut on_failure = old.clone();
+        on_failure.spec.as_mut().unwrap().restart_policy = Some("OnFailure".into());
+        let mut retried = revived.clone();
+        retried.spec = on_failure.spec.clone();
+        assert!(validate_pod_status_update(&retried, &on_failure).is_empty());
+        on_failure
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[0]
+            .state = Some(serde_json::from_value(json!({"terminated": {"exitCode": 0}})).unwrap());
+        assert_eq!(validate_pod_status_update(&retried, &on_failure).len(), 1);
+        // A sidecar restarts under any pod policy; a plain init container of a Never pod does not.
+        let with_init = |policy: Option<&str>| {
+            let mut p = old.clone();
+            let mut init = p.spec.as_ref().unwrap().containers[0].clone();
+            init.name = "init".into();
+            init.restart_policy = policy.map(Into::into);
+            p.spec.as_mut().unwrap().init_containers = Some(vec![init]);
+            let status = p.status.as_mut().unwrap();
+            status.init_container_statuses = status.container_statuses.clone();
+            status.init_container_statuses.as_mut().unwrap()[0].name = "init".into();
+            let mut running = p.clone();
+            let status = running.status.as_mut().unwrap();
+            status.init_container_statuses.as_mut().unwrap()[0].state =
+                Some(serde_json::from_value(json!({"running": {}})).unwrap());
+            messages(&validate_pod_status_update(&running, &p))
+        };
+        assert!(with_init(Some("Always")).is_empty());
+        assert_eq!(
+            with_init(None),
+            vec!["status.initContainerStatuses[0].state: Forbidden: may not be transitioned to non-terminated state"]
         );
         let mut ips = old.clone();
         ips.status.as_mut().unwrap().pod_ip = Some("10.42.0.5".into());
