@@ -113,6 +113,7 @@ pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
             }
         });
     let work = async {
+        let _ = c.cron_jobs.wait_until_ready().await;
         let _ = c.jobs.wait_until_ready().await;
         crate::queue::work(&c.queue, rx, WORKERS, {
             let c = c.clone();

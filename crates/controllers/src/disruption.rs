@@ -394,6 +394,7 @@ pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
             .for_each(|_| futures::future::ready(())),
     );
     let work = async {
+        let _ = c.budgets.wait_until_ready().await;
         let _ = c.pods.wait_until_ready().await;
         let _ = c.owners.replica_sets.wait_until_ready().await;
         let _ = c.owners.deployments.wait_until_ready().await;

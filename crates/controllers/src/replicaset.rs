@@ -237,13 +237,19 @@ pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
             futures::future::ready(())
         })
     };
-    let work = crate::queue::work(&c.queue, rx, WORKERS, {
-        let c = c.clone();
-        move |key: Key| {
+    let work = async {
+        let _ = c.pods.wait_until_ready().await;
+        let _ = c.replicasets.wait_until_ready().await;
+        let _ = c.controllers.wait_until_ready().await;
+        crate::queue::work(&c.queue, rx, WORKERS, {
             let c = c.clone();
-            async move { c.sync(&key).await }
-        }
-    });
+            move |key: Key| {
+                let c = c.clone();
+                async move { c.sync(&key).await }
+            }
+        })
+        .await
+    };
     tokio::join!(watch_pods, watch_rs, watch_rc, work);
     Ok(())
 }

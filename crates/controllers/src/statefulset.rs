@@ -122,6 +122,7 @@ pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
         }
     });
     let work = async {
+        let _ = c.sets.wait_until_ready().await;
         let _ = c.pods.wait_until_ready().await;
         let _ = c.revisions.wait_until_ready().await;
         crate::queue::work(&c.queue, rx, WORKERS, {

@@ -59,45 +59,49 @@ pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
             futures::future::ready(())
         }
     });
-    let work = crate::queue::work(&queue, rx, WORKERS, move |(ns, name): (String, String)| {
-        let jobs = jobs.clone();
-        let api: Api<Job> = Api::namespaced(writer.clone(), &ns);
-        async move {
-            let cached = jobs.get(&reflector::ObjectRef::new(&name).within(&ns))?;
-            let at = expires_at(&cached)?;
-            let now = Utc::now();
-            if at > now {
-                return Some((at - now).to_std().unwrap_or_default() + Duration::from_millis(50));
-            }
-            // The cache may be behind: the Job as stored decides.
-            let fresh = match api.get(&name).await {
-                Ok(j) => j,
-                Err(kube::Error::Api(s)) if s.code == 404 => return None,
-                Err(_) => return Some(Duration::from_secs(1)),
-            };
-            match expires_at(&fresh) {
-                Some(at) if at <= Utc::now() && fresh.metadata.deletion_timestamp.is_none() => {}
-                Some(_) => return Some(Duration::from_millis(100)),
-                None => return None,
-            }
-            let params = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Foreground),
-                preconditions: Some(Preconditions {
-                    uid: fresh.uid(),
-                    resource_version: fresh.resource_version(),
-                }),
-                ..Default::default()
-            };
-            match api.delete(&name, &params).await {
-                Ok(_) => None,
-                Err(kube::Error::Api(s)) if s.code == 404 => None,
-                Err(e) => {
-                    tracing::warn!(job = %format!("{ns}/{name}"), "deleting an expired Job failed (will retry): {e}");
-                    Some(Duration::from_secs(1))
+    let work = async {
+        let _ = jobs.wait_until_ready().await;
+        crate::queue::work(&queue, rx, WORKERS, move |(ns, name): (String, String)| {
+            let jobs = jobs.clone();
+            let api: Api<Job> = Api::namespaced(writer.clone(), &ns);
+            async move {
+                let cached = jobs.get(&reflector::ObjectRef::new(&name).within(&ns))?;
+                let at = expires_at(&cached)?;
+                let now = Utc::now();
+                if at > now {
+                    return Some((at - now).to_std().unwrap_or_default() + Duration::from_millis(50));
+                }
+                // The cache may be behind: the Job as stored decides.
+                let fresh = match api.get(&name).await {
+                    Ok(j) => j,
+                    Err(kube::Error::Api(s)) if s.code == 404 => return None,
+                    Err(_) => return Some(Duration::from_secs(1)),
+                };
+                match expires_at(&fresh) {
+                    Some(at) if at <= Utc::now() && fresh.metadata.deletion_timestamp.is_none() => {}
+                    Some(_) => return Some(Duration::from_millis(100)),
+                    None => return None,
+                }
+                let params = DeleteParams {
+                    propagation_policy: Some(PropagationPolicy::Foreground),
+                    preconditions: Some(Preconditions {
+                        uid: fresh.uid(),
+                        resource_version: fresh.resource_version(),
+                    }),
+                    ..Default::default()
+                };
+                match api.delete(&name, &params).await {
+                    Ok(_) => None,
+                    Err(kube::Error::Api(s)) if s.code == 404 => None,
+                    Err(e) => {
+                        tracing::warn!(job = %format!("{ns}/{name}"), "deleting an expired Job failed (will retry): {e}");
+                        Some(Duration::from_secs(1))
+                    }
                 }
             }
-        }
-    });
+        })
+        .await
+    };
     tokio::join!(watch, work);
     Ok(())
 }

@@ -103,21 +103,26 @@ pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
                 futures::future::ready(())
             }
         });
-    let work = crate::queue::work(&c.queue, rx, WORKERS, {
-        let c = c.clone();
-        move |key: Key| {
+    let work = async {
+        let _ = c.deployments.wait_until_ready().await;
+        let _ = c.replicasets.wait_until_ready().await;
+        crate::queue::work(&c.queue, rx, WORKERS, {
             let c = c.clone();
-            async move {
-                match c.sync(&key).await {
-                    Ok(next) => next,
-                    Err(e) => {
-                        tracing::warn!(deployment = %format!("{}/{}", key.0, key.1), "sync failed (will retry): {e:#}");
-                        Some(Duration::from_secs(1))
+            move |key: Key| {
+                let c = c.clone();
+                async move {
+                    match c.sync(&key).await {
+                        Ok(next) => next,
+                        Err(e) => {
+                            tracing::warn!(deployment = %format!("{}/{}", key.0, key.1), "sync failed (will retry): {e:#}");
+                            Some(Duration::from_secs(1))
+                        }
                     }
                 }
             }
-        }
-    });
+        })
+        .await
+    };
     tokio::join!(d_events, rs_events, work);
     Ok(())
 }
