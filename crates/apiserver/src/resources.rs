@@ -740,3 +740,30 @@ pub fn namespaces() -> &'static ResourceDef {
 pub fn services() -> &'static ResourceDef {
     find("", "v1", "services").expect("services are served")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RESOURCES;
+
+    /// The write handlers ask a kind's strategy which subresources it
+    /// builds from the object: `scale` must be one wherever it is served.
+    #[test]
+    fn served_scale_is_derived_by_the_strategy() {
+        for r in RESOURCES {
+            let derived = r.strategy.derived_subresources();
+            for sub in derived {
+                assert!(
+                    r.subresources.contains(sub),
+                    "{}: {sub} is not served",
+                    r.name
+                );
+            }
+            assert_eq!(
+                r.subresources.contains(&"scale"),
+                derived.contains(&"scale"),
+                "{}",
+                r.name
+            );
+        }
+    }
+}

@@ -16,20 +16,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use orca_api::cron::Schedule;
 
 use crate::events::Recorder;
 use crate::pods;
-use crate::queue::WorkQueue;
+use crate::wiring::{controller_key, key_of, Key, Wiring};
 
 /// The zone of schedules without `spec.timeZone`, read once.
 static LOCAL_ZONE: std::sync::LazyLock<Tz> = std::sync::LazyLock::new(|| {
@@ -56,82 +53,26 @@ pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-tim
 /// More missed times than this is reported (clock skew or a long pause).
 const TOO_MANY_MISSED: usize = 100;
 
-type Key = (String, String);
-
 struct Controller {
     client: Client,
     cron_jobs: Store<CronJob>,
     jobs: Store<Job>,
-    queue: Arc<WorkQueue<Key>>,
     events: Recorder,
 }
 
 pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
-    let informers = clients.informers();
     let writer = clients.controller(NAME);
-    let (queue, rx) = WorkQueue::new();
-    let (cron_jobs, cj_writer) = reflector::store();
-    let (jobs, job_writer) = reflector::store();
+    let mut w = Wiring::new(NAME, clients.informers());
+    let cron_jobs = w.watch(|cj: &CronJob| Some(key_of(cj)));
+    let jobs = w.watch(|j: &Job| controller_key(j, "CronJob"));
     let c = Arc::new(Controller {
         client: writer.clone(),
         cron_jobs,
         jobs,
-        queue: Arc::new(queue),
         events: Recorder::new(writer, NAME),
     });
-    let cj_events = watcher::watcher(
-        Api::<CronJob>::all(informers.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(cj_writer)
-    .for_each({
-        let c = c.clone();
-        move |ev| {
-            if let Ok(Event::Apply(o) | Event::InitApply(o)) = ev {
-                c.queue
-                    .add((o.namespace().unwrap_or_default(), o.name_any()));
-            }
-            futures::future::ready(())
-        }
-    });
-    let job_events = watcher::watcher(Api::<Job>::all(informers), watcher::Config::default())
-        .default_backoff()
-        .reflect(job_writer)
-        .for_each({
-            let c = c.clone();
-            move |ev| {
-                if let Ok(Event::Apply(j) | Event::InitApply(j) | Event::Delete(j)) = ev {
-                    if let Some(r) = pods::controller_of(&j.metadata) {
-                        if r.kind == "CronJob" {
-                            c.queue
-                                .add((j.namespace().unwrap_or_default(), r.name.clone()));
-                        }
-                    }
-                }
-                futures::future::ready(())
-            }
-        });
-    let work = async {
-        let _ = c.jobs.wait_until_ready().await;
-        crate::queue::work(&c.queue, rx, WORKERS, {
-            let c = c.clone();
-            move |key: Key| {
-                let c = c.clone();
-                async move {
-                    match c.sync(&key).await {
-                        Ok(next) => next,
-                        Err(e) => {
-                            tracing::warn!(cronjob = %format!("{}/{}", key.0, key.1), "sync failed (will retry): {e:#}");
-                            Some(Duration::from_secs(1))
-                        }
-                    }
-                }
-            }
-        })
-        .await
-    };
-    tokio::join!(cj_events, job_events, work);
+    w.run(c, WORKERS, |c, key| async move { c.sync(&key).await })
+        .await;
     Ok(())
 }
 

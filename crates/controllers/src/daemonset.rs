@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, RollingUpdateDaemonSet};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
@@ -34,23 +33,20 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher::Event;
 use kube::{Client, ResourceExt};
 
 use crate::events::Recorder;
 use crate::lifecycle::tolerates;
 use crate::pods::{self, Expectations};
-use crate::queue::WorkQueue;
 use crate::revisions;
+use crate::wiring::{controller_key, key_of, Key, Wiring};
 
 const NAME: &str = "daemon-set-controller";
 const WORKERS: usize = 2;
 const BURST: usize = 250;
 pub const GENERATION_LABEL: &str = "pod-template-generation";
-
-type Key = (String, String);
 
 struct Controller {
     client: Client,
@@ -59,18 +55,28 @@ struct Controller {
     pods: Store<Pod>,
     revisions: Store<ControllerRevision>,
     expectations: Expectations,
-    queue: Arc<WorkQueue<Key>>,
     events: Recorder,
 }
 
 pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
-    let informers = clients.informers();
     let writer = clients.controller(NAME);
-    let (queue, rx) = WorkQueue::new();
-    let (sets, set_writer) = reflector::store();
-    let (nodes, node_writer) = reflector::store();
-    let (pods, pod_writer) = reflector::store();
-    let (revisions, rev_writer) = reflector::store();
+    let mut w = Wiring::new(NAME, clients.informers());
+    let sets = w.watch(|ds: &DaemonSet| Some(key_of(ds)));
+    // A node change may change where every DaemonSet runs: they all sync,
+    // once a whole list has come (not once per node listed).
+    let nodes = w.watch_events({
+        let sets = sets.clone();
+        move |ev: &Event<Node>| {
+            matches!(ev, Event::Apply(_) | Event::Delete(_) | Event::InitDone).then(|| {
+                sets.state()
+                    .iter()
+                    .map(|ds| key_of(ds.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+        }
+    });
+    let pods = w.watch(|p: &Pod| controller_key(p, "DaemonSet"));
+    let revisions = w.watch(|r: &ControllerRevision| controller_key(r, "DaemonSet"));
     let c = Arc::new(Controller {
         client: writer.clone(),
         sets,
@@ -78,106 +84,10 @@ pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
         pods,
         revisions,
         expectations: Expectations::default(),
-        queue: Arc::new(queue),
         events: Recorder::new(writer, NAME),
     });
-    let all_sets = {
-        let c = c.clone();
-        move || {
-            for ds in c.sets.state() {
-                c.queue
-                    .add((ds.namespace().unwrap_or_default(), ds.name_any()));
-            }
-        }
-    };
-    let set_events = watcher::watcher(
-        Api::<DaemonSet>::all(informers.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(set_writer)
-    .for_each({
-        let c = c.clone();
-        move |ev| {
-            if let Ok(Event::Apply(o) | Event::InitApply(o) | Event::Delete(o)) = ev {
-                c.queue
-                    .add((o.namespace().unwrap_or_default(), o.name_any()));
-            }
-            futures::future::ready(())
-        }
-    });
-    let node_events = watcher::watcher(
-        Api::<Node>::all(informers.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(node_writer)
-    .for_each(move |ev| {
-        if matches!(ev, Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone)) {
-            all_sets();
-        }
-        futures::future::ready(())
-    });
-    let owner_of = |c: &Arc<Controller>, meta: &kube::api::ObjectMeta| {
-        if let Some(r) = pods::controller_of(meta) {
-            if r.kind == "DaemonSet" {
-                c.queue
-                    .add((meta.namespace.clone().unwrap_or_default(), r.name.clone()));
-            }
-        }
-    };
-    let pod_events = watcher::watcher(
-        Api::<Pod>::all(informers.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(pod_writer)
-    .for_each({
-        let c = c.clone();
-        move |ev| {
-            if let Ok(Event::Apply(p) | Event::InitApply(p) | Event::Delete(p)) = ev {
-                owner_of(&c, &p.metadata);
-            }
-            futures::future::ready(())
-        }
-    });
-    let rev_events = watcher::watcher(
-        Api::<ControllerRevision>::all(informers),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(rev_writer)
-    .for_each({
-        let c = c.clone();
-        move |ev| {
-            if let Ok(Event::Apply(r) | Event::Delete(r)) = ev {
-                owner_of(&c, &r.metadata);
-            }
-            futures::future::ready(())
-        }
-    });
-    let work = async {
-        let _ = c.nodes.wait_until_ready().await;
-        let _ = c.pods.wait_until_ready().await;
-        let _ = c.revisions.wait_until_ready().await;
-        crate::queue::work(&c.queue, rx, WORKERS, {
-            let c = c.clone();
-            move |key: Key| {
-                let c = c.clone();
-                async move {
-                    match c.sync(&key).await {
-                        Ok(next) => next,
-                        Err(e) => {
-                            tracing::warn!(daemonset = %format!("{}/{}", key.0, key.1), "sync failed (will retry): {e:#}");
-                            Some(Duration::from_secs(1))
-                        }
-                    }
-                }
-            }
-        })
-        .await
-    };
-    tokio::join!(set_events, node_events, pod_events, rev_events, work);
+    w.run(c, WORKERS, |c, key| async move { c.sync(&key).await })
+        .await;
     Ok(())
 }
 

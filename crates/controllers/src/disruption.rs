@@ -25,21 +25,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use orca_api::disruption;
 
 use crate::events::Recorder;
 use crate::pods;
 use crate::queue::WorkQueue;
+use crate::wiring::{key_of, Key, Wiring};
 
 const NAME: &str = "disruption-controller";
 const WORKERS: usize = 5;
@@ -50,8 +48,6 @@ const DELETION_TIMEOUT: chrono::Duration = chrono::Duration::minutes(2);
 /// How long a `DisruptionTarget` condition may stay on a pod that is not
 /// being deleted (`stalePodDisruptionTimeout`).
 const STALE_DISRUPTION_TIMEOUT: chrono::Duration = chrono::Duration::minutes(2);
-
-type Key = (String, String);
 
 /// A pod controller's scale, by the controller's uid (pods of one
 /// Deployment's ReplicaSets count once, by the Deployment).
@@ -234,7 +230,6 @@ struct Controller {
     budgets: Store<PodDisruptionBudget>,
     pods: Store<Pod>,
     owners: Owners,
-    queue: Arc<WorkQueue<Key>>,
     /// Pods whose DisruptionTarget condition may go stale.
     stale_queue: Arc<WorkQueue<Key>>,
     events: Recorder,
@@ -311,111 +306,46 @@ impl Scales for Owners {
     }
 }
 
-fn watch<K>(
-    client: Client,
-    writer: reflector::store::Writer<K>,
-) -> impl futures::Stream<Item = Result<Event<K>, watcher::Error>>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + k8s_openapi::serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    watcher::watcher(Api::<K>::all(client), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-}
-
 pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
-    let informers = clients.informers();
     let writer = clients.controller(NAME);
-    let (queue, rx) = WorkQueue::new();
+    let mut w = Wiring::new(NAME, clients.informers());
     let (stale_queue, stale_rx) = WorkQueue::new();
-    let (budgets, budget_writer) = reflector::store();
-    let (pods, pod_writer) = reflector::store();
-    let (replica_sets, rs_writer) = reflector::store();
-    let (deployments, dep_writer) = reflector::store();
-    let (stateful_sets, sts_writer) = reflector::store();
-    let (replication_controllers, rc_writer) = reflector::store();
-    let c = Arc::new(Controller {
-        client: writer.clone(),
-        budgets,
-        pods,
-        owners: Owners {
-            replica_sets,
-            deployments,
-            stateful_sets,
-            replication_controllers,
-        },
-        queue: Arc::new(queue),
-        stale_queue: Arc::new(stale_queue),
-        events: Recorder::new(writer, NAME),
-    });
-    let budget_events = watch::<PodDisruptionBudget>(informers.clone(), budget_writer).for_each({
-        let c = c.clone();
-        move |ev| {
-            if let Ok(Event::Apply(o) | Event::InitApply(o)) = ev {
-                c.queue
-                    .add((o.namespace().unwrap_or_default(), o.name_any()));
-            }
-            futures::future::ready(())
-        }
-    });
+    let stale_queue = Arc::new(stale_queue);
+    let budgets = w.watch(|pdb: &PodDisruptionBudget| Some(key_of(pdb)));
     // A pod change may change any budget of its namespace (one that covers
     // it now, or covered it before a relabel).
-    let pod_events = watch::<Pod>(informers.clone(), pod_writer).for_each({
-        let c = c.clone();
-        move |ev| {
-            if let Ok(Event::Apply(p) | Event::InitApply(p) | Event::Delete(p)) = ev {
-                let ns = p.namespace().unwrap_or_default();
-                for b in c.budgets.state() {
-                    if b.namespace().as_deref() == Some(ns.as_str()) {
-                        c.queue.add((ns.clone(), b.name_any()));
-                    }
-                }
-                if stale_disruption_at(&p).is_some() {
-                    c.stale_queue.add((ns, p.name_any()));
-                }
+    let pods = w.watch({
+        let budgets = budgets.clone();
+        let stale_queue = stale_queue.clone();
+        move |p: &Pod| {
+            let ns = p.namespace().unwrap_or_default();
+            if stale_disruption_at(p).is_some() {
+                stale_queue.add((ns.clone(), p.name_any()));
             }
-            futures::future::ready(())
+            budgets
+                .state()
+                .into_iter()
+                .filter(|b| b.namespace().as_deref() == Some(ns.as_str()))
+                .map(|b| (ns.clone(), b.name_any()))
+                .collect::<Vec<_>>()
         }
     });
     // The controllers' caches only answer scales; their scaling shows in
     // pod events.
-    let owner_caches = futures::future::join4(
-        watch::<ReplicaSet>(informers.clone(), rs_writer).for_each(|_| futures::future::ready(())),
-        watch::<Deployment>(informers.clone(), dep_writer).for_each(|_| futures::future::ready(())),
-        watch::<StatefulSet>(informers.clone(), sts_writer)
-            .for_each(|_| futures::future::ready(())),
-        watch::<ReplicationController>(informers, rc_writer)
-            .for_each(|_| futures::future::ready(())),
-    );
-    let work = async {
-        let _ = c.pods.wait_until_ready().await;
-        let _ = c.owners.replica_sets.wait_until_ready().await;
-        let _ = c.owners.deployments.wait_until_ready().await;
-        let _ = c.owners.stateful_sets.wait_until_ready().await;
-        let _ = c.owners.replication_controllers.wait_until_ready().await;
-        crate::queue::work(&c.queue, rx, WORKERS, {
-            let c = c.clone();
-            move |key: Key| {
-                let c = c.clone();
-                async move {
-                    match c.sync(&key).await {
-                        Ok(next) => next,
-                        Err(e) => {
-                            tracing::warn!(pdb = %format!("{}/{}", key.0, key.1), "sync failed (will retry): {e:#}");
-                            Some(Duration::from_secs(1))
-                        }
-                    }
-                }
-            }
-        })
-        .await
+    let owners = Owners {
+        replica_sets: w.cache(),
+        deployments: w.cache(),
+        stateful_sets: w.cache(),
+        replication_controllers: w.cache(),
     };
+    let c = Arc::new(Controller {
+        client: writer.clone(),
+        budgets,
+        pods,
+        owners,
+        stale_queue,
+        events: Recorder::new(writer, NAME),
+    });
     let stale_work = async {
         let _ = c.pods.wait_until_ready().await;
         crate::queue::work(&c.stale_queue, stale_rx, WORKERS, {
@@ -435,7 +365,12 @@ pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
         })
         .await
     };
-    tokio::join!(budget_events, pod_events, owner_caches, work, stale_work);
+    let budget_work = w.run(
+        c.clone(),
+        WORKERS,
+        |c, key| async move { c.sync(&key).await },
+    );
+    tokio::join!(budget_work, stale_work);
     Ok(())
 }
 

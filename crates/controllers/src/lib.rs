@@ -22,6 +22,9 @@
 //!   foreground and orphan deletion,
 //! - [`disruption`] keeps PodDisruptionBudgets' status, which evictions
 //!   decide by.
+//!
+//! The workload controllers' watches, caches and work queue are wired up
+//! the same way, by [`wiring`].
 
 pub mod cronjob;
 pub mod daemonset;
@@ -43,6 +46,7 @@ pub mod serviceaccounts;
 pub mod servicepods;
 pub mod statefulset;
 pub mod ttl_after_finished;
+pub mod wiring;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;

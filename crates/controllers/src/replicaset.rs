@@ -18,20 +18,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec, ReplicationController};
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use orca_api::selectors::LabelSelector;
 use serde_json::json;
 
 use crate::events::Recorder;
 use crate::pods::{self, Expectations};
-use crate::queue::WorkQueue;
+use crate::wiring::{key_of, QueueKey, Wiring};
 
 /// Pods created or deleted in one sync at most (kube-controller-manager's
 /// burstReplicas).
@@ -67,6 +64,12 @@ impl Kind {
 }
 
 type Key = (Kind, String, String);
+
+impl QueueKey for Key {
+    fn describe(&self) -> String {
+        format!("{}/{}/{}", self.0.name(), self.1, self.2)
+    }
+}
 
 /// A ReplicaSet or ReplicationController as this controller uses it.
 struct Owner {
@@ -163,19 +166,22 @@ struct Controller {
     replicasets: Store<ReplicaSet>,
     controllers: Store<ReplicationController>,
     expectations: Expectations,
-    queue: Arc<WorkQueue<Key>>,
     rs_events: Recorder,
     rc_events: Recorder,
 }
 
 pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
-    let client = clients.informers();
     let rs_client = clients.controller(Kind::ReplicaSet.component());
     let rc_client = clients.controller(Kind::ReplicationController.component());
-    let (queue, rx) = WorkQueue::new();
-    let (pods, pod_writer) = reflector::store();
-    let (replicasets, rs_writer) = reflector::store();
-    let (controllers, rc_writer) = reflector::store();
+    let mut w = Wiring::new(Kind::ReplicaSet.component(), clients.informers());
+    let replicasets = w.watch(|o: &ReplicaSet| Some(key(Kind::ReplicaSet, o)));
+    let controllers =
+        w.watch(|o: &ReplicationController| Some(key(Kind::ReplicationController, o)));
+    let pods = w.watch({
+        let replicasets = replicasets.clone();
+        let controllers = controllers.clone();
+        move |p: &Pod| owners_to_sync(p, &replicasets, &controllers)
+    });
     let c = Arc::new(Controller {
         rs_client: rs_client.clone(),
         rc_client: rc_client.clone(),
@@ -183,69 +189,47 @@ pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
         replicasets,
         controllers,
         expectations: Expectations::default(),
-        queue: Arc::new(queue),
         rs_events: Recorder::new(rs_client, Kind::ReplicaSet.component()),
         rc_events: Recorder::new(rc_client, Kind::ReplicationController.component()),
     });
-    let pod_events = watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(pod_writer);
-    let rs_events = watcher::watcher(
-        Api::<ReplicaSet>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(rs_writer);
-    let rc_events = watcher::watcher(
-        Api::<ReplicationController>::all(client),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(rc_writer);
-    let watch_pods = {
-        let c = c.clone();
-        pod_events.for_each(move |ev| {
-            if let Ok(Event::Apply(p) | Event::InitApply(p) | Event::Delete(p)) = ev {
-                c.pod_changed(&p);
-            }
-            futures::future::ready(())
-        })
-    };
-    let watch_rs = {
-        let c = c.clone();
-        rs_events.for_each(move |ev| {
-            if let Ok(Event::Apply(o) | Event::InitApply(o) | Event::Delete(o)) = ev {
-                c.queue.add((
-                    Kind::ReplicaSet,
-                    o.namespace().unwrap_or_default(),
-                    o.name_any(),
-                ));
-            }
-            futures::future::ready(())
-        })
-    };
-    let watch_rc = {
-        let c = c.clone();
-        rc_events.for_each(move |ev| {
-            if let Ok(Event::Apply(o) | Event::InitApply(o) | Event::Delete(o)) = ev {
-                c.queue.add((
-                    Kind::ReplicationController,
-                    o.namespace().unwrap_or_default(),
-                    o.name_any(),
-                ));
-            }
-            futures::future::ready(())
-        })
-    };
-    let work = crate::queue::work(&c.queue, rx, WORKERS, {
-        let c = c.clone();
-        move |key: Key| {
-            let c = c.clone();
-            async move { c.sync(&key).await }
-        }
-    });
-    tokio::join!(watch_pods, watch_rs, watch_rc, work);
+    w.run(c, WORKERS, |c, key| async move { Ok(c.sync(&key).await) })
+        .await;
     Ok(())
+}
+
+fn key(kind: Kind, o: &impl Resource) -> Key {
+    let (ns, name) = key_of(o);
+    (kind, ns, name)
+}
+
+/// The owners to sync when `pod` changed: its controller, and for an
+/// orphan every owner in its namespace that selects it.
+fn owners_to_sync(
+    pod: &Pod,
+    replicasets: &Store<ReplicaSet>,
+    controllers: &Store<ReplicationController>,
+) -> Vec<Key> {
+    let ns = pod.namespace().unwrap_or_default();
+    if let Some(r) = pods::controller_of(&pod.metadata) {
+        let kind = match (r.api_version.as_str(), r.kind.as_str()) {
+            ("apps/v1", "ReplicaSet") => Kind::ReplicaSet,
+            ("v1", "ReplicationController") => Kind::ReplicationController,
+            _ => return Vec::new(),
+        };
+        return vec![(kind, ns, r.name.clone())];
+    }
+    let mut keys = Vec::new();
+    for rs in replicasets.state() {
+        if rs.namespace().as_deref() == Some(ns.as_str()) && Owner::from_rs(&rs).selects(pod) {
+            keys.push(key(Kind::ReplicaSet, rs.as_ref()));
+        }
+    }
+    for rc in controllers.state() {
+        if rc.namespace().as_deref() == Some(ns.as_str()) && Owner::from_rc(&rc).selects(pod) {
+            keys.push(key(Kind::ReplicationController, rc.as_ref()));
+        }
+    }
+    keys
 }
 
 impl Controller {
@@ -253,33 +237,6 @@ impl Controller {
         match kind {
             Kind::ReplicaSet => self.rs_client.clone(),
             Kind::ReplicationController => self.rc_client.clone(),
-        }
-    }
-
-    /// A pod changed: its controller syncs, and for an orphan every owner
-    /// in its namespace that selects it.
-    fn pod_changed(&self, pod: &Pod) {
-        let ns = pod.namespace().unwrap_or_default();
-        if let Some(r) = pods::controller_of(&pod.metadata) {
-            let kind = match (r.api_version.as_str(), r.kind.as_str()) {
-                ("apps/v1", "ReplicaSet") => Kind::ReplicaSet,
-                ("v1", "ReplicationController") => Kind::ReplicationController,
-                _ => return,
-            };
-            self.queue.add((kind, ns, r.name.clone()));
-            return;
-        }
-        for rs in self.replicasets.state() {
-            if rs.namespace().as_deref() == Some(ns.as_str()) && Owner::from_rs(&rs).selects(pod) {
-                self.queue
-                    .add((Kind::ReplicaSet, ns.clone(), rs.name_any()));
-            }
-        }
-        for rc in self.controllers.state() {
-            if rc.namespace().as_deref() == Some(ns.as_str()) && Owner::from_rc(&rc).selects(pod) {
-                self.queue
-                    .add((Kind::ReplicationController, ns.clone(), rc.name_any()));
-            }
         }
     }
 
@@ -301,8 +258,7 @@ impl Controller {
     /// outcome (minReadySeconds) or a step failed.
     async fn sync(&self, key: &Key) -> Option<Duration> {
         let Some(owner) = self.owner(key) else {
-            self.expectations
-                .forget(&format!("{}/{}/{}", key.0.name(), key.1, key.2));
+            self.expectations.forget(&key.describe());
             return None;
         };
         let pods_api: Api<Pod> = Api::namespaced(self.client(owner.kind), &owner.namespace);

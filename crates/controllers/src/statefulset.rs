@@ -22,126 +22,45 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
 use crate::events::Recorder;
 use crate::pods;
-use crate::queue::WorkQueue;
 use crate::revisions;
+use crate::wiring::{controller_key, key_of, Key, Wiring};
 
 const NAME: &str = "statefulset-controller";
 const WORKERS: usize = 5;
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
-type Key = (String, String);
-
 struct Controller {
     client: Client,
     sets: Store<StatefulSet>,
     pods: Store<Pod>,
     revisions: Store<ControllerRevision>,
-    queue: Arc<WorkQueue<Key>>,
     events: Recorder,
 }
 
 pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
-    let informers = clients.informers();
     let writer = clients.controller(NAME);
-    let (queue, rx) = WorkQueue::new();
-    let (sets, set_writer) = reflector::store();
-    let (pods, pod_writer) = reflector::store();
-    let (revisions, rev_writer) = reflector::store();
+    let mut w = Wiring::new(NAME, clients.informers());
+    let sets = w.watch(|sts: &StatefulSet| Some(key_of(sts)));
+    let pods = w.watch(|p: &Pod| controller_key(p, "StatefulSet"));
+    let revisions = w.watch(|r: &ControllerRevision| controller_key(r, "StatefulSet"));
     let c = Arc::new(Controller {
         client: writer.clone(),
         sets,
         pods,
         revisions,
-        queue: Arc::new(queue),
         events: Recorder::new(writer, NAME),
     });
-    let set_events = watcher::watcher(
-        Api::<StatefulSet>::all(informers.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(set_writer)
-    .for_each({
-        let c = c.clone();
-        move |ev| {
-            if let Ok(Event::Apply(o) | Event::InitApply(o)) = ev {
-                c.queue
-                    .add((o.namespace().unwrap_or_default(), o.name_any()));
-            }
-            futures::future::ready(())
-        }
-    });
-    let owner_of = |c: &Arc<Controller>, meta: &kube::api::ObjectMeta| {
-        if let Some(r) = pods::controller_of(meta) {
-            if r.kind == "StatefulSet" {
-                c.queue
-                    .add((meta.namespace.clone().unwrap_or_default(), r.name.clone()));
-            }
-        }
-    };
-    let pod_events = watcher::watcher(
-        Api::<Pod>::all(informers.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(pod_writer)
-    .for_each({
-        let c = c.clone();
-        move |ev| {
-            if let Ok(Event::Apply(p) | Event::InitApply(p) | Event::Delete(p)) = ev {
-                owner_of(&c, &p.metadata);
-            }
-            futures::future::ready(())
-        }
-    });
-    let rev_events = watcher::watcher(
-        Api::<ControllerRevision>::all(informers),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(rev_writer)
-    .for_each({
-        let c = c.clone();
-        move |ev| {
-            if let Ok(Event::Apply(r) | Event::Delete(r)) = ev {
-                owner_of(&c, &r.metadata);
-            }
-            futures::future::ready(())
-        }
-    });
-    let work = async {
-        let _ = c.pods.wait_until_ready().await;
-        let _ = c.revisions.wait_until_ready().await;
-        crate::queue::work(&c.queue, rx, WORKERS, {
-            let c = c.clone();
-            move |key: Key| {
-                let c = c.clone();
-                async move {
-                    match c.sync(&key).await {
-                        Ok(next) => next,
-                        Err(e) => {
-                            tracing::warn!(statefulset = %format!("{}/{}", key.0, key.1), "sync failed (will retry): {e:#}");
-                            Some(Duration::from_secs(1))
-                        }
-                    }
-                }
-            }
-        })
-        .await
-    };
-    tokio::join!(set_events, pod_events, rev_events, work);
+    w.run(c, WORKERS, |c, key| async move { c.sync(&key).await })
+        .await;
     Ok(())
 }
 

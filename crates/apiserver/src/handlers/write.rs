@@ -488,8 +488,7 @@ pub(super) fn merge_update_with(
             out[part] = new.get(part).cloned().unwrap_or_default();
         }
         out
-    } else if let Some(s) = sub.filter(|s| *s != "scale") {
-        // (`scale` arrives as the whole object with its new replicas.)
+    } else if let Some(s) = sub.filter(|s| !ctx.def.strategy.derived_subresources().contains(s)) {
         ctx.def
             .strategy
             .prepare_subresource_update(ctx.def, s, &new, current)

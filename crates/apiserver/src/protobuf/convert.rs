@@ -30,6 +30,9 @@ const SCHEMA_OR_STRINGS: &str =
 /// scalar read from protobuf usually means "unset" and JSON leaves it out.
 /// These are the pointer fields whose zero is a real value that differs
 /// from leaving them out (a default of 1, 30, 6 or true applies otherwise).
+/// Kept by hand: neither crate generate.rs reads tells a Go pointer from a
+/// value (k8s-pb's proto2 fields are all optional, k8s-openapi's `Option`
+/// means "not required in OpenAPI").
 const ZERO_IS_A_VALUE: &[&str] = &[
     "replicas",
     "terminationGracePeriodSeconds",

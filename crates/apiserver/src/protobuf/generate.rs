@@ -4,7 +4,7 @@
 //! fields Kubernetes always writes). Run after upgrading either crate:
 //! `cargo test -p orca-apiserver --lib protobuf::generate -- --ignored`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -62,9 +62,13 @@ fn squash(s: &str) -> String {
     s.to_ascii_lowercase().replace('_', "")
 }
 
+/// A k8s-openapi struct's fields: squashed Rust field -> (JSON name, always
+/// written).
+type OpenApiFields = HashMap<String, (String, bool)>;
+
 /// k8s-openapi's structs of one package: squashed struct name -> (name,
-/// squashed Rust field -> (JSON name, always written)).
-type OpenApiStructs = HashMap<String, (String, HashMap<String, (String, bool)>)>;
+/// fields).
+type OpenApiStructs = HashMap<String, (String, OpenApiFields)>;
 
 fn openapi_structs(dir: &Path) -> OpenApiStructs {
     let strukt = Regex::new(r"(?m)^pub struct (\w+) \{").unwrap();
@@ -140,6 +144,8 @@ fn resolve(module: &str, ty: &str) -> String {
 }
 
 struct Field {
+    /// The Rust field's name, squashed.
+    rust: String,
     json: String,
     tag: u32,
     ty: String,
@@ -158,6 +164,11 @@ fn regenerate_schema() {
     let tag = Regex::new(r#"tag = "(\d+)""#).unwrap();
     // message full name (as k8s-pb spells it) -> (openapi spelling, fields)
     let mut messages: BTreeMap<String, (String, Vec<Field>)> = BTreeMap::new();
+    // Messages k8s-openapi has no struct for.
+    let mut unnamed: HashSet<String> = HashSet::new();
+    // An inline message's full name -> the fields of a k8s-openapi struct
+    // it is embedded in.
+    let mut embedded: Vec<(String, OpenApiFields)> = Vec::new();
     for module in PACKAGES {
         let text = std::fs::read_to_string(pb.join(module).join("mod.rs"))
             .unwrap_or_else(|e| panic!("{module}: {e}"));
@@ -171,10 +182,10 @@ fn regenerate_schema() {
                 .filter(|l| !l.trim_start().starts_with("///"))
                 .collect::<Vec<_>>()
                 .join("\n");
-            let (oa_name, oa_fields) = openapi
-                .get(&squash(&name))
-                .cloned()
-                .unwrap_or_else(|| (name.clone(), HashMap::new()));
+            let (oa_name, oa_fields) = openapi.get(&squash(&name)).cloned().unwrap_or_else(|| {
+                unnamed.insert(format!("{}.{name}", package_of(module)));
+                (name.clone(), HashMap::new())
+            });
             let mut fields = Vec::new();
             for chunk in body.split("#[prost(").skip(1) {
                 let chunk = format!("#[prost({}", chunk.trim_end());
@@ -202,6 +213,9 @@ fn regenerate_schema() {
                     && message
                     && (squash(type_name) == squash(rust)
                         || squash(type_name) == squash(&format!("{name}{rust}")));
+                if inline {
+                    embedded.push((type_full.clone(), oa_fields.clone()));
+                }
                 let (json, required) = known.cloned().unwrap_or_else(|| (lower_camel(rust), false));
 
                 let kind = spec.split(',').next().unwrap().trim();
@@ -222,6 +236,7 @@ fn regenerate_schema() {
                     (scalar(base), label)
                 };
                 fields.push(Field {
+                    rust: squash(rust.trim_start_matches("r#")),
                     json,
                     tag: number,
                     ty,
@@ -231,6 +246,27 @@ fn regenerate_schema() {
                 });
             }
             messages.insert(format!("{}.{name}", package_of(module)), (oa_name, fields));
+        }
+    }
+    // k8s-openapi has no struct for most Go structs embedded inline
+    // (Volume's VolumeSource): their fields are the embedding struct's,
+    // named there (downwardAPI, where the proto name gives downwardApi).
+    let mut named_by: HashMap<String, String> = HashMap::new();
+    for (inline, parent) in embedded.iter().filter(|(m, _)| unnamed.contains(m)) {
+        let (_, fields) = messages.get_mut(inline).unwrap();
+        for f in fields {
+            let Some((json, required)) = parent.get(&f.rust) else {
+                continue;
+            };
+            let first = named_by
+                .entry(format!("{inline}.{}", f.rust))
+                .or_insert(json.clone());
+            assert_eq!(
+                first, json,
+                "{inline}: its embedders name a field differently"
+            );
+            f.json = json.clone();
+            f.required = *required;
         }
     }
     // Spell messages as k8s-openapi (and Kubernetes) do: JSONSchemaProps,

@@ -70,6 +70,14 @@ where
         self.generations && new["spec"] != old["spec"]
     }
 
+    fn derived_subresources(&self) -> &'static [&'static str] {
+        if self.scales {
+            &["scale"]
+        } else {
+            &[]
+        }
+    }
+
     fn scale(&self, obj: &Value) -> Option<ScaleView> {
         self.scales
             .then(|| replicas_view(obj, label_selector_string(obj)))

@@ -213,6 +213,14 @@ pub trait Strategy: Sync {
         false
     }
 
+    /// Subresources that are views the strategy builds from the object
+    /// rather than parts stored in it (`scale`, from `spec.replicas`): a
+    /// write through one arrives as the whole object with the view's change
+    /// already made.
+    fn derived_subresources(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// The `scale` subresource's view of an object, for kinds that serve
     /// one.
     fn scale(&self, _obj: &Value) -> Option<ScaleView> {

@@ -160,6 +160,10 @@ impl Strategy for DeploymentStrategy {
             || new["metadata"]["annotations"] != old["metadata"]["annotations"]
     }
 
+    fn derived_subresources(&self) -> &'static [&'static str] {
+        &["scale"]
+    }
+
     fn scale(&self, obj: &Value) -> Option<ScaleView> {
         Some(replicas_view(obj, label_selector_string(obj)))
     }
@@ -224,6 +228,10 @@ impl Strategy for ReplicaSetStrategy {
 
     fn bumps_generation(&self, new: &Value, old: &Value) -> bool {
         new["spec"] != old["spec"]
+    }
+
+    fn derived_subresources(&self) -> &'static [&'static str] {
+        &["scale"]
     }
 
     fn scale(&self, obj: &Value) -> Option<ScaleView> {
@@ -293,6 +301,10 @@ impl Strategy for ReplicationControllerStrategy {
     }
 
     /// The selector is a plain label map (`a=b,c=d`).
+    fn derived_subresources(&self) -> &'static [&'static str] {
+        &["scale"]
+    }
+
     fn scale(&self, obj: &Value) -> Option<ScaleView> {
         let selector: Vec<String> = obj["spec"]["selector"]
             .as_object()

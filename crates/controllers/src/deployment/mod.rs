@@ -22,33 +22,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
 };
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::events::Recorder;
 use crate::pods;
-use crate::queue::WorkQueue;
+use crate::wiring::{controller_key, key_of, Key, Wiring};
 use util::*;
 
 const WORKERS: usize = 5;
-
-type Key = (String, String);
 
 struct Controller {
     client: Client,
     deployments: Store<Deployment>,
     replicasets: Store<ReplicaSet>,
-    queue: Arc<WorkQueue<Key>>,
     events: Recorder,
 }
 
@@ -58,67 +52,18 @@ const NAME: &str = "deployment-controller";
 /// Watches through the controller manager's informers' client, writes as
 /// `deployment-controller`.
 pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
-    let client = clients.informers();
     let writer = clients.controller(NAME);
-    let (queue, rx) = WorkQueue::new();
-    let (deployments, d_writer) = reflector::store();
-    let (replicasets, rs_writer) = reflector::store();
+    let mut w = Wiring::new(NAME, clients.informers());
+    let deployments = w.watch(|d: &Deployment| Some(key_of(d)));
+    let replicasets = w.watch(|rs: &ReplicaSet| controller_key(rs, "Deployment"));
     let c = Arc::new(Controller {
         client: writer.clone(),
         deployments,
         replicasets,
-        queue: Arc::new(queue),
         events: Recorder::new(writer, NAME),
     });
-    let d_events = watcher::watcher(
-        Api::<Deployment>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(d_writer)
-    .for_each({
-        let c = c.clone();
-        move |ev| {
-            if let Ok(Event::Apply(d) | Event::InitApply(d) | Event::Delete(d)) = ev {
-                c.queue
-                    .add((d.namespace().unwrap_or_default(), d.name_any()));
-            }
-            futures::future::ready(())
-        }
-    });
-    let rs_events = watcher::watcher(Api::<ReplicaSet>::all(client), watcher::Config::default())
-        .default_backoff()
-        .reflect(rs_writer)
-        .for_each({
-            let c = c.clone();
-            move |ev| {
-                if let Ok(Event::Apply(rs) | Event::InitApply(rs) | Event::Delete(rs)) = ev {
-                    if let Some(r) = pods::controller_of(&rs.metadata) {
-                        if r.kind == "Deployment" {
-                            c.queue
-                                .add((rs.namespace().unwrap_or_default(), r.name.clone()));
-                        }
-                    }
-                }
-                futures::future::ready(())
-            }
-        });
-    let work = crate::queue::work(&c.queue, rx, WORKERS, {
-        let c = c.clone();
-        move |key: Key| {
-            let c = c.clone();
-            async move {
-                match c.sync(&key).await {
-                    Ok(next) => next,
-                    Err(e) => {
-                        tracing::warn!(deployment = %format!("{}/{}", key.0, key.1), "sync failed (will retry): {e:#}");
-                        Some(Duration::from_secs(1))
-                    }
-                }
-            }
-        }
-    });
-    tokio::join!(d_events, rs_events, work);
+    w.run(c, WORKERS, |c, key| async move { c.sync(&key).await })
+        .await;
     Ok(())
 }
 

@@ -24,21 +24,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
 use k8s_openapi::api::core::v1::{
     EnvVar, EnvVarSource, ObjectFieldSelector, ObjectReference, Pod, PodTemplateSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
 use crate::events::Recorder;
 use crate::pods::{self, Expectations};
-use crate::queue::WorkQueue;
+use crate::wiring::{key_of, Key, Wiring};
 
 mod policy;
 
@@ -52,8 +49,6 @@ pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
 const INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 const BACKOFF_BASE: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(360);
-
-type Key = (String, String);
 
 /// Failures since the last success and when the latest was seen, per Job
 /// uid (kube-controller-manager keeps this in memory too).
@@ -69,81 +64,28 @@ struct Controller {
     pods: Store<Pod>,
     expectations: Expectations,
     backoff: Mutex<HashMap<String, Backoff>>,
-    queue: Arc<WorkQueue<Key>>,
     events: Recorder,
 }
 
 pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
-    let informers = clients.informers();
     let writer = clients.controller(NAME);
-    let (queue, rx) = WorkQueue::new();
-    let (jobs, job_writer) = reflector::store();
-    let (pods, pod_writer) = reflector::store();
+    let mut w = Wiring::new(NAME, clients.informers());
+    let jobs = w.watch(|j: &Job| Some(key_of(j)));
+    let pods = w.watch(|p: &Pod| {
+        pods::controller_of(&p.metadata)
+            .filter(|r| r.api_version == "batch/v1" && r.kind == "Job")
+            .map(|r| (p.namespace().unwrap_or_default(), r.name.clone()))
+    });
     let c = Arc::new(Controller {
         client: writer.clone(),
         jobs,
         pods,
         expectations: Expectations::default(),
         backoff: Mutex::default(),
-        queue: Arc::new(queue),
         events: Recorder::new(writer, NAME),
     });
-    let job_events = watcher::watcher(
-        Api::<Job>::all(informers.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(job_writer)
-    .for_each({
-        let c = c.clone();
-        move |ev| {
-            if let Ok(Event::Apply(j) | Event::InitApply(j) | Event::Delete(j)) = ev {
-                c.queue
-                    .add((j.namespace().unwrap_or_default(), j.name_any()));
-            }
-            futures::future::ready(())
-        }
-    });
-    let pod_events = watcher::watcher(Api::<Pod>::all(informers), watcher::Config::default())
-        .default_backoff()
-        .reflect(pod_writer)
-        .for_each({
-            let c = c.clone();
-            move |ev| {
-                if let Ok(Event::Apply(p) | Event::InitApply(p) | Event::Delete(p)) = ev {
-                    if let Some(r) = pods::controller_of(&p.metadata) {
-                        if r.api_version == "batch/v1" && r.kind == "Job" {
-                            c.queue
-                                .add((p.namespace().unwrap_or_default(), r.name.clone()));
-                        }
-                    }
-                }
-                futures::future::ready(())
-            }
-        });
-    // A pod whose Job seems gone loses its finalizer: both caches must be
-    // complete before that judgement is made.
-    let work = async {
-        let _ = c.jobs.wait_until_ready().await;
-        let _ = c.pods.wait_until_ready().await;
-        crate::queue::work(&c.queue, rx, WORKERS, {
-            let c = c.clone();
-            move |key: Key| {
-                let c = c.clone();
-                async move {
-                    match c.sync(&key).await {
-                        Ok(next) => next,
-                        Err(e) => {
-                            tracing::warn!(job = %format!("{}/{}", key.0, key.1), "sync failed (will retry): {e:#}");
-                            Some(Duration::from_secs(1))
-                        }
-                    }
-                }
-            }
-        })
-        .await
-    };
-    tokio::join!(job_events, pod_events, work);
+    w.run(c, WORKERS, |c, key| async move { c.sync(&key).await })
+        .await;
     Ok(())
 }
 

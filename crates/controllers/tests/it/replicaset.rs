@@ -5,9 +5,12 @@
 
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Event, Pod, ReplicationController};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::{Client, ResourceExt};
 use orca_testkit::wait_for;
 use serde_json::json;
@@ -32,23 +35,33 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let server = orca_testkit::api_server(dir.path()).await;
         let client = orca_testkit::admin_client(&server).await;
-        // The identities `orca server` gives the controllers: the bootstrap
-        // policy's roles are what lets them work.
-        let (manager, per_controller) = orca_testkit::controller_identities(&server);
-        let clients = orca_controllers::Clients::new(manager, per_controller);
-        let controller = tokio::spawn({
-            async move {
-                orca_controllers::replicaset::run(&clients)
-                    .await
-                    .expect("the replicaset controller runs");
-            }
-        });
+        let controller = Cluster::run_controller(&server);
         Cluster {
             _dir: dir,
             _server: server,
             client,
             controller,
         }
+    }
+
+    fn run_controller(server: &orca_apiserver::ApiServer) -> tokio::task::JoinHandle<()> {
+        // The identities `orca server` gives the controllers: the bootstrap
+        // policy's roles are what lets them work.
+        let (manager, per_controller) = orca_testkit::controller_identities(server);
+        let clients = orca_controllers::Clients::new(manager, per_controller);
+        tokio::spawn(async move {
+            orca_controllers::replicaset::run(&clients)
+                .await
+                .expect("the replicaset controller runs");
+        })
+    }
+
+    /// Stops the controller and starts a new one, as a restart or a new
+    /// leader does.
+    async fn restart_controller(&mut self) {
+        self.controller.abort();
+        let _ = (&mut self.controller).await;
+        self.controller = Cluster::run_controller(&self._server);
     }
 
     fn pods(&self) -> Api<Pod> {
@@ -257,4 +270,70 @@ async fn replication_controllers_run_the_same_way() {
         .iter()
         .any(|e| e.source.as_ref().and_then(|s| s.component.as_deref())
             == Some("replication-controller")));
+}
+
+/// A controller starting over syncs no ReplicaSet before it has listed the
+/// pods: it would count none and create a second set. Many other pods make
+/// the pod list the slower of the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_creates_no_pods_its_sets_already_have() {
+    let mut c = Cluster::start().await;
+    let sets: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    let uid = sets
+        .create(&PostParams::default(), &replica_set("web", 3))
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    c.wait_pods(&uid, 3).await;
+    futures::stream::iter(0..600)
+        .for_each_concurrent(16, |i| {
+            let pods = c.pods();
+            async move {
+                let p: Pod = serde_json::from_value(json!({
+                    "metadata": {"name": format!("other-{i}"), "labels": {"app": "other"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+                }))
+                .unwrap();
+                pods.create(&PostParams::default(), &p).await.unwrap();
+            }
+        })
+        .await;
+    let since = c
+        .pods()
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+
+    c.restart_controller().await;
+    // A ReplicaSet created after the restart is synced after "web" was
+    // first queued: once its pod exists, a premature sync of "web" has
+    // shown.
+    sets.create(&PostParams::default(), &replica_set("marker", 1))
+        .await
+        .unwrap();
+    let mut events = c
+        .pods()
+        .watch(&WatchParams::default(), &since)
+        .await
+        .unwrap()
+        .boxed();
+    let mut created_for_web = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while let Some(ev) = events.try_next().await.unwrap() {
+            let WatchEvent::Added(p) = ev else { continue };
+            if p.name_any().starts_with("marker-") {
+                return;
+            }
+            if p.owner_references().iter().any(|r| r.uid == uid) {
+                created_for_web.push(p.name_any());
+            }
+        }
+    })
+    .await
+    .expect("the marker ReplicaSet's pod");
+    assert_eq!(created_for_web, Vec::<String>::new());
 }
