@@ -15,6 +15,8 @@ mod services;
 pub use services::{endpoint_slice, endpoints, service, DEFAULT_AFFINITY_SECONDS};
 mod batch;
 pub use batch::{cron_job, job};
+mod rbac;
+pub use rbac::{cluster_role_binding, role_binding};
 mod storage;
 pub use storage::{csi_driver, persistent_volume, persistent_volume_claim, storage_class};
 mod workloads;

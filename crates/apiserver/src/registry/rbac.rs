@@ -4,13 +4,16 @@
 //! the `escalate` verb on it), and bind a role only if they hold its
 //! permissions (or the `bind` verb on it); system:masters may do both.
 
+use k8s_openapi::api::rbac::v1 as rbac;
+use orca_api::validation::{validate_new, validate_update};
 use serde_json::Value;
 
-use super::Strategy;
+use super::{typed, validated, Strategy};
 use crate::auth::attributes::forbidden_error;
 use crate::auth::rbac::{covers, Rule, GROUP};
 use crate::auth::{authorize, Attributes, UserInfo, SYSTEM_MASTERS};
 use crate::handlers::Ctx;
+use crate::resources::ResourceDef;
 use crate::status::ApiError;
 
 pub struct RoleStrategy;
@@ -118,7 +121,35 @@ impl Strategy for RoleStrategy {
     }
 }
 
+/// The scheme defaults of either kind of binding.
+fn default_binding(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
+    if def.kind == "ClusterRoleBinding" {
+        typed::<rbac::ClusterRoleBinding>(obj, orca_api::defaults::cluster_role_binding)
+    } else {
+        typed::<rbac::RoleBinding>(obj, orca_api::defaults::role_binding)
+    }
+}
+
 impl Strategy for BindingStrategy {
+    fn prepare_create(&self, def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
+        default_binding(def, obj)?;
+        validated(def, obj, validate_new(def.kind, obj, def.namespaced))
+    }
+
+    fn prepare_update(
+        &self,
+        def: &ResourceDef,
+        new: &mut Value,
+        old: &Value,
+    ) -> Result<(), ApiError> {
+        default_binding(def, new)?;
+        validated(
+            def,
+            new,
+            validate_update(def.kind, new, old, def.namespaced),
+        )
+    }
+
     fn authorize_write(
         &self,
         ctx: &Ctx<'_>,

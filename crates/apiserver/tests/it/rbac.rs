@@ -621,3 +621,45 @@ async fn health_endpoints_answer_as_kube_apiserver() {
         "ok"
     );
 }
+
+/// Clients that leave a binding's `roleRef.apiGroup` (and a User subject's
+/// group) empty, as the upstream e2e suite does, get the scheme defaults
+/// instead of a 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_api_groups_of_bindings_are_defaulted() {
+    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+    use kube::api::{Api, PostParams};
+    let h = Harness::start().await;
+    let client = h.client().await;
+    let binding = |kind: &str| {
+        serde_json::json!({
+            "metadata": {"name": "readers"},
+            "roleRef": {"apiGroup": "", "kind": kind, "name": "view"},
+            "subjects": [{"kind": "User", "name": "bob"}],
+        })
+    };
+    let rb: RoleBinding = serde_json::from_value(binding("ClusterRole")).unwrap();
+    let rb = Api::<RoleBinding>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &rb)
+        .await
+        .unwrap();
+    let crb: ClusterRoleBinding = serde_json::from_value(binding("ClusterRole")).unwrap();
+    let crb = Api::<ClusterRoleBinding>::all(client)
+        .create(&PostParams::default(), &crb)
+        .await
+        .unwrap();
+    for (role_ref, subjects) in [(rb.role_ref, rb.subjects), (crb.role_ref, crb.subjects)] {
+        assert_eq!(role_ref.api_group, "rbac.authorization.k8s.io");
+        assert_eq!(
+            subjects.unwrap()[0].api_group.as_deref(),
+            Some("rbac.authorization.k8s.io")
+        );
+    }
+    let out = run(
+        &h,
+        &h.kubeconfig(),
+        &["auth", "can-i", "list", "pods", "--as", "bob"],
+    )
+    .await;
+    assert_eq!(out.stdout, "yes\n", "{}", out.stderr);
+}
