@@ -54,7 +54,7 @@ log() { echo "== $*" >&2; }
 # --- tools ---------------------------------------------------------------------
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in docker-registry skopeo gcc make bzip2 curl git nginx-light python3 python3-pip iproute2 iptables; do
+for pkg in docker-registry skopeo gcc make bzip2 curl git nginx-light netcat-openbsd python3 python3-pip iproute2 iptables; do
   have "$pkg" || need+=("$pkg")
 done
 if ((${#need[@]})); then
@@ -286,10 +286,13 @@ for listed in $images; do
   rm -rf "$root"
   case "$name" in
     agnhost)
-      # The upstream image has /agnhost-2 too (the entrypoint-override specs)
-      # and curl (the lifecycle hook specs' exec hooks run it).
+      # The upstream image has /agnhost-2 too (the entrypoint-override specs),
+      # curl (the lifecycle hook specs' exec hooks run it) and OpenBSD's nc
+      # (the Service specs' exec pods run `nc -v -t -w 2 HOST PORT`, an option
+      # busybox's nc lacks).
       rootfs "$root"; cp "$CACHE/bin/agnhost" "$root/agnhost"; ln -s agnhost "$root/agnhost-2"
-      with_binaries "$root" /usr/bin/curl
+      with_binaries "$root" /usr/bin/curl /bin/nc.openbsd
+      ln -sf nc.openbsd "$root/bin/nc"
       push "$ref" "$root" "{$ENV_PATH,\"Entrypoint\":[\"/agnhost\"],\"Cmd\":[\"pause\"]}" ;;
     nonewprivs)
       rootfs "$root"; mkdir -p "$root/usr/local/bin"; cp "$CACHE/bin/nonewprivs" "$root/usr/local/bin/nonewprivs"
