@@ -71,6 +71,17 @@ const ZERO_IS_A_VALUE: &[&str] = &[
     "startingDeadlineSeconds",
     "leaseDurationSeconds",
     "leaseTransitions",
+    // Status writers send back what they read: a collisionCount of 0 dropped here reads as
+    // "decremented" to the status validation (the StatefulSet status conformance spec).
+    "collisionCount",
+    "suspend",
+    "manualSelector",
+    "shareProcessNamespace",
+    "setHostnameAsFQDN",
+    "privileged",
+    "runAsNonRoot",
+    "readOnlyRootFilesystem",
+    "optional",
 ];
 
 pub type Result<T> = std::result::Result<T, String>;

@@ -124,6 +124,19 @@ fn special_json_forms_survive_the_wire() {
                  "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoExecute",
                                   "tolerationSeconds": 0}]}});
     assert_eq!(decode(&encode(&pod).unwrap()).unwrap(), pod);
+    let set = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"},
+        "spec": {"selector": {"matchLabels": {"app": "s"}}, "serviceName": "s",
+                 "template": {"metadata": {"labels": {"app": "s"}},
+                              "spec": {"containers": [{"name": "c", "image": "i",
+                                  "securityContext": {"privileged": false, "runAsNonRoot": false}}]}}},
+        "status": {"replicas": 1, "collisionCount": 0}});
+    assert_eq!(decode(&encode(&set).unwrap()).unwrap(), set);
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+        "spec": {"suspend": false, "manualSelector": false,
+                 "template": {"spec": {"containers": [{"name": "c", "image": "i",
+                     "env": [{"name": "E", "valueFrom": {"configMapKeyRef":
+                         {"name": "m", "key": "k", "optional": false}}}]}]}}}});
+    assert_eq!(decode(&encode(&job).unwrap()).unwrap(), job);
 }
 
 #[test]
