@@ -82,17 +82,26 @@ fn wants_table(h: &HeaderMap) -> bool {
     })
 }
 
+/// Every media type the client accepts is a Table (no plain fallback).
+fn only_tables(h: &HeaderMap) -> bool {
+    wants_table(h) && accept(h).split(',').all(|m| m.contains("as=Table"))
+}
+
+fn not_acceptable(asked: &str) -> ApiError {
+    ApiError::new(
+        406,
+        "NotAcceptable",
+        format!("only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf (asked for {asked})"),
+    )
+}
+
 /// Refuses Accept headers we cannot satisfy (an image type, say).
 fn check_accept(h: &HeaderMap) -> Result<(), ApiError> {
     let a = accept(h);
     if crate::protobuf::negotiate(&a).first().is_some() {
         Ok(())
     } else {
-        Err(ApiError::new(
-            406,
-            "NotAcceptable",
-            format!("only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf (asked for {a})"),
-        ))
+        Err(not_acceptable(&a))
     }
 }
 

@@ -96,6 +96,11 @@ pub(super) async fn create_object(
     fields: Fields,
 ) -> Result<Response<Body>, ApiError> {
     if let Some(answer) = ctx.def.strategy.answer(ctx, v.clone()).await {
+        // Reviews have no table form (their storage has no TableConvertor in
+        // kube-apiserver): a client that accepts only a Table gets a 406.
+        if only_tables(ctx.headers) {
+            return Err(super::not_acceptable(&super::accept(ctx.headers)));
+        }
         // Reviews are answered, never stored: a dry run answers the same.
         return Ok(with_warnings(
             object_response(201, ctx.headers, &answer?),

@@ -663,3 +663,47 @@ async fn empty_api_groups_of_bindings_are_defaulted() {
     .await;
     assert_eq!(out.stdout, "yes\n", "{}", out.stderr);
 }
+
+/// A review has no Table form: asked only for a Table it is a 406 (as
+/// kube-apiserver answers the conformance suite), with a plain fallback in
+/// the Accept header it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_asked_only_as_tables_are_not_acceptable() {
+    let h = Harness::start().await;
+    let client = h.client().await;
+    let review = serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"nonResourceAttributes": {"path": "/", "verb": "get"}}});
+    let post = |accept: &'static str| {
+        let client = client.clone();
+        let body = review.to_string();
+        async move {
+            let req = http::Request::post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+                .header("Content-Type", "application/json")
+                .header("Accept", accept)
+                .body(kube::client::Body::from(body.into_bytes()))
+                .unwrap();
+            let resp = client.send(req).await.unwrap();
+            let code = resp.status().as_u16();
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (
+                code,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
+        }
+    };
+    let (code, v) = post("application/json;as=Table;v=v1;g=meta.k8s.io").await;
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (406, Some("NotAcceptable")),
+        "{v}"
+    );
+    let (code, v) = post("application/json;as=Table;v=v1;g=meta.k8s.io,application/json").await;
+    assert_eq!(
+        (code, v["status"]["allowed"].as_bool()),
+        (201, Some(true)),
+        "{v}"
+    );
+}
