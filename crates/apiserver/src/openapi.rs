@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::resources::{ResourceDef, GROUPS, RESOURCES};
 
+pub mod v2_protobuf;
+
 const REF_PREFIX: &str = "#/components/schemas/";
 
 fn definitions() -> Map<String, Value> {

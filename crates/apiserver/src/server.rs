@@ -408,37 +408,92 @@ async fn route<B: RequestBody>(
     dispatch(state, caller, req, target).await
 }
 
-/// `/openapi/v2` as JSON. Its protobuf form (gnostic's OpenAPIv2 message,
-/// which client-go's `OpenAPISchema` asks for alone) is not made: a client
-/// that does not take JSON gets 406, which client-go reads as "no v2
-/// here"; kubectl 1.32 reads v3 for `explain` and validation.
+/// `/openapi/v2` as kube-apiserver serves it (kube-openapi's handler):
+/// JSON, or gnostic's protobuf (which client-go's `OpenAPISchema` asks for
+/// alone, under either of its two names) answered under the newer name.
+/// The best Accept range (by q-value, then specific before wildcard, then
+/// order) that one of them matches decides; none is a bare 406. Both forms
+/// carry the JSON's ETag, so a client's HTTP cache can revalidate.
 fn openapi_v2(headers: &HeaderMap) -> Response<Body> {
-    let accepted: Vec<&str> = headers
-        .get_all(header::ACCEPT)
+    const PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+    const PROTOBUF_OLD: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+    let doc = openapi::v2();
+    let etag = format!("\"{}\"", doc.hash);
+    // Asked for, answered as, and the body, made on first use.
+    type Form = (&'static str, &'static str, fn() -> &'static Bytes);
+    let forms: [Form; 3] = [
+        ("application/json", "application/json", || {
+            &openapi::v2().body
+        }),
+        (PROTOBUF_OLD, PROTOBUF, openapi::v2_protobuf::body),
+        (PROTOBUF, PROTOBUF, openapi::v2_protobuf::body),
+    ];
+    let chosen = accept_ranges(headers).into_iter().find_map(|range| {
+        forms
+            .iter()
+            .find(|(media, _, _)| match range.split_once('/') {
+                Some(("*", "*")) => true,
+                Some((t, "*")) => media.split('/').next() == Some(t),
+                _ => *media == range,
+            })
+    });
+    let Some((_, content_type, body)) = chosen else {
+        return Response::builder()
+            .status(406)
+            .header(header::VARY, "Accept")
+            .body(full(Bytes::new()))
+            .unwrap_or_else(|_| Response::new(full(Bytes::new())));
+    };
+    let revalidated = headers
+        .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|m| m.split(';').next().unwrap_or("").trim())
-        .collect();
-    let takes_json = accepted.is_empty()
-        || accepted
-            .iter()
-            .any(|m| matches!(*m, "application/json" | "application/*" | "*/*" | ""));
-    if !takes_json {
-        return error_response(&ApiError::new(
-            406,
-            "NotAcceptable",
-            "only the following media types are accepted: application/json",
-        ));
-    }
-    let doc = openapi::v2();
+        .map(str::trim)
+        .any(|t| t == "*" || t == etag);
+    let (status, body) = if revalidated {
+        (304, Bytes::new())
+    } else {
+        (200, body().clone())
+    };
     Response::builder()
-        .status(200)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ETAG, format!("\"{}\"", doc.hash))
+        .status(status)
+        .header(header::CONTENT_TYPE, *content_type)
+        .header(header::ETAG, etag)
+        .header(header::VARY, "Accept")
         .header(header::CACHE_CONTROL, "no-cache, private")
-        .body(full(doc.body.clone()))
+        .body(full(body))
         .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+}
+
+/// The media ranges of the Accept headers (`*/*` if none), best first.
+fn accept_ranges(headers: &HeaderMap) -> Vec<String> {
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .collect();
+    let accept = if accept.is_empty() {
+        "*/*".to_string()
+    } else {
+        accept.join(",")
+    };
+    let mut ranges: Vec<(f32, usize, String)> = accept
+        .split(',')
+        .filter_map(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next()?.to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse().ok())
+                .unwrap_or(1.0f32);
+            let wildcards = media.matches('*').count();
+            (!media.is_empty() && q > 0.0).then_some((q, wildcards, media))
+        })
+        .collect();
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    ranges.into_iter().map(|(_, _, media)| media).collect()
 }
 
 /// A request's object path after the group version.

@@ -385,3 +385,61 @@ async fn get_watch_sees_changes() {
     assert!(gone.starts_with("watched"), "{gone}");
     child.kill().await.expect("stop kubectl");
 }
+
+/// kubectl validates the items of a `List` itself, against the protobuf
+/// `/openapi/v2` (no group version describes `v1 List`), before creating
+/// them one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_and_apply_a_list_with_validation() {
+    let h = Harness::start().await;
+    let json_list = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "one"}, "data": {"a": "1"}},
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "two"}, "data": {"b": "2"}},
+        ],
+    });
+    let file = write_file(&h, "list.json", &json_list.to_string()).await;
+    let out = h.kubectl(&["create", "-f", &file]).await;
+    assert_eq!(out.trim(), "configmap/one created\nconfigmap/two created");
+
+    let yaml_list = r#"apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata:
+    name: two
+  data:
+    b: "3"
+- apiVersion: v1
+  kind: ConfigMap
+  metadata:
+    name: three
+"#;
+    let file = write_file(&h, "list.yaml", yaml_list).await;
+    let out = h.kubectl(&["apply", "-f", &file]).await;
+    assert_eq!(
+        out.trim(),
+        "configmap/two configured\nconfigmap/three created"
+    );
+    let b = h
+        .kubectl(&["get", "configmap", "two", "-o", "jsonpath={.data.b}"])
+        .await;
+    assert_eq!(b, "3");
+
+    // An unknown field in an item fails kubectl's own strict check, and
+    // nothing of the list is created.
+    let bad = r#"{"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "four"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "five"}, "bogus": true}]}"#;
+    let file = write_file(&h, "bad.json", bad).await;
+    let err = h.kubectl_fails(&["create", "-f", &file], None).await;
+    assert!(
+        err.contains(r#"error validating data: ValidationError(ConfigMap): unknown field "bogus" in io.k8s.api.core.v1.ConfigMap"#),
+        "{err}"
+    );
+    let err = h.kubectl_fails(&["get", "configmap", "four"], None).await;
+    assert!(err.contains("not found"), "{err}");
+}

@@ -164,23 +164,29 @@ async fn openapi_v2_describes_every_group() {
         "#/definitions/io.k8s.api.apps.v1.Deployment"
     );
     assert!(!doc.to_string().contains("#/components/schemas/"));
-    // Only JSON is made: a client asking for protobuf alone gets 406.
+    // client-go asks for gnostic's protobuf alone, under its older name,
+    // and gets it under the newer one, with the JSON's ETag; a type neither
+    // form matches gets 406.
     let admin = h.client().await;
-    let req = http::Request::get("/openapi/v2")
-        .header(
-            "accept",
-            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
-        )
-        .body(Vec::new())
-        .unwrap();
-    let err = admin
-        .request_text(req)
+    let get = |accept: &str| {
+        let req = http::Request::get("/openapi/v2")
+            .header("accept", accept)
+            .body(kube::client::Body::empty())
+            .unwrap();
+        admin.send(req)
+    };
+    let json = get("application/json").await.expect("JSON answer");
+    let proto = get("application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
         .await
-        .expect_err("protobuf is not made");
-    assert!(
-        matches!(err, kube::Error::Api(ref s) if s.code == 406),
-        "{err:?}"
+        .expect("protobuf answer");
+    assert_eq!(proto.status(), 200);
+    assert_eq!(
+        proto.headers()["content-type"],
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
     );
+    assert_eq!(proto.headers()["etag"], json.headers()["etag"]);
+    let image = get("image/png").await.expect("an answer");
+    assert_eq!(image.status(), 406);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
