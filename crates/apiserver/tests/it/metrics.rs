@@ -185,6 +185,13 @@ async fn openapi_v2_describes_every_group() {
         "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
     );
     assert_eq!(proto.headers()["etag"], json.headers()["etag"]);
+    let req = http::Request::get("/openapi/v2")
+        .header("accept", "application/json")
+        .header("if-none-match", json.headers()["etag"].clone())
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let unchanged = admin.send(req).await.expect("an answer");
+    assert_eq!(unchanged.status(), 304);
     let image = get("image/png").await.expect("an answer");
     assert_eq!(image.status(), 406);
 }
