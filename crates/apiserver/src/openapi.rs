@@ -99,6 +99,24 @@ fn definitions() -> Map<String, Value> {
             );
         }
     }
+    // The kinds only subresources take.
+    for (schema, group, version, kind) in [
+        (
+            "io.k8s.api.autoscaling.v1.Scale",
+            "autoscaling",
+            "v1",
+            "Scale",
+        ),
+        ("io.k8s.api.core.v1.Binding", "", "v1", "Binding"),
+        ("io.k8s.api.policy.v1.Eviction", "policy", "v1", "Eviction"),
+    ] {
+        if let Some(def) = defs.get_mut(schema).and_then(Value::as_object_mut) {
+            def.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{"group": group, "version": version, "kind": kind}]),
+            );
+        }
+    }
     defs
 }
 
@@ -307,6 +325,13 @@ fn ok_of(schema: &str) -> Value {
            "401": {"description": "Unauthorized"}})
 }
 
+/// The answers of a POST, as kube-apiserver documents them.
+fn created_of(schema: &str) -> Value {
+    let of = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("{REF_PREFIX}{schema}")}}}});
+    json!({"200": of("OK"), "201": of("Created"), "202": of("Accepted"),
+           "401": {"description": "Unauthorized"}})
+}
+
 fn op(r: &ResourceDef, action: &str, id: String, params: Vec<Value>, extra: Value) -> Value {
     let mut o = json!({
         "operationId": id,
@@ -419,9 +444,31 @@ fn gv_doc(group: &str, version: &str, defs: &Value) -> Value {
                 json!({
                     "get": scale_op("get", format!("read{kind}Scale"), item_params.clone(), json!({})),
                     "put": scale_op("put", format!("replace{kind}Scale"), upd.clone(), json!({"requestBody": body_of(scale)})),
-                    "patch": scale_op("patch", format!("patch{kind}Scale"), upd, json!({"requestBody": patch_body})),
+                    "patch": scale_op("patch", format!("patch{kind}Scale"), upd.clone(), json!({"requestBody": patch_body})),
                 }),
             );
+        }
+        // pods/binding and pods/eviction: a POST of a kind of their own.
+        for sub in r
+            .subresources
+            .iter()
+            .filter(|s| matches!(**s, "binding" | "eviction"))
+        {
+            let (sub_kind, _) = r.subresource(sub);
+            let (group, version) = r.subresource_group_version(sub);
+            let package = if group.is_empty() { "core" } else { group };
+            let schema = format!("io.k8s.api.{package}.{version}.{sub_kind}");
+            let mut post = op(
+                r,
+                "post",
+                format!("create{kind}{sub_kind}"),
+                upd.clone(),
+                json!({"requestBody": body_of(&schema)}),
+            );
+            post["x-kubernetes-group-version-kind"] =
+                json!({"group": group, "version": version, "kind": sub_kind});
+            post["responses"] = created_of(&schema);
+            paths.insert(format!("{item}/{sub}"), json!({ "post": post }));
         }
     }
     let mut schemas = defs.clone();

@@ -1,7 +1,7 @@
 //! pods/eviction against PodDisruptionBudgets whose status is written here
 //! as the disruption controller would: graceful deletion without a budget,
 //! 429 with Kubernetes' wording when the budget has no disruption left, the
-//! decrement recorded in the budget, dry run, RBAC and discovery.
+//! decrement recorded in the budget, dry run, RBAC, discovery and OpenAPI.
 
 use crate::common;
 
@@ -358,6 +358,97 @@ async fn discovery_lists_pods_eviction_as_kubernetes() {
         eviction,
         json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
                "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_pods_eviction_as_kubernetes() {
+    let h = common::Harness::start().await;
+    let c = h.client().await;
+    const PATH: &str = "/api/v1/namespaces/{namespace}/pods/{name}/eviction";
+    let params = |op: &Value| -> Vec<String> {
+        op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}:{}",
+                    p["in"].as_str().unwrap(),
+                    p["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let want_params = [
+        "path:namespace",
+        "path:name",
+        "query:dryRun",
+        "query:fieldManager",
+        "query:fieldValidation",
+    ];
+
+    let index = get(&c, "/openapi/v3").await;
+    let url = index["paths"]["api/v1"]["serverRelativeURL"]
+        .as_str()
+        .expect("api/v1 in the index")
+        .to_string();
+    let v3 = get(&c, &url).await;
+    let item = v3["paths"][PATH].as_object().expect("the eviction path");
+    assert_eq!(item.keys().collect::<Vec<_>>(), ["post"], "POST only");
+    let post = &item["post"];
+    assert_eq!(post["x-kubernetes-action"], "post");
+    assert_eq!(
+        post["x-kubernetes-group-version-kind"],
+        json!({"group": "policy", "version": "v1", "kind": "Eviction"})
+    );
+    assert_eq!(params(post), want_params);
+    let eviction_ref = json!({"$ref": "#/components/schemas/io.k8s.api.policy.v1.Eviction"});
+    assert_eq!(
+        post["requestBody"]["content"]["application/json"]["schema"],
+        eviction_ref
+    );
+    for code in ["200", "201", "202"] {
+        assert_eq!(
+            post["responses"][code]["content"]["application/json"]["schema"], eviction_ref,
+            "{code}"
+        );
+    }
+    let schema = &v3["components"]["schemas"]["io.k8s.api.policy.v1.Eviction"];
+    assert!(
+        schema["properties"]["deleteOptions"].is_object(),
+        "{schema}"
+    );
+    assert_eq!(
+        schema["x-kubernetes-group-version-kind"],
+        json!([{"group": "policy", "version": "v1", "kind": "Eviction"}])
+    );
+
+    let v2 = get(&c, "/openapi/v2").await;
+    let post = &v2["paths"][PATH]["post"];
+    assert_eq!(
+        post["x-kubernetes-group-version-kind"]["kind"], "Eviction",
+        "{post}"
+    );
+    let mut v2_params = want_params.to_vec();
+    v2_params.push("body:body");
+    assert_eq!(params(post), v2_params);
+    let body = post["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["in"] == "body")
+        .unwrap();
+    assert_eq!(
+        body["schema"],
+        json!({"$ref": "#/definitions/io.k8s.api.policy.v1.Eviction"})
+    );
+    assert!(v2["definitions"]["io.k8s.api.policy.v1.Eviction"].is_object());
+    // pods/binding, the other POST-only subresource, is documented alike.
+    assert_eq!(
+        v2["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/binding"]["post"]
+            ["x-kubernetes-group-version-kind"],
+        json!({"group": "", "version": "v1", "kind": "Binding"})
     );
 }
 
