@@ -35,6 +35,13 @@ impl Schema {
     /// The message of `kind` in `api_version`: its group's package, or
     /// meta/v1 for the kinds every group shares (Status, DeleteOptions...).
     pub fn message(&self, api_version: &str, kind: &str) -> Option<MessageDescriptor> {
+        // pods/eviction still takes policy/v1beta1 (older client-go, as in
+        // `kubectl drain` before 1.22), whose message is policy/v1's field for
+        // field; the generated schema has no v1beta1 of policy.
+        let api_version = match (api_version, kind) {
+            ("policy/v1beta1", "Eviction") => "policy/v1",
+            _ => api_version,
+        };
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         let package = match group {
             "" => format!("k8s.io.api.core.{version}"),

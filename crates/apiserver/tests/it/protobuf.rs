@@ -963,3 +963,82 @@ async fn ephemeral_containers_over_protobuf() {
     let stored = get_json(&c, "/api/v1/namespaces/default/pods/pb-debug").await;
     assert_eq!(stored["spec"]["ephemeralContainers"][0]["tty"], true);
 }
+
+/// A pod bound to a node whose kubelet never answers: deleting it is
+/// graceful, so the grace period stored shows which one the eviction asked.
+async fn bound_pod(c: &kube::Client, name: &str) {
+    let mut p = pod(name);
+    let spec = p.spec.as_mut().unwrap();
+    spec.node_name = Some("node-a".into());
+    spec.termination_grace_period_seconds = Some(30);
+    let body = framed("v1", "Pod", &p);
+    let uri = "/api/v1/namespaces/default/pods";
+    let a = call(c, "POST", uri, CLIENT_GO_ACCEPT, Some(body)).await;
+    assert_eq!(a.code, 201, "{:?}", a.body);
+}
+
+/// pods/eviction as client-go sends it with protobuf: policy/v1, and the
+/// policy/v1beta1 Eviction of older clients (`kubectl drain` before 1.22).
+#[tokio::test]
+async fn evictions_over_protobuf() {
+    let h = common::Harness::start().await;
+    let c = h.client().await;
+    let delete_options = |grace: i64| meta::DeleteOptions {
+        grace_period_seconds: Some(grace),
+        ..Default::default()
+    };
+    let mut metadata = object_meta("pb-new");
+    metadata.as_mut().unwrap().namespace = Some("default".into());
+    let v1 = framed(
+        "policy/v1",
+        "Eviction",
+        &k8s_pb::api::policy::v1::Eviction {
+            metadata,
+            delete_options: Some(delete_options(7)),
+        },
+    );
+    let mut metadata = object_meta("pb-old");
+    metadata.as_mut().unwrap().namespace = Some("default".into());
+    let v1beta1 = framed(
+        "policy/v1beta1",
+        "Eviction",
+        &k8s_pb::api::policy::v1beta1::Eviction {
+            metadata,
+            delete_options: Some(delete_options(9)),
+        },
+    );
+    for (pod, body, grace) in [("pb-new", v1, 7), ("pb-old", v1beta1, 9)] {
+        bound_pod(&c, pod).await;
+        let uri = format!("/api/v1/namespaces/default/pods/{pod}/eviction");
+        let a = call(&c, "POST", &uri, CLIENT_GO_ACCEPT, Some(body)).await;
+        assert_eq!(a.code, 201, "{pod}: {}", String::from_utf8_lossy(&a.body));
+        let status = a.status();
+        assert_eq!(status.status.as_deref(), Some("Success"));
+        let stored = get_json(&c, &format!("/api/v1/namespaces/default/pods/{pod}")).await;
+        assert!(
+            stored["metadata"]["deletionTimestamp"].is_string(),
+            "{stored}"
+        );
+        assert_eq!(stored["metadata"]["deletionGracePeriodSeconds"], grace);
+    }
+
+    // The name in the body still has to be the pod's.
+    bound_pod(&c, "pb-other").await;
+    let mut metadata = object_meta("someone-else");
+    metadata.as_mut().unwrap().namespace = Some("default".into());
+    let body = framed(
+        "policy/v1beta1",
+        "Eviction",
+        &k8s_pb::api::policy::v1beta1::Eviction {
+            metadata,
+            delete_options: None,
+        },
+    );
+    let uri = "/api/v1/namespaces/default/pods/pb-other/eviction";
+    let a = call(&c, "POST", uri, CLIENT_GO_ACCEPT, Some(body)).await;
+    assert_eq!(a.code, 400);
+    assert_eq!(
+        a.status().message.as_deref(),
+        Some("name in URL does not match name in Eviction object")
+    );
+}
