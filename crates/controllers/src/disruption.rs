@@ -5,7 +5,8 @@
 //! the int or percent, rounded up); the expected pods are the pods the
 //! selector covers for an int `minAvailable`, else the sum of the scales
 //! of the pods' controllers (Deployment through its ReplicaSets,
-//! ReplicaSet, StatefulSet, ReplicationController). `currentHealthy`
+//! ReplicaSet, StatefulSet, ReplicationController from the caches; any
+//! other owner through its `scale` subresource). `currentHealthy`
 //! counts Ready pods that are not being deleted nor recently granted an
 //! eviction (`disruptedPods`, forgotten after two minutes), and
 //! `disruptionsAllowed` is their surplus, 0 while no pod is expected. A
@@ -17,7 +18,8 @@
 //! eviction failed after marking it).
 //!
 //! Reads: poddisruptionbudgets, pods, replicasets, deployments,
-//! statefulsets, replicationcontrollers. Writes: poddisruptionbudgets/status,
+//! statefulsets, replicationcontrollers, discovery and `*/scale`. Writes:
+//! poddisruptionbudgets/status,
 //! events (`system:controller:disruption-controller`).
 
 use std::collections::BTreeMap;
@@ -29,7 +31,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use orca_api::disruption;
@@ -56,9 +58,13 @@ type Scale = (String, i32);
 /// Where the scales of pods' controllers are read.
 pub trait Scales {
     /// The scale of the controller `r` of a pod in `ns`: None when it is
-    /// gone (or another object of the name), an error when its kind has no
-    /// scale.
-    fn scale_of(&self, r: &OwnerReference, ns: &str) -> Result<Option<Scale>, String>;
+    /// gone (or another object of the name), an error when its kind is not
+    /// served or has no scale.
+    fn scale_of(
+        &self,
+        r: &OwnerReference,
+        ns: &str,
+    ) -> impl std::future::Future<Output = Result<Option<Scale>, String>> + Send;
 }
 
 /// What a sync computed, before it is compared with the stored status.
@@ -73,19 +79,18 @@ pub struct Computed {
 
 /// The budget's status for `pods` (those its selector covers) at `now`; an
 /// error when the expected pods cannot be known.
-pub fn compute(
+pub async fn compute(
     pdb: &PodDisruptionBudget,
     pods: &[&Pod],
-    scales: &dyn Scales,
+    scales: &impl Scales,
     now: DateTime<Utc>,
 ) -> Result<Computed, String> {
     let spec = pdb.spec.clone().unwrap_or_default();
     let ns = pdb.namespace().unwrap_or_default();
     let mut unmanaged = Vec::new();
-    let mut expected_scale = || expected_scale(pods, scales, &ns, &mut unmanaged);
     let (expected, desired) = match (&spec.max_unavailable, &spec.min_available) {
         (Some(max), _) => {
-            let expected = expected_scale()?;
+            let expected = expected_scale(pods, scales, &ns, &mut unmanaged).await?;
             let max = disruption::scaled_value(max, expected, true);
             (expected, (expected - max).max(0))
         }
@@ -93,7 +98,7 @@ pub fn compute(
             None,
             Some(min @ k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(_)),
         ) => {
-            let expected = expected_scale()?;
+            let expected = expected_scale(pods, scales, &ns, &mut unmanaged).await?;
             (expected, disruption::scaled_value(min, expected, true))
         }
         (None, Some(min)) => (pods.len() as i32, disruption::scaled_value(min, 0, true)),
@@ -131,9 +136,9 @@ pub fn compute(
 
 /// The sum of the scales of the pods' controllers; pods without one are
 /// listed in `unmanaged`.
-fn expected_scale(
+async fn expected_scale(
     pods: &[&Pod],
-    scales: &dyn Scales,
+    scales: &impl Scales,
     ns: &str,
     unmanaged: &mut Vec<String>,
 ) -> Result<i32, String> {
@@ -146,7 +151,7 @@ fn expected_scale(
         if by_controller.contains_key(&r.uid) {
             continue;
         }
-        match scales.scale_of(r, ns)? {
+        match scales.scale_of(r, ns).await? {
             Some((uid, scale)) => {
                 by_controller.insert(uid, scale);
             }
@@ -235,12 +240,13 @@ struct Controller {
     events: Recorder,
 }
 
-/// The pod controllers' caches.
+/// The pod controllers' caches, and the API for other owners.
 struct Owners {
     replica_sets: Store<ReplicaSet>,
     deployments: Store<Deployment>,
     stateful_sets: Store<StatefulSet>,
     replication_controllers: Store<ReplicationController>,
+    client: Client,
 }
 
 fn group_of(api_version: &str) -> &str {
@@ -252,7 +258,7 @@ fn same<K: Resource>(o: &K, r: &OwnerReference) -> bool {
 }
 
 impl Scales for Owners {
-    fn scale_of(&self, r: &OwnerReference, ns: &str) -> Result<Option<Scale>, String> {
+    async fn scale_of(&self, r: &OwnerReference, ns: &str) -> Result<Option<Scale>, String> {
         let uid = r.uid.clone();
         match (group_of(&r.api_version), r.kind.as_str()) {
             ("", "ReplicationController") => Ok(self
@@ -291,17 +297,79 @@ impl Scales for Owners {
                 .get(&ObjectRef::new(&r.name).within(ns))
                 .filter(|o| same(o.as_ref(), r))
                 .map(|o| (uid, o.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)))),
-            (group, kind) => {
-                let resource = format!("{}s", kind.to_ascii_lowercase());
-                let qualified = if group.is_empty() {
-                    resource
-                } else {
-                    format!("{resource}.{group}")
-                };
-                Err(format!(
-                    "{qualified} does not implement the scale subresource"
-                ))
-            }
+            _ => self.scale_subresource_of(r, ns).await,
+        }
+    }
+}
+
+impl Owners {
+    /// Any other owner, as Kubernetes' disruption controller reads it: its
+    /// kind mapped to a resource by discovery, then that resource's `scale`
+    /// subresource (a Deployment owning pods itself, say).
+    async fn scale_subresource_of(
+        &self,
+        r: &OwnerReference,
+        ns: &str,
+    ) -> Result<Option<Scale>, String> {
+        let (group, version) = r
+            .api_version
+            .rsplit_once('/')
+            .unwrap_or(("", r.api_version.as_str()));
+        let listed = if group.is_empty() {
+            self.client.list_core_api_resources(version).await
+        } else {
+            self.client.list_api_group_resources(&r.api_version).await
+        };
+        let no_match = || {
+            format!(
+                "no matches for kind {:?} in version {:?}",
+                r.kind, r.api_version
+            )
+        };
+        let resources = match listed {
+            Ok(list) => list.resources,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Err(no_match()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let Some(resource) = resources
+            .iter()
+            .find(|x| x.kind == r.kind && !x.name.contains('/'))
+        else {
+            return Err(no_match());
+        };
+        let scale = format!("{}/scale", resource.name);
+        if !resources
+            .iter()
+            .any(|x| x.name == scale && x.kind == "Scale")
+        {
+            let qualified = if group.is_empty() {
+                resource.name.clone()
+            } else {
+                format!("{}.{group}", resource.name)
+            };
+            return Err(format!(
+                "{qualified} does not implement the scale subresource"
+            ));
+        }
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            ns,
+            &ApiResource {
+                group: group.into(),
+                version: version.into(),
+                api_version: r.api_version.clone(),
+                kind: r.kind.clone(),
+                plural: resource.name.clone(),
+            },
+        );
+        match api.get_scale(&r.name).await {
+            Ok(s) if s.metadata.uid.as_deref() == Some(r.uid.as_str()) => Ok(Some((
+                r.uid.clone(),
+                s.spec.and_then(|s| s.replicas).unwrap_or(0),
+            ))),
+            Ok(_) => Ok(None),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(e) => Err(e.to_string()),
         }
     }
 }
@@ -337,6 +405,7 @@ pub async fn run(clients: &crate::Clients) -> anyhow::Result<()> {
         deployments: w.cache(),
         stateful_sets: w.cache(),
         replication_controllers: w.cache(),
+        client: writer.clone(),
     };
     let c = Arc::new(Controller {
         client: writer.clone(),
@@ -406,7 +475,7 @@ impl Controller {
         }
         let now = Utc::now();
         let old = pdb.status.clone().unwrap_or_default();
-        let computed = match compute(&pdb, &covered, &self.owners, now) {
+        let computed = match compute(&pdb, &covered, &self.owners, now).await {
             Ok(c) => c,
             Err(e) => {
                 self.events
@@ -507,7 +576,7 @@ mod tests {
     struct Fixed;
 
     impl Scales for Fixed {
-        fn scale_of(&self, r: &OwnerReference, _ns: &str) -> Result<Option<Scale>, String> {
+        async fn scale_of(&self, r: &OwnerReference, _ns: &str) -> Result<Option<Scale>, String> {
             match r.kind.as_str() {
                 "ReplicaSet" => Ok(Some(("web".into(), 4))),
                 "StatefulSet" => Ok(Some((r.uid.clone(), 5))),
@@ -551,8 +620,8 @@ mod tests {
         )
     }
 
-    #[test]
-    fn min_available_int_counts_the_selected_pods() {
+    #[tokio::test]
+    async fn min_available_int_counts_the_selected_pods() {
         let pods = [
             pod("a", None, true),
             pod("b", None, true),
@@ -565,6 +634,7 @@ mod tests {
             &Fixed,
             Utc::now(),
         )
+        .await
         .unwrap();
         assert_eq!(numbers(&c), (3, 1, 2, 1));
         assert_eq!(c.status.observed_generation, Some(3));
@@ -575,8 +645,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn percentages_and_max_unavailable_use_the_controllers_scale() {
+    #[tokio::test]
+    async fn percentages_and_max_unavailable_use_the_controllers_scale() {
         let pods = [
             pod("a", Some(("ReplicaSet", "rs")), true),
             pod("b", Some(("ReplicaSet", "rs")), true),
@@ -585,10 +655,14 @@ mod tests {
         let refs: Vec<&Pod> = pods.iter().collect();
         let now = Utc::now();
         // The Deployment wants 4: 50% of 4 is 2.
-        let c = compute(&budget(json!({"minAvailable": "50%"})), &refs, &Fixed, now).unwrap();
+        let c = compute(&budget(json!({"minAvailable": "50%"})), &refs, &Fixed, now)
+            .await
+            .unwrap();
         assert_eq!(numbers(&c), (4, 2, 3, 1));
         // maxUnavailable 1 of 4: 3 must stay, 3 are: nothing to spare.
-        let c = compute(&budget(json!({"maxUnavailable": 1})), &refs, &Fixed, now).unwrap();
+        let c = compute(&budget(json!({"maxUnavailable": 1})), &refs, &Fixed, now)
+            .await
+            .unwrap();
         assert_eq!(numbers(&c), (4, 3, 3, 0));
         let cond = &c.status.conditions.as_ref().unwrap()[0];
         assert_eq!(
@@ -602,12 +676,13 @@ mod tests {
             &Fixed,
             now,
         )
+        .await
         .unwrap();
         assert_eq!(numbers(&c), (4, 2, 3, 1));
     }
 
-    #[test]
-    fn scales_are_summed_per_controller_and_unknown_ones_fail() {
+    #[tokio::test]
+    async fn scales_are_summed_per_controller_and_unknown_ones_fail() {
         let pods = [
             pod("a", Some(("StatefulSet", "s1")), true),
             pod("b", Some(("StatefulSet", "s2")), true),
@@ -620,6 +695,7 @@ mod tests {
             &Fixed,
             Utc::now(),
         )
+        .await
         .unwrap();
         assert_eq!(numbers(&c), (10, 10, 3, 0));
         assert_eq!(c.unmanaged, vec!["c".to_string()]);
@@ -631,7 +707,8 @@ mod tests {
             &refs,
             &Fixed,
             Utc::now(),
-        );
+        )
+        .await;
         assert_eq!(
             err.unwrap_err(),
             "daemonsets.apps does not implement the scale subresource"
@@ -643,12 +720,13 @@ mod tests {
             &refs,
             &Fixed,
             Utc::now(),
-        );
+        )
+        .await;
         assert_eq!(err.unwrap_err(), "found no controllers for pod \"e\"");
     }
 
-    #[test]
-    fn granted_evictions_do_not_count_until_they_expire() {
+    #[tokio::test]
+    async fn granted_evictions_do_not_count_until_they_expire() {
         let pods = [pod("a", None, true), pod("b", None, true)];
         let refs: Vec<&Pod> = pods.iter().collect();
         let now = Utc::now();
@@ -660,7 +738,7 @@ mod tests {
             ])),
             ..Default::default()
         });
-        let c = compute(&b, &refs, &Fixed, now).unwrap();
+        let c = compute(&b, &refs, &Fixed, now).await.unwrap();
         assert_eq!(numbers(&c), (2, 1, 1, 0));
         let kept = c.status.disrupted_pods.as_ref().unwrap();
         assert_eq!(kept.keys().collect::<Vec<_>>(), ["a"]);
@@ -670,7 +748,7 @@ mod tests {
         );
 
         let later = now + chrono::Duration::minutes(3);
-        let c = compute(&b, &refs, &Fixed, later).unwrap();
+        let c = compute(&b, &refs, &Fixed, later).await.unwrap();
         assert_eq!(numbers(&c), (2, 1, 2, 1));
         assert_eq!(c.status.disrupted_pods, None);
         assert_eq!(c.recheck, None);
@@ -711,9 +789,11 @@ mod tests {
         assert_eq!(stale_disruption_at(&p), None);
     }
 
-    #[test]
-    fn no_expected_pods_allows_no_disruption() {
-        let c = compute(&budget(json!({"minAvailable": 0})), &[], &Fixed, Utc::now()).unwrap();
+    #[tokio::test]
+    async fn no_expected_pods_allows_no_disruption() {
+        let c = compute(&budget(json!({"minAvailable": 0})), &[], &Fixed, Utc::now())
+            .await
+            .unwrap();
         assert_eq!(numbers(&c), (0, 0, 0, 0));
     }
 }

@@ -194,6 +194,151 @@ async fn budget_status_follows_min_available_and_max_unavailable() {
     );
 }
 
+/// A Ready pod of `app` whose controller is `owner` (apiVersion, kind,
+/// name, uid), as if that controller had made it.
+async fn owned_pod(c: &Cluster, name: &str, app: &str, owner: (&str, &str, &str, &str)) {
+    let (api_version, kind, owner_name, uid) = owner;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": app},
+            "ownerReferences": [{"apiVersion": api_version, "kind": kind, "name": owner_name,
+                                 "uid": uid, "controller": true}]},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+    }))
+    .unwrap();
+    let pods = c.api::<Pod>();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let status = json!({"status": {"phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True"}]}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+/// The budget's SyncFailed message, once it has one.
+async fn sync_failure(c: &Cluster, name: &str) -> String {
+    let api = c.api::<PodDisruptionBudget>();
+    wait_for(&format!("{name} to fail its sync"), WAIT, || async {
+        let status = api.get(name).await.ok()?.status?;
+        let cond = status.conditions?.into_iter().next()?;
+        (cond.reason == "SyncFailed" && status.disruptions_allowed == 0).then_some(cond.message)
+    })
+    .await
+}
+
+/// Owners other than the ReplicaSets, Deployments, StatefulSets and
+/// ReplicationControllers the controller caches count by their `scale`
+/// subresource, as in Kubernetes; an owner without one, of a kind not
+/// served, or gone fails the budget's sync with Kubernetes' message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_owners_count_through_their_scale_subresource() {
+    const DISRUPTION_ONLY: &[Controller] =
+        &[|c| Box::pin(async move { orca_controllers::disruption::run(&c).await.unwrap() })];
+    let c = Cluster::start(DISRUPTION_ONLY, false).await;
+    // A Deployment owning pods itself (no controller runs to make any).
+    let web = c
+        .api::<Deployment>()
+        .create(&PostParams::default(), &deployment("web", 5))
+        .await
+        .unwrap();
+    let web_uid = web.uid().unwrap();
+    for name in ["direct-0", "direct-1"] {
+        owned_pod(
+            &c,
+            name,
+            "direct",
+            ("apps/v1", "Deployment", "web", &web_uid),
+        )
+        .await;
+    }
+    create_budget(&c, "direct", "direct", json!({"maxUnavailable": 1})).await;
+    // Expected: the Deployment's 5, of which 4 must stay; 2 are healthy.
+    status_becomes(&c, "direct", (5, 4, 2, 0)).await;
+    c.api::<Deployment>()
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 2}})),
+        )
+        .await
+        .unwrap();
+    // The controller reads scales at each sync; a pod change triggers one.
+    c.api::<Pod>()
+        .patch(
+            "direct-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"touch": "1"}}})),
+        )
+        .await
+        .unwrap();
+    status_becomes(&c, "direct", (2, 1, 2, 1)).await;
+
+    let daemon: k8s_openapi::api::apps::v1::DaemonSet = serde_json::from_value(json!({
+        "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}},
+            "template": {"metadata": {"labels": {"app": "agent"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}
+    }))
+    .unwrap();
+    let daemon = c
+        .api::<k8s_openapi::api::apps::v1::DaemonSet>()
+        .create(&PostParams::default(), &daemon)
+        .await
+        .unwrap();
+    let daemon_uid = daemon.uid().unwrap();
+    owned_pod(
+        &c,
+        "agent-0",
+        "agent",
+        ("apps/v1", "DaemonSet", "agent", &daemon_uid),
+    )
+    .await;
+    owned_pod(
+        &c,
+        "widget-0",
+        "widget",
+        ("example.com/v1", "Widget", "w", "uid-w"),
+    )
+    .await;
+    owned_pod(
+        &c,
+        "orphan-0",
+        "orphan",
+        ("apps/v1", "Deployment", "web", "uid-gone"),
+    )
+    .await;
+    let cases = [
+        (
+            "agent",
+            "daemonsets.apps does not implement the scale subresource",
+        ),
+        (
+            "widget",
+            "no matches for kind \"Widget\" in version \"example.com/v1\"",
+        ),
+        ("orphan", "found no controllers for pod \"orphan-0\""),
+    ];
+    for (app, _) in cases {
+        create_budget(&c, app, app, json!({"minAvailable": "50%"})).await;
+    }
+    for (app, message) in cases {
+        assert_eq!(sync_failure(&c, app).await, message, "{app}");
+        let events = c
+            .events_until(app, |e| {
+                e.iter()
+                    .any(|e| e.reason.as_deref() == Some("CalculateExpectedPodCountFailed"))
+            })
+            .await;
+        let failed = events
+            .iter()
+            .find(|e| e.reason.as_deref() == Some("CalculateExpectedPodCountFailed"))
+            .unwrap();
+        assert_eq!(
+            failed.message.as_deref(),
+            Some(format!("Failed to calculate the number of expected pods: {message}").as_str())
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_evicts_through_the_budget_one_pod_at_a_time() {
     let mut c = Cluster::start(CONTROLLERS, false).await;
