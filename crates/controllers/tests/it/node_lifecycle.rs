@@ -2,16 +2,19 @@
 //! on a temp dir), with short timings. The test plays the kubelet: it
 //! registers a node, renews its Lease, then stops; everything the controller
 //! does is observed through the API, and checked against what Kubernetes'
-//! node lifecycle and taint eviction controllers do.
+//! node lifecycle and taint eviction controllers do. With the ReplicaSet
+//! controller, the real scheduler and a virtual node beside it, the lost
+//! node's ReplicaSet pod is replaced on the other node.
 
 use std::time::Duration;
 
 use chrono::Utc;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod, PodCondition, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::Client;
+use kube::{Client, ResourceExt};
 use orca_controllers::lifecycle::UNREACHABLE_TAINT;
 use orca_testkit::wait_for;
 
@@ -22,14 +25,16 @@ const NODE: &str = "lost-node";
 
 struct Cluster {
     _dir: tempfile::TempDir,
-    _server: orca_apiserver::ApiServer,
+    server: orca_apiserver::ApiServer,
     client: Client,
-    controller: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        self.controller.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -58,10 +63,52 @@ impl Cluster {
         });
         Cluster {
             _dir: dir,
-            _server: server,
+            server,
             client,
-            controller,
+            tasks: vec![controller],
         }
+    }
+
+    /// What replaces pods: the ReplicaSet controller and the scheduler.
+    fn start_workloads(&mut self) {
+        let (manager, per_controller) = orca_testkit::controller_identities(&self.server);
+        let clients = orca_controllers::Clients::new(manager, per_controller);
+        self.tasks.push(tokio::spawn(async move {
+            orca_controllers::replicaset::run(&clients)
+                .await
+                .expect("the ReplicaSet controller runs");
+        }));
+        let client = self.client.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let config = orca_scheduler::Config {
+                leader_elect: false,
+                ..Default::default()
+            };
+            orca_scheduler::run(client, config)
+                .await
+                .expect("the scheduler runs");
+        }));
+    }
+
+    /// A virtual node `vn-0`, which runs what lands on it and renews its
+    /// Lease well within the grace period.
+    async fn add_virtual_node(&mut self) {
+        let config = orca_virtual_nodes::Config {
+            count: 1,
+            name_prefix: "vn-".into(),
+            lease_duration_seconds: GRACE.as_secs() as i32,
+            lease_renew_interval: Duration::from_millis(300),
+            termination: orca_virtual_nodes::Termination::Immediate,
+            ..Default::default()
+        };
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let client = self.client.clone();
+        self.tasks.push(tokio::spawn(async move {
+            orca_virtual_nodes::run_with_ready(client, config, Some(ready_tx))
+                .await
+                .expect("the virtual node runs");
+        }));
+        ready_rx.await.expect("the virtual node registered");
     }
 
     fn nodes(&self) -> Api<Node> {
@@ -98,14 +145,18 @@ impl Cluster {
             .create(&PostParams::default(), &node)
             .await
             .expect("registering the node");
-        let status = serde_json::json!({"status": {"conditions": [{
-            "type": "Ready",
-            "status": "True",
-            "reason": "KubeletReady",
-            "message": "kubelet is posting ready status",
-            "lastHeartbeatTime": heartbeat,
-            "lastTransitionTime": heartbeat,
-        }]}});
+        let status = serde_json::json!({"status": {
+            "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "conditions": [{
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "kubelet is posting ready status",
+                "lastHeartbeatTime": heartbeat,
+                "lastTransitionTime": heartbeat,
+            }],
+        }});
         self.nodes()
             .patch_status(NODE, &PatchParams::default(), &Patch::Merge(&status))
             .await
@@ -148,6 +199,11 @@ impl Cluster {
             .create(&PostParams::default(), &pod)
             .await
             .expect("creating a pod");
+        self.report_running(name).await;
+    }
+
+    /// Reports the pod Running and Ready, as its kubelet would.
+    async fn report_running(&self, name: &str) {
         let now = Time(Utc::now());
         let condition = |type_: &str| PodCondition {
             type_: type_.into(),
@@ -173,6 +229,15 @@ impl Cluster {
 
     async fn pod(&self, name: &str) -> Pod {
         self.pods().get(name).await.expect("getting a pod")
+    }
+
+    /// The ReplicaSet `web`'s pods, the Terminating ones too.
+    async fn web_pods(&self) -> Vec<Pod> {
+        self.pods()
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .expect("listing pods")
+            .items
     }
 
     /// Events about `name`, as (type, reason, message, source component).
@@ -228,9 +293,38 @@ fn unreachable_taints(node: &Node) -> Vec<Taint> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_evicted() {
-    let cluster = Cluster::start().await;
+    let mut cluster = Cluster::start().await;
     let heartbeat = Time(Utc::now());
     cluster.register_node(heartbeat.clone()).await;
+    // A ReplicaSet's pod, scheduled onto the node (the only one yet), which
+    // tolerates it being unreachable for 2 s.
+    cluster.start_workloads();
+    let rs: ReplicaSet = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                "tolerations": [
+                    {"key": UNREACHABLE_TAINT, "operator": "Exists", "effect": "NoExecute",
+                     "tolerationSeconds": 2},
+                    {"key": "orca.dev/virtual-node", "operator": "Exists"}],
+                "containers": [{"name": "main", "image": "busybox"}]}}},
+    }))
+    .unwrap();
+    Api::<ReplicaSet>::namespaced(cluster.client.clone(), "default")
+        .create(&PostParams::default(), &rs)
+        .await
+        .expect("creating the ReplicaSet");
+    let first = wait_for("the ReplicaSet's pod on the node", WAIT, || async {
+        cluster.renew_lease().await;
+        let pods = cluster.web_pods().await;
+        let pod = pods.first()?;
+        let node = pod.spec.as_ref()?.node_name.as_deref()?;
+        assert_eq!(node, NODE);
+        Some(pod.name_any())
+    })
+    .await;
+    cluster.report_running(&first).await;
+    cluster.add_virtual_node().await;
     // Tolerates the unreachable node for 2 s (Kubernetes' default
     // toleration, added at admission, is 300 s).
     cluster
@@ -392,6 +486,31 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_evicted() 
         assert!(pod.metadata.deletion_timestamp.is_none(), "{pod:?}");
         assert!(condition(&pod, "DisruptionTarget").is_none());
     }
+
+    // The ReplicaSet's pod goes the same way, and the ReplicaSet replaces
+    // it: a new pod, scheduled onto the other node (the lost one is tainted
+    // NoSchedule), running there.
+    let replacement = wait_for("the replacement pod Ready on vn-0", WAIT, || async {
+        let pods = cluster.web_pods().await;
+        let old = pods.iter().find(|p| p.name_any() == first)?;
+        old.metadata.deletion_timestamp.as_ref()?;
+        let new = pods.iter().find(|p| p.name_any() != first)?;
+        (condition(new, "Ready")?.status == "True").then(|| new.clone())
+    })
+    .await;
+    assert_eq!(
+        replacement
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref()),
+        Some("vn-0")
+    );
+    let evicted = cluster.pod(&first).await;
+    assert_eq!(
+        condition(&evicted, "DisruptionTarget").and_then(|c| c.reason.as_deref()),
+        Some("DeletionByTaintManager")
+    );
+    assert_eq!(cluster.web_pods().await.len(), 2, "one replacement only");
 
     // The kubelet comes back: the unreachable taints go.
     cluster.renew_lease().await;
