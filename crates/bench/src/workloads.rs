@@ -134,8 +134,17 @@ pub async fn run(bin: &Path, images: &Path, quick: bool) -> anyhow::Result<Strin
         let mut samples = Vec::new();
         for _ in 0..replacements {
             let sel = ListParams::default().labels("bench-deploy=heal");
-            let before: HashSet<String> = pods.list(&sel).await?.items.iter().map(|p| p.name_any()).collect();
-            let victim = before.iter().next().cloned().unwrap_or_default();
+            let listed = pods.list(&sel).await?.items;
+            let before: HashSet<String> = listed.iter().map(|p| p.name_any()).collect();
+            // Not the last victim, which may still be terminating: deleting
+            // it again would not be replaced.
+            let Some(victim) = listed
+                .iter()
+                .find(|p| p.metadata.deletion_timestamp.is_none() && orca::is_ready(p))
+                .map(|p| p.name_any())
+            else {
+                bail!("no ready pod of the Deployment to delete");
+            };
             let start = Instant::now();
             pods.delete(&victim, &DeleteParams::default()).await?;
             loop {
