@@ -93,6 +93,24 @@ async fn until_ready(
     }
 }
 
+/// Deletes the Deployments, waiting (up to 2 minutes) until the garbage
+/// collector has removed them with their ReplicaSets and pods: pods deleted
+/// while their ReplicaSet lives are replaced, and would outlive the server.
+async fn delete_deployments(server: &OrcaServer) {
+    let api: Api<Deployment> = Api::namespaced(server.client.clone(), "default");
+    let _ = api
+        .delete_collection(&DeleteParams::foreground(), &ListParams::default())
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(list) if list.items.is_empty() => break,
+            Err(_) => break,
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -169,6 +187,7 @@ pub async fn run(bin: &Path, images: &Path, quick: bool) -> anyhow::Result<Strin
         anyhow::Ok(())
     }
     .await;
+    delete_deployments(&server).await;
     server.stop(true).await?;
     outcome?;
 
