@@ -494,7 +494,11 @@ async fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_evicted() 
         let pods = cluster.web_pods().await;
         let old = pods.iter().find(|p| p.name_any() == first)?;
         old.metadata.deletion_timestamp.as_ref()?;
-        let new = pods.iter().find(|p| p.name_any() != first)?;
+        // A replacement that was itself evicted (a load spike can lapse vn-0's Lease too) is
+        // replaced again: look at the live one.
+        let new = pods
+            .iter()
+            .find(|p| p.name_any() != first && p.metadata.deletion_timestamp.is_none())?;
         (condition(new, "Ready")?.status == "True").then(|| new.clone())
     })
     .await;
