@@ -658,6 +658,13 @@ pub fn supported_fields(kind: &str) -> &'static [&'static str] {
         "ReplicaSet" | "ReplicationController" => {
             &["metadata.name", "metadata.namespace", "status.replicas"]
         }
+        "Service" => &[
+            "metadata.name",
+            "metadata.namespace",
+            "spec.clusterIP",
+            "spec.type",
+        ],
+        "CertificateSigningRequest" => &["metadata.name", "spec.signerName"],
         _ => &["metadata.name", "metadata.namespace"],
     }
 }
@@ -709,6 +716,30 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn services_and_signing_requests_select_by_their_own_fields() {
+        let svc = json!({"spec": {"clusterIP": "10.43.0.10", "type": "ClusterIP"}});
+        assert_eq!(
+            field_value("Service", &svc, "spec.type").as_deref(),
+            Some("ClusterIP")
+        );
+        assert_eq!(
+            field_value("Service", &svc, "spec.clusterIP").as_deref(),
+            Some("10.43.0.10")
+        );
+        let csr = json!({"spec": {"signerName": "kubernetes.io/kube-apiserver-client"}});
+        assert_eq!(
+            field_value("CertificateSigningRequest", &csr, "spec.signerName").as_deref(),
+            Some("kubernetes.io/kube-apiserver-client")
+        );
+        for (kind, field) in [
+            ("Service", "spec.type"),
+            ("CertificateSigningRequest", "spec.signerName"),
+        ] {
+            assert!(supported_fields(kind).contains(&field));
+        }
     }
 
     #[test]
