@@ -161,6 +161,23 @@ pub async fn run(clients: impl Into<Clients>, config: Config) -> Result<(), Erro
     run_with_ready(clients, config, None).await
 }
 
+/// Runs the nodes in a task and returns it once every node is registered
+/// (how tests add nodes); the task panics if the nodes stop with an error.
+pub async fn spawn_registered(
+    clients: impl Into<Clients>,
+    config: Config,
+) -> tokio::task::JoinHandle<()> {
+    let clients = clients.into();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        if let Err(e) = run_with_ready(clients, config, Some(ready_tx)).await {
+            panic!("virtual nodes stopped: {e}");
+        }
+    });
+    ready_rx.await.expect("virtual nodes registered");
+    task
+}
+
 /// Like [`run`], but sends on `ready` once every node is registered.
 pub async fn run_with_ready(
     clients: impl Into<Clients>,

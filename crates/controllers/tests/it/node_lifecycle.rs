@@ -101,14 +101,8 @@ impl Cluster {
             termination: orca_virtual_nodes::Termination::Immediate,
             ..Default::default()
         };
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let client = self.client.clone();
-        self.tasks.push(tokio::spawn(async move {
-            orca_virtual_nodes::run_with_ready(client, config, Some(ready_tx))
-                .await
-                .expect("the virtual node runs");
-        }));
-        ready_rx.await.expect("the virtual node registered");
+        self.tasks
+            .push(orca_virtual_nodes::spawn_registered(self.client.clone(), config).await);
     }
 
     fn nodes(&self) -> Api<Node> {

@@ -82,14 +82,8 @@ impl Cluster {
             pod_cidr_base: std::net::Ipv4Addr::new(10, 128 + self.tasks.len() as u8, 0, 0),
             ..Default::default()
         };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let client = self.client.clone();
-        self.tasks.push(tokio::spawn(async move {
-            orca_virtual_nodes::run_with_ready(client, config, Some(tx))
-                .await
-                .unwrap();
-        }));
-        rx.await.expect("virtual nodes registered");
+        self.tasks
+            .push(orca_virtual_nodes::spawn_registered(self.client.clone(), config).await);
     }
 
     pub fn api<K>(&self) -> Api<K>

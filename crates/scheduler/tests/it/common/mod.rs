@@ -95,14 +95,8 @@ impl Cluster {
             termination: orca_virtual_nodes::Termination::AfterGrace,
             ..Default::default()
         };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let client = self.client.clone();
-        self.tasks.push(tokio::spawn(async move {
-            orca_virtual_nodes::run_with_ready(client, config, Some(tx))
-                .await
-                .expect("virtual nodes register");
-        }));
-        rx.await.expect("virtual nodes registered");
+        self.tasks
+            .push(orca_virtual_nodes::spawn_registered(self.client.clone(), config).await);
     }
 
     pub fn pods(&self) -> Api<Pod> {
